@@ -1,0 +1,169 @@
+//! Names and fixed headers of every file in a data directory, in one place.
+//! `docs/FORMAT.md` has the byte tables.
+
+use std::path::{Path, PathBuf};
+
+/// Version of every file format below; bumped on any incompatible change.
+pub const FORMAT_VERSION: u32 = 1;
+
+pub const SEGMENT_MAGIC: [u8; 8] = *b"CASKSEG\0";
+pub const HINT_MAGIC: [u8; 8] = *b"CASKHNT\0";
+pub const MANIFEST_MAGIC: [u8; 8] = *b"CASKMAN\0";
+
+/// Segment header: magic, version, reserved (zero), segment id.
+pub const SEGMENT_HEADER_LEN: usize = 8 + 4 + 4 + 8;
+
+pub const LOCK_FILE: &str = "LOCK";
+pub const MANIFEST_FILE: &str = "MANIFEST";
+const SEGMENT_EXT: &str = "seg";
+const HINT_EXT: &str = "hint";
+pub const TEMP_SUFFIX: &str = ".tmp";
+
+/// What a file in the data directory is, judged by its name.
+#[derive(Debug, PartialEq, Eq, Clone, Copy)]
+pub enum FileKind {
+    Segment(u64),
+    Hint(u64),
+    Manifest,
+    Lock,
+    /// Left behind by an interrupted write; removed at open.
+    Temp,
+    /// Not ours.
+    Other,
+}
+
+pub fn segment_file_name(id: u64) -> String {
+    format!("{id:016}.{SEGMENT_EXT}")
+}
+
+pub fn hint_file_name(id: u64) -> String {
+    format!("{id:016}.{HINT_EXT}")
+}
+
+pub fn segment_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(segment_file_name(id))
+}
+
+pub fn hint_path(dir: &Path, id: u64) -> PathBuf {
+    dir.join(hint_file_name(id))
+}
+
+/// `path` with `.tmp` appended: where a file is written before it is renamed
+/// into place.
+pub fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(TEMP_SUFFIX);
+    PathBuf::from(name)
+}
+
+pub fn parse_file_name(name: &str) -> FileKind {
+    if name == LOCK_FILE {
+        return FileKind::Lock;
+    }
+    if name == MANIFEST_FILE {
+        return FileKind::Manifest;
+    }
+    if name.ends_with(TEMP_SUFFIX) {
+        return FileKind::Temp;
+    }
+    let Some((stem, ext)) = name.split_once('.') else {
+        return FileKind::Other;
+    };
+    if stem.len() != 16 || !stem.bytes().all(|b| b.is_ascii_digit()) {
+        return FileKind::Other;
+    }
+    let Ok(id) = stem.parse::<u64>() else {
+        return FileKind::Other;
+    };
+    match ext {
+        SEGMENT_EXT => FileKind::Segment(id),
+        HINT_EXT => FileKind::Hint(id),
+        _ => FileKind::Other,
+    }
+}
+
+pub fn encode_segment_header(id: u64) -> [u8; SEGMENT_HEADER_LEN] {
+    let mut h = [0u8; SEGMENT_HEADER_LEN];
+    h[0..8].copy_from_slice(&SEGMENT_MAGIC);
+    h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[16..24].copy_from_slice(&id.to_le_bytes());
+    h
+}
+
+/// Checks a segment header; the error says what is wrong with it.
+pub fn check_segment_header(bytes: &[u8], expected_id: u64) -> Result<(), String> {
+    if bytes.len() < SEGMENT_HEADER_LEN {
+        return Err(format!(
+            "file is {} bytes, shorter than its header",
+            bytes.len()
+        ));
+    }
+    if bytes[0..8] != SEGMENT_MAGIC {
+        return Err("wrong magic number: not a caskfs segment".into());
+    }
+    let version = le_u32(&bytes[8..12]);
+    if version != FORMAT_VERSION {
+        return Err(format!(
+            "format version {version}, this build reads version {FORMAT_VERSION}"
+        ));
+    }
+    let id = le_u64(&bytes[16..24]);
+    if id != expected_id {
+        return Err(format!(
+            "header names segment {id}, file name says {expected_id}"
+        ));
+    }
+    Ok(())
+}
+
+pub fn le_u32(b: &[u8]) -> u32 {
+    let mut a = [0u8; 4];
+    a.copy_from_slice(&b[..4]);
+    u32::from_le_bytes(a)
+}
+
+pub fn le_u64(b: &[u8]) -> u64 {
+    let mut a = [0u8; 8];
+    a.copy_from_slice(&b[..8]);
+    u64::from_le_bytes(a)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for id in [0, 1, 42, 9_999_999_999_999_999] {
+            assert_eq!(
+                parse_file_name(&segment_file_name(id)),
+                FileKind::Segment(id)
+            );
+            assert_eq!(parse_file_name(&hint_file_name(id)), FileKind::Hint(id));
+        }
+        assert_eq!(parse_file_name("LOCK"), FileKind::Lock);
+        assert_eq!(parse_file_name("MANIFEST"), FileKind::Manifest);
+        assert_eq!(parse_file_name("0000000000000001.seg.tmp"), FileKind::Temp);
+        assert_eq!(parse_file_name("notes.txt"), FileKind::Other);
+        assert_eq!(parse_file_name("1.seg"), FileKind::Other);
+        assert_eq!(parse_file_name("000000000000000x.seg"), FileKind::Other);
+    }
+
+    #[test]
+    fn segment_header_round_trip_and_rejects() {
+        let h = encode_segment_header(7);
+        assert!(check_segment_header(&h, 7).is_ok());
+        assert!(check_segment_header(&h, 8).is_err());
+        assert!(check_segment_header(&h[..10], 7).is_err());
+        let mut bad = h;
+        bad[0] ^= 1;
+        assert!(check_segment_header(&bad, 7).unwrap_err().contains("magic"));
+        let mut future = h;
+        future[8] = 9;
+        assert!(
+            check_segment_header(&future, 7)
+                .unwrap_err()
+                .contains("version")
+        );
+    }
+}

@@ -1,0 +1,185 @@
+//! Hint files: a closed segment's index on disk, so that opening a store
+//! reads a few bytes per key instead of every record.
+//!
+//! Layout (little-endian): header of 48 bytes — magic, format version,
+//! reserved (zero), segment id, segment length the hint describes, highest
+//! sequence number in the segment, entry count — then per entry: flags (bit 0
+//! = tombstone), key length, record offset u32, value length u32, mtime u64,
+//! key bytes; then a CRC32 of everything before it.
+//!
+//! Hints are written without fsync: a hint torn by a power loss fails its
+//! checksum and the segment is scanned instead, so it can never mislead.
+
+use std::fs;
+use std::path::Path;
+
+use super::error::{Error, Result};
+use super::format::{self, FORMAT_VERSION, HINT_MAGIC, le_u32, le_u64};
+use super::index::{Entry, Index, hash_key};
+
+const HEADER_LEN: usize = 8 + 4 + 4 + 8 + 8 + 8 + 8;
+const ENTRY_FIXED_LEN: usize = 1 + 1 + 4 + 4 + 8;
+
+pub struct Hint {
+    pub index: Index,
+    pub max_seq: u64,
+}
+
+pub fn encode(id: u64, segment_len: u64, max_seq: u64, index: &Index) -> Vec<u8> {
+    let mut buf =
+        Vec::with_capacity(HEADER_LEN + index.len() * ENTRY_FIXED_LEN + index.key_bytes() + 4);
+    buf.extend_from_slice(&HINT_MAGIC);
+    buf.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    buf.extend_from_slice(&0u32.to_le_bytes());
+    buf.extend_from_slice(&id.to_le_bytes());
+    buf.extend_from_slice(&segment_len.to_le_bytes());
+    buf.extend_from_slice(&max_seq.to_le_bytes());
+    buf.extend_from_slice(&(index.len() as u64).to_le_bytes());
+    for (key, e) in index.iter() {
+        buf.push(u8::from(e.tombstone));
+        buf.push(key.len() as u8);
+        buf.extend_from_slice(&e.offset.to_le_bytes());
+        buf.extend_from_slice(&e.value_len.to_le_bytes());
+        buf.extend_from_slice(&e.mtime.to_le_bytes());
+        buf.extend_from_slice(key);
+    }
+    let crc = crc32fast::hash(&buf);
+    buf.extend_from_slice(&crc.to_le_bytes());
+    buf
+}
+
+/// Parses a hint, checking it describes segment `id` of `segment_len` bytes.
+pub fn decode(bytes: &[u8], id: u64, segment_len: u64) -> std::result::Result<Hint, String> {
+    if bytes.len() < HEADER_LEN + 4 {
+        return Err("too short".into());
+    }
+    let (body, crc) = bytes.split_at(bytes.len() - 4);
+    if crc32fast::hash(body) != le_u32(crc) {
+        return Err("checksum mismatch".into());
+    }
+    if body[0..8] != HINT_MAGIC {
+        return Err("wrong magic number".into());
+    }
+    let version = le_u32(&body[8..]);
+    if version != FORMAT_VERSION {
+        return Err(format!(
+            "format version {version}, this build reads {FORMAT_VERSION}"
+        ));
+    }
+    if le_u64(&body[16..]) != id {
+        return Err("describes another segment".into());
+    }
+    if le_u64(&body[24..]) != segment_len {
+        return Err(format!(
+            "describes {} bytes of segment, the file has {segment_len}",
+            le_u64(&body[24..])
+        ));
+    }
+    let max_seq = le_u64(&body[32..]);
+    let count = le_u64(&body[40..]);
+    let max_count = (body.len() - HEADER_LEN) / (ENTRY_FIXED_LEN + 1);
+    if count > max_count as u64 {
+        return Err("entry count larger than the file".into());
+    }
+    let mut index = Index::with_capacity(
+        count as usize,
+        body.len() - HEADER_LEN - count as usize * ENTRY_FIXED_LEN,
+    );
+    let mut pos = HEADER_LEN;
+    for _ in 0..count {
+        let fixed = body
+            .get(pos..pos + ENTRY_FIXED_LEN)
+            .ok_or("entry cut short")?;
+        let key_len = fixed[1] as usize;
+        let key = body
+            .get(pos + ENTRY_FIXED_LEN..pos + ENTRY_FIXED_LEN + key_len)
+            .ok_or("entry cut short")?;
+        if fixed[0] > 1 || key.is_empty() {
+            return Err("malformed entry".into());
+        }
+        let entry = Entry {
+            tombstone: fixed[0] == 1,
+            offset: le_u32(&fixed[2..]),
+            value_len: le_u32(&fixed[6..]),
+            mtime: le_u64(&fixed[10..]),
+        };
+        if u64::from(entry.offset) >= segment_len {
+            return Err("entry points past the end of the segment".into());
+        }
+        index.insert(hash_key(key), key, entry);
+        pos += ENTRY_FIXED_LEN + key_len;
+    }
+    if pos != body.len() {
+        return Err("trailing bytes after the entries".into());
+    }
+    Ok(Hint { index, max_seq })
+}
+
+/// Writes the hint for segment `id` under a temporary name, then renames it
+/// into place.
+pub fn write(dir: &Path, id: u64, segment_len: u64, max_seq: u64, index: &Index) -> Result<()> {
+    let path = format::hint_path(dir, id);
+    let tmp = format::temp_path(&path);
+    fs::write(&tmp, encode(id, segment_len, max_seq, index))
+        .and_then(|_| fs::rename(&tmp, &path))
+        .map_err(|e| Error::io(format!("writing hint {}", path.display()), e))
+}
+
+/// Loads the hint for segment `id`; `Ok(None)` when there is none,
+/// `Err(reason)` when it is there but unusable.
+pub fn load(dir: &Path, id: u64, segment_len: u64) -> std::result::Result<Option<Hint>, String> {
+    let path = format::hint_path(dir, id);
+    match fs::read(&path) {
+        Ok(bytes) => decode(&bytes, id, segment_len).map(Some),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Index {
+        let mut ix = Index::default();
+        for i in 0..50u32 {
+            let k = format!("k{i}");
+            let e = Entry {
+                offset: 24 + i * 40,
+                value_len: i,
+                mtime: u64::from(i) * 1000,
+                tombstone: i % 7 == 0,
+            };
+            ix.insert(hash_key(k.as_bytes()), k.as_bytes(), e);
+        }
+        ix
+    }
+
+    #[test]
+    fn round_trip() {
+        let ix = sample();
+        let bytes = encode(3, 5000, 77, &ix);
+        let h = decode(&bytes, 3, 5000).unwrap();
+        assert_eq!(h.max_seq, 77);
+        let mut a: Vec<_> = ix.iter().map(|(k, e)| (k.to_vec(), e)).collect();
+        let mut b: Vec<_> = h.index.iter().map(|(k, e)| (k.to_vec(), e)).collect();
+        a.sort_by(|x, y| x.0.cmp(&y.0));
+        b.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(a, b);
+        assert!(decode(&bytes, 4, 5000).is_err());
+        assert!(decode(&bytes, 3, 5001).is_err());
+    }
+
+    #[test]
+    fn any_flip_or_cut_is_refused() {
+        let bytes = encode(3, 5000, 77, &sample());
+        for i in 0..bytes.len() {
+            let mut bad = bytes.clone();
+            bad[i] ^= 0x10;
+            assert!(decode(&bad, 3, 5000).is_err(), "flip at {i}");
+        }
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut], 3, 5000).is_err(), "cut at {cut}");
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! A segment's in-memory hash index: key → where the key's latest record in
+//! that segment lives. Keys are kept once, in an arena, and each slot is 20
+//! bytes, so a million keys cost little beyond their own bytes.
+
+use std::hash::BuildHasher;
+use std::sync::LazyLock;
+
+use hashbrown::HashTable;
+
+/// One hash function for every segment, so a lookup hashes its key once and
+/// probes each segment's table with the same hash.
+static HASHER: LazyLock<foldhash::fast::RandomState> = LazyLock::new(Default::default);
+
+pub fn hash_key(key: &[u8]) -> u64 {
+    HASHER.hash_one(key)
+}
+
+/// What a lookup finds: the record's offset in its segment file, the value
+/// length, and the record's wall-clock time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Entry {
+    pub offset: u32,
+    pub value_len: u32,
+    pub mtime: u64,
+    pub tombstone: bool,
+}
+
+/// A tombstone is stored as this value length; no value can be this long
+/// because record offsets and lengths must fit in a segment's u32 offsets.
+const TOMBSTONE_LEN: u32 = u32::MAX;
+
+#[derive(Clone, Copy)]
+#[repr(C, packed(4))]
+struct Slot {
+    /// Where the key sits in the arena: one length byte, then the key bytes.
+    key_pos: u32,
+    offset: u32,
+    value_len: u32,
+    mtime: u64,
+}
+
+impl Slot {
+    fn entry(&self) -> Entry {
+        let value_len = self.value_len;
+        Entry {
+            offset: self.offset,
+            value_len: if value_len == TOMBSTONE_LEN {
+                0
+            } else {
+                value_len
+            },
+            mtime: self.mtime,
+            tombstone: value_len == TOMBSTONE_LEN,
+        }
+    }
+
+    fn set(&mut self, e: Entry) {
+        self.offset = e.offset;
+        self.value_len = if e.tombstone {
+            TOMBSTONE_LEN
+        } else {
+            e.value_len
+        };
+        self.mtime = e.mtime;
+    }
+}
+
+#[derive(Default)]
+pub struct Index {
+    table: HashTable<Slot>,
+    arena: Vec<u8>,
+}
+
+fn arena_key(arena: &[u8], pos: u32) -> &[u8] {
+    let pos = pos as usize;
+    let len = arena[pos] as usize;
+    &arena[pos + 1..pos + 1 + len]
+}
+
+impl Index {
+    pub fn with_capacity(entries: usize, key_bytes: usize) -> Self {
+        Index {
+            table: HashTable::with_capacity(entries),
+            arena: Vec::with_capacity(key_bytes + entries),
+        }
+    }
+
+    pub fn get(&self, hash: u64, key: &[u8]) -> Option<Entry> {
+        self.table
+            .find(hash, |s| arena_key(&self.arena, s.key_pos) == key)
+            .map(Slot::entry)
+    }
+
+    /// Records `entry` as the key's latest record in this segment.
+    /// Keys are 1..=255 bytes (checked by the caller), so the length fits a byte.
+    pub fn insert(&mut self, hash: u64, key: &[u8], entry: Entry) {
+        let Index { table, arena } = self;
+        if let Some(slot) = table.find_mut(hash, |s| arena_key(arena, s.key_pos) == key) {
+            slot.set(entry);
+            return;
+        }
+        let key_pos = arena.len() as u32;
+        arena.push(key.len() as u8);
+        arena.extend_from_slice(key);
+        let mut slot = Slot {
+            key_pos,
+            offset: 0,
+            value_len: 0,
+            mtime: 0,
+        };
+        slot.set(entry);
+        table.insert_unique(hash, slot, |s| hash_key(arena_key(arena, s.key_pos)));
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Total bytes of all keys: what a hint file needs to size its arena.
+    pub fn key_bytes(&self) -> usize {
+        self.arena.len() - self.table.len()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], Entry)> {
+        self.table
+            .iter()
+            .map(|s| (arena_key(&self.arena, s.key_pos), s.entry()))
+    }
+
+    /// Gives back the slack left by growth, once no more keys will be added.
+    pub fn shrink_to_fit(&mut self) {
+        let Index { table, arena } = self;
+        arena.shrink_to_fit();
+        table.shrink_to_fit(|s| hash_key(arena_key(arena, s.key_pos)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(offset: u32, len: u32) -> Entry {
+        Entry {
+            offset,
+            value_len: len,
+            mtime: 5,
+            tombstone: false,
+        }
+    }
+
+    #[test]
+    fn insert_get_overwrite() {
+        let mut ix = Index::default();
+        assert_eq!(std::mem::size_of::<Slot>(), 20);
+        for i in 0..1000u32 {
+            let k = format!("key{i}");
+            ix.insert(hash_key(k.as_bytes()), k.as_bytes(), put(i, i));
+        }
+        let gone = Entry {
+            offset: 7,
+            value_len: 0,
+            mtime: 9,
+            tombstone: true,
+        };
+        ix.insert(hash_key(b"key3"), b"key3", gone);
+        assert_eq!(ix.len(), 1000);
+        assert_eq!(ix.get(hash_key(b"key3"), b"key3"), Some(gone));
+        assert_eq!(ix.get(hash_key(b"key999"), b"key999"), Some(put(999, 999)));
+        assert_eq!(ix.get(hash_key(b"nope"), b"nope"), None);
+        ix.shrink_to_fit();
+        assert_eq!(ix.iter().count(), 1000);
+        assert_eq!(
+            ix.key_bytes(),
+            (0..1000).map(|i| format!("key{i}").len()).sum()
+        );
+    }
+}

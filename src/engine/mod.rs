@@ -1,0 +1,25 @@
+//! The storage engine: a Bitcask-style log of checksummed records in
+//! segment files, with one in-memory hash index per segment. Nothing here
+//! knows about FUSE.
+
+mod check;
+mod error;
+mod format;
+mod hint;
+mod index;
+mod key;
+mod lock;
+mod manifest;
+mod options;
+mod record;
+mod recovery;
+mod scan;
+mod segment;
+mod store;
+mod writer;
+
+pub use check::{CheckReport, check};
+pub use error::{Error, Result};
+pub use key::{MAX_KEY_LEN, validate_key};
+pub use options::{Options, SyncPolicy, parse_size};
+pub use store::{BatchOp, Metadata, SegmentStats, Stats, Store};

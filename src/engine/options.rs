@@ -1,0 +1,123 @@
+//! What a store is opened with.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use super::error::{Error, Result};
+
+/// When appended data is forced to disk, as in Bitcask's `sync_strategy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SyncPolicy {
+    /// Every append reaches the OS; `sync()` forces it to disk.
+    None,
+    /// An append returns after fdatasync; concurrent appenders share one.
+    Always,
+    /// A background thread syncs at this interval.
+    Interval(Duration),
+}
+
+impl FromStr for SyncPolicy {
+    type Err = String;
+
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "none" => Ok(SyncPolicy::None),
+            "always" => Ok(SyncPolicy::Always),
+            _ => s
+                .strip_prefix("interval=")
+                .and_then(|ms| ms.parse::<u64>().ok())
+                .filter(|&ms| ms > 0)
+                .map(|ms| SyncPolicy::Interval(Duration::from_millis(ms)))
+                .ok_or_else(|| {
+                    format!("unknown sync policy \"{s}\": use none, always or interval=MS")
+                }),
+        }
+    }
+}
+
+/// Limits that keep every record offset within a segment inside a u32: a
+/// segment holds at most `max_segment_size` bytes plus one record.
+pub const MAX_SEGMENT_SIZE_LIMIT: u64 = 2 << 30;
+pub const MAX_VALUE_SIZE_LIMIT: u64 = (2 << 30) - (1 << 20);
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// A segment is closed once the next record would take it past this size.
+    pub max_segment_size: u64,
+    /// Values above this many bytes are refused.
+    pub max_value_size: u64,
+    pub sync: SyncPolicy,
+    /// Open without writing anything: no tail cut, no hint rewrite.
+    pub read_only: bool,
+    /// Create the directory and an empty store when missing.
+    pub create_if_missing: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            max_segment_size: 64 << 20,
+            max_value_size: 1 << 30,
+            sync: SyncPolicy::None,
+            read_only: false,
+            create_if_missing: true,
+        }
+    }
+}
+
+impl Options {
+    pub fn validate(&self) -> Result<()> {
+        if !(4096..=MAX_SEGMENT_SIZE_LIMIT).contains(&self.max_segment_size) {
+            return Err(Error::InvalidOption(format!(
+                "max segment size {} is outside 4096..={MAX_SEGMENT_SIZE_LIMIT}",
+                self.max_segment_size
+            )));
+        }
+        if self.max_value_size > MAX_VALUE_SIZE_LIMIT {
+            return Err(Error::InvalidOption(format!(
+                "max value size {} is over the limit of {MAX_VALUE_SIZE_LIMIT}",
+                self.max_value_size
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Parses a size such as `4096`, `64K`, `16M` or `1G` (powers of 1024).
+pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
+    let s = s.trim();
+    let (digits, shift) = match s.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&s[..i], 10),
+        Some((i, 'm' | 'M')) => (&s[..i], 20),
+        Some((i, 'g' | 'G')) => (&s[..i], 30),
+        _ => (s, 0),
+    };
+    digits
+        .parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(1 << shift))
+        .ok_or_else(|| format!("bad size \"{s}\": use a number with an optional K, M or G suffix"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_policies_parse() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("64K"), Ok(65536));
+        assert_eq!(parse_size("16m"), Ok(16 << 20));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert!(parse_size("x").is_err());
+        assert!(parse_size("").is_err());
+        assert!(parse_size("99999999999G").is_err());
+        assert_eq!("always".parse(), Ok(SyncPolicy::Always));
+        assert_eq!(
+            "interval=50".parse(),
+            Ok(SyncPolicy::Interval(Duration::from_millis(50)))
+        );
+        assert!("interval=0".parse::<SyncPolicy>().is_err());
+        assert!("sometimes".parse::<SyncPolicy>().is_err());
+    }
+}

@@ -1,0 +1,236 @@
+//! One segment file with its index. The active segment is read with `pread`;
+//! a closed segment never changes again, so it is memory-mapped and read
+//! without a system call.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use log::warn;
+use memmap2::Mmap;
+use parking_lot::{Mutex, RwLock};
+
+use super::error::{Error, Result};
+use super::format::{self, SEGMENT_HEADER_LEN};
+use super::index::{Entry, Index};
+use super::record::{self, HEADER_LEN, Header};
+
+/// Records up to this size are checked whole on every read; bigger ones are
+/// checked once, remembered, and then served range by range.
+const WHOLE_CHECK_LIMIT: u64 = 256 * 1024;
+/// Chunk for streaming through large records.
+pub const CHUNK: usize = 1 << 20;
+
+pub struct Segment {
+    pub id: u64,
+    pub path: PathBuf,
+    pub file: File,
+    map: OnceLock<Mmap>,
+    pub index: RwLock<Index>,
+    /// Highest sequence number written to this segment.
+    pub max_seq: AtomicU64,
+    /// Offsets of large records whose CRC has been checked.
+    verified: Mutex<HashSet<u32>>,
+}
+
+impl Segment {
+    /// Creates a new, empty segment file holding only its header, durably.
+    pub fn create(dir: &Path, id: u64) -> Result<Segment> {
+        let path = format::segment_path(dir, id);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .open(&path)
+            .map_err(|e| Error::io(format!("creating segment {}", path.display()), e))?;
+        file.write_all_at(&format::encode_segment_header(id), 0)
+            .and_then(|_| file.sync_all())
+            .map_err(|e| Error::io(format!("writing header of {}", path.display()), e))?;
+        Ok(Self::with_file(id, path, file, Index::default()))
+    }
+
+    /// Opens an existing segment file and checks its header.
+    pub fn open(dir: &Path, id: u64, writable: bool) -> Result<Segment> {
+        let path = format::segment_path(dir, id);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .open(&path)
+            .map_err(|e| Error::io(format!("opening segment {}", path.display()), e))?;
+        let mut header = [0u8; SEGMENT_HEADER_LEN];
+        let n = read_up_to(&file, &mut header, 0)
+            .map_err(|e| Error::io(format!("reading header of {}", path.display()), e))?;
+        format::check_segment_header(&header[..n], id)
+            .map_err(|detail| Error::corrupt(&path, 0, detail))?;
+        Ok(Self::with_file(id, path, file, Index::default()))
+    }
+
+    fn with_file(id: u64, path: PathBuf, file: File, index: Index) -> Segment {
+        Segment {
+            id,
+            path,
+            file,
+            map: OnceLock::new(),
+            index: RwLock::new(index),
+            max_seq: AtomicU64::new(0),
+            verified: Mutex::new(HashSet::new()),
+        }
+    }
+
+    pub fn file_len(&self) -> Result<u64> {
+        self.file
+            .metadata()
+            .map(|m| m.len())
+            .map_err(|e| Error::io(format!("stat {}", self.path.display()), e))
+    }
+
+    /// Marks the segment closed: from now on it is read through a mapping.
+    /// Without a mapping (mmap refused) reads fall back to `pread`.
+    pub fn freeze(&self) {
+        if self.map.get().is_some() {
+            return;
+        }
+        // SAFETY: a closed segment is never written or truncated again while
+        // this process holds the data directory's lock, and nothing else may
+        // write there; the mapping is read-only.
+        match unsafe { Mmap::map(&self.file) } {
+            Ok(m) => {
+                let _ = self.map.set(m);
+            }
+            Err(e) => warn!(
+                "cannot map {}: {e}; reading it with pread",
+                self.path.display()
+            ),
+        }
+        self.index.write().shrink_to_fit();
+    }
+
+    /// Reads `len` bytes at `offset`.
+    pub fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        if let Some(map) = self.map.get() {
+            let end = offset.saturating_add(len as u64);
+            if end > map.len() as u64 {
+                return Err(Error::corrupt(
+                    &self.path,
+                    offset,
+                    "record runs past the end of the file",
+                ));
+            }
+            return Ok(map[offset as usize..end as usize].to_vec());
+        }
+        let mut buf = vec![0u8; len];
+        self.file.read_exact_at(&mut buf, offset).map_err(|e| {
+            Error::io(
+                format!("reading {} at offset {offset}", self.path.display()),
+                e,
+            )
+        })?;
+        Ok(buf)
+    }
+
+    /// Reads and checks the header of the record at `entry`, confirming it
+    /// belongs to `key`.
+    fn header(&self, key: &[u8], entry: &Entry) -> Result<Header> {
+        let offset = u64::from(entry.offset);
+        let bytes = self.read_at(offset, HEADER_LEN + key.len())?;
+        let h = Header::parse(&bytes).map_err(|d| Error::corrupt(&self.path, offset, d))?;
+        if bytes[HEADER_LEN..] != *key || h.value_len != entry.value_len {
+            return Err(Error::corrupt(
+                &self.path,
+                offset,
+                "record does not match the index",
+            ));
+        }
+        Ok(h)
+    }
+
+    /// The whole value of the record at `entry`, CRC-checked.
+    pub fn read_value(&self, key: &[u8], entry: &Entry) -> Result<Vec<u8>> {
+        self.read_range(key, entry, 0, entry.value_len as usize)
+    }
+
+    /// `len` bytes of the value at `entry` from `start` (clipped to the value's end).
+    /// Only that range is read from disk once the record has been checked.
+    pub fn read_range(&self, key: &[u8], entry: &Entry, start: u64, len: usize) -> Result<Vec<u8>> {
+        let value_len = u64::from(entry.value_len);
+        let start = start.min(value_len);
+        let len = (len as u64).min(value_len - start) as usize;
+        let offset = u64::from(entry.offset);
+        let value_at = HEADER_LEN as u64 + key.len() as u64;
+        let record_len = value_at + value_len;
+        if record_len <= WHOLE_CHECK_LIMIT {
+            let rec = self.read_at(offset, record_len as usize)?;
+            self.check_small(key, entry, &rec)?;
+            let from = (value_at + start) as usize;
+            return Ok(rec[from..from + len].to_vec());
+        }
+        self.check_large(key, entry)?;
+        self.read_at(offset + value_at + start, len)
+    }
+
+    fn check_small(&self, key: &[u8], entry: &Entry, rec: &[u8]) -> Result<()> {
+        let offset = u64::from(entry.offset);
+        let h = Header::parse(rec).map_err(|d| Error::corrupt(&self.path, offset, d))?;
+        let key_ok = rec.get(HEADER_LEN..HEADER_LEN + key.len()) == Some(key);
+        if !key_ok || h.value_len != entry.value_len || !record::crc_ok(rec) {
+            return Err(Error::corrupt(&self.path, offset, "checksum mismatch"));
+        }
+        Ok(())
+    }
+
+    fn check_large(&self, key: &[u8], entry: &Entry) -> Result<()> {
+        if self.verified.lock().contains(&entry.offset) {
+            return Ok(());
+        }
+        let h = self.header(key, entry)?;
+        let offset = u64::from(entry.offset);
+        let crc = self.crc_from(
+            offset + record::CRC_FIELD.end as u64,
+            offset + h.record_len(),
+        )?;
+        if crc != h.crc {
+            return Err(Error::corrupt(&self.path, offset, "checksum mismatch"));
+        }
+        self.verified.lock().insert(entry.offset);
+        Ok(())
+    }
+
+    /// CRC32 of the bytes in `[from, to)`, read in chunks.
+    pub fn crc_from(&self, from: u64, to: u64) -> Result<u32> {
+        let mut hasher = crc32fast::Hasher::new();
+        let mut pos = from;
+        while pos < to {
+            let n = ((to - pos) as usize).min(CHUNK);
+            hasher.update(&self.read_at(pos, n)?);
+            pos += n as u64;
+        }
+        Ok(hasher.finalize())
+    }
+
+    pub fn set_max_seq(&self, seq: u64) {
+        self.max_seq.fetch_max(seq, Ordering::Relaxed);
+    }
+
+    pub fn max_seq(&self) -> u64 {
+        self.max_seq.load(Ordering::Relaxed)
+    }
+}
+
+/// Like `read_exact_at`, but a short file is not an error: returns how many
+/// bytes were read.
+fn read_up_to(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(done)
+}

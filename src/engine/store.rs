@@ -1,0 +1,561 @@
+//! The store: the public API over segments, indexes and the writer.
+//!
+//! Reads take a snapshot of the segment list (a `Version`) and never hold a
+//! lock during I/O except the active index's read lock for a lookup. Writes
+//! go through the one `Writer`; a roll or a merge installs a new `Version`.
+
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use log::{info, warn};
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use super::error::{Error, Result, show_key};
+use super::format::SEGMENT_HEADER_LEN;
+use super::hint;
+use super::index::{Entry, hash_key};
+use super::key::validate_key;
+use super::lock::DirLock;
+use super::manifest::Manifest;
+use super::options::{Options, SyncPolicy};
+use super::record::HEADER_LEN;
+use super::recovery;
+use super::segment::Segment;
+use super::writer::{self, Change, Op, Source, Writer};
+
+/// The segments readers search: the active one first, then closed ones
+/// newest to oldest.
+pub struct Version {
+    pub active: Arc<Segment>,
+    pub closed: Vec<Arc<Segment>>,
+}
+
+impl Version {
+    pub fn newest_first(&self) -> impl Iterator<Item = &Arc<Segment>> {
+        std::iter::once(&self.active).chain(self.closed.iter())
+    }
+
+    /// The newest record for `key`, tombstones included.
+    pub fn lookup(&self, hash: u64, key: &[u8]) -> Option<(&Arc<Segment>, Entry)> {
+        self.newest_first()
+            .find_map(|seg| seg.index.read().get(hash, key).map(|e| (seg, e)))
+    }
+}
+
+/// Length and modification time of a live key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Metadata {
+    pub len: u64,
+    pub mtime: SystemTime,
+}
+
+/// One change of a batch.
+pub enum BatchOp<'a> {
+    Put(&'a [u8], &'a [u8]),
+    Delete(&'a [u8]),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SegmentStats {
+    pub id: u64,
+    pub active: bool,
+    pub file_bytes: u64,
+    pub live_keys: u64,
+    pub dead_keys: u64,
+    pub live_bytes: u64,
+    pub dead_bytes: u64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Stats {
+    /// Newest first.
+    pub segments: Vec<SegmentStats>,
+    pub live_keys: u64,
+    pub live_value_bytes: u64,
+}
+
+pub(crate) struct Inner {
+    pub dir: PathBuf,
+    pub opts: Options,
+    pub version: RwLock<Arc<Version>>,
+    pub writer: Mutex<Writer>,
+    /// The MANIFEST as last written; held while it is rewritten.
+    pub manifest: Mutex<Manifest>,
+    /// (segment id, length) known to be on disk; group commit checks it.
+    synced: Mutex<(u64, u64)>,
+    stop: Mutex<bool>,
+    stop_signal: Condvar,
+    _lock: DirLock,
+}
+
+pub struct Store {
+    inner: Arc<Inner>,
+    flusher: Option<JoinHandle<()>>,
+}
+
+pub(crate) fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+fn to_system_time(ns: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_nanos(ns)
+}
+
+impl Store {
+    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Store> {
+        opts.validate()?;
+        let dir = dir.as_ref().to_path_buf();
+        if opts.create_if_missing && !opts.read_only {
+            fs::create_dir_all(&dir)
+                .map_err(|e| Error::io(format!("creating data directory {}", dir.display()), e))?;
+        }
+        let meta = fs::metadata(&dir)
+            .map_err(|e| Error::io(format!("data directory {}", dir.display()), e))?;
+        if !meta.is_dir() {
+            return Err(Error::NotADataDir {
+                dir,
+                detail: "not a directory".into(),
+            });
+        }
+        let lock = DirLock::acquire(&dir)?;
+        let rec = recovery::recover(&dir, &opts)?;
+        let mut segments = rec.segments;
+        let active = segments.pop().ok_or_else(|| Error::NotADataDir {
+            dir: dir.clone(),
+            detail: "MANIFEST lists no segments".into(),
+        })?;
+        segments.reverse();
+        let writer = Writer::new(active.clone(), rec.active_len, rec.next_seq);
+        let synced = (active.id, rec.active_len);
+        info!(
+            "opened {}: {} segments, next sequence {}",
+            dir.display(),
+            segments.len() + 1,
+            rec.next_seq
+        );
+        let inner = Arc::new(Inner {
+            dir,
+            opts,
+            version: RwLock::new(Arc::new(Version {
+                active,
+                closed: segments,
+            })),
+            writer: Mutex::new(writer),
+            manifest: Mutex::new(rec.manifest),
+            synced: Mutex::new(synced),
+            stop: Mutex::new(false),
+            stop_signal: Condvar::new(),
+            _lock: lock,
+        });
+        let flusher = match inner.opts.sync {
+            SyncPolicy::Interval(every) if !inner.opts.read_only => {
+                let inner = inner.clone();
+                Some(std::thread::spawn(move || inner.flush_every(every)))
+            }
+            _ => None,
+        };
+        Ok(Store { inner, flusher })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.inner.opts
+    }
+
+    /// The current value of `key`, or `None`.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let version = self.inner.version();
+        match version.lookup(hash_key(key), key) {
+            Some((seg, e)) if !e.tombstone => seg.read_value(key, &e).map(Some),
+            _ => Ok(None),
+        }
+    }
+
+    /// Up to `len` bytes of the value of `key` from `offset`; fewer at the
+    /// end of the value, none past it. Only that range is read from disk.
+    pub fn read(&self, key: &[u8], offset: u64, len: usize) -> Result<Vec<u8>> {
+        let version = self.inner.version();
+        match version.lookup(hash_key(key), key) {
+            Some((seg, e)) if !e.tombstone => seg.read_range(key, &e, offset, len),
+            _ => Err(not_found(key)),
+        }
+    }
+
+    pub fn metadata(&self, key: &[u8]) -> Option<Metadata> {
+        let version = self.inner.version();
+        match version.lookup(hash_key(key), key) {
+            Some((_, e)) if !e.tombstone => Some(Metadata {
+                len: u64::from(e.value_len),
+                mtime: to_system_time(e.mtime),
+            }),
+            _ => None,
+        }
+    }
+
+    pub fn contains(&self, key: &[u8]) -> bool {
+        self.metadata(key).is_some()
+    }
+
+    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.put_source(key, Source::Bytes(value), now_ns())
+    }
+
+    /// Stores exactly `len` bytes read from `reader` as the value of `key`,
+    /// without holding the whole value in memory.
+    pub fn put_from(&self, key: &[u8], len: u64, reader: &mut dyn Read) -> Result<()> {
+        self.put_source(key, Source::Reader(reader, len), now_ns())
+    }
+
+    fn put_source<'a>(&self, key: &'a [u8], value: Source<'a>, mtime: u64) -> Result<()> {
+        validate_key(key)?;
+        self.check_value_len(key, value_len(&value))?;
+        let mut ops = [Op {
+            key,
+            change: Change::Put { value, mtime },
+        }];
+        self.inner.commit(&mut ops, |_| Ok(true)).map(|_| ())
+    }
+
+    fn check_value_len(&self, key: &[u8], len: u64) -> Result<()> {
+        let max = self.inner.opts.max_value_size;
+        if len > max {
+            return Err(Error::ValueTooLarge {
+                key: show_key(key),
+                len,
+                max,
+            });
+        }
+        Ok(())
+    }
+
+    /// Sets the modification time of `key` by rewriting its record.
+    pub fn set_mtime(&self, key: &[u8], mtime: SystemTime) -> Result<()> {
+        validate_key(key)?;
+        let ns = mtime
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        self.copy_value(key, key, Some(ns))
+    }
+
+    /// Appends a tombstone; `NotFound` when the key has no live value.
+    pub fn delete(&self, key: &[u8]) -> Result<()> {
+        validate_key(key)?;
+        let mut ops = [Op {
+            key,
+            change: Change::Delete,
+        }];
+        self.inner
+            .commit(&mut ops, |v| live(v, key).map(|_| true))
+            .map(|_| ())
+    }
+
+    /// Moves the value of `from` to `to` (replacing it) in one batch record:
+    /// after a crash either both halves happened or neither did.
+    pub fn rename(&self, from: &[u8], to: &[u8]) -> Result<()> {
+        validate_key(from)?;
+        validate_key(to)?;
+        if from == to {
+            return live(&self.inner.version(), from).map(|_| ());
+        }
+        self.copy_value(from, to, None)
+    }
+
+    /// Writes the live value of `from` as the value of `to` (deleting `from`
+    /// when the names differ), copying it record to record. If `from`
+    /// changes between the look-up and the write lock, it starts again.
+    fn copy_value(&self, from: &[u8], to: &[u8], mtime: Option<u64>) -> Result<()> {
+        loop {
+            let version = self.inner.version();
+            let (seg, e) = live(&version, from)?;
+            let put = Op {
+                key: to,
+                change: Change::Put {
+                    value: Source::Stored(seg.clone(), e),
+                    mtime: mtime.unwrap_or(e.mtime),
+                },
+            };
+            let mut ops = Vec::with_capacity(2);
+            if from != to {
+                ops.push(Op {
+                    key: from,
+                    change: Change::Delete,
+                });
+            }
+            ops.push(put);
+            let unchanged =
+                |v: &Version| live(v, from).map(|(s, now)| Arc::ptr_eq(s, seg) && now == e);
+            if self.inner.commit(&mut ops, unchanged)? {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Applies several puts and deletes as one atomic record. Deletes of
+    /// absent keys are allowed here.
+    pub fn write_batch(&self, batch: &[BatchOp]) -> Result<()> {
+        let now = now_ns();
+        let mut ops = Vec::with_capacity(batch.len());
+        for b in batch {
+            match *b {
+                BatchOp::Put(key, value) => {
+                    validate_key(key)?;
+                    self.check_value_len(key, value.len() as u64)?;
+                    ops.push(Op {
+                        key,
+                        change: Change::Put {
+                            value: Source::Bytes(value),
+                            mtime: now,
+                        },
+                    });
+                }
+                BatchOp::Delete(key) => {
+                    validate_key(key)?;
+                    ops.push(Op {
+                        key,
+                        change: Change::Delete,
+                    });
+                }
+            }
+        }
+        if ops.is_empty() {
+            return Ok(());
+        }
+        self.inner.commit(&mut ops, |_| Ok(true)).map(|_| ())
+    }
+
+    /// A consistent, sorted snapshot of the live keys.
+    pub fn keys(&self) -> Vec<Vec<u8>> {
+        let version = self.inner.version();
+        // Holding the active index read lock keeps writes out while we look.
+        let active = version.active.index.read();
+        let mut seen = hashbrown::HashSet::new();
+        let mut live = Vec::new();
+        let mut visit = |key: &[u8], e: Entry| {
+            if seen.insert(key.to_vec()) && !e.tombstone {
+                live.push(key.to_vec());
+            }
+        };
+        for (k, e) in active.iter() {
+            visit(k, e);
+        }
+        for seg in &version.closed {
+            for (k, e) in seg.index.read().iter() {
+                visit(k, e);
+            }
+        }
+        drop(active);
+        live.sort_unstable();
+        live
+    }
+
+    /// Forces everything appended so far to disk.
+    pub fn sync(&self) -> Result<()> {
+        self.inner.sync_all()
+    }
+
+    pub fn stats(&self) -> Result<Stats> {
+        self.inner.stats()
+    }
+
+    /// Flushes to disk and releases the directory.
+    pub fn close(mut self) -> Result<()> {
+        self.stop_flusher();
+        if self.inner.opts.read_only {
+            return Ok(());
+        }
+        self.inner.sync_all()
+    }
+
+    fn stop_flusher(&mut self) {
+        *self.inner.stop.lock() = true;
+        self.inner.stop_signal.notify_all();
+        if let Some(t) = self.flusher.take() {
+            let _ = t.join();
+        }
+    }
+
+    /// Closes the active segment and starts a new one now.
+    pub fn roll(&self) -> Result<()> {
+        let mut w = self.inner.writer.lock();
+        self.inner.roll(&mut w)
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        self.stop_flusher();
+    }
+}
+
+fn value_len(s: &Source) -> u64 {
+    match s {
+        Source::Bytes(b) => b.len() as u64,
+        Source::Reader(_, len) => *len,
+        Source::Stored(_, e) => u64::from(e.value_len),
+    }
+}
+
+fn not_found(key: &[u8]) -> Error {
+    Error::NotFound { key: show_key(key) }
+}
+
+/// The live record of `key` in `v`, or `NotFound`.
+fn live<'v>(v: &'v Version, key: &[u8]) -> Result<(&'v Arc<Segment>, Entry)> {
+    match v.lookup(hash_key(key), key) {
+        Some((seg, e)) if !e.tombstone => Ok((seg, e)),
+        _ => Err(not_found(key)),
+    }
+}
+
+impl Inner {
+    pub fn version(&self) -> Arc<Version> {
+        self.version.read().clone()
+    }
+
+    /// Appends `ops` under the write lock if `precheck` (run under the lock,
+    /// so nothing changes in between) returns true for the current state;
+    /// then indexes them, and syncs when the policy says so. Returns whether
+    /// anything was written.
+    fn commit(
+        &self,
+        ops: &mut [Op],
+        precheck: impl FnOnce(&Version) -> Result<bool>,
+    ) -> Result<bool> {
+        if self.opts.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let (seg_id, end) = {
+            let mut w = self.writer.lock();
+            if !precheck(&self.version())? {
+                return Ok(false);
+            }
+            if !w.is_empty() && w.len + writer::encoded_len(ops) > self.opts.max_segment_size {
+                self.roll(&mut w)?;
+            }
+            let entries = w.append(ops, now_ns())?;
+            let mut index = w.seg.index.write();
+            for (op, e) in ops.iter().zip(entries) {
+                index.insert(hash_key(op.key), op.key, e);
+            }
+            drop(index);
+            (w.seg.id, w.len)
+        };
+        if self.opts.sync == SyncPolicy::Always {
+            self.sync_upto(seg_id, end)?;
+        }
+        Ok(true)
+    }
+
+    /// Group commit: whoever gets the sync lock first syncs everything
+    /// appended so far, and the ones queued behind find their data covered.
+    fn sync_upto(&self, seg_id: u64, end: u64) -> Result<()> {
+        let mut synced = self.synced.lock();
+        if *synced >= (seg_id, end) {
+            return Ok(());
+        }
+        let (seg, len) = {
+            let w = self.writer.lock();
+            (w.seg.clone(), w.len)
+        };
+        seg.file
+            .sync_data()
+            .map_err(|e| Error::io(format!("syncing {}", seg.path.display()), e))?;
+        *synced = (seg.id, len);
+        Ok(())
+    }
+
+    fn sync_all(&self) -> Result<()> {
+        let (id, len) = {
+            let w = self.writer.lock();
+            (w.seg.id, w.len)
+        };
+        self.sync_upto(id, len)
+    }
+
+    fn flush_every(&self, every: Duration) {
+        let mut stop = self.stop.lock();
+        while !*stop {
+            self.stop_signal.wait_for(&mut stop, every);
+            if let Err(e) = self.sync_all() {
+                warn!("periodic sync failed: {e}");
+            }
+        }
+    }
+
+    /// Closes the active segment (synced, mapped, hinted) and starts a new
+    /// one, recorded in the MANIFEST before any record goes into it.
+    pub fn roll(&self, w: &mut Writer) -> Result<()> {
+        let old = w.seg.clone();
+        old.file
+            .sync_data()
+            .map_err(|e| Error::io(format!("syncing {}", old.path.display()), e))?;
+        let mut manifest = self.manifest.lock();
+        let id = manifest.next_id;
+        let seg = Arc::new(Segment::create(&self.dir, id)?);
+        let mut next = manifest.clone();
+        next.segments.push(id);
+        next.next_id = id + 1;
+        if let Err(e) = next.store(&self.dir) {
+            let _ = fs::remove_file(&seg.path);
+            return Err(e);
+        }
+        *manifest = next;
+        drop(manifest);
+
+        old.freeze();
+        if let Err(e) = hint::write(&self.dir, old.id, w.len, old.max_seq(), &old.index.read()) {
+            warn!("{e}; the segment will be scanned at the next open");
+        }
+        *w = Writer::new(seg.clone(), SEGMENT_HEADER_LEN as u64, w.next_seq);
+        *self.synced.lock() = (id, SEGMENT_HEADER_LEN as u64);
+        let mut version = self.version.write();
+        let mut closed = Vec::with_capacity(version.closed.len() + 1);
+        closed.push(old);
+        closed.extend(version.closed.iter().cloned());
+        *version = Arc::new(Version {
+            active: seg,
+            closed,
+        });
+        Ok(())
+    }
+
+    fn stats(&self) -> Result<Stats> {
+        let version = self.version();
+        let mut stats = Stats::default();
+        let mut seen = hashbrown::HashSet::new();
+        for seg in version.newest_first() {
+            let mut s = SegmentStats {
+                id: seg.id,
+                active: Arc::ptr_eq(seg, &version.active),
+                file_bytes: seg.file_len()?,
+                ..Default::default()
+            };
+            for (key, e) in seg.index.read().iter() {
+                if seen.insert(key.to_vec()) && !e.tombstone {
+                    s.live_keys += 1;
+                    s.live_bytes += (HEADER_LEN + key.len()) as u64 + u64::from(e.value_len);
+                    stats.live_value_bytes += u64::from(e.value_len);
+                } else {
+                    s.dead_keys += 1;
+                }
+            }
+            s.dead_bytes = s
+                .file_bytes
+                .saturating_sub(SEGMENT_HEADER_LEN as u64 + s.live_bytes);
+            stats.live_keys += s.live_keys;
+            stats.segments.push(s);
+        }
+        Ok(stats)
+    }
+}

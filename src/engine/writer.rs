@@ -1,0 +1,360 @@
+//! The single appender to the active segment. A change is one record, or one
+//! batch record holding several; it is written at the end of the good log,
+//! and a failed write is cut back off before anything else is appended.
+
+use std::io::Read;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+
+use log::error;
+
+use super::error::{Error, Result, show_key};
+use super::format::SEGMENT_HEADER_LEN;
+use super::index::Entry;
+use super::record::{self, CRC_FIELD, HEADER_LEN, Header, Kind};
+use super::segment::{CHUNK, Segment};
+
+/// Where a put's value comes from.
+pub enum Source<'a> {
+    Bytes(&'a [u8]),
+    /// Exactly `len` bytes read from a reader (a spilled write buffer).
+    Reader(&'a mut dyn Read, u64),
+    /// The value of a stored record, copied and CRC-checked on the way.
+    Stored(Arc<Segment>, Entry),
+}
+
+impl Source<'_> {
+    fn len(&self) -> u64 {
+        match self {
+            Source::Bytes(b) => b.len() as u64,
+            Source::Reader(_, len) => *len,
+            Source::Stored(_, e) => u64::from(e.value_len),
+        }
+    }
+}
+
+pub enum Change<'a> {
+    Put { value: Source<'a>, mtime: u64 },
+    Delete,
+}
+
+pub struct Op<'a> {
+    pub key: &'a [u8],
+    pub change: Change<'a>,
+}
+
+impl Op<'_> {
+    fn value_len(&self) -> u64 {
+        match &self.change {
+            Change::Put { value, .. } => value.len(),
+            Change::Delete => 0,
+        }
+    }
+
+    fn record_len(&self) -> u64 {
+        HEADER_LEN as u64 + self.key.len() as u64 + self.value_len()
+    }
+
+    fn header(&self, seq: u64, now: u64, in_batch: bool) -> Header {
+        let (kind, mtime) = match &self.change {
+            Change::Put { mtime, .. } => (Kind::Put, *mtime),
+            Change::Delete => (Kind::Tombstone, now),
+        };
+        Header::new(
+            seq,
+            mtime,
+            kind,
+            in_batch,
+            self.key.len() as u8,
+            self.value_len() as u32,
+        )
+    }
+}
+
+/// Bytes a change of these ops takes in the log.
+pub fn encoded_len(ops: &[Op]) -> u64 {
+    let inner: u64 = ops.iter().map(Op::record_len).sum();
+    if ops.len() == 1 {
+        inner
+    } else {
+        HEADER_LEN as u64 + inner
+    }
+}
+
+pub struct Writer {
+    pub seg: Arc<Segment>,
+    /// End of the last whole record in the active segment.
+    pub len: u64,
+    pub next_seq: u64,
+    /// Set when a failed append could not be cut back; cleared by the next cut.
+    dirty_tail: bool,
+    buf: Vec<u8>,
+}
+
+impl Writer {
+    pub fn new(seg: Arc<Segment>, len: u64, next_seq: u64) -> Writer {
+        Writer {
+            seg,
+            len,
+            next_seq,
+            dirty_tail: false,
+            buf: Vec::new(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len <= SEGMENT_HEADER_LEN as u64
+    }
+
+    /// Appends `ops` as one record (a batch when there are several) and
+    /// returns each op's index entry. On failure nothing of it stays in the log.
+    pub fn append(&mut self, ops: &mut [Op], now: u64) -> Result<Vec<Entry>> {
+        if self.dirty_tail {
+            self.cut_back()?;
+        }
+        let seq = self.next_seq;
+        let result = if ops.iter().all(|op| {
+            op.value_len() <= CHUNK as u64
+                || matches!(
+                    op.change,
+                    Change::Put {
+                        value: Source::Bytes(_),
+                        ..
+                    }
+                )
+        }) {
+            self.append_in_memory(ops, seq, now)
+        } else {
+            self.append_streamed(ops, seq, now)
+        };
+        match result {
+            Ok(entries) => {
+                self.len += encoded_len(ops);
+                self.next_seq += 1;
+                self.seg.set_max_seq(seq);
+                Ok(entries)
+            }
+            Err(e) => {
+                self.dirty_tail = true;
+                if let Err(cut) = self.cut_back() {
+                    error!("{cut}; the next append will try again");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Truncates the active file to the last whole record.
+    fn cut_back(&mut self) -> Result<()> {
+        self.seg.file.set_len(self.len).map_err(|e| {
+            Error::io(
+                format!(
+                    "cutting {} back to {} bytes after a failed append",
+                    self.seg.path.display(),
+                    self.len
+                ),
+                e,
+            )
+        })?;
+        self.dirty_tail = false;
+        Ok(())
+    }
+
+    fn append_in_memory(&mut self, ops: &mut [Op], seq: u64, now: u64) -> Result<Vec<Entry>> {
+        let batch = ops.len() > 1;
+        let mut buf = std::mem::take(&mut self.buf);
+        buf.clear();
+        if batch {
+            buf.resize(HEADER_LEN, 0);
+        }
+        let mut entries = Vec::with_capacity(ops.len());
+        let mut owned = Vec::new();
+        for op in ops.iter_mut() {
+            let h = op.header(seq, now, batch);
+            entries.push(entry_for(&h, self.len + buf.len() as u64));
+            let value: &[u8] = match &mut op.change {
+                Change::Delete => &[],
+                Change::Put {
+                    value: Source::Bytes(b),
+                    ..
+                } => b,
+                Change::Put {
+                    value: Source::Reader(r, len),
+                    ..
+                } => {
+                    owned.resize(*len as usize, 0);
+                    r.read_exact(&mut owned).map_err(|e| {
+                        Error::io(format!("reading the value for \"{}\"", show_key(op.key)), e)
+                    })?;
+                    &owned
+                }
+                Change::Put {
+                    value: Source::Stored(seg, e),
+                    ..
+                } => {
+                    owned = seg.read_value(op.key, e)?;
+                    &owned
+                }
+            };
+            record::encode(&mut buf, h, op.key, value);
+        }
+        if batch {
+            let h = Header::new(
+                seq,
+                now,
+                Kind::Batch,
+                false,
+                0,
+                (buf.len() - HEADER_LEN) as u32,
+            );
+            buf[..HEADER_LEN].copy_from_slice(&h.encode());
+            let crc = crc32fast::hash(&buf[CRC_FIELD.end..]);
+            buf[CRC_FIELD].copy_from_slice(&crc.to_le_bytes());
+        }
+        let written = self.seg.file.write_all_at(&buf, self.len);
+        self.buf = buf;
+        written.map_err(|e| Error::io(format!("appending to {}", self.seg.path.display()), e))?;
+        Ok(entries)
+    }
+
+    /// For values too large to hold in memory: each record is written with a
+    /// placeholder CRC, its value streamed in chunks, then the CRC patched.
+    fn append_streamed(&mut self, ops: &mut [Op], seq: u64, now: u64) -> Result<Vec<Entry>> {
+        let batch = ops.len() > 1;
+        let file = &self.seg.file;
+        let path = self.seg.path.clone();
+        let write = |bytes: &[u8], at: u64| {
+            file.write_all_at(bytes, at)
+                .map_err(|e| Error::io(format!("appending to {}", path.display()), e))
+        };
+        let start = self.len;
+        let mut pos = start;
+        let mut outer = None;
+        if batch {
+            let h = Header::new(
+                seq,
+                now,
+                Kind::Batch,
+                false,
+                0,
+                (encoded_len(ops) - HEADER_LEN as u64) as u32,
+            );
+            let hb = h.encode();
+            write(&hb, pos)?;
+            let mut hasher = crc32fast::Hasher::new();
+            hasher.update(&hb[CRC_FIELD.end..]);
+            outer = Some(hasher);
+            pos += HEADER_LEN as u64;
+        }
+        let mut entries = Vec::with_capacity(ops.len());
+        let mut chunk = vec![0u8; CHUNK];
+        for op in ops.iter_mut() {
+            let h = op.header(seq, now, batch);
+            let rec_start = pos;
+            entries.push(entry_for(&h, rec_start));
+            let mut head = h.encode().to_vec();
+            head.extend_from_slice(op.key);
+            let mut hasher = crc32fast::Hasher::new();
+            hasher.update(&head[CRC_FIELD.end..]);
+            write(&head, pos)?;
+            pos += head.len() as u64;
+            if let Change::Put { value, .. } = &mut op.change {
+                let mut copy = ValueCopy::new(value, op.key)?;
+                let mut left = h.value_len as usize;
+                while left > 0 {
+                    let n = left.min(CHUNK);
+                    copy.next(&mut chunk[..n])?;
+                    hasher.update(&chunk[..n]);
+                    write(&chunk[..n], pos)?;
+                    pos += n as u64;
+                    left -= n;
+                }
+                copy.finish()?;
+            }
+            let crc = hasher.clone().finalize();
+            write(&crc.to_le_bytes(), rec_start)?;
+            if let Some(o) = outer.as_mut() {
+                o.update(&crc.to_le_bytes());
+                o.combine(&hasher);
+            }
+        }
+        if let Some(o) = outer {
+            write(&o.finalize().to_le_bytes(), start)?;
+        }
+        Ok(entries)
+    }
+}
+
+fn entry_for(h: &Header, offset: u64) -> Entry {
+    Entry {
+        offset: offset as u32,
+        value_len: h.value_len,
+        mtime: h.mtime,
+        tombstone: h.kind == Kind::Tombstone,
+    }
+}
+
+/// Reads a value chunk by chunk from its source; a stored value's CRC is
+/// checked as it is copied, so damaged bytes are never written out again.
+struct ValueCopy<'s, 'a> {
+    source: &'s mut Source<'a>,
+    pos: u64,
+    check: Option<(crc32fast::Hasher, u32)>,
+    key: Vec<u8>,
+}
+
+impl<'s, 'a> ValueCopy<'s, 'a> {
+    fn new(source: &'s mut Source<'a>, key: &[u8]) -> Result<Self> {
+        let mut check = None;
+        if let Source::Stored(seg, e) = source {
+            let head = seg.read_at(u64::from(e.offset), HEADER_LEN + key.len())?;
+            let h = Header::parse(&head)
+                .map_err(|d| Error::corrupt(&seg.path, u64::from(e.offset), d))?;
+            let mut hasher = crc32fast::Hasher::new();
+            hasher.update(&head[CRC_FIELD.end..]);
+            check = Some((hasher, h.crc));
+        }
+        Ok(ValueCopy {
+            source,
+            pos: 0,
+            check,
+            key: key.to_vec(),
+        })
+    }
+
+    fn next(&mut self, buf: &mut [u8]) -> Result<()> {
+        match self.source {
+            Source::Bytes(b) => {
+                buf.copy_from_slice(&b[self.pos as usize..self.pos as usize + buf.len()])
+            }
+            Source::Reader(r, _) => r.read_exact(buf).map_err(|e| {
+                Error::io(
+                    format!("reading the value for \"{}\"", show_key(&self.key)),
+                    e,
+                )
+            })?,
+            Source::Stored(seg, e) => {
+                let at = u64::from(e.offset) + (HEADER_LEN + self.key.len()) as u64 + self.pos;
+                buf.copy_from_slice(&seg.read_at(at, buf.len())?);
+                if let Some((h, _)) = self.check.as_mut() {
+                    h.update(buf);
+                }
+            }
+        }
+        self.pos += buf.len() as u64;
+        Ok(())
+    }
+
+    fn finish(self) -> Result<()> {
+        if let (Some((h, want)), Source::Stored(seg, e)) = (self.check, &*self.source)
+            && h.finalize() != want
+        {
+            return Err(Error::corrupt(
+                &seg.path,
+                u64::from(e.offset),
+                "checksum mismatch",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,4 @@
+//! caskfs: a Bitcask-style log-structured key-value store (`engine`) and the
+//! FUSE filesystem that presents it as a directory (`fs`).
+
+pub mod engine;

@@ -1,0 +1,147 @@
+//! The `caskfs` command: mount a data directory, or work on one offline.
+
+use std::io::{Read, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use caskfs::engine::{Options, Store, check};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "caskfs",
+    version,
+    about = "A log-structured key-value store mounted as a directory"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Store a value (read from stdin when VALUE is omitted).
+    Put {
+        data_dir: PathBuf,
+        key: String,
+        value: Option<String>,
+    },
+    /// Print a value's raw bytes to stdout.
+    Get { data_dir: PathBuf, key: String },
+    /// Delete a key.
+    Rm { data_dir: PathBuf, key: String },
+    /// List the live keys, one per line.
+    Ls { data_dir: PathBuf },
+    /// Show segments with their live and dead keys and bytes.
+    Stats { data_dir: PathBuf },
+    /// Verify every record and hint; exit non-zero on damage.
+    Check { data_dir: PathBuf },
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(msg) => {
+            eprintln!("caskfs: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open_existing(dir: &PathBuf, read_only: bool) -> Result<Store, String> {
+    let opts = Options {
+        create_if_missing: false,
+        read_only,
+        ..Options::default()
+    };
+    Store::open(dir, opts).map_err(|e| e.to_string())
+}
+
+fn run(command: Command) -> Result<ExitCode, String> {
+    let err = |e: caskfs::engine::Error| e.to_string();
+    match command {
+        Command::Put {
+            data_dir,
+            key,
+            value,
+        } => {
+            let store = Store::open(&data_dir, Options::default()).map_err(err)?;
+            let value = match value {
+                Some(v) => v.into_bytes(),
+                None => {
+                    let mut buf = Vec::new();
+                    std::io::stdin()
+                        .read_to_end(&mut buf)
+                        .map_err(|e| format!("reading stdin: {e}"))?;
+                    buf
+                }
+            };
+            store.put(key.as_bytes(), &value).map_err(err)?;
+            store.close().map_err(err)?;
+        }
+        Command::Get { data_dir, key } => {
+            let store = open_existing(&data_dir, true)?;
+            let value = store
+                .get(key.as_bytes())
+                .map_err(err)?
+                .ok_or_else(|| format!("key \"{key}\" not found"))?;
+            std::io::stdout()
+                .write_all(&value)
+                .map_err(|e| format!("writing stdout: {e}"))?;
+        }
+        Command::Rm { data_dir, key } => {
+            let store = open_existing(&data_dir, false)?;
+            store.delete(key.as_bytes()).map_err(err)?;
+            store.close().map_err(err)?;
+        }
+        Command::Ls { data_dir } => {
+            let store = open_existing(&data_dir, true)?;
+            let mut out = std::io::stdout().lock();
+            for key in store.keys() {
+                out.write_all(&key)
+                    .and_then(|_| out.write_all(b"\n"))
+                    .map_err(|e| format!("writing stdout: {e}"))?;
+            }
+        }
+        Command::Stats { data_dir } => {
+            let store = open_existing(&data_dir, true)?;
+            let stats = store.stats().map_err(err)?;
+            println!(
+                "{:>16} {:>6} {:>12} {:>10} {:>10} {:>12} {:>12}",
+                "segment",
+                "state",
+                "file bytes",
+                "live keys",
+                "dead keys",
+                "live bytes",
+                "dead bytes"
+            );
+            for s in &stats.segments {
+                println!(
+                    "{:>16} {:>6} {:>12} {:>10} {:>10} {:>12} {:>12}",
+                    s.id,
+                    if s.active { "active" } else { "closed" },
+                    s.file_bytes,
+                    s.live_keys,
+                    s.dead_keys,
+                    s.live_bytes,
+                    s.dead_bytes
+                );
+            }
+            println!(
+                "{} live keys, {} bytes of live values",
+                stats.live_keys, stats.live_value_bytes
+            );
+        }
+        Command::Check { data_dir } => {
+            let report = check(&data_dir).map_err(err)?;
+            println!("{report}");
+            if !report.is_clean() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
