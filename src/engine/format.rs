@@ -15,6 +15,8 @@ pub const SEGMENT_HEADER_LEN: usize = 8 + 4 + 4 + 8;
 
 pub const LOCK_FILE: &str = "LOCK";
 pub const MANIFEST_FILE: &str = "MANIFEST";
+/// One line about the last merge, for `caskfs stats`.
+pub const LAST_MERGE_FILE: &str = "LAST_MERGE";
 const SEGMENT_EXT: &str = "seg";
 const HINT_EXT: &str = "hint";
 pub const TEMP_SUFFIX: &str = ".tmp";
@@ -26,6 +28,7 @@ pub enum FileKind {
     Hint(u64),
     Manifest,
     Lock,
+    LastMerge,
     /// Left behind by an interrupted write; removed at open.
     Temp,
     /// Not ours.
@@ -62,6 +65,9 @@ pub fn parse_file_name(name: &str) -> FileKind {
     }
     if name == MANIFEST_FILE {
         return FileKind::Manifest;
+    }
+    if name == LAST_MERGE_FILE {
+        return FileKind::LastMerge;
     }
     if name.ends_with(TEMP_SUFFIX) {
         return FileKind::Temp;

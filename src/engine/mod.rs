@@ -3,6 +3,7 @@
 //! knows about FUSE.
 
 mod check;
+mod compaction;
 mod error;
 mod format;
 mod hint;
@@ -19,6 +20,7 @@ mod store;
 mod writer;
 
 pub use check::{CheckReport, check};
+pub use compaction::{CrashPoint, MergeReport};
 pub use error::{Error, Result};
 pub use key::{MAX_KEY_LEN, validate_key};
 pub use options::{Options, SyncPolicy, parse_size};

@@ -3,6 +3,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use super::compaction::CrashPoint;
 use super::error::{Error, Result};
 
 /// When appended data is forced to disk, as in Bitcask's `sync_strategy`.
@@ -51,6 +52,18 @@ pub struct Options {
     pub read_only: bool,
     /// Create the directory and an empty store when missing.
     pub create_if_missing: bool,
+    /// Run the background merge thread.
+    pub compaction: bool,
+    /// Merge when at least this share of the closed segments' bytes is dead…
+    pub compact_dead_ratio: f64,
+    /// …and at least this many bytes are dead;
+    pub compact_min_dead_bytes: u64,
+    /// or when there are more closed segments than this.
+    pub compact_max_segments: usize,
+    /// How often the merge thread looks, besides after every segment roll.
+    pub compact_interval: Duration,
+    #[doc(hidden)]
+    pub crash_point: Option<CrashPoint>,
 }
 
 impl Default for Options {
@@ -61,6 +74,12 @@ impl Default for Options {
             sync: SyncPolicy::None,
             read_only: false,
             create_if_missing: true,
+            compaction: true,
+            compact_dead_ratio: 0.5,
+            compact_min_dead_bytes: 16 << 20,
+            compact_max_segments: 16,
+            compact_interval: Duration::from_secs(60),
+            crash_point: None,
         }
     }
 }
@@ -77,6 +96,12 @@ impl Options {
             return Err(Error::InvalidOption(format!(
                 "max value size {} is over the limit of {MAX_VALUE_SIZE_LIMIT}",
                 self.max_value_size
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.compact_dead_ratio) {
+            return Err(Error::InvalidOption(format!(
+                "compaction dead ratio {} is outside 0..=1",
+                self.compact_dead_ratio
             )));
         }
         Ok(())

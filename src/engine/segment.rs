@@ -69,7 +69,7 @@ impl Segment {
         Ok(Self::with_file(id, path, file, Index::default()))
     }
 
-    fn with_file(id: u64, path: PathBuf, file: File, index: Index) -> Segment {
+    pub fn with_file(id: u64, path: PathBuf, file: File, index: Index) -> Segment {
         Segment {
             id,
             path,
@@ -188,19 +188,19 @@ impl Segment {
         }
         let h = self.header(key, entry)?;
         let offset = u64::from(entry.offset);
-        let crc = self.crc_from(
+        let crc = self.crc_hasher(
             offset + record::CRC_FIELD.end as u64,
             offset + h.record_len(),
         )?;
-        if crc != h.crc {
+        if crc.finalize() != h.crc {
             return Err(Error::corrupt(&self.path, offset, "checksum mismatch"));
         }
         self.verified.lock().insert(entry.offset);
         Ok(())
     }
 
-    /// CRC32 of the bytes in `[from, to)`, read in chunks.
-    pub fn crc_from(&self, from: u64, to: u64) -> Result<u32> {
+    /// CRC32 state over the bytes in `[from, to)`, read in chunks.
+    pub fn crc_hasher(&self, from: u64, to: u64) -> Result<crc32fast::Hasher> {
         let mut hasher = crc32fast::Hasher::new();
         let mut pos = from;
         while pos < to {
@@ -208,7 +208,7 @@ impl Segment {
             hasher.update(&self.read_at(pos, n)?);
             pos += n as u64;
         }
-        Ok(hasher.finalize())
+        Ok(hasher)
     }
 
     pub fn set_max_seq(&self, seq: u64) {

@@ -9,11 +9,12 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{info, warn};
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use super::compaction::{self, MergeReport};
 use super::error::{Error, Result, show_key};
 use super::format::SEGMENT_HEADER_LEN;
 use super::hint;
@@ -76,6 +77,8 @@ pub struct Stats {
     pub segments: Vec<SegmentStats>,
     pub live_keys: u64,
     pub live_value_bytes: u64,
+    /// A line about the last merge in this data directory, if any.
+    pub last_merge: Option<String>,
 }
 
 pub(crate) struct Inner {
@@ -87,14 +90,29 @@ pub(crate) struct Inner {
     pub manifest: Mutex<Manifest>,
     /// (segment id, length) known to be on disk; group commit checks it.
     synced: Mutex<(u64, u64)>,
-    stop: Mutex<bool>,
-    stop_signal: Condvar,
+    /// One merge at a time.
+    pub merge_lock: Mutex<()>,
+    pub last_merge: Mutex<Option<MergeReport>>,
+    signals: Mutex<Signals>,
+    /// Wakes the merge thread: a roll, a request, or the store closing.
+    compact_wake: Condvar,
+    /// Wakes the flush thread when the store closes.
+    flush_wake: Condvar,
     _lock: DirLock,
+}
+
+#[derive(Default)]
+struct Signals {
+    stop: bool,
+    /// Merge now, whatever the thresholds say.
+    compact_requested: bool,
+    /// A segment was closed since the merge thread last looked.
+    rolled: bool,
 }
 
 pub struct Store {
     inner: Arc<Inner>,
-    flusher: Option<JoinHandle<()>>,
+    threads: Vec<JoinHandle<()>>,
 }
 
 pub(crate) fn now_ns() -> u64 {
@@ -150,18 +168,25 @@ impl Store {
             writer: Mutex::new(writer),
             manifest: Mutex::new(rec.manifest),
             synced: Mutex::new(synced),
-            stop: Mutex::new(false),
-            stop_signal: Condvar::new(),
+            merge_lock: Mutex::new(()),
+            last_merge: Mutex::new(None),
+            signals: Mutex::new(Signals::default()),
+            compact_wake: Condvar::new(),
+            flush_wake: Condvar::new(),
             _lock: lock,
         });
-        let flusher = match inner.opts.sync {
-            SyncPolicy::Interval(every) if !inner.opts.read_only => {
+        let mut threads = Vec::new();
+        if !inner.opts.read_only {
+            if let SyncPolicy::Interval(every) = inner.opts.sync {
                 let inner = inner.clone();
-                Some(std::thread::spawn(move || inner.flush_every(every)))
+                threads.push(std::thread::spawn(move || inner.flush_every(every)));
             }
-            _ => None,
-        };
-        Ok(Store { inner, flusher })
+            if inner.opts.compaction {
+                let inner = inner.clone();
+                threads.push(std::thread::spawn(move || inner.merge_when_worth_it()));
+            }
+        }
+        Ok(Store { inner, threads })
     }
 
     pub fn dir(&self) -> &Path {
@@ -281,7 +306,7 @@ impl Store {
             let put = Op {
                 key: to,
                 change: Change::Put {
-                    value: Source::Stored(seg.clone(), e),
+                    value: Source::Stored(seg.clone(), e, from),
                     mtime: mtime.unwrap_or(e.mtime),
                 },
             };
@@ -368,19 +393,41 @@ impl Store {
         self.inner.stats()
     }
 
+    /// Merges all closed segments now, in the calling thread.
+    pub fn compact(&self) -> Result<Option<MergeReport>> {
+        self.inner.compact_all()
+    }
+
+    /// Merges the closed segments `ids` (oldest first, next to each other).
+    pub fn compact_segments(&self, ids: &[u64]) -> Result<MergeReport> {
+        self.inner.merge(ids)
+    }
+
+    /// Asks the merge thread to merge now, without waiting for it.
+    pub fn request_compaction(&self) {
+        self.inner.signals.lock().compact_requested = true;
+        self.inner.compact_wake.notify_all();
+    }
+
+    /// The last merge this process ran.
+    pub fn last_merge(&self) -> Option<MergeReport> {
+        self.inner.last_merge.lock().clone()
+    }
+
     /// Flushes to disk and releases the directory.
     pub fn close(mut self) -> Result<()> {
-        self.stop_flusher();
+        self.stop_threads();
         if self.inner.opts.read_only {
             return Ok(());
         }
         self.inner.sync_all()
     }
 
-    fn stop_flusher(&mut self) {
-        *self.inner.stop.lock() = true;
-        self.inner.stop_signal.notify_all();
-        if let Some(t) = self.flusher.take() {
+    fn stop_threads(&mut self) {
+        self.inner.signals.lock().stop = true;
+        self.inner.compact_wake.notify_all();
+        self.inner.flush_wake.notify_all();
+        for t in self.threads.drain(..) {
             let _ = t.join();
         }
     }
@@ -394,7 +441,7 @@ impl Store {
 
 impl Drop for Store {
     fn drop(&mut self) {
-        self.stop_flusher();
+        self.stop_threads();
     }
 }
 
@@ -402,7 +449,7 @@ fn value_len(s: &Source) -> u64 {
     match s {
         Source::Bytes(b) => b.len() as u64,
         Source::Reader(_, len) => *len,
-        Source::Stored(_, e) => u64::from(e.value_len),
+        Source::Stored(_, e, _) => u64::from(e.value_len),
     }
 }
 
@@ -484,11 +531,45 @@ impl Inner {
     }
 
     fn flush_every(&self, every: Duration) {
-        let mut stop = self.stop.lock();
-        while !*stop {
-            self.stop_signal.wait_for(&mut stop, every);
+        let mut signals = self.signals.lock();
+        while !signals.stop {
+            self.flush_wake.wait_for(&mut signals, every);
             if let Err(e) = self.sync_all() {
                 warn!("periodic sync failed: {e}");
+            }
+        }
+    }
+
+    /// The merge thread: looks after every roll, on request, and on a timer,
+    /// but judges at most once per `min_gap` however fast segments roll,
+    /// since judging walks every index.
+    fn merge_when_worth_it(&self) {
+        let min_gap = self.opts.compact_interval.min(Duration::from_secs(1));
+        loop {
+            let forced = {
+                let mut signals = self.signals.lock();
+                if !signals.stop && !signals.compact_requested && !signals.rolled {
+                    self.compact_wake
+                        .wait_for(&mut signals, self.opts.compact_interval);
+                }
+                if signals.stop {
+                    return;
+                }
+                signals.rolled = false;
+                std::mem::take(&mut signals.compact_requested)
+            };
+            let worth = forced
+                || compaction::worth_merging(self).unwrap_or_else(|e| {
+                    warn!("cannot judge whether to merge: {e}");
+                    false
+                });
+            if worth && let Err(e) = self.compact_all() {
+                warn!("background merge failed: {e}");
+            }
+            let until = Instant::now() + min_gap;
+            let mut signals = self.signals.lock();
+            while !signals.stop && !signals.compact_requested && Instant::now() < until {
+                self.compact_wake.wait_until(&mut signals, until);
             }
         }
     }
@@ -530,24 +611,30 @@ impl Inner {
         Ok(())
     }
 
-    fn stats(&self) -> Result<Stats> {
+    pub fn stats(&self) -> Result<Stats> {
         let version = self.version();
+        let segments: Vec<&Arc<Segment>> = version.newest_first().collect();
         let mut stats = Stats::default();
-        let mut seen = hashbrown::HashSet::new();
-        for seg in version.newest_first() {
+        for (i, seg) in segments.iter().enumerate() {
             let mut s = SegmentStats {
                 id: seg.id,
-                active: Arc::ptr_eq(seg, &version.active),
+                active: i == 0,
                 file_bytes: seg.file_len()?,
                 ..Default::default()
             };
-            for (key, e) in seg.index.read().iter() {
-                if seen.insert(key.to_vec()) && !e.tombstone {
+            let index = seg.index.read();
+            for (key, e) in index.iter() {
+                // Live here only if no newer segment has a record for the key.
+                let hash = hash_key(key);
+                let shadowed = segments[..i]
+                    .iter()
+                    .any(|n| n.index.read().get(hash, key).is_some());
+                if shadowed || e.tombstone {
+                    s.dead_keys += 1;
+                } else {
                     s.live_keys += 1;
                     s.live_bytes += (HEADER_LEN + key.len()) as u64 + u64::from(e.value_len);
                     stats.live_value_bytes += u64::from(e.value_len);
-                } else {
-                    s.dead_keys += 1;
                 }
             }
             s.dead_bytes = s
@@ -556,6 +643,7 @@ impl Inner {
             stats.live_keys += s.live_keys;
             stats.segments.push(s);
         }
+        stats.last_merge = compaction::read_last_merge(&self.dir);
         Ok(stats)
     }
 }

@@ -19,8 +19,9 @@ pub enum Source<'a> {
     Bytes(&'a [u8]),
     /// Exactly `len` bytes read from a reader (a spilled write buffer).
     Reader(&'a mut dyn Read, u64),
-    /// The value of a stored record, copied and CRC-checked on the way.
-    Stored(Arc<Segment>, Entry),
+    /// The value of the stored record of a key (not necessarily the key
+    /// being written), copied and CRC-checked on the way.
+    Stored(Arc<Segment>, Entry, &'a [u8]),
 }
 
 impl Source<'_> {
@@ -28,7 +29,7 @@ impl Source<'_> {
         match self {
             Source::Bytes(b) => b.len() as u64,
             Source::Reader(_, len) => *len,
-            Source::Stored(_, e) => u64::from(e.value_len),
+            Source::Stored(_, e, _) => u64::from(e.value_len),
         }
     }
 }
@@ -189,10 +190,10 @@ impl Writer {
                     &owned
                 }
                 Change::Put {
-                    value: Source::Stored(seg, e),
+                    value: Source::Stored(seg, e, key),
                     ..
                 } => {
-                    owned = seg.read_value(op.key, e)?;
+                    owned = seg.read_value(key, e)?;
                     &owned
                 }
             };
@@ -306,8 +307,15 @@ struct ValueCopy<'s, 'a> {
 impl<'s, 'a> ValueCopy<'s, 'a> {
     fn new(source: &'s mut Source<'a>, key: &[u8]) -> Result<Self> {
         let mut check = None;
-        if let Source::Stored(seg, e) = source {
-            let head = seg.read_at(u64::from(e.offset), HEADER_LEN + key.len())?;
+        if let Source::Stored(seg, e, stored_key) = source {
+            let head = seg.read_at(u64::from(e.offset), HEADER_LEN + stored_key.len())?;
+            if head[HEADER_LEN..] != **stored_key {
+                return Err(Error::corrupt(
+                    &seg.path,
+                    u64::from(e.offset),
+                    "record does not match the index",
+                ));
+            }
             let h = Header::parse(&head)
                 .map_err(|d| Error::corrupt(&seg.path, u64::from(e.offset), d))?;
             let mut hasher = crc32fast::Hasher::new();
@@ -333,8 +341,8 @@ impl<'s, 'a> ValueCopy<'s, 'a> {
                     e,
                 )
             })?,
-            Source::Stored(seg, e) => {
-                let at = u64::from(e.offset) + (HEADER_LEN + self.key.len()) as u64 + self.pos;
+            Source::Stored(seg, e, stored_key) => {
+                let at = u64::from(e.offset) + (HEADER_LEN + stored_key.len()) as u64 + self.pos;
                 buf.copy_from_slice(&seg.read_at(at, buf.len())?);
                 if let Some((h, _)) = self.check.as_mut() {
                     h.update(buf);
@@ -346,7 +354,7 @@ impl<'s, 'a> ValueCopy<'s, 'a> {
     }
 
     fn finish(self) -> Result<()> {
-        if let (Some((h, want)), Source::Stored(seg, e)) = (self.check, &*self.source)
+        if let (Some((h, want)), Source::Stored(seg, e, _)) = (self.check, &*self.source)
             && h.finalize() != want
         {
             return Err(Error::corrupt(

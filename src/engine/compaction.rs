@@ -1,0 +1,458 @@
+//! Merging closed segments: keep each key's latest record, drop superseded
+//! puts and the tombstones nothing older needs, write the survivors into
+//! new segments, and swap them in for their inputs in one MANIFEST rename.
+//!
+//! Inputs are a contiguous run of closed segments, so the outputs take their
+//! place in the newest-to-oldest search order and sequence order is kept.
+//! Only the merge thread (or a caller of `compact`) merges, one at a time;
+//! reads and writes carry on: the writer never waits for a merge, readers
+//! only for the swap of the segment list.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use log::{info, warn};
+
+use super::error::{Error, Result};
+use super::format::{self, SEGMENT_HEADER_LEN};
+use super::hint;
+use super::index::{Entry, Index, hash_key};
+use super::manifest::sync_dir;
+use super::record::{CRC_FIELD, HEADER_LEN, Header};
+use super::segment::{CHUNK, Segment};
+use super::store::{Inner, Version};
+
+/// Where a test may stop a merge as a crash would: nothing after that point
+/// happens, not even the clean-up of temporary files.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashPoint {
+    /// Part of the first output written, under its temporary name.
+    OutputHalfWritten,
+    /// Outputs complete and renamed into place, MANIFEST not yet replaced.
+    BeforeInstall,
+    /// MANIFEST replaced, inputs not yet deleted.
+    BeforeDelete,
+}
+
+/// What one merge did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MergeReport {
+    pub inputs: Vec<u64>,
+    pub outputs: Vec<u64>,
+    pub bytes_before: u64,
+    pub bytes_after: u64,
+    pub records_kept: u64,
+    pub records_dropped: u64,
+    pub duration: Duration,
+}
+
+/// A record chosen to survive, in the order it is copied.
+struct Survivor {
+    offset: u32,
+    key: Vec<u8>,
+    entry: Entry,
+}
+
+/// An output segment being written under its temporary name.
+struct Output {
+    id: u64,
+    path: PathBuf,
+    tmp: PathBuf,
+    out: BufWriter<File>,
+    len: u64,
+    index: Index,
+    max_seq: u64,
+}
+
+impl Inner {
+    /// Merges every closed segment. `Ok(None)` when there is nothing to merge.
+    pub fn compact_all(&self) -> Result<Option<MergeReport>> {
+        let _one_at_a_time = self.merge_lock.lock();
+        let ids: Vec<u64> = self.version().closed.iter().rev().map(|s| s.id).collect();
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        self.merge_locked(&ids).map(Some)
+    }
+
+    /// Merges the closed segments `ids` (oldest first), which must be next
+    /// to each other in the segment order.
+    pub fn merge(&self, ids: &[u64]) -> Result<MergeReport> {
+        let _one_at_a_time = self.merge_lock.lock();
+        self.merge_locked(ids)
+    }
+
+    fn merge_locked(&self, ids: &[u64]) -> Result<MergeReport> {
+        let started = Instant::now();
+        let version = self.version();
+        let (newer, inputs, older) = split(&version, ids)?;
+
+        let mut bytes_before = 0;
+        let mut dropped = 0;
+        let mut survivors = Vec::with_capacity(inputs.len());
+        for (i, seg) in inputs.iter().enumerate() {
+            bytes_before += seg.file_len()?;
+            let index = seg.index.read();
+            let mut keep = Vec::new();
+            for (key, e) in index.iter() {
+                let hash = hash_key(key);
+                let in_any = |segs: &[Arc<Segment>]| {
+                    segs.iter().any(|s| s.index.read().get(hash, key).is_some())
+                };
+                let superseded = in_any(&newer) || in_any(&inputs[i + 1..]);
+                // A tombstone must stay while an older segment outside this
+                // merge may still hold a value it hides.
+                let needed = !superseded && (!e.tombstone || in_any(&older));
+                if needed {
+                    keep.push(Survivor {
+                        offset: e.offset,
+                        key: key.to_vec(),
+                        entry: e,
+                    });
+                } else {
+                    dropped += 1;
+                }
+            }
+            keep.sort_unstable_by_key(|s| s.offset);
+            survivors.push(keep);
+        }
+
+        let outputs = match self.write_outputs(&inputs, &survivors) {
+            Ok(o) => o,
+            Err(e) => {
+                warn!("merge of segments {ids:?} abandoned: {e}");
+                return Err(e);
+            }
+        };
+        if self.opts.crash_point == Some(CrashPoint::BeforeInstall) {
+            return Err(simulated_crash());
+        }
+        let bytes_after = outputs.iter().map(|s| s.file_len().unwrap_or(0)).sum();
+        let output_ids: Vec<u64> = outputs.iter().map(|s| s.id).collect();
+        self.install(ids, outputs)?;
+        if self.opts.crash_point == Some(CrashPoint::BeforeDelete) {
+            return Err(simulated_crash());
+        }
+        for seg in &inputs {
+            // Readers still holding the segment keep its open file.
+            let _ = fs::remove_file(&seg.path);
+            let _ = fs::remove_file(format::hint_path(&self.dir, seg.id));
+        }
+        if let Err(e) = sync_dir(&self.dir) {
+            warn!("syncing {} after a merge: {e}", self.dir.display());
+        }
+        let report = MergeReport {
+            inputs: ids.to_vec(),
+            outputs: output_ids,
+            bytes_before,
+            bytes_after,
+            records_kept: survivors.iter().map(|s| s.len() as u64).sum(),
+            records_dropped: dropped,
+            duration: started.elapsed(),
+        };
+        info!("merged {report}");
+        write_last_merge(&self.dir, &report);
+        *self.last_merge.lock() = Some(report.clone());
+        Ok(report)
+    }
+
+    /// Copies the survivors into new segment files, synced and renamed into
+    /// place with their hints. On error the temporary files are removed.
+    fn write_outputs(
+        &self,
+        inputs: &[Arc<Segment>],
+        survivors: &[Vec<Survivor>],
+    ) -> Result<Vec<Arc<Segment>>> {
+        let mut done: Vec<Output> = Vec::new();
+        let mut current: Option<Output> = None;
+        let result = (|| -> Result<()> {
+            for (seg, keep) in inputs.iter().zip(survivors) {
+                for s in keep {
+                    let len = (HEADER_LEN + s.key.len()) as u64 + u64::from(s.entry.value_len);
+                    let full = current.as_ref().is_some_and(|o| {
+                        o.len > SEGMENT_HEADER_LEN as u64
+                            && o.len + len > self.opts.max_segment_size
+                    });
+                    if full {
+                        done.extend(current.take());
+                    }
+                    if current.is_none() {
+                        current = Some(self.new_output()?);
+                    }
+                    if let Some(out) = current.as_mut() {
+                        out.copy(seg, s)?;
+                        if self.opts.crash_point == Some(CrashPoint::OutputHalfWritten) {
+                            out.out.flush().map_err(|e| out.io_err(e))?;
+                            return Err(simulated_crash());
+                        }
+                    }
+                }
+            }
+            done.extend(current.take());
+            for o in &mut done {
+                o.finish()?;
+            }
+            sync_dir(&self.dir).map_err(|e| Error::io(format!("syncing {}", self.dir.display()), e))
+        })();
+        if let Err(e) = result {
+            if self.opts.crash_point.is_none() {
+                for o in done.iter().chain(current.iter()) {
+                    let _ = fs::remove_file(&o.tmp);
+                    let _ = fs::remove_file(&o.path);
+                    let _ = fs::remove_file(format::hint_path(&self.dir, o.id));
+                }
+            }
+            return Err(e);
+        }
+        done.into_iter().map(Output::into_segment).collect()
+    }
+
+    fn new_output(&self) -> Result<Output> {
+        let id = {
+            let mut m = self.manifest.lock();
+            m.next_id += 1;
+            m.next_id - 1
+        };
+        let path = format::segment_path(&self.dir, id);
+        let tmp = format::temp_path(&path);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
+        let mut out = Output {
+            id,
+            path,
+            tmp,
+            out: BufWriter::with_capacity(CHUNK, file),
+            len: 0,
+            index: Index::default(),
+            max_seq: 0,
+        };
+        out.write(&format::encode_segment_header(id))?;
+        Ok(out)
+    }
+
+    /// The one commit point: the MANIFEST names the outputs instead of the
+    /// inputs; then readers are switched over.
+    fn install(&self, input_ids: &[u64], outputs: Vec<Arc<Segment>>) -> Result<()> {
+        let mut manifest = self.manifest.lock();
+        let mut next = manifest.clone();
+        let at = next
+            .segments
+            .iter()
+            .position(|id| *id == input_ids[0])
+            .ok_or_else(|| {
+                Error::InvalidOption(format!("segment {} is no longer live", input_ids[0]))
+            })?;
+        next.segments
+            .splice(at..at + input_ids.len(), outputs.iter().map(|s| s.id));
+        next.store(&self.dir)?;
+        *manifest = next;
+        let mut version = self.version.write();
+        let mut closed: Vec<Arc<Segment>> = Vec::with_capacity(version.closed.len());
+        for seg in &version.closed {
+            if seg.id == input_ids[input_ids.len() - 1] {
+                closed.extend(outputs.iter().rev().cloned());
+            }
+            if !input_ids.contains(&seg.id) {
+                closed.push(seg.clone());
+            }
+        }
+        *version = Arc::new(Version {
+            active: version.active.clone(),
+            closed,
+        });
+        Ok(())
+    }
+}
+
+/// Splits the segments of `v` into those newer than the inputs, the inputs
+/// (oldest first) and those older, checking the inputs are a closed run.
+type Split = (Vec<Arc<Segment>>, Vec<Arc<Segment>>, Vec<Arc<Segment>>);
+
+fn split(v: &Version, ids: &[u64]) -> Result<Split> {
+    let oldest_first: Vec<&Arc<Segment>> = v.closed.iter().rev().collect();
+    let start = oldest_first.iter().position(|s| Some(&s.id) == ids.first());
+    let run_ok = start.is_some_and(|st| {
+        ids.iter()
+            .enumerate()
+            .all(|(i, id)| oldest_first.get(st + i).is_some_and(|s| s.id == *id))
+    });
+    let (Some(st), true) = (start, run_ok) else {
+        return Err(Error::InvalidOption(format!(
+            "segments {ids:?} are not a run of closed segments, oldest first"
+        )));
+    };
+    let older = oldest_first[..st].iter().map(|s| (*s).clone()).collect();
+    let inputs = oldest_first[st..st + ids.len()]
+        .iter()
+        .map(|s| (*s).clone())
+        .collect();
+    let newer = v
+        .newest_first()
+        .take(v.closed.len() + 1 - st - ids.len())
+        .cloned()
+        .collect();
+    Ok((newer, inputs, older))
+}
+
+fn simulated_crash() -> Error {
+    Error::io(
+        "simulated crash",
+        std::io::Error::other("crash point reached"),
+    )
+}
+
+impl Output {
+    fn io_err(&self, e: std::io::Error) -> Error {
+        Error::io(format!("writing merge output {}", self.tmp.display()), e)
+    }
+
+    fn write(&mut self, bytes: &[u8]) -> Result<()> {
+        self.out.write_all(bytes).map_err(|e| self.io_err(e))?;
+        self.len += bytes.len() as u64;
+        Ok(())
+    }
+
+    /// Copies one record, checking its CRC on the way. A record that was part
+    /// of a batch is written as a record of its own: its batch is no longer
+    /// needed once its partner is superseded or merged beside it.
+    fn copy(&mut self, seg: &Segment, s: &Survivor) -> Result<()> {
+        let at = u64::from(s.offset);
+        let head = seg.read_at(at, HEADER_LEN + s.key.len())?;
+        let old = Header::parse(&head).map_err(|d| Error::corrupt(&seg.path, at, d))?;
+        if head[HEADER_LEN..] != *s.key || old.value_len != s.entry.value_len {
+            return Err(Error::corrupt(
+                &seg.path,
+                at,
+                "record does not match the index",
+            ));
+        }
+        let mut new = Header {
+            in_batch: false,
+            ..old
+        };
+        let value_at = at + head.len() as u64;
+        let value_end = value_at + u64::from(old.value_len);
+
+        // One pass to check the old CRC and compute the new one, both from
+        // the CRC of the value; a second to copy the value.
+        let value_crc = seg.crc_hasher(value_at, value_end)?;
+        let with_value = |header_rest: &[u8]| {
+            let mut h = crc32fast::Hasher::new();
+            h.update(header_rest);
+            h.update(&s.key);
+            h.combine(&value_crc);
+            h.finalize()
+        };
+        if with_value(&head[CRC_FIELD.end..HEADER_LEN]) != old.crc {
+            return Err(Error::corrupt(&seg.path, at, "checksum mismatch"));
+        }
+        new.crc = 0;
+        let mut bytes = new.encode();
+        new.crc = with_value(&bytes[CRC_FIELD.end..]);
+        bytes = new.encode();
+
+        let offset = self.len;
+        self.write(&bytes)?;
+        self.write(&s.key)?;
+        let mut pos = value_at;
+        while pos < value_end {
+            let n = ((value_end - pos) as usize).min(CHUNK);
+            let chunk = seg.read_at(pos, n)?;
+            self.write(&chunk)?;
+            pos += n as u64;
+        }
+        let entry = Entry {
+            offset: offset as u32,
+            ..s.entry
+        };
+        self.index.insert(hash_key(&s.key), &s.key, entry);
+        self.max_seq = self.max_seq.max(old.seq);
+        Ok(())
+    }
+
+    /// Syncs the file, renames it into place and writes its hint.
+    fn finish(&mut self) -> Result<()> {
+        self.out.flush().map_err(|e| self.io_err(e))?;
+        self.out.get_ref().sync_all().map_err(|e| self.io_err(e))?;
+        fs::rename(&self.tmp, &self.path)
+            .map_err(|e| Error::io(format!("renaming {} into place", self.tmp.display()), e))?;
+        let dir = self.path.parent().unwrap_or(std::path::Path::new("."));
+        hint::write(dir, self.id, self.len, self.max_seq, &self.index)
+    }
+
+    fn into_segment(self) -> Result<Arc<Segment>> {
+        let Output {
+            id,
+            path,
+            index,
+            max_seq,
+            ..
+        } = self;
+        let file =
+            File::open(&path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
+        let seg = Segment::with_file(id, path, file, index);
+        seg.set_max_seq(max_seq);
+        seg.freeze();
+        Ok(Arc::new(seg))
+    }
+}
+
+impl std::fmt::Display for MergeReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "segments {:?} -> {:?}: {} -> {} bytes, {} records kept, {} dropped, {:.3} s",
+            self.inputs,
+            self.outputs,
+            self.bytes_before,
+            self.bytes_after,
+            self.records_kept,
+            self.records_dropped,
+            self.duration.as_secs_f64()
+        )
+    }
+}
+
+/// Records the merge for `caskfs stats`; losing this line loses nothing else,
+/// so it is not synced.
+fn write_last_merge(dir: &Path, report: &MergeReport) {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let path = dir.join(format::LAST_MERGE_FILE);
+    let tmp = format::temp_path(&path);
+    let line = format!("at unix time {secs}: {report}\n");
+    if let Err(e) = fs::write(&tmp, line).and_then(|_| fs::rename(&tmp, &path)) {
+        warn!("recording the last merge in {}: {e}", path.display());
+    }
+}
+
+pub fn read_last_merge(dir: &Path) -> Option<String> {
+    let line = fs::read_to_string(dir.join(format::LAST_MERGE_FILE)).ok()?;
+    Some(line.trim().to_string())
+}
+
+/// Whether the closed segments have enough dead data, or are too many, to
+/// be worth a merge, by the options' thresholds.
+pub fn worth_merging(inner: &Inner) -> Result<bool> {
+    let stats = inner.stats()?;
+    let closed: Vec<_> = stats.segments.iter().filter(|s| !s.active).collect();
+    if closed.is_empty() {
+        return Ok(false);
+    }
+    let total: u64 = closed.iter().map(|s| s.file_bytes).sum();
+    let dead: u64 = closed.iter().map(|s| s.dead_bytes).sum();
+    let o = &inner.opts;
+    let fragmented = total > 0
+        && dead as f64 >= o.compact_dead_ratio * total as f64
+        && dead >= o.compact_min_dead_bytes;
+    Ok(fragmented || closed.len() > o.compact_max_segments)
+}
