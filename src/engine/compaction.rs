@@ -95,7 +95,7 @@ impl Inner {
         let mut dropped = 0;
         let mut survivors = Vec::with_capacity(inputs.len());
         for (i, seg) in inputs.iter().enumerate() {
-            bytes_before += seg.file_len()?;
+            bytes_before += seg.file_len();
             let index = seg.index.read();
             let mut keep = Vec::new();
             for (key, e) in index.iter() {
@@ -131,7 +131,7 @@ impl Inner {
         if self.opts.crash_point == Some(CrashPoint::BeforeInstall) {
             return Err(simulated_crash());
         }
-        let bytes_after = outputs.iter().map(|s| s.file_len().unwrap_or(0)).sum();
+        let bytes_after = outputs.iter().map(|s| s.file_len()).sum();
         let output_ids: Vec<u64> = outputs.iter().map(|s| s.id).collect();
         self.install(ids, outputs)?;
         if self.opts.crash_point == Some(CrashPoint::BeforeDelete) {
@@ -397,7 +397,7 @@ impl Output {
         } = self;
         let file =
             File::open(&path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        let seg = Segment::with_file(id, path, file, index);
+        let seg = Segment::with_file(id, path, file, index)?;
         seg.set_max_seq(max_seq);
         seg.freeze();
         Ok(Arc::new(seg))

@@ -156,7 +156,7 @@ pub fn scan_into(seg: &Segment, data: &[u8]) -> ScanReport {
 }
 
 fn load_closed(dir: &Path, seg: &Segment, opts: &Options) -> Result<()> {
-    let len = seg.file_len()?;
+    let len = seg.file_len();
     match hint::load(dir, seg.id, len) {
         Ok(Some(h)) => {
             *seg.index.write() = h.index;
@@ -213,8 +213,7 @@ fn load_active(dir: &Path, seg: &Segment, opts: &Options) -> Result<u64> {
                 tail.start,
                 tail.detail
             );
-            seg.file
-                .set_len(report.end)
+            seg.truncate(report.end)
                 .and_then(|_| seg.file.sync_all())
                 .map_err(|e| Error::io(format!("cutting the tail of {}", seg.path.display()), e))?;
         }

@@ -54,6 +54,9 @@ pub fn scan(data: &[u8], mut visit: impl FnMut(Scanned<'_>)) -> ScanReport {
                 off += h.record_len() as usize;
                 report.end = off as u64;
             }
+            // The active file is allocated ahead of its records: zeros after
+            // the last record are unused space, not damage.
+            Err(_) if data[off..].iter().all(|&b| b == 0) => break,
             Err(why) => match resync(data, off + 1, last_seq) {
                 Some(next) => {
                     report.damage.push(Damage {
@@ -64,9 +67,10 @@ pub fn scan(data: &[u8], mut visit: impl FnMut(Scanned<'_>)) -> ScanReport {
                     off = next;
                 }
                 None => {
+                    let garbage_end = data.iter().rposition(|&b| b != 0).map_or(off, |p| p + 1);
                     report.bad_tail = Some(Damage {
                         start: off as u64,
-                        end: data.len() as u64,
+                        end: garbage_end as u64,
                         detail: why.to_string(),
                     });
                     break;
@@ -135,9 +139,13 @@ fn emit(data: &[u8], off: usize, h: &Header, visit: &mut impl FnMut(Scanned<'_>)
     }
 }
 
-/// The first offset at or after `from` where a whole record starts.
+/// The first offset at or after `from` where a whole record starts. A
+/// record's flags and key length are never both zero, so none starts in
+/// the zeros at the end of the file.
 fn resync(data: &[u8], from: usize, last_seq: u64) -> Option<usize> {
-    (from..data.len().saturating_sub(HEADER_LEN - 1)).find(|&o| validate(data, o, last_seq).is_ok())
+    let last_nonzero = data.iter().rposition(|&b| b != 0)?;
+    let end = last_nonzero.min(data.len().saturating_sub(HEADER_LEN - 1));
+    (from..end).find(|&o| validate(data, o, last_seq).is_ok())
 }
 
 #[cfg(test)]

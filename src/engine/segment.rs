@@ -1,16 +1,18 @@
-//! One segment file with its index. The active segment is read with `pread`;
-//! a closed segment never changes again, so it is memory-mapped and read
-//! without a system call.
+//! One segment file with its index. Segments are memory-mapped: the writer
+//! copies records into the active segment's mapping and readers read them
+//! back without a system call. A record past the mapping (one larger than
+//! the segment size) is written and read with `pwrite`/`pread`.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use log::warn;
-use memmap2::Mmap;
+use memmap2::{MmapOptions, MmapRaw};
 use parking_lot::{Mutex, RwLock};
 
 use super::error::{Error, Result};
@@ -23,12 +25,19 @@ use super::record::{self, HEADER_LEN, Header};
 const WHOLE_CHECK_LIMIT: u64 = 256 * 1024;
 /// Chunk for streaming through large records.
 pub const CHUNK: usize = 1 << 20;
+/// The active file grows by this much at a time, with `fallocate`, so that
+/// copying into the mapping can never meet a full disk (which would be a
+/// SIGBUS instead of an error).
+const GROW_BY: u64 = 1 << 20;
 
 pub struct Segment {
     pub id: u64,
     pub path: PathBuf,
     pub file: File,
-    map: OnceLock<Mmap>,
+    map: OnceLock<MmapRaw>,
+    /// The file's length as this process made it: only bytes below it are
+    /// read through the mapping.
+    file_len: AtomicU64,
     pub index: RwLock<Index>,
     /// Highest sequence number written to this segment.
     pub max_seq: AtomicU64,
@@ -50,7 +59,7 @@ impl Segment {
         file.write_all_at(&format::encode_segment_header(id), 0)
             .and_then(|_| file.sync_all())
             .map_err(|e| Error::io(format!("writing header of {}", path.display()), e))?;
-        Ok(Self::with_file(id, path, file, Index::default()))
+        Self::with_file(id, path, file, Index::default())
     }
 
     /// Opens an existing segment file and checks its header.
@@ -66,61 +75,135 @@ impl Segment {
             .map_err(|e| Error::io(format!("reading header of {}", path.display()), e))?;
         format::check_segment_header(&header[..n], id)
             .map_err(|detail| Error::corrupt(&path, 0, detail))?;
-        Ok(Self::with_file(id, path, file, Index::default()))
+        Self::with_file(id, path, file, Index::default())
     }
 
-    pub fn with_file(id: u64, path: PathBuf, file: File, index: Index) -> Segment {
-        Segment {
+    pub fn with_file(id: u64, path: PathBuf, file: File, index: Index) -> Result<Segment> {
+        let len = file
+            .metadata()
+            .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
+            .len();
+        Ok(Segment {
             id,
             path,
             file,
             map: OnceLock::new(),
+            file_len: AtomicU64::new(len),
             index: RwLock::new(index),
             max_seq: AtomicU64::new(0),
             verified: Mutex::new(HashSet::new()),
-        }
+        })
     }
 
-    pub fn file_len(&self) -> Result<u64> {
-        self.file
-            .metadata()
-            .map(|m| m.len())
-            .map_err(|e| Error::io(format!("stat {}", self.path.display()), e))
+    /// The file's length (for the active segment: including space
+    /// allocated ahead of the writer).
+    pub fn file_len(&self) -> u64 {
+        self.file_len.load(Ordering::Acquire)
     }
 
-    /// Marks the segment closed: from now on it is read through a mapping.
-    /// Without a mapping (mmap refused) reads fall back to `pread`.
-    pub fn freeze(&self) {
-        if self.map.get().is_some() {
-            return;
-        }
-        // SAFETY: a closed segment is never written or truncated again while
-        // this process holds the data directory's lock, and nothing else may
-        // write there; the mapping is read-only.
-        match unsafe { Mmap::map(&self.file) } {
+    /// Maps `len` bytes of the file for appending. Without a mapping (mmap
+    /// refused) appends and reads fall back to `pwrite` and `pread`.
+    pub fn map_for_append(&self, len: u64) {
+        // This process alone writes the file (it holds the data directory's
+        // lock); bytes are read through the mapping only below `file_len`,
+        // and only once the writer has published them.
+        match MmapOptions::new().len(len as usize).map_raw(&self.file) {
             Ok(m) => {
                 let _ = self.map.set(m);
             }
-            Err(e) => warn!(
-                "cannot map {}: {e}; reading it with pread",
-                self.path.display()
-            ),
+            Err(e) => warn!("cannot map {}: {e}; using pwrite", self.path.display()),
+        }
+    }
+
+    /// Marks the segment closed: no more appends. Its mapping stays (or is
+    /// made, read-only) for reads.
+    pub fn freeze(&self) {
+        if self.map.get().is_none() {
+            // A closed segment is never written or cut again.
+            match MmapOptions::new().map_raw_read_only(&self.file) {
+                Ok(m) => {
+                    let _ = self.map.set(m);
+                }
+                Err(e) => warn!("cannot map {}: {e}; reading it with pread", self.path.display()),
+            }
         }
         self.index.write().shrink_to_fit();
     }
 
+    /// The bytes `[offset, offset + len)` through the mapping, when it and
+    /// the file cover them.
+    fn mapped(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        let map = self.map.get()?;
+        let end = offset.checked_add(len as u64)?;
+        if end > map.len() as u64 || end > self.file_len() {
+            return None;
+        }
+        // SAFETY: in bounds of the mapping and of the file (so no SIGBUS);
+        // callers ask only for whole records, which the writer finished
+        // copying before publishing them and which never change afterwards.
+        Some(unsafe { std::slice::from_raw_parts(map.as_ptr().add(offset as usize), len) })
+    }
+
+    /// Writes `bytes` at `at`: copied into the mapping when it covers them
+    /// (growing the file first if needed), else with `pwrite`. Only the
+    /// single writer calls this.
+    pub fn write_at(&self, bytes: &[u8], at: u64) -> std::io::Result<()> {
+        let end = at + bytes.len() as u64;
+        if let Some(map) = self.map.get()
+            && end <= map.len() as u64
+            && map.len() > 0
+        {
+            match self.grow(end, map.len() as u64) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => return Err(e),
+                // No fallocate here: write it the plain way.
+                Err(_) => return self.pwrite(bytes, at),
+            }
+            // SAFETY: in bounds of the mapping and of the file's allocated
+            // blocks; no reader looks at these bytes until they are published.
+            unsafe {
+                std::ptr::copy_nonoverlapping(bytes.as_ptr(), map.as_mut_ptr().add(at as usize), bytes.len());
+            }
+            return Ok(());
+        }
+        self.pwrite(bytes, at)
+    }
+
+    fn pwrite(&self, bytes: &[u8], at: u64) -> std::io::Result<()> {
+        self.file.write_all_at(bytes, at)?;
+        self.file_len.fetch_max(at + bytes.len() as u64, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Allocates the file up to at least `end`, a step ahead when there is room.
+    fn grow(&self, end: u64, limit: u64) -> std::io::Result<()> {
+        let from = self.file_len();
+        if end <= from {
+            return Ok(());
+        }
+        let ahead = (from + GROW_BY).min(limit).max(end);
+        for target in [ahead, end] {
+            // SAFETY: fallocate on a descriptor we own.
+            let rc = unsafe { libc::fallocate(self.file.as_raw_fd(), 0, from as i64, (target - from) as i64) };
+            if rc == 0 {
+                self.file_len.store(target, Ordering::Release);
+                return Ok(());
+            }
+        }
+        Err(std::io::Error::last_os_error())
+    }
+
+    /// Cuts the file to `len` bytes.
+    pub fn truncate(&self, len: u64) -> std::io::Result<()> {
+        self.file.set_len(len)?;
+        self.file_len.store(len, Ordering::Release);
+        Ok(())
+    }
+
     /// Reads `len` bytes at `offset`.
     pub fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
-        if let Some(map) = self.map.get() {
-            let end = offset.saturating_add(len as u64);
-            if end > map.len() as u64 {
-                return Err(Error::corrupt(
-                    &self.path,
-                    offset,
-                    "record runs past the end of the file",
-                ));
-            }
-            return Ok(map[offset as usize..end as usize].to_vec());
+        if let Some(bytes) = self.mapped(offset, len) {
+            return Ok(bytes.to_vec());
         }
         let mut buf = vec![0u8; len];
         self.file.read_exact_at(&mut buf, offset).map_err(|e| {
@@ -163,10 +246,17 @@ impl Segment {
         let value_at = HEADER_LEN as u64 + key.len() as u64;
         let record_len = value_at + value_len;
         if record_len <= WHOLE_CHECK_LIMIT {
-            let rec = self.read_at(offset, record_len as usize)?;
-            self.check_small(key, entry, &rec)?;
             let from = (value_at + start) as usize;
-            return Ok(rec[from..from + len].to_vec());
+            if let Some(rec) = self.mapped(offset, record_len as usize) {
+                // Checked in place: only the value range is copied.
+                self.check_small(key, entry, rec)?;
+                return Ok(rec[from..from + len].to_vec());
+            }
+            let mut rec = self.read_at(offset, record_len as usize)?;
+            self.check_small(key, entry, &rec)?;
+            rec.copy_within(from..from + len, 0);
+            rec.truncate(len);
+            return Ok(rec);
         }
         self.check_large(key, entry)?;
         self.read_at(offset + value_at + start, len)

@@ -150,6 +150,11 @@ impl Store {
             detail: "MANIFEST lists no segments".into(),
         })?;
         segments.reverse();
+        if opts.read_only {
+            active.freeze();
+        } else {
+            active.map_for_append(opts.max_segment_size);
+        }
         let writer = Writer::new(active.clone(), rec.active_len, rec.next_seq);
         let synced = (active.id, rec.active_len);
         info!(
@@ -281,7 +286,7 @@ impl Store {
             change: Change::Delete,
         }];
         self.inner
-            .commit(&mut ops, |v| live(v, key).map(|_| true))
+            .commit(&mut ops, |i| live(&i.version(), key).map(|_| true))
             .map(|_| ())
     }
 
@@ -318,8 +323,9 @@ impl Store {
                 });
             }
             ops.push(put);
-            let unchanged =
-                |v: &Version| live(v, from).map(|(s, now)| Arc::ptr_eq(s, seg) && now == e);
+            let unchanged = |i: &Inner| {
+                live(&i.version(), from).map(|(s, now)| Arc::ptr_eq(s, seg) && now == e)
+            };
             if self.inner.commit(&mut ops, unchanged)? {
                 return Ok(());
             }
@@ -420,6 +426,13 @@ impl Store {
         if self.inner.opts.read_only {
             return Ok(());
         }
+        {
+            // Give back the space allocated ahead of the writer.
+            let w = self.inner.writer.lock();
+            w.seg
+                .truncate(w.len)
+                .map_err(|e| Error::io(format!("cutting {} to its records", w.seg.path.display()), e))?;
+        }
         self.inner.sync_all()
     }
 
@@ -477,14 +490,14 @@ impl Inner {
     fn commit(
         &self,
         ops: &mut [Op],
-        precheck: impl FnOnce(&Version) -> Result<bool>,
+        precheck: impl FnOnce(&Inner) -> Result<bool>,
     ) -> Result<bool> {
         if self.opts.read_only {
             return Err(Error::ReadOnly);
         }
         let (seg_id, end) = {
             let mut w = self.writer.lock();
-            if !precheck(&self.version())? {
+            if !precheck(self)? {
                 return Ok(false);
             }
             if !w.is_empty() && w.len + writer::encoded_len(ops) > self.opts.max_segment_size {
@@ -578,12 +591,13 @@ impl Inner {
     /// one, recorded in the MANIFEST before any record goes into it.
     pub fn roll(&self, w: &mut Writer) -> Result<()> {
         let old = w.seg.clone();
-        old.file
-            .sync_data()
-            .map_err(|e| Error::io(format!("syncing {}", old.path.display()), e))?;
+        old.truncate(w.len)
+            .and_then(|_| old.file.sync_data())
+            .map_err(|e| Error::io(format!("closing {}", old.path.display()), e))?;
         let mut manifest = self.manifest.lock();
         let id = manifest.next_id;
         let seg = Arc::new(Segment::create(&self.dir, id)?);
+        seg.map_for_append(self.opts.max_segment_size);
         let mut next = manifest.clone();
         next.segments.push(id);
         next.next_id = id + 1;
@@ -619,7 +633,8 @@ impl Inner {
             let mut s = SegmentStats {
                 id: seg.id,
                 active: i == 0,
-                file_bytes: seg.file_len()?,
+                // The active file may be allocated ahead of its records.
+                file_bytes: if i == 0 { self.writer.lock().len } else { seg.file_len() },
                 ..Default::default()
             };
             let index = seg.index.read();

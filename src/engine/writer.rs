@@ -3,7 +3,6 @@
 //! and a failed write is cut back off before anything else is appended.
 
 use std::io::Read;
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use log::error;
@@ -212,7 +211,7 @@ impl Writer {
             let crc = crc32fast::hash(&buf[CRC_FIELD.end..]);
             buf[CRC_FIELD].copy_from_slice(&crc.to_le_bytes());
         }
-        let written = self.seg.file.write_all_at(&buf, self.len);
+        let written = self.seg.write_at(&buf, self.len);
         self.buf = buf;
         written.map_err(|e| Error::io(format!("appending to {}", self.seg.path.display()), e))?;
         Ok(entries)
@@ -222,11 +221,10 @@ impl Writer {
     /// placeholder CRC, its value streamed in chunks, then the CRC patched.
     fn append_streamed(&mut self, ops: &mut [Op], seq: u64, now: u64) -> Result<Vec<Entry>> {
         let batch = ops.len() > 1;
-        let file = &self.seg.file;
-        let path = self.seg.path.clone();
+        let seg = &self.seg;
         let write = |bytes: &[u8], at: u64| {
-            file.write_all_at(bytes, at)
-                .map_err(|e| Error::io(format!("appending to {}", path.display()), e))
+            seg.write_at(bytes, at)
+                .map_err(|e| Error::io(format!("appending to {}", seg.path.display()), e))
         };
         let start = self.len;
         let mut pos = start;
