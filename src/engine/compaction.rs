@@ -100,9 +100,8 @@ impl Inner {
             let mut keep = Vec::new();
             for (key, e) in index.iter() {
                 let hash = hash_key(key);
-                let in_any = |segs: &[Arc<Segment>]| {
-                    segs.iter().any(|s| s.index.read().get(hash, key).is_some())
-                };
+                let in_any =
+                    |segs: &[Arc<Segment>]| segs.iter().any(|s| s.lookup(hash, key).is_some());
                 let superseded = in_any(&newer) || in_any(&inputs[i + 1..]);
                 // A tombstone must stay while an older segment outside this
                 // merge may still hold a value it hides.
@@ -326,7 +325,10 @@ impl Output {
         let at = u64::from(s.offset);
         let head = seg.read_at(at, HEADER_LEN + s.key.len())?;
         let old = Header::parse(&head).map_err(|d| Error::corrupt(&seg.path, at, d))?;
-        if head[HEADER_LEN..] != *s.key || old.value_len != s.entry.value_len {
+        if head[HEADER_LEN..] != *s.key
+            || usize::from(old.key_len) != s.key.len()
+            || old.value_len != s.entry.value_len
+        {
             return Err(Error::corrupt(
                 &seg.path,
                 at,

@@ -91,6 +91,25 @@ impl Index {
             .map(Slot::entry)
     }
 
+    /// Like `get`, but first asks `record_has_key(offset)` whether the
+    /// record a candidate slot points at holds the key: a hit then costs no
+    /// visit to the arena, and the record it loads into the cache is the
+    /// one the caller reads next. The arena still decides when the record
+    /// disagrees, so a damaged record is found (and fails its CRC) rather
+    /// than missed.
+    pub fn get_via_record(
+        &self,
+        hash: u64,
+        key: &[u8],
+        record_has_key: impl Fn(u32) -> bool,
+    ) -> Option<Entry> {
+        self.table
+            .find(hash, |s| {
+                record_has_key(s.offset) || arena_key(&self.arena, s.key_pos) == key
+            })
+            .map(Slot::entry)
+    }
+
     /// Records `entry` as the key's latest record in this segment.
     /// Keys are 1..=255 bytes (checked by the caller), so the length fits a byte.
     pub fn insert(&mut self, hash: u64, key: &[u8], entry: Entry) {

@@ -18,7 +18,7 @@ const CRC_OFFSET: usize = 0;
 const SEQ_OFFSET: usize = CRC_OFFSET + 4;
 const MTIME_OFFSET: usize = SEQ_OFFSET + 8;
 const FLAGS_OFFSET: usize = MTIME_OFFSET + 8;
-const KEY_LEN_OFFSET: usize = FLAGS_OFFSET + 1;
+pub const KEY_LEN_OFFSET: usize = FLAGS_OFFSET + 1;
 const VALUE_LEN_OFFSET: usize = KEY_LEN_OFFSET + 1;
 pub const HEADER_LEN: usize = VALUE_LEN_OFFSET + 4;
 

@@ -124,7 +124,10 @@ impl Segment {
                 Ok(m) => {
                     let _ = self.map.set(m);
                 }
-                Err(e) => warn!("cannot map {}: {e}; reading it with pread", self.path.display()),
+                Err(e) => warn!(
+                    "cannot map {}: {e}; reading it with pread",
+                    self.path.display()
+                ),
             }
         }
         self.index.write().shrink_to_fit();
@@ -162,7 +165,11 @@ impl Segment {
             // SAFETY: in bounds of the mapping and of the file's allocated
             // blocks; no reader looks at these bytes until they are published.
             unsafe {
-                std::ptr::copy_nonoverlapping(bytes.as_ptr(), map.as_mut_ptr().add(at as usize), bytes.len());
+                std::ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    map.as_mut_ptr().add(at as usize),
+                    bytes.len(),
+                );
             }
             return Ok(());
         }
@@ -171,7 +178,8 @@ impl Segment {
 
     fn pwrite(&self, bytes: &[u8], at: u64) -> std::io::Result<()> {
         self.file.write_all_at(bytes, at)?;
-        self.file_len.fetch_max(at + bytes.len() as u64, Ordering::AcqRel);
+        self.file_len
+            .fetch_max(at + bytes.len() as u64, Ordering::AcqRel);
         Ok(())
     }
 
@@ -184,7 +192,14 @@ impl Segment {
         let ahead = (from + GROW_BY).min(limit).max(end);
         for target in [ahead, end] {
             // SAFETY: fallocate on a descriptor we own.
-            let rc = unsafe { libc::fallocate(self.file.as_raw_fd(), 0, from as i64, (target - from) as i64) };
+            let rc = unsafe {
+                libc::fallocate(
+                    self.file.as_raw_fd(),
+                    0,
+                    from as i64,
+                    (target - from) as i64,
+                )
+            };
             if rc == 0 {
                 self.file_len.store(target, Ordering::Release);
                 return Ok(());
@@ -198,6 +213,23 @@ impl Segment {
         self.file.set_len(len)?;
         self.file_len.store(len, Ordering::Release);
         Ok(())
+    }
+
+    /// This segment's latest record for `key`, if any.
+    pub fn lookup(&self, hash: u64, key: &[u8]) -> Option<Entry> {
+        let index = self.index.read();
+        if self.map.get().is_none() {
+            return index.get(hash, key);
+        }
+        index.get_via_record(hash, key, |offset| {
+            // The key length byte, then (after the value length) the key.
+            let at = u64::from(offset) + record::KEY_LEN_OFFSET as u64;
+            self.mapped(at, HEADER_LEN - record::KEY_LEN_OFFSET + key.len())
+                .is_some_and(|b| {
+                    usize::from(b[0]) == key.len()
+                        && &b[HEADER_LEN - record::KEY_LEN_OFFSET..] == key
+                })
+        })
     }
 
     /// Reads `len` bytes at `offset`.
@@ -221,7 +253,10 @@ impl Segment {
         let offset = u64::from(entry.offset);
         let bytes = self.read_at(offset, HEADER_LEN + key.len())?;
         let h = Header::parse(&bytes).map_err(|d| Error::corrupt(&self.path, offset, d))?;
-        if bytes[HEADER_LEN..] != *key || h.value_len != entry.value_len {
+        if bytes[HEADER_LEN..] != *key
+            || usize::from(h.key_len) != key.len()
+            || h.value_len != entry.value_len
+        {
             return Err(Error::corrupt(
                 &self.path,
                 offset,
@@ -265,7 +300,8 @@ impl Segment {
     fn check_small(&self, key: &[u8], entry: &Entry, rec: &[u8]) -> Result<()> {
         let offset = u64::from(entry.offset);
         let h = Header::parse(rec).map_err(|d| Error::corrupt(&self.path, offset, d))?;
-        let key_ok = rec.get(HEADER_LEN..HEADER_LEN + key.len()) == Some(key);
+        let key_ok = usize::from(h.key_len) == key.len()
+            && rec.get(HEADER_LEN..HEADER_LEN + key.len()) == Some(key);
         if !key_ok || h.value_len != entry.value_len || !record::crc_ok(rec) {
             return Err(Error::corrupt(&self.path, offset, "checksum mismatch"));
         }

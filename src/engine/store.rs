@@ -43,7 +43,7 @@ impl Version {
     /// The newest record for `key`, tombstones included.
     pub fn lookup(&self, hash: u64, key: &[u8]) -> Option<(&Arc<Segment>, Entry)> {
         self.newest_first()
-            .find_map(|seg| seg.index.read().get(hash, key).map(|e| (seg, e)))
+            .find_map(|seg| seg.lookup(hash, key).map(|e| (seg, e)))
     }
 }
 
@@ -429,9 +429,12 @@ impl Store {
         {
             // Give back the space allocated ahead of the writer.
             let w = self.inner.writer.lock();
-            w.seg
-                .truncate(w.len)
-                .map_err(|e| Error::io(format!("cutting {} to its records", w.seg.path.display()), e))?;
+            w.seg.truncate(w.len).map_err(|e| {
+                Error::io(
+                    format!("cutting {} to its records", w.seg.path.display()),
+                    e,
+                )
+            })?;
         }
         self.inner.sync_all()
     }
@@ -634,16 +637,18 @@ impl Inner {
                 id: seg.id,
                 active: i == 0,
                 // The active file may be allocated ahead of its records.
-                file_bytes: if i == 0 { self.writer.lock().len } else { seg.file_len() },
+                file_bytes: if i == 0 {
+                    self.writer.lock().len
+                } else {
+                    seg.file_len()
+                },
                 ..Default::default()
             };
             let index = seg.index.read();
             for (key, e) in index.iter() {
                 // Live here only if no newer segment has a record for the key.
                 let hash = hash_key(key);
-                let shadowed = segments[..i]
-                    .iter()
-                    .any(|n| n.index.read().get(hash, key).is_some());
+                let shadowed = segments[..i].iter().any(|n| n.lookup(hash, key).is_some());
                 if shadowed || e.tombstone {
                     s.dead_keys += 1;
                 } else {

@@ -307,15 +307,15 @@ impl<'s, 'a> ValueCopy<'s, 'a> {
         let mut check = None;
         if let Source::Stored(seg, e, stored_key) = source {
             let head = seg.read_at(u64::from(e.offset), HEADER_LEN + stored_key.len())?;
-            if head[HEADER_LEN..] != **stored_key {
+            let h = Header::parse(&head)
+                .map_err(|d| Error::corrupt(&seg.path, u64::from(e.offset), d))?;
+            if head[HEADER_LEN..] != **stored_key || usize::from(h.key_len) != stored_key.len() {
                 return Err(Error::corrupt(
                     &seg.path,
                     u64::from(e.offset),
                     "record does not match the index",
                 ));
             }
-            let h = Header::parse(&head)
-                .map_err(|d| Error::corrupt(&seg.path, u64::from(e.offset), d))?;
             let mut hasher = crc32fast::Hasher::new();
             hasher.update(&head[CRC_FIELD.end..]);
             check = Some((hasher, h.crc));
