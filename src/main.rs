@@ -20,6 +20,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Mount DATA_DIR on MOUNTPOINT and serve it until unmounted.
+    Mount(caskfs::mount::MountArgs),
     /// Store a value (read from stdin when VALUE is omitted).
     Put {
         data_dir: PathBuf,
@@ -39,7 +41,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+    env_logger::Builder::from_env(
+        env_logger::Env::default().default_filter_or("warn,fuser::session=error"),
+    )
+    .init();
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(code) => code,
@@ -62,6 +67,7 @@ fn open_existing(dir: &PathBuf, read_only: bool) -> Result<Store, String> {
 fn run(command: Command) -> Result<ExitCode, String> {
     let err = |e: caskfs::engine::Error| e.to_string();
     match command {
+        Command::Mount(args) => caskfs::mount::run(args)?,
         Command::Put {
             data_dir,
             key,

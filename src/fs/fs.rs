@@ -1,0 +1,519 @@
+//! What each filesystem operation means for caskfs, as plain methods that
+//! return `Result`. The FUSE adapter (`fuse.rs`) calls these and replies;
+//! nothing here knows the FUSE protocol.
+
+use std::collections::{BTreeSet, HashMap};
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
+
+use log::{debug, warn};
+use parking_lot::Mutex;
+
+use super::attr::{Attr, Kind, Owner, ROOT_INO};
+use super::errno::{Error, Result};
+use super::handle::{Handle, HandleTable, OpenMode};
+use super::inode::InodeTable;
+use crate::engine::{self, MAX_KEY_LEN, Store, validate_key};
+
+/// How the filesystem presents the store.
+#[derive(Clone, Copy, Debug)]
+pub struct FsOptions {
+    pub owner: Owner,
+    pub read_only: bool,
+}
+
+/// The attribute changes one `setattr` asks for.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub mtime: Option<SystemTime>,
+    pub fh: Option<u64>,
+}
+
+/// One directory entry; `offset` is where the next read continues.
+#[derive(Clone, Debug)]
+pub struct DirEntry {
+    pub ino: u64,
+    pub offset: u64,
+    pub kind: Kind,
+    pub name: Vec<u8>,
+}
+
+/// Disk figures for `df`, from the data directory's filesystem.
+#[derive(Clone, Copy, Debug)]
+pub struct StatFs {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub bavail: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+    pub namelen: u32,
+    pub frsize: u32,
+}
+
+/// RENAME_NOREPLACE, RENAME_EXCHANGE and RENAME_WHITEOUT from renameat2(2).
+const RENAME_NOREPLACE: u32 = 1;
+const RENAME_EXCHANGE: u32 = 2;
+const RENAME_WHITEOUT: u32 = 4;
+
+pub struct CaskFs {
+    store: Arc<Store>,
+    opts: FsOptions,
+    inodes: InodeTable,
+    handles: HandleTable,
+    /// Open directory streams: a snapshot of the names taken at opendir.
+    dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
+    next_dir: AtomicU64,
+    mounted_at: SystemTime,
+}
+
+impl CaskFs {
+    pub fn new(store: Arc<Store>, opts: FsOptions) -> CaskFs {
+        CaskFs {
+            store,
+            opts,
+            inodes: InodeTable::default(),
+            handles: HandleTable::default(),
+            dirs: Mutex::new(HashMap::new()),
+            next_dir: AtomicU64::new(0),
+            mounted_at: SystemTime::now(),
+        }
+    }
+
+    pub fn store(&self) -> &Arc<Store> {
+        &self.store
+    }
+
+    /// Refuses an operation caskfs does not support, with a log line.
+    pub fn refuse(&self, what: &'static str) -> Error {
+        debug!("refusing {what}");
+        Error::NotSupported(what)
+    }
+
+    fn writable(&self) -> Result<()> {
+        if self.opts.read_only {
+            Err(Error::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The key a name in `parent` stands for.
+    fn key<'a>(&self, parent: u64, name: &'a [u8]) -> Result<&'a [u8]> {
+        if parent != ROOT_INO {
+            return Err(if self.inodes.key_of(parent).is_some() {
+                Error::NotADirectory
+            } else {
+                Error::NotFound
+            });
+        }
+        if name.len() > MAX_KEY_LEN {
+            return Err(Error::NameTooLong);
+        }
+        validate_key(name).map_err(|_| Error::InvalidName)?;
+        Ok(name)
+    }
+
+    fn root_attr(&self) -> Attr {
+        Attr::root(self.mounted_at, self.opts.owner)
+    }
+
+    /// The attributes of `key` as the store has them, or as a pending
+    /// creation if only an open handle holds it.
+    fn key_attr(&self, ino: u64, key: &[u8]) -> Result<Attr> {
+        if let Some(m) = self.store.metadata(key) {
+            return Ok(Attr::file(ino, m.len, m.mtime, self.opts.owner));
+        }
+        if self.inodes.is_pending(ino) {
+            let len = self
+                .handles
+                .for_ino(ino)
+                .iter()
+                .filter_map(|h| h.local_len())
+                .max()
+                .unwrap_or(0);
+            return Ok(Attr::file(ino, len, SystemTime::now(), self.opts.owner));
+        }
+        Err(Error::NotFound)
+    }
+
+    fn exists(&self, key: &[u8]) -> bool {
+        self.store.contains(key)
+            || self
+                .inodes
+                .lookup(key)
+                .is_some_and(|ino| self.inodes.is_pending(ino))
+    }
+
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Attr> {
+        let key = self.key(parent, name)?;
+        if self.store.contains(key) {
+            let ino = self.inodes.ino_for(key);
+            return self.key_attr(ino, key);
+        }
+        match self.inodes.lookup(key) {
+            Some(ino) => self.key_attr(ino, key),
+            None => Err(Error::NotFound),
+        }
+    }
+
+    pub fn getattr(&self, ino: u64, fh: Option<u64>) -> Result<Attr> {
+        if ino == ROOT_INO {
+            return Ok(self.root_attr());
+        }
+        let key = self.inodes.key_of(ino).ok_or(Error::NotFound)?;
+        let mut attr = self.key_attr(ino, &key)?;
+        // Through its own handle a writer sees its own length.
+        if let Some(len) = fh
+            .and_then(|fh| self.handles.get(fh).ok())
+            .filter(|h| h.ino == ino)
+            .and_then(|h| h.local_len())
+        {
+            attr.size = len;
+        }
+        Ok(attr)
+    }
+
+    pub fn setattr(&self, ino: u64, req: SetAttr) -> Result<Attr> {
+        let perm = if ino == ROOT_INO {
+            super::attr::DIR_PERM
+        } else {
+            super::attr::FILE_PERM
+        };
+        if req.mode.is_some_and(|m| m & 0o7777 != u32::from(perm)) {
+            return Err(self.refuse("changing the mode (it is fixed)"));
+        }
+        if req.uid.is_some_and(|u| u != self.opts.owner.uid)
+            || req.gid.is_some_and(|g| g != self.opts.owner.gid)
+        {
+            return Err(self.refuse("changing the owner (it is fixed)"));
+        }
+        if ino == ROOT_INO {
+            if req.size.is_some() {
+                return Err(Error::IsADirectory);
+            }
+            return Ok(self.root_attr());
+        }
+        if req.size.is_some() || req.mtime.is_some() {
+            self.writable()?;
+        }
+        let key = self.inodes.key_of(ino).ok_or(Error::NotFound)?;
+        if let Some(size) = req.size {
+            self.truncate(ino, &key, size, req.fh)?;
+        }
+        if let Some(mtime) = req.mtime {
+            match self.store.set_mtime(&key, mtime) {
+                Ok(()) => {}
+                // A pending creation gets its mtime when it commits.
+                Err(engine::Error::NotFound { .. }) if self.inodes.is_pending(ino) => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.getattr(ino, req.fh)
+    }
+
+    fn truncate(&self, ino: u64, key: &[u8], size: u64, fh: Option<u64>) -> Result<()> {
+        if let Some(h) = fh
+            .and_then(|fh| self.handles.get(fh).ok())
+            .filter(|h| h.mode.write && h.ino == ino)
+        {
+            return h.truncate(&self.store, key, size);
+        }
+        // truncate(2) by path: applied and committed at once.
+        match self.store.metadata(key) {
+            Some(m) if m.len == size => Ok(()),
+            Some(_) => {
+                let h = Handle::new(ino, OpenMode::default(), false);
+                h.truncate(&self.store, key, size)?;
+                h.commit(&self.store, Some(key), true).map(|_| ())
+            }
+            None if self.inodes.is_pending(ino) => {
+                for h in self.handles.for_ino(ino) {
+                    if h.mode.write {
+                        h.truncate(&self.store, key, size)?;
+                    }
+                }
+                Ok(())
+            }
+            None => Err(Error::NotFound),
+        }
+    }
+
+    /// Creates `name` and opens it. The key exists from now on, but its
+    /// value is committed only when the handle is flushed or released.
+    pub fn create(&self, parent: u64, name: &[u8], mode: u32, flags: i32) -> Result<(Attr, u64)> {
+        self.writable()?;
+        let key = self.key(parent, name)?;
+        let kind = mode & libc::S_IFMT;
+        if kind != 0 && kind != libc::S_IFREG {
+            return Err(self.refuse("files other than regular files"));
+        }
+        let exists = self.exists(key);
+        if exists && flags & libc::O_EXCL != 0 {
+            return Err(Error::Exists);
+        }
+        let ino = self.inodes.ino_for(key);
+        if exists {
+            let fh = self.open(ino, flags)?;
+            return Ok((self.getattr(ino, Some(fh))?, fh));
+        }
+        let open = OpenMode {
+            write: true,
+            append: flags & libc::O_APPEND != 0,
+            truncate: true,
+        };
+        self.inodes.add_pending(ino);
+        let (fh, _) = self.handles.insert(Handle::new(ino, open, true));
+        debug!("created {} as inode {ino}", show(key));
+        Ok((self.key_attr(ino, key)?, fh))
+    }
+
+    /// mknod: regular files only, stored empty at once.
+    pub fn mknod(&self, parent: u64, name: &[u8], mode: u32) -> Result<Attr> {
+        self.writable()?;
+        let key = self.key(parent, name)?;
+        if mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(self.refuse("device nodes, FIFOs and sockets"));
+        }
+        if self.exists(key) {
+            return Err(Error::Exists);
+        }
+        self.store.put(key, b"")?;
+        let ino = self.inodes.ino_for(key);
+        self.key_attr(ino, key)
+    }
+
+    pub fn open(&self, ino: u64, flags: i32) -> Result<u64> {
+        if ino == ROOT_INO {
+            return Err(Error::IsADirectory);
+        }
+        let key = self.inodes.key_of(ino).ok_or(Error::NotFound)?;
+        self.key_attr(ino, &key)?;
+        let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        if write {
+            self.writable()?;
+        }
+        let mode = OpenMode {
+            write,
+            append: write && flags & libc::O_APPEND != 0,
+            truncate: write && flags & libc::O_TRUNC != 0,
+        };
+        let h = if self.store.contains(&key) {
+            Handle::new(ino, mode, false)
+        } else {
+            // Being created by another handle: empty until that commits.
+            Handle::new_empty(ino, mode)
+        };
+        let (fh, _) = self.handles.insert(h);
+        Ok(fh)
+    }
+
+    pub fn read(&self, fh: u64, offset: u64, size: usize) -> Result<Vec<u8>> {
+        let h = self.handles.get(fh)?;
+        let key = self.inodes.key_of(h.ino).unwrap_or_default();
+        h.read(&self.store, &key, offset, size)
+    }
+
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
+        self.writable()?;
+        let h = self.handles.get(fh)?;
+        if !h.mode.write {
+            return Err(Error::BadHandle);
+        }
+        let key = self.inodes.key_of(h.ino).unwrap_or_default();
+        h.write(&self.store, &key, offset, data)
+    }
+
+    /// Commits `h` (see `Handle::commit` for `last`). A created key stops
+    /// being pending once its first commit is attempted: it is then in the
+    /// store, or the commit failed and it never will be.
+    fn commit(&self, h: &Handle, last: bool) -> Result<()> {
+        let key = self.inodes.key_of(h.ino);
+        let result = h.commit(&self.store, key.as_deref(), last);
+        if !matches!(result, Ok(false)) && h.end_pending() {
+            self.inodes.drop_pending(h.ino);
+        }
+        result.map(|_| ())
+    }
+
+    /// close(2) of one descriptor: commits the handle's changes, and its
+    /// error is what close returns.
+    pub fn flush(&self, fh: u64) -> Result<()> {
+        let h = self.handles.get(fh)?;
+        self.commit(&h, false)
+    }
+
+    /// The last close of an open file.
+    pub fn release(&self, fh: u64) -> Result<()> {
+        let h = self.handles.remove(fh)?;
+        let result = self.commit(&h, true);
+        if h.end_pending() {
+            self.inodes.drop_pending(h.ino);
+        }
+        result
+    }
+
+    /// Commits the handle and forces everything to disk.
+    pub fn fsync(&self, fh: u64) -> Result<()> {
+        let h = self.handles.get(fh)?;
+        self.commit(&h, true)?;
+        self.store.sync()?;
+        Ok(())
+    }
+
+    pub fn sync(&self) -> Result<()> {
+        Ok(self.store.sync()?)
+    }
+
+    pub fn unlink(&self, parent: u64, name: &[u8]) -> Result<()> {
+        self.writable()?;
+        let key = self.key(parent, name)?;
+        match self.store.delete(key) {
+            Ok(()) => {}
+            Err(engine::Error::NotFound { .. }) if self.exists(key) => {}
+            Err(e) => return Err(e.into()),
+        }
+        self.inodes.remove(key);
+        Ok(())
+    }
+
+    /// rmdir: there are no directories below the root.
+    pub fn rmdir(&self, parent: u64, name: &[u8]) -> Result<()> {
+        let key = self.key(parent, name)?;
+        if self.exists(key) {
+            Err(Error::NotADirectory)
+        } else {
+            Err(Error::NotFound)
+        }
+    }
+
+    /// One engine rename: atomic, replacing `newname`. Uncommitted writes
+    /// to the file being moved are committed first, so they move with it.
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &[u8],
+        newparent: u64,
+        newname: &[u8],
+        flags: u32,
+    ) -> Result<()> {
+        self.writable()?;
+        if flags & (RENAME_EXCHANGE | RENAME_WHITEOUT) != 0 {
+            return Err(Error::InvalidArgument(
+                "RENAME_EXCHANGE and RENAME_WHITEOUT",
+            ));
+        }
+        let from = self.key(parent, name)?;
+        let to = self.key(newparent, newname)?;
+        if flags & RENAME_NOREPLACE != 0 && self.exists(to) {
+            return Err(Error::Exists);
+        }
+        if let Some(ino) = self.inodes.lookup(from) {
+            for h in self.handles.for_ino(ino) {
+                if h.is_dirty() {
+                    self.commit(&h, true)?;
+                }
+            }
+        }
+        self.store.rename(from, to)?;
+        self.inodes.rename(from, to);
+        Ok(())
+    }
+
+    /// Opens the root for listing: the live keys, and keys being created,
+    /// as they are now.
+    pub fn opendir(&self, ino: u64) -> Result<u64> {
+        if ino != ROOT_INO {
+            return Err(if self.inodes.key_of(ino).is_some() {
+                Error::NotADirectory
+            } else {
+                Error::NotFound
+            });
+        }
+        let mut names: BTreeSet<Vec<u8>> = self.store.keys().into_iter().collect();
+        names.extend(self.inodes.pending_keys());
+        let mut entries = Vec::with_capacity(names.len() + 2);
+        for (ino, name) in [(ROOT_INO, &b"."[..]), (ROOT_INO, b"..")] {
+            entries.push(DirEntry {
+                ino,
+                offset: entries.len() as u64 + 1,
+                kind: Kind::Directory,
+                name: name.to_vec(),
+            });
+        }
+        for name in names {
+            entries.push(DirEntry {
+                ino: self.inodes.ino_for(&name),
+                offset: entries.len() as u64 + 1,
+                kind: Kind::File,
+                name,
+            });
+        }
+        let fh = self.next_dir.fetch_add(1, Ordering::Relaxed) + 1;
+        self.dirs.lock().insert(fh, Arc::new(entries));
+        Ok(fh)
+    }
+
+    /// The entries of an open listing from `offset` on.
+    pub fn readdir(&self, fh: u64, offset: u64) -> Result<Arc<Vec<DirEntry>>> {
+        self.dirs
+            .lock()
+            .get(&fh)
+            .cloned()
+            .ok_or(Error::BadHandle)
+            .map(|all| {
+                if offset == 0 {
+                    all
+                } else {
+                    Arc::new(all.iter().skip(offset as usize).cloned().collect())
+                }
+            })
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.dirs.lock().remove(&fh);
+    }
+
+    /// The data directory's disk, so `df` on the mount shows real space.
+    pub fn statfs(&self) -> Result<StatFs> {
+        let path = CString::new(self.store.dir().as_os_str().as_bytes())
+            .map_err(|_| Error::InvalidArgument("data directory path contains NUL"))?;
+        // SAFETY: statvfs is plain old data; all-zero is a valid value.
+        let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: `path` is a valid C string and `s` a valid out-pointer.
+        if unsafe { libc::statvfs(path.as_ptr(), &mut s) } != 0 {
+            return Err(Error::Io(std::io::Error::last_os_error()));
+        }
+        #[allow(clippy::useless_conversion)]
+        Ok(StatFs {
+            blocks: u64::from(s.f_blocks),
+            bfree: u64::from(s.f_bfree),
+            bavail: u64::from(s.f_bavail),
+            files: u64::from(s.f_files),
+            ffree: u64::from(s.f_ffree),
+            bsize: s.f_bsize as u32,
+            namelen: MAX_KEY_LEN as u32,
+            frsize: s.f_frsize as u32,
+        })
+    }
+
+    /// At unmount: commits whatever open handles still hold.
+    pub fn shutdown(&self) {
+        for h in self.handles.drain() {
+            if let Err(e) = self.commit(&h, true) {
+                warn!("committing inode {} at unmount: {e}", h.ino);
+            }
+        }
+    }
+}
+
+fn show(key: &[u8]) -> String {
+    String::from_utf8_lossy(key).escape_debug().to_string()
+}

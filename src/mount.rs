@@ -1,0 +1,333 @@
+//! `caskfs mount`: check the mountpoint, open the store, mount, serve until
+//! unmounted (by `umount`, `fusermount3 -u`, SIGINT or SIGTERM), then
+//! close the store. With `--daemon` the command returns once the mount is
+//! ready, or fails with the reason.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::{AsRawFd, FromRawFd};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::Args;
+use fuser::{Config, MountOption, Session, SessionACL};
+use log::{info, warn};
+
+use crate::engine::{Options, Store, SyncPolicy, parse_size};
+use crate::fs::{CaskFs, CaskFuse, FsOptions, Owner};
+
+#[derive(Args, Debug, Clone)]
+pub struct MountArgs {
+    /// The data directory (created if missing).
+    pub data_dir: PathBuf,
+    /// An existing, empty directory to mount on.
+    pub mountpoint: PathBuf,
+    /// Run in the background; return once the mount is ready.
+    #[arg(long)]
+    pub daemon: bool,
+    /// Close a segment file once it reaches this size (K, M, G suffixes).
+    #[arg(long, value_parser = parse_size, default_value = "64M")]
+    pub max_segment_size: u64,
+    /// When writes reach the disk: none, always, or interval=MS.
+    #[arg(long, default_value = "none")]
+    pub sync: SyncPolicy,
+    /// Refuse values larger than this with EFBIG (K, M, G suffixes).
+    #[arg(long, value_parser = parse_size, default_value = "1G")]
+    pub max_value_size: u64,
+    /// FUSE worker threads.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub threads: u16,
+    /// Mount read-only: every change fails with EROFS.
+    #[arg(long)]
+    pub read_only: bool,
+    /// Let other users use the mount (non-root users need
+    /// `user_allow_other` in /etc/fuse.conf).
+    #[arg(long)]
+    pub allow_other: bool,
+    /// With --daemon, append log lines here instead of discarding them.
+    #[arg(long)]
+    pub log_file: Option<PathBuf>,
+}
+
+type Res<T> = Result<T, String>;
+
+pub fn run(args: MountArgs) -> Res<()> {
+    let mountpoint = check_mountpoint(&args.mountpoint)?;
+    let data_dir = std::path::absolute(&args.data_dir)
+        .map_err(|e| format!("data directory {}: {e}", args.data_dir.display()))?;
+    let args = MountArgs {
+        mountpoint,
+        data_dir,
+        ..args
+    };
+    if args.daemon {
+        daemonize(args)
+    } else {
+        serve(&args, &mut |_| {})
+    }
+}
+
+/// The mountpoint must be an empty directory that is not mounted on yet.
+fn check_mountpoint(path: &Path) -> Res<PathBuf> {
+    let shown = path.display();
+    let meta = fs::metadata(path).map_err(|e| format!("mountpoint {shown}: {e}"))?;
+    if !meta.is_dir() {
+        return Err(format!("mountpoint {shown} is not a directory"));
+    }
+    let canon = fs::canonicalize(path).map_err(|e| format!("mountpoint {shown}: {e}"))?;
+    if is_mounted(&canon) {
+        return Err(format!("mountpoint {shown} is already a mount point"));
+    }
+    let mut entries = fs::read_dir(&canon).map_err(|e| format!("mountpoint {shown}: {e}"))?;
+    if entries.next().is_some() {
+        return Err(format!("mountpoint {shown} is not empty"));
+    }
+    Ok(canon)
+}
+
+/// Whether `path` is listed in /proc/self/mountinfo.
+pub fn is_mounted(path: &Path) -> bool {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.to_string_lossy();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|mp| unescape_mountinfo(mp) == want)
+}
+
+/// mountinfo writes space, tab, newline and backslash as `\ooo`.
+fn unescape_mountinfo(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)))
+            .map(|d| d.iter().fold(0u32, |n, c| n * 8 + u32::from(c - b'0')));
+        match octal.and_then(|v| u8::try_from(v).ok()) {
+            Some(v) => {
+                out.push(v);
+                i += 4;
+            }
+            None => {
+                out.push(b[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Forks; the child serves and tells the parent through a pipe when the
+/// mount is ready (an empty message) or why it failed.
+fn daemonize(args: MountArgs) -> Res<()> {
+    let mut fds = [0; 2];
+    // SAFETY: `fds` is a valid two-element array for pipe(2) to fill.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+    }
+    // SAFETY: the pipe fds are fresh and owned by nothing else.
+    let (mut rd, wr) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
+    // SAFETY: no other threads exist yet (nothing has spawned any), so the
+    // child may continue running arbitrary code.
+    match unsafe { libc::fork() } {
+        -1 => Err(format!("fork: {}", std::io::Error::last_os_error())),
+        0 => {
+            drop(rd);
+            let mut wr = Some(wr);
+            let mut report = |msg: &str| {
+                if let Some(mut w) = wr.take() {
+                    let _ = w.write_all(msg.as_bytes());
+                }
+            };
+            let code = match detach(&args).and_then(|()| serve(&args, &mut report)) {
+                Ok(()) => 0,
+                Err(msg) => {
+                    report(&msg);
+                    log::error!("{msg}");
+                    1
+                }
+            };
+            std::process::exit(code);
+        }
+        _child => {
+            drop(wr);
+            let mut msg = String::new();
+            let _ = rd.read_to_string(&mut msg);
+            match msg.as_str() {
+                "" => Err("the daemon exited before the mount was ready".into()),
+                "ready" => Ok(()),
+                m => Err(m.to_string()),
+            }
+        }
+    }
+}
+
+/// Leaves the terminal's session and points stdio away from it.
+fn detach(args: &MountArgs) -> Res<()> {
+    // SAFETY: setsid and chdir have no memory-safety preconditions.
+    unsafe {
+        libc::setsid();
+        libc::chdir(c"/".as_ptr());
+    }
+    let null = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")
+        .map_err(|e| format!("/dev/null: {e}"))?;
+    let log = match &args.log_file {
+        Some(p) => OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(p)
+            .map_err(|e| format!("log file {}: {e}", p.display()))?,
+        None => null.try_clone().map_err(|e| e.to_string())?,
+    };
+    // SAFETY: dup2 onto the standard descriptors of this process.
+    unsafe {
+        libc::dup2(null.as_raw_fd(), 0);
+        libc::dup2(null.as_raw_fd(), 1);
+        libc::dup2(log.as_raw_fd(), 2);
+    }
+    Ok(())
+}
+
+/// Opens the store, mounts, calls `ready("ready")`, serves until
+/// unmounted, and closes the store.
+fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
+    // Block the stop signals in every thread (they inherit the mask); one
+    // thread waits for them with sigwait.
+    let signals = block_stop_signals()?;
+    let opts = Options {
+        max_segment_size: args.max_segment_size,
+        max_value_size: args.max_value_size,
+        sync: args.sync,
+        read_only: args.read_only,
+        create_if_missing: !args.read_only,
+        ..Options::default()
+    };
+    let store = Arc::new(Store::open(&args.data_dir, opts).map_err(|e| e.to_string())?);
+    let fs = CaskFs::new(
+        store.clone(),
+        FsOptions {
+            owner: Owner::current(),
+            read_only: args.read_only,
+        },
+    );
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::FSName(args.data_dir.display().to_string()),
+        MountOption::Subtype("caskfs".into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoAtime,
+        MountOption::NoDev,
+        MountOption::NoSuid,
+        if args.read_only {
+            MountOption::RO
+        } else {
+            MountOption::RW
+        },
+    ];
+    if args.allow_other {
+        config.acl = SessionACL::All;
+    }
+    config.n_threads = Some(usize::from(args.threads));
+    config.clone_fd = args.threads > 1;
+    let mut session = Session::new(CaskFuse::new(fs), &args.mountpoint, &config)
+        .map_err(|e| mount_error(&args.mountpoint, &e))?;
+    info!(
+        "mounted {} on {}",
+        args.data_dir.display(),
+        args.mountpoint.display()
+    );
+    ready("ready");
+
+    let mut unmounter = session.unmount_callable();
+    let mountpoint = args.mountpoint.clone();
+    std::thread::Builder::new()
+        .name("caskfs-signals".into())
+        .spawn(move || {
+            let sig = wait_for(&signals);
+            info!("signal {sig}: unmounting {}", mountpoint.display());
+            if let Err(e) = unmounter.unmount() {
+                warn!("unmount failed ({e}); detaching lazily");
+                lazy_unmount(&mountpoint);
+            }
+        })
+        .map_err(|e| format!("starting the signal thread: {e}"))?;
+
+    let served = session.run();
+    info!("unmounted {}", args.mountpoint.display());
+    let closed = match Arc::try_unwrap(store) {
+        Ok(store) => store.close().map_err(|e| e.to_string()),
+        Err(store) => store.sync().map_err(|e| e.to_string()),
+    };
+    served.map_err(|e| format!("serving {}: {e}", args.mountpoint.display()))?;
+    closed
+}
+
+fn mount_error(mountpoint: &Path, e: &std::io::Error) -> String {
+    // SAFETY: geteuid cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let hint = if root {
+        String::new()
+    } else {
+        "; as a non-root user mounting needs fusermount3 (Debian/Ubuntu package fuse3)".into()
+    };
+    format!("cannot mount on {}: {e}{hint}", mountpoint.display())
+}
+
+fn block_stop_signals() -> Res<libc::sigset_t> {
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset before use;
+    // pthread_sigmask only reads the set.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            libc::sigaddset(&mut set, sig);
+        }
+        let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        if rc != 0 {
+            return Err(format!(
+                "blocking signals: {}",
+                std::io::Error::from_raw_os_error(rc)
+            ));
+        }
+        Ok(set)
+    }
+}
+
+fn wait_for(set: &libc::sigset_t) -> i32 {
+    let mut sig = 0;
+    // SAFETY: `set` is an initialised signal set and `sig` a valid out-pointer.
+    unsafe { libc::sigwait(set, &mut sig) };
+    sig
+}
+
+fn lazy_unmount(mountpoint: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(path) = std::ffi::CString::new(mountpoint.as_os_str().as_bytes()) else {
+        return;
+    };
+    // SAFETY: `path` is a valid C string.
+    if unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) } != 0 {
+        let _ = std::process::Command::new("fusermount3")
+            .args(["-u", "-z", "--"])
+            .arg(mountpoint)
+            .status();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_escapes() {
+        assert_eq!(unescape_mountinfo(r"/tmp/a\040b"), "/tmp/a b");
+        assert_eq!(unescape_mountinfo("/plain"), "/plain");
+        assert_eq!(unescape_mountinfo(r"/end\"), r"/end\");
+    }
+}

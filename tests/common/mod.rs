@@ -1,0 +1,307 @@
+//! The mount harness shared by the `mount_*` tests: starts the real
+//! `caskfs` binary on a temporary data directory and mountpoint, waits
+//! until the mount is live, and always unmounts and reaps the daemon when
+//! the `Mount` is dropped, also when a test fails.
+
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_caskfs");
+
+/// Whether mount tests can run here. Without /dev/fuse they are skipped
+/// with a note, except under `CI=true`, where that is a failure.
+pub fn fuse_available() -> bool {
+    if Path::new("/dev/fuse").exists() {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("/dev/fuse is missing and CI=true: mount tests must run in CI");
+    }
+    eprintln!("skipping mount test: /dev/fuse is missing (load the fuse module or run with FUSE)");
+    false
+}
+
+/// Returns from the test early (a skip) when FUSE is not available.
+#[macro_export]
+macro_rules! require_fuse {
+    () => {
+        if !common::fuse_available() {
+            return;
+        }
+    };
+}
+
+pub fn is_root() -> bool {
+    // SAFETY: geteuid cannot fail.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Whether `path` is a mount point now.
+pub fn is_mounted(path: &Path) -> bool {
+    let want = path.to_string_lossy().replace(' ', "\\040");
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+}
+
+/// One running `caskfs mount` in the foreground, as a child process.
+pub struct Mount {
+    /// Holds `data/`, `mnt/`, `daemon.log` and any scratch files.
+    pub root: TempDir,
+    pub data: PathBuf,
+    pub mnt: PathBuf,
+    pub args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl Mount {
+    /// A fresh data directory, mounted with `args` added to the command.
+    pub fn start(args: &[&str]) -> Mount {
+        let root = tempfile::Builder::new()
+            .prefix("caskfs-test-")
+            .tempdir()
+            .expect("temp dir");
+        Mount::start_in(root, args)
+    }
+
+    /// Mounts `root/data` on `root/mnt` (both created if missing).
+    pub fn start_in(root: TempDir, args: &[&str]) -> Mount {
+        let root_path = fs::canonicalize(root.path()).expect("canonical temp dir");
+        let data = root_path.join("data");
+        let mnt = root_path.join("mnt");
+        fs::create_dir_all(&mnt).expect("mountpoint");
+        let mut m = Mount {
+            root,
+            data,
+            mnt,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
+        m.mount();
+        m
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.root.path().join("daemon.log")
+    }
+
+    /// Starts the daemon and waits until the mount is live.
+    pub fn mount(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
+        let child = Command::new(BIN)
+            .arg("mount")
+            .args(&self.args)
+            .arg(&self.data)
+            .arg(&self.mnt)
+            .env("RUST_LOG", "caskfs=info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log)
+            .spawn()
+            .expect("start caskfs");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !is_mounted(&self.mnt) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                self.child = None;
+                panic!(
+                    "caskfs exited with {status} before mounting:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "mount did not appear:\n{}",
+                self.log()
+            );
+            sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon running").id()
+    }
+
+    /// A path inside the mount.
+    pub fn path(&self, key: &str) -> PathBuf {
+        self.mnt.join(key)
+    }
+
+    /// A scratch path beside the mount, on the real disk.
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        self.root.path().join(name)
+    }
+
+    /// Runs `sh -c script` in the temp root, where the mount is `mnt`
+    /// and the data directory `data`.
+    pub fn sh(&self, script: &str) -> Output {
+        Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(self.root.path())
+            .output()
+            .expect("run sh")
+    }
+
+    /// Runs `script`, asserting success; returns stdout.
+    pub fn ok(&self, script: &str) -> String {
+        let out = self.sh(script);
+        assert!(
+            out.status.success(),
+            "`{script}` failed ({}):\nstdout: {}\nstderr: {}\ndaemon log:\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            self.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `script`, asserting failure; returns stderr.
+    pub fn fails(&self, script: &str) -> String {
+        let out = self.sh(script);
+        assert!(
+            !out.status.success(),
+            "`{script}` succeeded but should fail:\nstdout: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    /// Unmounts the way a user would and waits for the daemon to exit
+    /// cleanly (status 0).
+    pub fn unmount(&mut self) {
+        let out = Command::new("fusermount3")
+            .arg("-u")
+            .arg(&self.mnt)
+            .output();
+        if !out.as_ref().is_ok_and(|o| o.status.success()) {
+            let status = Command::new("umount").arg(&self.mnt).status();
+            assert!(status.is_ok_and(|s| s.success()), "umount failed");
+        }
+        let status = self.wait_exit(Duration::from_secs(20));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "daemon did not exit cleanly: {status:?}\n{}",
+            self.log()
+        );
+    }
+
+    /// Waits for the daemon to exit by itself; `None` on timeout.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let child = self.child.as_mut()?;
+        let deadline = Instant::now() + timeout;
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) => {
+                    self.child = None;
+                    return Some(status);
+                }
+                Ok(None) if Instant::now() < deadline => sleep(Duration::from_millis(20)),
+                _ => return None,
+            }
+        }
+    }
+
+    /// Sends `signal` to the daemon.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        let rc = unsafe { libc::kill(self.pid() as i32, signal) };
+        assert_eq!(rc, 0, "kill failed");
+    }
+
+    /// kill -9 the daemon, reap it, and clear the dead mount lazily.
+    pub fn crash(&mut self) {
+        self.signal(libc::SIGKILL);
+        let _ = self.wait_exit(Duration::from_secs(10));
+        detach(&self.mnt);
+    }
+}
+
+/// Clears a mount, dead or alive, without waiting for its users.
+pub fn detach(mnt: &Path) {
+    for (cmd, args) in [("fusermount3", &["-u", "-z"][..]), ("umount", &["-l"][..])] {
+        if !is_mounted(mnt) {
+            return;
+        }
+        let _ = Command::new(cmd)
+            .args(args)
+            .arg(mnt)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if is_mounted(&self.mnt) {
+            let ok = Command::new("fusermount3")
+                .arg("-u")
+                .arg(&self.mnt)
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+                || Command::new("umount")
+                    .arg(&self.mnt)
+                    .stderr(Stdio::null())
+                    .status()
+                    .is_ok_and(|s| s.success());
+            if !ok {
+                detach(&self.mnt);
+            }
+        }
+        if self.wait_exit(Duration::from_secs(10)).is_none()
+            && let Some(mut child) = self.child.take()
+        {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        detach(&self.mnt);
+    }
+}
+
+/// Deterministic bytes for values: not compressible, easy to compare.
+pub fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    let mut x: u32 = 0x9e37_79b9 ^ u32::from(seed);
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            (x >> 8) as u8
+        })
+        .collect()
+}
+
+/// Detaches a mount made outside `Mount` (e.g. by `--daemon`) on drop.
+pub struct DetachOnDrop(pub PathBuf);
+
+impl Drop for DetachOnDrop {
+    fn drop(&mut self) {
+        if is_mounted(&self.0) {
+            let _ = Command::new("umount").arg(&self.0).status();
+            detach(&self.0);
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! The everyday rows of the contract, driven with shell tools through a
+//! real mount: ls/stat, cat and range reads, writes, append, truncate and
+//! offsets, rm, mv, sed -i, touch, fsync, df.
+
+mod common;
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+
+use common::{Mount, pattern};
+
+#[test]
+fn ls_and_stat_show_live_keys_as_regular_files() {
+    require_fuse!();
+    let m = Mount::start(&[]);
+    m.ok("echo hello > mnt/a && echo gone > mnt/b && printf 12345 > mnt/c && rm mnt/b");
+    assert_eq!(m.ok("ls mnt"), "a\nc\n");
+    let uid = m.ok("id -u");
+    let gid = m.ok("id -g");
+    let stat = m.ok("stat -c '%s %a %h %F %u %g' mnt/a");
+    assert_eq!(
+        stat.trim(),
+        format!("6 644 1 regular file {} {}", uid.trim(), gid.trim())
+    );
+    assert_eq!(m.ok("wc -c < mnt/c").trim(), "5");
+    let long = m.ok("ls -l mnt");
+    assert!(long.contains("-rw-r--r-- 1 "), "{long}");
+    assert_eq!(m.ok("stat -c %F mnt").trim(), "directory");
+    assert!(m.fails("stat mnt/b").contains("No such file"));
+}
+
+#[test]
+fn mtime_is_the_latest_write_and_inodes_stay() {
+    require_fuse!();
+    let m = Mount::start(&[]);
+    m.ok("echo one > mnt/k");
+    let ino = m.ok("stat -c %i mnt/k");
+    let before: f64 = m.ok("stat -c %.9Y mnt/k").trim().parse().unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    m.ok("echo two > mnt/k");
+    let after: f64 = m.ok("stat -c %.9Y mnt/k").trim().parse().unwrap();
+    assert!(after > before + 1.0, "{before} -> {after}");
+    assert_eq!(m.ok("stat -c %i mnt/k"), ino, "inode changed by a write");
+    m.ok("mv mnt/k mnt/k2");
+    assert_eq!(
+        m.ok("stat -c %i mnt/k2"),
+        ino,
+        "inode did not follow the rename"
+    );
+}
+
+#[test]
+fn cat_and_range_reads_give_the_committed_bytes() {
+    require_fuse!();
+    let m = Mount::start(&[]);
+    let value = pattern(3 << 20, 1);
+    fs::write(m.scratch("src"), &value).unwrap();
+    m.ok("cp src mnt/big && cmp src mnt/big");
+    assert_eq!(m.ok("wc -c < mnt/big").trim(), value.len().to_string());
+    m.ok("head -c 1000 mnt/big > head.out && head -c 1000 src | cmp - head.out");
+    m.ok(
+        "dd if=mnt/big bs=4096 skip=300 count=3 status=none > a.out && \
+         dd if=src bs=4096 skip=300 count=3 status=none | cmp - a.out",
+    );
+    m.ok("tail -c 777 mnt/big > t.out && tail -c 777 src | cmp - t.out");
+    // Reading past the end gives nothing.
+    assert_eq!(
+        m.ok("dd if=mnt/big bs=1M skip=10 status=none | wc -c")
+            .trim(),
+        "0"
+    );
+}
+
+#[test]
+fn echo_printf_cp_dd_store_values() {
+    require_fuse!();
+    let m = Mount::start(&[]);
+    m.ok("echo v > mnt/e && printf 'x\\ny' > mnt/p && cp /etc/hostname mnt/h");
+    m.ok("head -c 300000 /dev/urandom > r && dd if=r of=mnt/d bs=64k status=none");
+    assert_eq!(m.ok("cat mnt/e"), "v\n");
+    assert_eq!(m.ok("cat mnt/p"), "x\ny");
+    m.ok("cmp /etc/hostname mnt/h && cmp r mnt/d");
+}
+
+#[test]
+fn append_and_empty() {
+    require_fuse!();
+    let m = Mount::start(&[]);
+    m.ok("echo a > mnt/k && echo b >> mnt/k && printf c >> mnt/k");
+    assert_eq!(m.ok("cat mnt/k"), "a\nb\nc");
+    m.ok(": > mnt/k");
+    assert_eq!(m.ok("wc -c < mnt/k").trim(), "0");
+    m.ok("echo new >> mnt/fresh");
+    assert_eq!(m.ok("cat mnt/fresh"), "new\n");
+}
+
+/// The same edits on the mount and on a real directory end in the same
+/// bytes.
+#[test]
+fn truncate_and_offset_writes_match_a_real_directory() {
+    require_fuse!();
+    let m = Mount::start(&[]);
+    fs::create_dir(m.scratch("ref")).unwrap();
+    let script = |d: &str| {
+        format!(
+            "set -e; cd {d}
+             printf 0123456789 > f
+             truncate -s 4 f
+             truncate -s 8 f
+             printf AB | dd of=f bs=1 seek=2 conv=notrunc status=none
+             printf Z | dd of=f bs=1 seek=20 conv=notrunc status=none
+             truncate -s +3 f
+             printf 0123456789 > g
+             dd if=/dev/zero of=g bs=1 seek=5 count=0 status=none
+             head -c 100000 /dev/zero | tr '\\0' q > h
+             printf MID | dd of=h bs=1 seek=50000 conv=notrunc status=none
+             truncate -s 60000 h"
+        )
+    };
+    m.ok(&script("mnt"));
+    m.ok(&script("ref"));
+    for f in ["f", "g", "h"] {
+        m.ok(&format!("cmp ref/{f} mnt/{f}"));
+    }
+}
+
+#[test]
+fn rm_tombstones_and_missing_is_enoent() {
+    require_fuse!();
+    let m = Mount::start(&[]);
+    m.ok("echo x > mnt/k && rm mnt/k");
+    assert_eq!(m.ok("ls mnt"), "");
+    assert!(m.fails("rm mnt/k").contains("No such file"));
+    assert!(m.fails("cat mnt/k").contains("No such file"));
+    m.ok("echo back > mnt/k");
+    assert_eq!(m.ok("cat mnt/k"), "back\n");
+}
+
+#[test]
+fn mv_renames_and_overwrites() {
+    require_fuse!();
+    let m = Mount::start(&[]);
+    m.ok("echo A > mnt/a && echo B > mnt/b && mv mnt/a mnt/b");
+    assert_eq!(m.ok("ls mnt"), "b\n");
+    assert_eq!(m.ok("cat mnt/b"), "A\n");
+    m.ok("mv mnt/b mnt/c");
+    assert_eq!(m.ok("ls mnt"), "c\n");
+    assert!(m.fails("mv mnt/nope mnt/x").contains("No such file"));
+    assert!(
+        m.fails("mv -T --no-clobber mnt/c mnt/c 2>&1; mv mnt/c mnt/c")
+            .contains("same file")
+    );
+}
+
+#[test]
+fn sed_in_place_and_touch() {
+    require_fuse!();
+    let m = Mount::start(&[]);
+    m.ok("printf 'one\\ntwo\\n' > mnt/k && sed -i 's/two/three/' mnt/k");
+    assert_eq!(m.ok("cat mnt/k"), "one\nthree\n");
+    assert_eq!(m.ok("ls mnt"), "k\n", "sed left its temporary file");
+    m.ok("touch mnt/new");
+    assert_eq!(m.ok("wc -c < mnt/new").trim(), "0");
+    m.ok("touch -d '2001-01-01 00:00:00 UTC' mnt/k");
+    assert_eq!(m.ok("stat -c %Y mnt/k").trim(), "978307200");
+    assert_eq!(m.ok("cat mnt/k"), "one\nthree\n", "touch changed the value");
+    m.ok("touch mnt/k");
+    let now: u64 = m.ok("date +%s").trim().parse().unwrap();
+    let mtime: u64 = m.ok("stat -c %Y mnt/k").trim().parse().unwrap();
+    assert!(mtime + 5 >= now, "touch did not set mtime to now");
+}
+
+/// While a writer has the file open, others see the old value; the writer
+/// sees its own writes; at close everyone sees the new value. (Readers
+/// here open the file in-process: spawning a process would fork the open
+/// descriptor, and its close at exec is a close(2) that commits.)
+#[test]
+fn writes_become_visible_at_close_and_writer_reads_its_own() {
+    require_fuse!();
+    let m = Mount::start(&[]);
+    m.ok("echo old > mnt/k");
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(m.path("k"))
+        .unwrap();
+    f.write_all(b"NEW").unwrap();
+    let other = fs::read(m.path("k")).unwrap();
+    assert_eq!(other, b"old\n", "uncommitted write visible");
+    f.seek(SeekFrom::Start(0)).unwrap();
+    let mut buf = String::new();
+    f.read_to_string(&mut buf).unwrap();
+    assert_eq!(buf, "NEW\n", "writer does not see its own write");
+    f.write_all(b"tail").unwrap();
+    f.sync_all().unwrap();
+    assert_eq!(
+        fs::read(m.path("k")).unwrap(),
+        b"NEW\ntail",
+        "fsync did not commit"
+    );
+    f.write_all(b"!").unwrap();
+    drop(f);
+    assert_eq!(m.ok("cat mnt/k"), "NEW\ntail!");
+}
+
+#[test]
+fn fsync_and_sync_succeed() {
+    require_fuse!();
+    let m = Mount::start(&[]);
+    m.ok("head -c 100000 /dev/urandom > r && dd if=r of=mnt/k bs=8k conv=fsync status=none");
+    m.ok("sync mnt/k && sync && cmp r mnt/k");
+}
+
+#[test]
+fn df_reports_the_data_disk() {
+    require_fuse!();
+    let m = Mount::start(&[]);
+    let on_mount = m.ok("df -k --output=size,avail mnt | tail -1");
+    let on_disk = m.ok("df -k --output=size,avail data | tail -1");
+    let size = |s: &str| s.split_whitespace().next().unwrap_or("").to_string();
+    assert_eq!(size(&on_mount), size(&on_disk));
+    assert_ne!(size(&on_mount), "0");
+}
+
+#[test]
+fn large_values_spill_and_come_back_whole() {
+    require_fuse!();
+    let m = Mount::start(&[]);
+    let value = pattern(20 << 20, 7);
+    fs::write(m.scratch("src"), &value).unwrap();
+    m.ok("dd if=src of=mnt/big bs=1M status=none && cmp src mnt/big");
+    // Append to a large value (loaded into a spill file), then check.
+    m.ok("echo end >> mnt/big && echo end >> src && cmp src mnt/big");
+    let strays = m.ok("ls data | grep -c '^spill-' || true");
+    assert_eq!(strays.trim(), "0", "spill files left behind");
+}
+
+#[test]
+fn many_keys_list_fully() {
+    require_fuse!();
+    let m = Mount::start(&[]);
+    m.ok("for i in $(seq 1 600); do echo $i > mnt/key-$i; done");
+    assert_eq!(m.ok("ls mnt | wc -l").trim(), "600");
+    assert_eq!(m.ok("cat mnt/key-599"), "599\n");
+    m.ok("rm mnt/key-1*");
+    assert_eq!(m.ok("ls mnt | wc -l").trim(), "489");
+}

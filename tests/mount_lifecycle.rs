@@ -1,0 +1,156 @@
+//! Mounting, unmounting, remounting, signals, crashes, and the errors of
+//! the mount command itself.
+
+mod common;
+
+use std::fs;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{BIN, Mount, is_mounted, pattern};
+
+fn write_some(m: &Mount) -> Vec<u8> {
+    let big = pattern(5 << 20, 3);
+    fs::write(m.scratch("big"), &big).unwrap();
+    m.ok("for i in $(seq 1 50); do echo value-$i > mnt/k$i; done; cp big mnt/big");
+    m.ok("echo x > mnt/gone && rm mnt/gone && echo a > mnt/from && mv mnt/from mnt/to");
+    big
+}
+
+fn check_some(m: &Mount) {
+    assert_eq!(m.ok("cat mnt/k17"), "value-17\n");
+    assert_eq!(m.ok("ls mnt | wc -l").trim(), "52");
+    m.ok("cmp big mnt/big");
+    assert!(m.fails("cat mnt/gone").contains("No such file"));
+    assert!(m.fails("cat mnt/from").contains("No such file"));
+    assert_eq!(m.ok("cat mnt/to"), "a\n");
+}
+
+#[test]
+fn remount_keeps_everything() {
+    require_fuse!();
+    let mut m = Mount::start(&[]);
+    write_some(&m);
+    m.unmount();
+    assert!(!is_mounted(&m.mnt));
+    m.mount();
+    check_some(&m);
+}
+
+#[test]
+fn kill_9_keeps_acknowledged_writes() {
+    require_fuse!();
+    for args in [&[][..], &["--sync", "always"][..]] {
+        let mut m = Mount::start(args);
+        write_some(&m);
+        m.crash();
+        assert!(!is_mounted(&m.mnt), "dead mount not cleared");
+        m.mount();
+        check_some(&m);
+    }
+}
+
+#[test]
+fn sigterm_and_sigint_unmount_cleanly() {
+    require_fuse!();
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        let mut m = Mount::start(&[]);
+        m.ok("echo kept > mnt/k");
+        m.signal(sig);
+        let status = m.wait_exit(Duration::from_secs(20));
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{status:?}\n{}",
+            m.log()
+        );
+        assert!(!is_mounted(&m.mnt));
+        m.mount();
+        assert_eq!(m.ok("cat mnt/k"), "kept\n");
+    }
+}
+
+#[test]
+fn daemon_returns_when_ready_and_exits_at_umount() {
+    require_fuse!();
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let mnt = root.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let daemon = || {
+        Command::new(BIN)
+            .args(["mount", "--daemon"])
+            .arg(&data)
+            .arg(&mnt)
+            .output()
+            .unwrap()
+    };
+    let out = daemon();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let guard = common::DetachOnDrop(mnt.clone());
+    // Ready means usable at once.
+    fs::write(mnt.join("k"), b"v").unwrap();
+    assert_eq!(fs::read(mnt.join("k")).unwrap(), b"v");
+    let st = Command::new("umount").arg(&mnt).status().unwrap();
+    assert!(st.success());
+    // The daemon closes the store and releases the directory: mount again.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let out = daemon();
+        if out.status.success() {
+            break;
+        }
+        let err = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(err.contains("in use"), "{err}");
+        assert!(Instant::now() < deadline, "data directory never released");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(fs::read(mnt.join("k")).unwrap(), b"v");
+    let st = Command::new("fusermount3")
+        .arg("-u")
+        .arg(&mnt)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    drop(guard);
+}
+
+fn mount_fails(data: &std::path::Path, mnt: &std::path::Path, daemon: bool) -> String {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("mount");
+    if daemon {
+        cmd.arg("--daemon");
+    }
+    let out = cmd.arg(data).arg(mnt).output().unwrap();
+    assert!(!out.status.success(), "mount should fail");
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert_eq!(err.trim().lines().count(), 1, "want one line: {err}");
+    err
+}
+
+#[test]
+fn mount_command_errors_are_one_clear_line() {
+    require_fuse!();
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let full = root.path().join("full");
+    fs::create_dir(&full).unwrap();
+    fs::write(full.join("x"), b"").unwrap();
+    assert!(mount_fails(&data, &full, false).contains("not empty"));
+    assert!(mount_fails(&data, &full, true).contains("not empty"));
+    let missing = root.path().join("missing");
+    assert!(mount_fails(&data, &missing, true).contains("No such file"));
+    let file_as_parent = full.join("x").join("data");
+    let empty = root.path().join("empty");
+    fs::create_dir(&empty).unwrap();
+    assert!(mount_fails(&file_as_parent, &empty, true).contains("data directory"));
+
+    let m = Mount::start(&[]);
+    let other = m.scratch("other");
+    fs::create_dir(&other).unwrap();
+    assert!(mount_fails(&m.data, &other, true).contains("in use"));
+    assert!(mount_fails(&m.data, &m.mnt, true).contains("already a mount point"));
+}
