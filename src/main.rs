@@ -38,6 +38,8 @@ enum Command {
     Stats { data_dir: PathBuf },
     /// Verify every record and hint; exit non-zero on damage.
     Check { data_dir: PathBuf },
+    /// Merge all closed segments now, printing sizes before and after.
+    Compact { data_dir: PathBuf },
 }
 
 fn main() -> ExitCode {
@@ -140,6 +142,34 @@ fn run(command: Command) -> Result<ExitCode, String> {
                 "{} live keys, {} bytes of live values",
                 stats.live_keys, stats.live_value_bytes
             );
+            match &stats.last_merge {
+                Some(line) => println!("last merge {line}"),
+                None => println!("no merge yet"),
+            }
+        }
+        Command::Compact { data_dir } => {
+            let opts = Options {
+                create_if_missing: false,
+                compaction: false,
+                ..Options::default()
+            };
+            let store = Store::open(&data_dir, opts).map_err(err)?;
+            // The active segment is closed first so that everything is merged.
+            store.roll().map_err(err)?;
+            match store.compact().map_err(err)? {
+                Some(r) => println!(
+                    "merged {} segments into {}: {} bytes before, {} after, {} records kept, {} superseded or deleted keys dropped, in {:.3} s",
+                    r.inputs.len(),
+                    r.outputs.len(),
+                    r.bytes_before,
+                    r.bytes_after,
+                    r.records_kept,
+                    r.records_dropped,
+                    r.duration.as_secs_f64()
+                ),
+                None => println!("nothing to merge"),
+            }
+            store.close().map_err(err)?;
         }
         Command::Check { data_dir } => {
             let report = check(&data_dir).map_err(err)?;

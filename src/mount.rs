@@ -44,6 +44,9 @@ pub struct MountArgs {
     /// `user_allow_other` in /etc/fuse.conf).
     #[arg(long)]
     pub allow_other: bool,
+    /// Do not merge segments in the background (SIGUSR1 still asks for one).
+    #[arg(long)]
+    pub no_compaction: bool,
     /// With --daemon, append log lines here instead of discarding them.
     #[arg(long)]
     pub log_file: Option<PathBuf>,
@@ -197,8 +200,8 @@ fn detach(args: &MountArgs) -> Res<()> {
 /// Opens the store, mounts, calls `ready("ready")`, serves until
 /// unmounted, and closes the store.
 fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
-    // Block the stop signals in every thread (they inherit the mask); one
-    // thread waits for them with sigwait.
+    // Block the stop signals and SIGUSR1 (merge now) in every thread (they
+    // inherit the mask); one thread waits for them with sigwait.
     let signals = block_stop_signals()?;
     let opts = Options {
         max_segment_size: args.max_segment_size,
@@ -206,6 +209,7 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
         sync: args.sync,
         read_only: args.read_only,
         create_if_missing: !args.read_only,
+        compaction: !args.no_compaction,
         ..Options::default()
     };
     let store = Arc::new(Store::open(&args.data_dir, opts).map_err(|e| e.to_string())?);
@@ -246,10 +250,20 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
 
     let mut unmounter = session.unmount_callable();
     let mountpoint = args.mountpoint.clone();
+    let merger = store.clone();
     std::thread::Builder::new()
         .name("caskfs-signals".into())
         .spawn(move || {
-            let sig = wait_for(&signals);
+            let sig = loop {
+                match wait_for(&signals) {
+                    libc::SIGUSR1 => {
+                        info!("SIGUSR1: merging closed segments");
+                        merger.request_compaction();
+                    }
+                    sig => break sig,
+                }
+            };
+            drop(merger);
             info!("signal {sig}: unmounting {}", mountpoint.display());
             if let Err(e) = unmounter.unmount() {
                 warn!("unmount failed ({e}); detaching lazily");
@@ -285,7 +299,7 @@ fn block_stop_signals() -> Res<libc::sigset_t> {
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
-        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGUSR1] {
             libc::sigaddset(&mut set, sig);
         }
         let rc = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());

@@ -154,3 +154,56 @@ fn mount_command_errors_are_one_clear_line() {
     assert!(mount_fails(&m.data, &other, true).contains("in use"));
     assert!(mount_fails(&m.data, &m.mnt, true).contains("already a mount point"));
 }
+
+#[test]
+fn sigusr1_merges_a_mounted_store_and_no_compaction_waits_for_it() {
+    require_fuse!();
+    let mut m = Mount::start(&["--max-segment-size", "4K", "--no-compaction"]);
+    for round in 0..30 {
+        m.ok(&format!(
+            "for k in a b c d e; do printf '%0200d\\n' {round} > mnt/$k; done"
+        ));
+    }
+    let segments = |m: &Mount| {
+        fs::read_dir(&m.data)
+            .unwrap()
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".seg")
+            })
+            .count()
+    };
+    let before = segments(&m);
+    assert!(before > 3, "expected several segments, found {before}");
+    // --no-compaction: nothing merges by itself.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        !m.data.join("LAST_MERGE").exists(),
+        "merged despite --no-compaction"
+    );
+    m.signal(libc::SIGUSR1);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !m.data.join("LAST_MERGE").exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        m.data.join("LAST_MERGE").exists(),
+        "no merge after SIGUSR1\n{}",
+        m.log()
+    );
+    assert!(
+        segments(&m) < before,
+        "{} segments after the merge, {before} before",
+        segments(&m)
+    );
+    let last = format!("{:0200}\n", 29);
+    for k in ["a", "b", "c", "d", "e"] {
+        assert_eq!(m.ok(&format!("cat mnt/{k}")), last);
+    }
+    m.unmount();
+    m.mount();
+    assert_eq!(m.ok("cat mnt/c"), last);
+}

@@ -52,7 +52,8 @@ pub struct Options {
     pub read_only: bool,
     /// Create the directory and an empty store when missing.
     pub create_if_missing: bool,
-    /// Run the background merge thread.
+    /// Merge in the background when the thresholds below are met (when
+    /// off, merges happen only when asked for).
     pub compaction: bool,
     /// Merge when at least this share of the closed segments' bytes is dead…
     pub compact_dead_ratio: f64,

@@ -186,10 +186,9 @@ impl Store {
                 let inner = inner.clone();
                 threads.push(std::thread::spawn(move || inner.flush_every(every)));
             }
-            if inner.opts.compaction {
-                let inner = inner.clone();
-                threads.push(std::thread::spawn(move || inner.merge_when_worth_it()));
-            }
+            // Runs even with compaction off, to serve explicit requests.
+            let inner = inner.clone();
+            threads.push(std::thread::spawn(move || inner.merge_when_worth_it()));
         }
         Ok(Store { inner, threads })
     }
@@ -575,10 +574,11 @@ impl Inner {
                 std::mem::take(&mut signals.compact_requested)
             };
             let worth = forced
-                || compaction::worth_merging(self).unwrap_or_else(|e| {
-                    warn!("cannot judge whether to merge: {e}");
-                    false
-                });
+                || self.opts.compaction
+                    && compaction::worth_merging(self).unwrap_or_else(|e| {
+                        warn!("cannot judge whether to merge: {e}");
+                        false
+                    });
             if worth && let Err(e) = self.compact_all() {
                 warn!("background merge failed: {e}");
             }
