@@ -74,7 +74,7 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
         };
         let len = seg.file_len();
         report.bytes += len;
-        let scan = scan_segment(&seg)?;
+        let scan = scan_segment(&seg, i == last)?;
         report.records += scan.records;
         let name = seg.path.display();
         for d in &scan.damage {
@@ -101,7 +101,11 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
         if i == last {
             continue;
         }
-        match hint::load(dir, id, len) {
+        match hint::load(dir, id) {
+            Ok(Some(h)) if h.segment_len != len => report.problems.push(format!(
+                "{name} is {len} bytes, its hint describes {}",
+                h.segment_len
+            )),
             Ok(Some(h)) if same_entries(&h.index, &seg.index.read()) => report.hints_ok += 1,
             Ok(Some(_)) => report
                 .problems

@@ -113,6 +113,9 @@ pub fn check_segment_header(bytes: &[u8], expected_id: u64) -> Result<(), String
             "format version {version}, this build reads version {FORMAT_VERSION}"
         ));
     }
+    if le_u32(&bytes[12..16]) != 0 {
+        return Err("reserved header field is not zero".into());
+    }
     let id = le_u64(&bytes[16..24]);
     if id != expected_id {
         return Err(format!(

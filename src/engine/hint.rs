@@ -23,6 +23,8 @@ const ENTRY_FIXED_LEN: usize = 1 + 1 + 4 + 4 + 8;
 pub struct Hint {
     pub index: Index,
     pub max_seq: u64,
+    /// Length of the segment file the hint was written for.
+    pub segment_len: u64,
 }
 
 pub fn encode(id: u64, segment_len: u64, max_seq: u64, index: &Index) -> Vec<u8> {
@@ -48,8 +50,9 @@ pub fn encode(id: u64, segment_len: u64, max_seq: u64, index: &Index) -> Vec<u8>
     buf
 }
 
-/// Parses a hint, checking it describes segment `id` of `segment_len` bytes.
-pub fn decode(bytes: &[u8], id: u64, segment_len: u64) -> std::result::Result<Hint, String> {
+/// Parses a hint, checking it describes segment `id`. The caller compares
+/// `segment_len` with the file.
+pub fn decode(bytes: &[u8], id: u64) -> std::result::Result<Hint, String> {
     if bytes.len() < HEADER_LEN + 4 {
         return Err("too short".into());
     }
@@ -69,12 +72,7 @@ pub fn decode(bytes: &[u8], id: u64, segment_len: u64) -> std::result::Result<Hi
     if le_u64(&body[16..]) != id {
         return Err("describes another segment".into());
     }
-    if le_u64(&body[24..]) != segment_len {
-        return Err(format!(
-            "describes {} bytes of segment, the file has {segment_len}",
-            le_u64(&body[24..])
-        ));
-    }
+    let segment_len = le_u64(&body[24..]);
     let max_seq = le_u64(&body[32..]);
     let count = le_u64(&body[40..]);
     let max_count = (body.len() - HEADER_LEN) / (ENTRY_FIXED_LEN + 1);
@@ -112,7 +110,11 @@ pub fn decode(bytes: &[u8], id: u64, segment_len: u64) -> std::result::Result<Hi
     if pos != body.len() {
         return Err("trailing bytes after the entries".into());
     }
-    Ok(Hint { index, max_seq })
+    Ok(Hint {
+        index,
+        max_seq,
+        segment_len,
+    })
 }
 
 /// Writes the hint for segment `id` under a temporary name, then renames it
@@ -127,10 +129,10 @@ pub fn write(dir: &Path, id: u64, segment_len: u64, max_seq: u64, index: &Index)
 
 /// Loads the hint for segment `id`; `Ok(None)` when there is none,
 /// `Err(reason)` when it is there but unusable.
-pub fn load(dir: &Path, id: u64, segment_len: u64) -> std::result::Result<Option<Hint>, String> {
+pub fn load(dir: &Path, id: u64) -> std::result::Result<Option<Hint>, String> {
     let path = format::hint_path(dir, id);
     match fs::read(&path) {
-        Ok(bytes) => decode(&bytes, id, segment_len).map(Some),
+        Ok(bytes) => decode(&bytes, id).map(Some),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(e.to_string()),
     }
@@ -159,15 +161,14 @@ mod tests {
     fn round_trip() {
         let ix = sample();
         let bytes = encode(3, 5000, 77, &ix);
-        let h = decode(&bytes, 3, 5000).unwrap();
-        assert_eq!(h.max_seq, 77);
+        let h = decode(&bytes, 3).unwrap();
+        assert_eq!((h.max_seq, h.segment_len), (77, 5000));
         let mut a: Vec<_> = ix.iter().map(|(k, e)| (k.to_vec(), e)).collect();
         let mut b: Vec<_> = h.index.iter().map(|(k, e)| (k.to_vec(), e)).collect();
         a.sort_by(|x, y| x.0.cmp(&y.0));
         b.sort_by(|x, y| x.0.cmp(&y.0));
         assert_eq!(a, b);
-        assert!(decode(&bytes, 4, 5000).is_err());
-        assert!(decode(&bytes, 3, 5001).is_err());
+        assert!(decode(&bytes, 4).is_err());
     }
 
     #[test]
@@ -176,10 +177,10 @@ mod tests {
         for i in 0..bytes.len() {
             let mut bad = bytes.clone();
             bad[i] ^= 0x10;
-            assert!(decode(&bad, 3, 5000).is_err(), "flip at {i}");
+            assert!(decode(&bad, 3).is_err(), "flip at {i}");
         }
         for cut in 0..bytes.len() {
-            assert!(decode(&bytes[..cut], 3, 5000).is_err(), "cut at {cut}");
+            assert!(decode(&bytes[..cut], 3).is_err(), "cut at {cut}");
         }
     }
 }

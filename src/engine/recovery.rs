@@ -51,11 +51,16 @@ pub fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
         max_seq = max_seq.max(seg.max_seq());
         segments.push(Arc::new(seg));
     }
+    let next_seq = max_seq.checked_add(1).ok_or_else(|| Error::NotADataDir {
+        dir: dir.to_path_buf(),
+        detail: "a record holds the largest sequence number; no later record could follow it"
+            .into(),
+    })?;
     Ok(Recovered {
         manifest,
         segments,
         active_len,
-        next_seq: max_seq + 1,
+        next_seq,
     })
 }
 
@@ -131,9 +136,9 @@ fn map(seg: &Segment) -> Result<Mmap> {
 }
 
 /// Builds a segment's index by reading all of its records.
-pub fn scan_into(seg: &Segment, data: &[u8]) -> ScanReport {
+pub fn scan_into(seg: &Segment, data: &[u8], last: bool) -> ScanReport {
     let mut index = seg.index.write();
-    let report = scan::scan(data, |s| {
+    let report = scan::scan(data, last, |s| {
         let entry = Entry {
             offset: s.offset as u32,
             value_len: s.value_len,
@@ -157,19 +162,33 @@ pub fn scan_into(seg: &Segment, data: &[u8]) -> ScanReport {
 
 fn load_closed(dir: &Path, seg: &Segment, opts: &Options) -> Result<()> {
     let len = seg.file_len();
-    match hint::load(dir, seg.id, len) {
-        Ok(Some(h)) => {
+    match hint::load(dir, seg.id) {
+        // A closed segment cut short keeps its hint: reads of the records
+        // that are gone then fail, instead of finding older values.
+        Ok(Some(h)) if h.segment_len >= len => {
+            if h.segment_len > len {
+                error!(
+                    "{} is {len} bytes, its hint says {}: the records past byte {len} are lost",
+                    seg.path.display(),
+                    h.segment_len
+                );
+            }
             *seg.index.write() = h.index;
             seg.set_max_seq(h.max_seq);
             return Ok(());
         }
+        Ok(Some(h)) => warn!(
+            "hint for {} describes {} bytes of its {len}; scanning the segment",
+            seg.path.display(),
+            h.segment_len
+        ),
         Ok(None) => info!("{}: no hint, scanning", seg.path.display()),
         Err(why) => warn!(
             "hint for {} is unusable ({why}); scanning the segment",
             seg.path.display()
         ),
     }
-    let report = scan_into(seg, &map(seg)?);
+    let report = scan_into(seg, &map(seg)?, false);
     if let Some(tail) = &report.bad_tail {
         error!(
             "{}: bytes {}..{} of this closed segment are damaged ({}); records there are lost",
@@ -196,7 +215,7 @@ fn load_active(dir: &Path, seg: &Segment, opts: &Options) -> Result<u64> {
     if !opts.read_only && stale_hint.exists() {
         let _ = fs::remove_file(&stale_hint);
     }
-    let report = scan_into(seg, &map(seg)?);
+    let report = scan_into(seg, &map(seg)?, true);
     if let Some(tail) = &report.bad_tail {
         let dropped = tail.end - tail.start;
         if opts.read_only {
@@ -223,6 +242,6 @@ fn load_active(dir: &Path, seg: &Segment, opts: &Options) -> Result<u64> {
 
 /// Loads an index for `seg` from a fresh scan, without touching anything:
 /// used by `check` to compare with the hint.
-pub fn scan_segment(seg: &Segment) -> Result<ScanReport> {
-    Ok(scan_into(seg, &map(seg)?))
+pub fn scan_segment(seg: &Segment, last: bool) -> Result<ScanReport> {
+    Ok(scan_into(seg, &map(seg)?, last))
 }

@@ -4,6 +4,7 @@
 //! whole record so that one bad record does not hide the ones after it.
 
 use super::format::SEGMENT_HEADER_LEN;
+use super::key::validate_key;
 use super::record::{self, HEADER_LEN, Header, Kind};
 
 /// One put or tombstone found by a scan (records inside a batch included).
@@ -24,7 +25,8 @@ pub struct Damage {
 
 #[derive(Debug, Default)]
 pub struct ScanReport {
-    /// Offset just past the last whole record.
+    /// Where appending may continue: just past the last whole record, or
+    /// past damage the scan stepped over (a torn tail is not stepped over).
     pub end: u64,
     pub records: u64,
     pub max_seq: u64,
@@ -37,15 +39,27 @@ pub struct ScanReport {
 
 /// Scans `data` (a whole segment file, header included), calling `visit` for
 /// every put and tombstone in file order.
-pub fn scan(data: &[u8], mut visit: impl FnMut(Scanned<'_>)) -> ScanReport {
+///
+/// A record whose header reads well but whose bytes fail the CRC is damage;
+/// its entry is still visited, so that reads of it fail loudly instead of
+/// finding an older value, and the scan goes on after it. The exception is
+/// the end of the last segment (`tail_may_be_torn`): a bad record with
+/// nothing written after it is a write cut short by a crash, and it is
+/// reported as `bad_tail`, not visited. Only where a header cannot be read
+/// does the scan search byte by byte for the next whole record.
+pub fn scan(data: &[u8], tail_may_be_torn: bool, mut visit: impl FnMut(Scanned<'_>)) -> ScanReport {
     let mut report = ScanReport {
         end: SEGMENT_HEADER_LEN as u64,
         ..Default::default()
     };
     let mut off = SEGMENT_HEADER_LEN;
     let mut last_seq = 0;
+    let nothing_after = |from: usize| {
+        data.get(from..)
+            .is_none_or(|rest| rest.iter().all(|&b| b == 0))
+    };
     while off < data.len() {
-        match validate(data, off, last_seq) {
+        let why = match validate(data, off, last_seq) {
             Ok(h) => {
                 emit(data, off, &h, &mut visit);
                 last_seq = h.seq;
@@ -53,30 +67,47 @@ pub fn scan(data: &[u8], mut visit: impl FnMut(Scanned<'_>)) -> ScanReport {
                 report.records += 1;
                 off += h.record_len() as usize;
                 report.end = off as u64;
+                continue;
             }
             // The active file is allocated ahead of its records: zeros after
             // the last record are unused space, not damage.
-            Err(_) if data[off..].iter().all(|&b| b == 0) => break,
-            Err(why) => match resync(data, off + 1, last_seq) {
-                Some(next) => {
-                    report.damage.push(Damage {
-                        start: off as u64,
-                        end: next as u64,
-                        detail: why.to_string(),
-                    });
-                    off = next;
+            Err(_) if nothing_after(off) => break,
+            Err(why) => why,
+        };
+        let garbage_end = data.iter().rposition(|&b| b != 0).map_or(off, |p| p + 1);
+        let tail = Damage {
+            start: off as u64,
+            end: garbage_end as u64,
+            detail: why.to_string(),
+        };
+        let header = Header::parse(&data[off..]).ok().filter(|h| !h.in_batch);
+        let next = match header {
+            Some(h) => {
+                let end = off + h.record_len() as usize;
+                if end > data.len() || (tail_may_be_torn && nothing_after(end)) {
+                    report.bad_tail = Some(tail);
+                    break;
                 }
+                // Its sequence number may be the damaged part: not trusted.
+                emit(data, off, &h, &mut visit);
+                end
+            }
+            None => match resync(data, off + 1, last_seq) {
+                Some(next) => next,
                 None => {
-                    let garbage_end = data.iter().rposition(|&b| b != 0).map_or(off, |p| p + 1);
-                    report.bad_tail = Some(Damage {
-                        start: off as u64,
-                        end: garbage_end as u64,
-                        detail: why.to_string(),
-                    });
+                    report.bad_tail = Some(tail);
                     break;
                 }
             },
-        }
+        };
+        report.damage.push(Damage {
+            start: off as u64,
+            end: next as u64,
+            detail: why.to_string(),
+        });
+        // Appends go after the damage, never over it.
+        report.end = next as u64;
+        off = next;
     }
     report
 }
@@ -115,27 +146,38 @@ pub fn validate(data: &[u8], off: usize, last_seq: u64) -> Result<Header, &'stat
     Ok(h)
 }
 
+/// Visits the entries of the record at `off`. The record may be damaged
+/// (its extent is within `data`, its CRC unchecked), so every inner record
+/// and key is bounds-checked, and keys that are not valid are skipped.
 fn emit(data: &[u8], off: usize, h: &Header, visit: &mut impl FnMut(Scanned<'_>)) {
-    let one = |off: usize, h: &Header| Scanned {
-        key: &data[off + HEADER_LEN..off + HEADER_LEN + h.key_len as usize],
-        offset: off as u64,
-        value_len: h.value_len,
-        mtime: h.mtime,
-        tombstone: h.kind == Kind::Tombstone,
+    let mut one = |at: usize, h: &Header| {
+        let key = &data[at + HEADER_LEN..at + HEADER_LEN + h.key_len as usize];
+        if validate_key(key).is_ok() {
+            visit(Scanned {
+                key,
+                offset: at as u64,
+                value_len: h.value_len,
+                mtime: h.mtime,
+                tombstone: h.kind == Kind::Tombstone,
+            });
+        }
     };
+    let end = off + h.record_len() as usize;
     if h.kind != Kind::Batch {
-        visit(one(off, h));
+        one(off, h);
         return;
     }
-    let end = off + h.record_len() as usize;
     let mut inner = off + HEADER_LEN;
     while inner < end {
-        // validate() has parsed every inner header already.
-        let Ok(ih) = Header::parse(&data[inner..]) else {
+        let Ok(ih) = Header::parse(&data[inner..end]) else {
             return;
         };
-        visit(one(inner, &ih));
-        inner += ih.record_len() as usize;
+        let inner_end = inner + ih.record_len() as usize;
+        if !ih.in_batch || ih.kind == Kind::Batch || inner_end > end {
+            return;
+        }
+        one(inner, &ih);
+        inner = inner_end;
     }
 }
 
@@ -171,7 +213,7 @@ mod tests {
 
     fn keys(data: &[u8]) -> (Vec<Vec<u8>>, ScanReport) {
         let mut seen = Vec::new();
-        let r = scan(data, |s| seen.push(s.key.to_vec()));
+        let r = scan(data, true, |s| seen.push(s.key.to_vec()));
         (seen, r)
     }
 
@@ -198,15 +240,23 @@ mod tests {
     }
 
     #[test]
-    fn damage_in_the_middle_is_skipped_and_reported() {
+    fn damage_in_the_middle_is_reported_and_scanning_goes_on() {
         let data = segment(&[(b"a", b"1"), (b"b", b"22"), (b"c", b"333")]);
         let second = segment(&[(b"a", b"1")]).len();
+        // A damaged value: the entry is still visited, so its reads fail.
         let mut bad = data.clone();
-        bad[second + HEADER_LEN] ^= 0xff; // the key byte of "b"
+        bad[second + HEADER_LEN + 1] ^= 0xff;
+        let (seen, r) = keys(&bad);
+        assert_eq!(seen, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+        assert_eq!(r.damage.len(), 1);
+        assert_eq!(r.damage[0].start, second as u64);
+        assert!(r.bad_tail.is_none());
+        // A header that cannot be read: skipped up to the next good record.
+        let mut bad = data.clone();
+        bad[second + 20] = 0x40; // unknown flags
         let (seen, r) = keys(&bad);
         assert_eq!(seen, vec![b"a".to_vec(), b"c".to_vec()]);
         assert_eq!(r.damage.len(), 1);
-        assert_eq!(r.damage[0].start, second as u64);
         assert!(r.bad_tail.is_none());
     }
 

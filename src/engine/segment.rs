@@ -237,6 +237,13 @@ impl Segment {
         if let Some(bytes) = self.mapped(offset, len) {
             return Ok(bytes.to_vec());
         }
+        if offset.saturating_add(len as u64) > self.file_len() {
+            return Err(Error::corrupt(
+                &self.path,
+                offset,
+                "record runs past the end of the file",
+            ));
+        }
         let mut buf = vec![0u8; len];
         self.file.read_exact_at(&mut buf, offset).map_err(|e| {
             Error::io(

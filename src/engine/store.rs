@@ -521,6 +521,8 @@ impl Inner {
 
     /// Group commit: whoever gets the sync lock first syncs everything
     /// appended so far, and the ones queued behind find their data covered.
+    /// Lock order is `synced` then `writer`; a roll (under `writer`) never
+    /// takes `synced`: it syncs the segment it closes itself.
     fn sync_upto(&self, seg_id: u64, end: u64) -> Result<()> {
         let mut synced = self.synced.lock();
         if *synced >= (seg_id, end) {
@@ -616,7 +618,6 @@ impl Inner {
             warn!("{e}; the segment will be scanned at the next open");
         }
         *w = Writer::new(seg.clone(), SEGMENT_HEADER_LEN as u64, w.next_seq);
-        *self.synced.lock() = (id, SEGMENT_HEADER_LEN as u64);
         let mut version = self.version.write();
         let mut closed = Vec::with_capacity(version.closed.len() + 1);
         closed.push(old);

@@ -146,7 +146,7 @@ impl Writer {
 
     /// Truncates the active file to the last whole record.
     fn cut_back(&mut self) -> Result<()> {
-        self.seg.file.set_len(self.len).map_err(|e| {
+        self.seg.truncate(self.len).map_err(|e| {
             Error::io(
                 format!(
                     "cutting {} back to {} bytes after a failed append",

@@ -1,0 +1,129 @@
+//! The offline CLI on a data directory: put/get/rm/ls/stats/check, errors
+//! on stderr with a non-zero exit status.
+
+mod engine_common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use engine_common::{open, tempdir};
+
+fn caskfs(args: &[&str], dir: &Path, stdin: Option<&[u8]>) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_caskfs"));
+    cmd.arg(args[0]).arg(dir).args(&args[1..]);
+    cmd.stdin(if stdin.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    });
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("running caskfs");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("writing stdin");
+    }
+    child.wait_with_output().expect("caskfs output")
+}
+
+fn ok(out: &Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn fails(out: &Output, what: &str, says: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{what} succeeded");
+    assert!(
+        stderr.contains(says),
+        "{what}: stderr does not say {says:?}: {stderr}"
+    );
+}
+
+#[test]
+fn put_get_rm_ls_stats_check() {
+    let tmp = tempdir();
+    let d = tmp.path().join("data");
+    ok(&caskfs(&["put", "alpha", "one"], &d, None), "put");
+    let binary: Vec<u8> = (0..=255u8).cycle().take(3000).collect();
+    ok(
+        &caskfs(&["put", "beta"], &d, Some(&binary)),
+        "put from stdin",
+    );
+    ok(&caskfs(&["put", "gamma", ""], &d, None), "put empty");
+    let out = caskfs(&["get", "beta"], &d, None);
+    ok(&out, "get");
+    assert_eq!(out.stdout, binary, "get returns the raw bytes");
+    assert_eq!(caskfs(&["get", "alpha"], &d, None).stdout, b"one");
+    assert_eq!(ok(&caskfs(&["ls"], &d, None), "ls"), "alpha\nbeta\ngamma\n");
+    ok(&caskfs(&["rm", "alpha"], &d, None), "rm");
+    assert_eq!(ok(&caskfs(&["ls"], &d, None), "ls"), "beta\ngamma\n");
+    let stats = ok(&caskfs(&["stats"], &d, None), "stats");
+    assert!(
+        stats.contains("2 live keys") && stats.contains("3000 bytes"),
+        "stats: {stats}"
+    );
+    let check = ok(&caskfs(&["check"], &d, None), "check");
+    assert!(check.contains("no damage"), "check: {check}");
+    // The library sees what the CLI wrote.
+    let s = open(&d);
+    assert_eq!(s.get(b"beta").expect("get"), Some(binary));
+}
+
+#[test]
+fn errors_go_to_stderr_with_a_failure_status() {
+    let tmp = tempdir();
+    let d = tmp.path().join("data");
+    ok(&caskfs(&["put", "k", "v"], &d, None), "put");
+    fails(
+        &caskfs(&["get", "missing"], &d, None),
+        "get missing",
+        "not found",
+    );
+    fails(
+        &caskfs(&["rm", "missing"], &d, None),
+        "rm missing",
+        "not found",
+    );
+    fails(
+        &caskfs(&["put", "..", "v"], &d, None),
+        "put ..",
+        "invalid key",
+    );
+    fails(
+        &caskfs(&["put", "a/b", "v"], &d, None),
+        "put a/b",
+        "invalid key",
+    );
+    let nowhere = tmp.path().join("nowhere");
+    fails(
+        &caskfs(&["ls"], &nowhere, None),
+        "ls of a missing dir",
+        "nowhere",
+    );
+    fails(
+        &caskfs(&["get", "k"], &nowhere, None),
+        "get in a missing dir",
+        "nowhere",
+    );
+    assert!(!nowhere.exists(), "a read command created the directory");
+    // A directory in use by this process.
+    let s = open(&d);
+    for args in [&["put", "k", "w"][..], &["get", "k"], &["ls"], &["check"]] {
+        fails(
+            &caskfs(args, &d, None),
+            &format!("{args:?} while open"),
+            "in use",
+        );
+    }
+    drop(s);
+    assert_eq!(caskfs(&["get", "k"], &d, None).stdout, b"v");
+}
