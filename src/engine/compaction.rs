@@ -21,7 +21,7 @@ use super::format::{self, SEGMENT_HEADER_LEN};
 use super::hint;
 use super::index::{Entry, Index, hash_key};
 use super::manifest::sync_dir;
-use super::record::{CRC_FIELD, HEADER_LEN, Header};
+use super::record::{self, CRC_FIELD, HEADER_LEN, Header};
 use super::segment::{CHUNK, Segment};
 use super::store::{Inner, Version};
 
@@ -323,6 +323,10 @@ impl Output {
     /// needed once its partner is superseded or merged beside it.
     fn copy(&mut self, seg: &Segment, s: &Survivor) -> Result<()> {
         let at = u64::from(s.offset);
+        let record_len = HEADER_LEN + s.key.len() + s.entry.value_len as usize;
+        if record_len <= CHUNK {
+            return self.copy_small(seg, s, record_len);
+        }
         let head = seg.read_at(at, HEADER_LEN + s.key.len())?;
         let old = Header::parse(&head).map_err(|d| Error::corrupt(&seg.path, at, d))?;
         if head[HEADER_LEN..] != *s.key
@@ -375,6 +379,52 @@ impl Output {
             ..s.entry
         };
         self.index.insert(hash_key(&s.key), &s.key, entry);
+        self.max_seq = self.max_seq.max(old.seq);
+        Ok(())
+    }
+
+    /// `copy` for a record that fits in memory: checked and copied in one
+    /// read (from the mapping, usually without a copy of its own).
+    fn copy_small(&mut self, seg: &Segment, s: &Survivor, record_len: usize) -> Result<()> {
+        let at = u64::from(s.offset);
+        let rec = seg.bytes(at, record_len)?;
+        let old = Header::parse(&rec).map_err(|d| Error::corrupt(&seg.path, at, d))?;
+        if old.record_len() != record_len as u64
+            || rec[HEADER_LEN..HEADER_LEN + s.key.len()] != *s.key
+        {
+            return Err(Error::corrupt(
+                &seg.path,
+                at,
+                "record does not match the index",
+            ));
+        }
+        if !record::crc_ok(&rec) {
+            return Err(Error::corrupt(&seg.path, at, "checksum mismatch"));
+        }
+        let offset = self.len;
+        if old.in_batch {
+            let mut head = Header {
+                in_batch: false,
+                ..old
+            }
+            .encode();
+            let mut h = crc32fast::Hasher::new();
+            h.update(&head[CRC_FIELD.end..]);
+            h.update(&rec[HEADER_LEN..]);
+            head[CRC_FIELD].copy_from_slice(&h.finalize().to_le_bytes());
+            self.write(&head)?;
+            self.write(&rec[HEADER_LEN..])?;
+        } else {
+            self.write(&rec)?;
+        }
+        self.index.insert(
+            hash_key(&s.key),
+            &s.key,
+            Entry {
+                offset: offset as u32,
+                ..s.entry
+            },
+        );
         self.max_seq = self.max_seq.max(old.seq);
         Ok(())
     }

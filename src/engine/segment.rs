@@ -3,6 +3,7 @@
 //! back without a system call. A record past the mapping (one larger than
 //! the segment size) is written and read with `pwrite`/`pread`.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
@@ -234,8 +235,14 @@ impl Segment {
 
     /// Reads `len` bytes at `offset`.
     pub fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        self.bytes(offset, len).map(Cow::into_owned)
+    }
+
+    /// `len` bytes at `offset`: borrowed from the mapping when it covers
+    /// them, else read.
+    pub fn bytes(&self, offset: u64, len: usize) -> Result<Cow<'_, [u8]>> {
         if let Some(bytes) = self.mapped(offset, len) {
-            return Ok(bytes.to_vec());
+            return Ok(Cow::Borrowed(bytes));
         }
         if offset.saturating_add(len as u64) > self.file_len() {
             return Err(Error::corrupt(
@@ -251,7 +258,7 @@ impl Segment {
                 e,
             )
         })?;
-        Ok(buf)
+        Ok(Cow::Owned(buf))
     }
 
     /// Reads and checks the header of the record at `entry`, confirming it
