@@ -250,7 +250,8 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
 
     let mut unmounter = session.unmount_callable();
     let mountpoint = args.mountpoint.clone();
-    let merger = store.clone();
+    // Weak, so that the store can be closed once the session ends.
+    let merger = Arc::downgrade(&store);
     std::thread::Builder::new()
         .name("caskfs-signals".into())
         .spawn(move || {
@@ -258,12 +259,13 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
                 match wait_for(&signals) {
                     libc::SIGUSR1 => {
                         info!("SIGUSR1: merging closed segments");
-                        merger.request_compaction();
+                        if let Some(store) = merger.upgrade() {
+                            store.request_compaction();
+                        }
                     }
                     sig => break sig,
                 }
             };
-            drop(merger);
             info!("signal {sig}: unmounting {}", mountpoint.display());
             if let Err(e) = unmounter.unmount() {
                 warn!("unmount failed ({e}); detaching lazily");
@@ -276,7 +278,10 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
     info!("unmounted {}", args.mountpoint.display());
     let closed = match Arc::try_unwrap(store) {
         Ok(store) => store.close().map_err(|e| e.to_string()),
-        Err(store) => store.sync().map_err(|e| e.to_string()),
+        Err(store) => {
+            warn!("the store is still in use after unmounting; syncing it without closing");
+            store.sync().map_err(|e| e.to_string())
+        }
     };
     served.map_err(|e| format!("serving {}: {e}", args.mountpoint.display()))?;
     closed
