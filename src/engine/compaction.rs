@@ -50,11 +50,36 @@ pub struct MergeReport {
     pub duration: Duration,
 }
 
-/// A record chosen to survive, in the order it is copied.
+/// A record chosen to survive, in the order it is copied. Its key is read
+/// from the record itself when copied (and checked against `hash`), so the
+/// selection allocates nothing per key.
 struct Survivor {
     offset: u32,
-    key: Vec<u8>,
+    key_len: u8,
+    hash: u64,
     entry: Entry,
+}
+
+impl Survivor {
+    fn record_len(&self) -> u64 {
+        (HEADER_LEN + usize::from(self.key_len)) as u64 + u64::from(self.entry.value_len)
+    }
+
+    /// The record's key, if the record is the one the index described.
+    fn key_in<'r>(&self, seg: &Segment, head: &'r [u8], old: &Header) -> Result<&'r [u8]> {
+        let key = &head[HEADER_LEN..HEADER_LEN + usize::from(self.key_len)];
+        if old.key_len != self.key_len
+            || old.value_len != self.entry.value_len
+            || hash_key(key) != self.hash
+        {
+            return Err(Error::corrupt(
+                &seg.path,
+                u64::from(self.offset),
+                "record does not match the index",
+            ));
+        }
+        Ok(key)
+    }
 }
 
 /// An output segment being written under its temporary name.
@@ -100,8 +125,7 @@ impl Inner {
             let mut keep = Vec::new();
             for (key, e) in index.iter() {
                 let hash = hash_key(key);
-                let in_any =
-                    |segs: &[Arc<Segment>]| segs.iter().any(|s| s.lookup(hash, key).is_some());
+                let in_any = |segs: &[Arc<Segment>]| segs.iter().any(|s| s.has_key(hash, key));
                 let superseded = in_any(&newer) || in_any(&inputs[i + 1..]);
                 // A tombstone must stay while an older segment outside this
                 // merge may still hold a value it hides.
@@ -109,7 +133,8 @@ impl Inner {
                 if needed {
                     keep.push(Survivor {
                         offset: e.offset,
-                        key: key.to_vec(),
+                        key_len: key.len() as u8,
+                        hash,
                         entry: e,
                     });
                 } else {
@@ -168,10 +193,16 @@ impl Inner {
     ) -> Result<Vec<Arc<Segment>>> {
         let mut done: Vec<Output> = Vec::new();
         let mut current: Option<Output> = None;
+        // Sizes each output's index up front, from the average survivor.
+        let (count, bytes) = survivors
+            .iter()
+            .flatten()
+            .fold((0u64, 0u64), |(n, b), s| (n + 1, b + s.record_len()));
+        let per_output = count.min(count * self.opts.max_segment_size / bytes.max(1) + 1) as usize;
         let result = (|| -> Result<()> {
             for (seg, keep) in inputs.iter().zip(survivors) {
                 for s in keep {
-                    let len = (HEADER_LEN + s.key.len()) as u64 + u64::from(s.entry.value_len);
+                    let len = s.record_len();
                     let full = current.as_ref().is_some_and(|o| {
                         o.len > SEGMENT_HEADER_LEN as u64
                             && o.len + len > self.opts.max_segment_size
@@ -180,7 +211,7 @@ impl Inner {
                         done.extend(current.take());
                     }
                     if current.is_none() {
-                        current = Some(self.new_output()?);
+                        current = Some(self.new_output(per_output)?);
                     }
                     if let Some(out) = current.as_mut() {
                         out.copy(seg, s)?;
@@ -210,7 +241,7 @@ impl Inner {
         done.into_iter().map(Output::into_segment).collect()
     }
 
-    fn new_output(&self) -> Result<Output> {
+    fn new_output(&self, entries: usize) -> Result<Output> {
         let id = {
             let mut m = self.manifest.lock();
             m.next_id += 1;
@@ -229,7 +260,7 @@ impl Inner {
             tmp,
             out: BufWriter::with_capacity(CHUNK, file),
             len: 0,
-            index: Index::default(),
+            index: Index::with_capacity(entries, entries * 16),
             max_seq: 0,
         };
         out.write(&format::encode_segment_header(id))?;
@@ -323,26 +354,12 @@ impl Output {
     /// needed once its partner is superseded or merged beside it.
     fn copy(&mut self, seg: &Segment, s: &Survivor) -> Result<()> {
         let at = u64::from(s.offset);
-        let record_len = HEADER_LEN + s.key.len() + s.entry.value_len as usize;
-        if record_len <= CHUNK {
-            return self.copy_small(seg, s, record_len);
+        if s.record_len() <= CHUNK as u64 {
+            return self.copy_small(seg, s);
         }
-        let head = seg.read_at(at, HEADER_LEN + s.key.len())?;
+        let head = seg.read_at(at, HEADER_LEN + usize::from(s.key_len))?;
         let old = Header::parse(&head).map_err(|d| Error::corrupt(&seg.path, at, d))?;
-        if head[HEADER_LEN..] != *s.key
-            || usize::from(old.key_len) != s.key.len()
-            || old.value_len != s.entry.value_len
-        {
-            return Err(Error::corrupt(
-                &seg.path,
-                at,
-                "record does not match the index",
-            ));
-        }
-        let mut new = Header {
-            in_batch: false,
-            ..old
-        };
+        let key = s.key_in(seg, &head, &old)?;
         let value_at = at + head.len() as u64;
         let value_end = value_at + u64::from(old.value_len);
 
@@ -352,52 +369,48 @@ impl Output {
         let with_value = |header_rest: &[u8]| {
             let mut h = crc32fast::Hasher::new();
             h.update(header_rest);
-            h.update(&s.key);
+            h.update(key);
             h.combine(&value_crc);
             h.finalize()
         };
         if with_value(&head[CRC_FIELD.end..HEADER_LEN]) != old.crc {
             return Err(Error::corrupt(&seg.path, at, "checksum mismatch"));
         }
-        new.crc = 0;
-        let mut bytes = new.encode();
-        new.crc = with_value(&bytes[CRC_FIELD.end..]);
-        bytes = new.encode();
+        let mut new = Header {
+            in_batch: false,
+            crc: 0,
+            ..old
+        };
+        new.crc = with_value(&new.encode()[CRC_FIELD.end..]);
 
         let offset = self.len;
-        self.write(&bytes)?;
-        self.write(&s.key)?;
+        self.write(&new.encode())?;
+        self.write(key)?;
         let mut pos = value_at;
         while pos < value_end {
             let n = ((value_end - pos) as usize).min(CHUNK);
-            let chunk = seg.read_at(pos, n)?;
-            self.write(&chunk)?;
+            self.write(&seg.bytes(pos, n)?)?;
             pos += n as u64;
         }
-        let entry = Entry {
-            offset: offset as u32,
-            ..s.entry
-        };
-        self.index.insert(hash_key(&s.key), &s.key, entry);
+        self.index.insert(
+            s.hash,
+            key,
+            Entry {
+                offset: offset as u32,
+                ..s.entry
+            },
+        );
         self.max_seq = self.max_seq.max(old.seq);
         Ok(())
     }
 
     /// `copy` for a record that fits in memory: checked and copied in one
     /// read (from the mapping, usually without a copy of its own).
-    fn copy_small(&mut self, seg: &Segment, s: &Survivor, record_len: usize) -> Result<()> {
+    fn copy_small(&mut self, seg: &Segment, s: &Survivor) -> Result<()> {
         let at = u64::from(s.offset);
-        let rec = seg.bytes(at, record_len)?;
+        let rec = seg.bytes(at, s.record_len() as usize)?;
         let old = Header::parse(&rec).map_err(|d| Error::corrupt(&seg.path, at, d))?;
-        if old.record_len() != record_len as u64
-            || rec[HEADER_LEN..HEADER_LEN + s.key.len()] != *s.key
-        {
-            return Err(Error::corrupt(
-                &seg.path,
-                at,
-                "record does not match the index",
-            ));
-        }
+        let key = s.key_in(seg, &rec, &old)?;
         if !record::crc_ok(&rec) {
             return Err(Error::corrupt(&seg.path, at, "checksum mismatch"));
         }
@@ -418,8 +431,8 @@ impl Output {
             self.write(&rec)?;
         }
         self.index.insert(
-            hash_key(&s.key),
-            &s.key,
+            s.hash,
+            key,
             Entry {
                 offset: offset as u32,
                 ..s.entry

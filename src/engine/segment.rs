@@ -233,6 +233,12 @@ impl Segment {
         })
     }
 
+    /// Whether this segment has a record for `key`. Unlike `lookup` it
+    /// never touches the record, for callers that will not read it.
+    pub fn has_key(&self, hash: u64, key: &[u8]) -> bool {
+        self.index.read().get(hash, key).is_some()
+    }
+
     /// Reads `len` bytes at `offset`.
     pub fn read_at(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
         self.bytes(offset, len).map(Cow::into_owned)

@@ -649,7 +649,7 @@ impl Inner {
             for (key, e) in index.iter() {
                 // Live here only if no newer segment has a record for the key.
                 let hash = hash_key(key);
-                let shadowed = segments[..i].iter().any(|n| n.lookup(hash, key).is_some());
+                let shadowed = segments[..i].iter().any(|n| n.has_key(hash, key));
                 if shadowed || e.tombstone {
                     s.dead_keys += 1;
                 } else {
