@@ -2,6 +2,7 @@
 //! segment files, with one in-memory hash index per segment. Nothing here
 //! knows about FUSE.
 
+mod background;
 mod check;
 mod compaction;
 mod error;
@@ -14,14 +15,18 @@ mod manifest;
 mod options;
 mod record;
 mod recovery;
+mod repair;
 mod scan;
 mod segment;
+mod stats;
 mod store;
 mod writer;
 
 pub use check::{CheckReport, check};
+pub use repair::{LOST_AND_FOUND, RepairReport, repair};
 pub use compaction::{CrashPoint, MergeReport};
 pub use error::{Error, Result};
 pub use key::{MAX_KEY_LEN, validate_key};
 pub use options::{Options, SyncPolicy, parse_size};
-pub use store::{BatchOp, Metadata, SegmentStats, Stats, Store};
+pub use stats::{SegmentStats, Stats};
+pub use store::{BatchOp, Metadata, Store};

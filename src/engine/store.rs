@@ -9,12 +9,13 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use log::{info, warn};
 use parking_lot::{Condvar, Mutex, RwLock};
 
-use super::compaction::{self, MergeReport};
+use super::background::Signals;
+use super::compaction::MergeReport;
 use super::error::{Error, Result, show_key};
 use super::format::SEGMENT_HEADER_LEN;
 use super::hint;
@@ -23,9 +24,9 @@ use super::key::validate_key;
 use super::lock::DirLock;
 use super::manifest::Manifest;
 use super::options::{Options, SyncPolicy};
-use super::record::HEADER_LEN;
 use super::recovery;
 use super::segment::Segment;
+use super::stats::Stats;
 use super::writer::{self, Change, Op, Source, Writer};
 
 /// The segments readers search: the active one first, then closed ones
@@ -60,27 +61,6 @@ pub enum BatchOp<'a> {
     Delete(&'a [u8]),
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct SegmentStats {
-    pub id: u64,
-    pub active: bool,
-    pub file_bytes: u64,
-    pub live_keys: u64,
-    pub dead_keys: u64,
-    pub live_bytes: u64,
-    pub dead_bytes: u64,
-}
-
-#[derive(Clone, Debug, Default)]
-pub struct Stats {
-    /// Newest first.
-    pub segments: Vec<SegmentStats>,
-    pub live_keys: u64,
-    pub live_value_bytes: u64,
-    /// A line about the last merge in this data directory, if any.
-    pub last_merge: Option<String>,
-}
-
 pub(crate) struct Inner {
     pub dir: PathBuf,
     pub opts: Options,
@@ -93,21 +73,12 @@ pub(crate) struct Inner {
     /// One merge at a time.
     pub merge_lock: Mutex<()>,
     pub last_merge: Mutex<Option<MergeReport>>,
-    signals: Mutex<Signals>,
+    pub signals: Mutex<Signals>,
     /// Wakes the merge thread: a roll, a request, or the store closing.
-    compact_wake: Condvar,
+    pub compact_wake: Condvar,
     /// Wakes the flush thread when the store closes.
-    flush_wake: Condvar,
+    pub flush_wake: Condvar,
     _lock: DirLock,
-}
-
-#[derive(Default)]
-struct Signals {
-    stop: bool,
-    /// Merge now, whatever the thresholds say.
-    compact_requested: bool,
-    /// A segment was closed since the merge thread last looked.
-    rolled: bool,
 }
 
 pub struct Store {
@@ -247,7 +218,7 @@ impl Store {
 
     fn put_source<'a>(&self, key: &'a [u8], value: Source<'a>, mtime: u64) -> Result<()> {
         validate_key(key)?;
-        self.check_value_len(key, value_len(&value))?;
+        self.check_value_len(key, value.len())?;
         let mut ops = [Op {
             key,
             change: Change::Put { value, mtime },
@@ -460,14 +431,6 @@ impl Drop for Store {
     }
 }
 
-fn value_len(s: &Source) -> u64 {
-    match s {
-        Source::Bytes(b) => b.len() as u64,
-        Source::Reader(_, len) => *len,
-        Source::Stored(_, e, _) => u64::from(e.value_len),
-    }
-}
-
 fn not_found(key: &[u8]) -> Error {
     Error::NotFound { key: show_key(key) }
 }
@@ -539,57 +502,12 @@ impl Inner {
         Ok(())
     }
 
-    fn sync_all(&self) -> Result<()> {
+    pub fn sync_all(&self) -> Result<()> {
         let (id, len) = {
             let w = self.writer.lock();
             (w.seg.id, w.len)
         };
         self.sync_upto(id, len)
-    }
-
-    fn flush_every(&self, every: Duration) {
-        let mut signals = self.signals.lock();
-        while !signals.stop {
-            self.flush_wake.wait_for(&mut signals, every);
-            if let Err(e) = self.sync_all() {
-                warn!("periodic sync failed: {e}");
-            }
-        }
-    }
-
-    /// The merge thread: looks after every roll, on request, and on a timer,
-    /// but judges at most once per `min_gap` however fast segments roll,
-    /// since judging walks every index.
-    fn merge_when_worth_it(&self) {
-        let min_gap = self.opts.compact_interval.min(Duration::from_secs(1));
-        loop {
-            let forced = {
-                let mut signals = self.signals.lock();
-                if !signals.stop && !signals.compact_requested && !signals.rolled {
-                    self.compact_wake
-                        .wait_for(&mut signals, self.opts.compact_interval);
-                }
-                if signals.stop {
-                    return;
-                }
-                signals.rolled = false;
-                std::mem::take(&mut signals.compact_requested)
-            };
-            let worth = forced
-                || self.opts.compaction
-                    && compaction::worth_merging(self).unwrap_or_else(|e| {
-                        warn!("cannot judge whether to merge: {e}");
-                        false
-                    });
-            if worth && let Err(e) = self.compact_all() {
-                warn!("background merge failed: {e}");
-            }
-            let until = Instant::now() + min_gap;
-            let mut signals = self.signals.lock();
-            while !signals.stop && !signals.compact_requested && Instant::now() < until {
-                self.compact_wake.wait_until(&mut signals, until);
-            }
-        }
     }
 
     /// Closes the active segment (synced, mapped, hinted) and starts a new
@@ -627,44 +545,5 @@ impl Inner {
             closed,
         });
         Ok(())
-    }
-
-    pub fn stats(&self) -> Result<Stats> {
-        let version = self.version();
-        let segments: Vec<&Arc<Segment>> = version.newest_first().collect();
-        let mut stats = Stats::default();
-        for (i, seg) in segments.iter().enumerate() {
-            let mut s = SegmentStats {
-                id: seg.id,
-                active: i == 0,
-                // The active file may be allocated ahead of its records.
-                file_bytes: if i == 0 {
-                    self.writer.lock().len
-                } else {
-                    seg.file_len()
-                },
-                ..Default::default()
-            };
-            let index = seg.index.read();
-            for (key, e) in index.iter() {
-                // Live here only if no newer segment has a record for the key.
-                let hash = hash_key(key);
-                let shadowed = segments[..i].iter().any(|n| n.has_key(hash, key));
-                if shadowed || e.tombstone {
-                    s.dead_keys += 1;
-                } else {
-                    s.live_keys += 1;
-                    s.live_bytes += (HEADER_LEN + key.len()) as u64 + u64::from(e.value_len);
-                    stats.live_value_bytes += u64::from(e.value_len);
-                }
-            }
-            s.dead_bytes = s
-                .file_bytes
-                .saturating_sub(SEGMENT_HEADER_LEN as u64 + s.live_bytes);
-            stats.live_keys += s.live_keys;
-            stats.segments.push(s);
-        }
-        stats.last_merge = compaction::read_last_merge(&self.dir);
-        Ok(stats)
     }
 }

@@ -24,7 +24,7 @@ pub enum Source<'a> {
 }
 
 impl Source<'_> {
-    fn len(&self) -> u64 {
+    pub fn len(&self) -> u64 {
         match self {
             Source::Bytes(b) => b.len() as u64,
             Source::Reader(_, len) => *len,
