@@ -46,6 +46,7 @@ impl Inner {
                 signals.rolled = false;
                 std::mem::take(&mut signals.compact_requested)
             };
+            self.write_pending_hints();
             let worth = forced
                 || self.opts.compaction
                     && compaction::worth_merging(self).unwrap_or_else(|e| {

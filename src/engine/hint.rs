@@ -7,15 +7,18 @@
 //! = tombstone), key length, record offset u32, value length u32, mtime u64,
 //! key bytes; then a CRC32 of everything before it.
 //!
-//! Hints are written without fsync: a hint torn by a power loss fails its
-//! checksum and the segment is scanned instead, so it can never mislead.
+//! Hints are written off the write path (by the background thread, after a
+//! roll) and made durable; even so, a damaged hint only fails its checksum
+//! and the segment is scanned instead, so a hint can never mislead.
 
-use std::fs;
+use std::fs::{self, File};
+use std::io::Write;
 use std::path::Path;
 
 use super::error::{Error, Result};
 use super::format::{self, FORMAT_VERSION, HINT_MAGIC, le_u32, le_u64};
 use super::index::{Entry, Index, hash_key};
+use super::manifest::sync_dir;
 
 const HEADER_LEN: usize = 8 + 4 + 4 + 8 + 8 + 8 + 8;
 const ENTRY_FIXED_LEN: usize = 1 + 1 + 4 + 4 + 8;
@@ -117,14 +120,19 @@ pub fn decode(bytes: &[u8], id: u64) -> std::result::Result<Hint, String> {
     })
 }
 
-/// Writes the hint for segment `id` under a temporary name, then renames it
-/// into place.
+/// Writes the hint for segment `id` under a temporary name, syncs it, then
+/// renames it into place.
 pub fn write(dir: &Path, id: u64, segment_len: u64, max_seq: u64, index: &Index) -> Result<()> {
     let path = format::hint_path(dir, id);
     let tmp = format::temp_path(&path);
-    fs::write(&tmp, encode(id, segment_len, max_seq, index))
-        .and_then(|_| fs::rename(&tmp, &path))
-        .map_err(|e| Error::io(format!("writing hint {}", path.display()), e))
+    let write = || -> std::io::Result<()> {
+        let mut f = File::create(&tmp)?;
+        f.write_all(&encode(id, segment_len, max_seq, index))?;
+        f.sync_all()?;
+        fs::rename(&tmp, &path)?;
+        sync_dir(dir)
+    };
+    write().map_err(|e| Error::io(format!("writing hint {}", path.display()), e))
 }
 
 /// Loads the hint for segment `id`; `Ok(None)` when there is none,

@@ -306,9 +306,7 @@ fn rewrite(
             continue;
         };
         named[d] = true;
-        let shadowed = newer
-            .iter()
-            .any(|ix| ix.get(hash_key(key), key).is_some());
+        let shadowed = newer.iter().any(|ix| ix.get(hash_key(key), key).is_some());
         if shadowed {
             continue;
         }
@@ -379,7 +377,14 @@ fn rewrite(
         let d = &damage[i];
         copy_good(&mut out, pos, d.start as usize, &mut last_seq);
         for key in &tombstones[i] {
-            let h = Header::new(last_seq, now_ns(), Kind::Tombstone, false, key.len() as u8, 0);
+            let h = Header::new(
+                last_seq,
+                now_ns(),
+                Kind::Tombstone,
+                false,
+                key.len() as u8,
+                0,
+            );
             record::encode(&mut out, h, key, b"");
         }
         pos = (d.end as usize).max(pos);
@@ -418,9 +423,10 @@ fn rewrite(
     }
     if !is_last {
         hint::write(dir, seg.id, out.len() as u64, check.max_seq, &index)?;
-        report
-            .hints_rewritten
-            .push(format!("{} rewritten for the repaired segment", format::hint_file_name(seg.id)));
+        report.hints_rewritten.push(format!(
+            "{} rewritten for the repaired segment",
+            format::hint_file_name(seg.id)
+        ));
     }
     Ok(index)
 }

@@ -10,7 +10,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use log::warn;
 use memmap2::{MmapOptions, MmapRaw};
@@ -44,6 +44,8 @@ pub struct Segment {
     pub max_seq: AtomicU64,
     /// Offsets of large records whose CRC has been checked.
     verified: Mutex<HashSet<u32>>,
+    /// Closed by a roll and not yet given its hint file.
+    pub needs_hint: AtomicBool,
 }
 
 impl Segment {
@@ -93,6 +95,7 @@ impl Segment {
             index: RwLock::new(index),
             max_seq: AtomicU64::new(0),
             verified: Mutex::new(HashSet::new()),
+            needs_hint: AtomicBool::new(false),
         })
     }
 

@@ -8,6 +8,7 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -396,6 +397,7 @@ impl Store {
         if self.inner.opts.read_only {
             return Ok(());
         }
+        self.inner.write_pending_hints();
         {
             // Give back the space allocated ahead of the writer.
             let w = self.inner.writer.lock();
@@ -510,8 +512,25 @@ impl Inner {
         self.sync_upto(id, len)
     }
 
-    /// Closes the active segment (synced, mapped, hinted) and starts a new
-    /// one, recorded in the MANIFEST before any record goes into it.
+    /// Writes the hints of segments closed by a roll since the last call.
+    /// A segment whose hint cannot be written is scanned at the next open.
+    pub fn write_pending_hints(&self) {
+        // A merge must not delete a segment while its hint is being written.
+        let _no_merge = self.merge_lock.lock();
+        for seg in &self.version().closed {
+            if seg.needs_hint.swap(false, Ordering::AcqRel) {
+                let index = seg.index.read();
+                if let Err(e) =
+                    hint::write(&self.dir, seg.id, seg.file_len(), seg.max_seq(), &index)
+                {
+                    warn!("{e}; the segment will be scanned at the next open");
+                }
+            }
+        }
+    }
+
+    /// Closes the active segment (synced and mapped) and starts a new one,
+    /// recorded in the MANIFEST before any record goes into it.
     pub fn roll(&self, w: &mut Writer) -> Result<()> {
         let old = w.seg.clone();
         old.truncate(w.len)
@@ -532,9 +551,8 @@ impl Inner {
         drop(manifest);
 
         old.freeze();
-        if let Err(e) = hint::write(&self.dir, old.id, w.len, old.max_seq(), &old.index.read()) {
-            warn!("{e}; the segment will be scanned at the next open");
-        }
+        // Its hint is written by the background thread, off the write path.
+        old.needs_hint.store(true, Ordering::Release);
         *w = Writer::new(seg.clone(), SEGMENT_HEADER_LEN as u64, w.next_seq);
         let mut version = self.version.write();
         let mut closed = Vec::with_capacity(version.closed.len() + 1);
