@@ -8,9 +8,9 @@
 //! reads and writes carry on: the writer never waits for a merge, readers
 //! only for the swap of the segment list.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{BufWriter, Write};
-use std::path::{Path, PathBuf};
+use std::fs;
+use std::io::Write;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -18,11 +18,10 @@ use log::{info, warn};
 
 use super::error::{Error, Result};
 use super::format::{self, SEGMENT_HEADER_LEN};
-use super::hint;
-use super::index::{Entry, Index, hash_key};
+use super::index::hash_key;
 use super::manifest::sync_dir;
-use super::record::{self, CRC_FIELD, HEADER_LEN, Header};
-use super::segment::{CHUNK, Segment};
+use super::merge_output::{Output, Survivor};
+use super::segment::Segment;
 use super::store::{Inner, Version};
 
 /// Where a test may stop a merge as a crash would: nothing after that point
@@ -48,49 +47,6 @@ pub struct MergeReport {
     pub records_kept: u64,
     pub records_dropped: u64,
     pub duration: Duration,
-}
-
-/// A record chosen to survive, in the order it is copied. Its key is read
-/// from the record itself when copied (and checked against `hash`), so the
-/// selection allocates nothing per key.
-struct Survivor {
-    offset: u32,
-    key_len: u8,
-    hash: u64,
-    entry: Entry,
-}
-
-impl Survivor {
-    fn record_len(&self) -> u64 {
-        (HEADER_LEN + usize::from(self.key_len)) as u64 + u64::from(self.entry.value_len)
-    }
-
-    /// The record's key, if the record is the one the index described.
-    fn key_in<'r>(&self, seg: &Segment, head: &'r [u8], old: &Header) -> Result<&'r [u8]> {
-        let key = &head[HEADER_LEN..HEADER_LEN + usize::from(self.key_len)];
-        if old.key_len != self.key_len
-            || old.value_len != self.entry.value_len
-            || hash_key(key) != self.hash
-        {
-            return Err(Error::corrupt(
-                &seg.path,
-                u64::from(self.offset),
-                "record does not match the index",
-            ));
-        }
-        Ok(key)
-    }
-}
-
-/// An output segment being written under its temporary name.
-struct Output {
-    id: u64,
-    path: PathBuf,
-    tmp: PathBuf,
-    out: BufWriter<File>,
-    len: u64,
-    index: Index,
-    max_seq: u64,
 }
 
 impl Inner {
@@ -247,24 +203,7 @@ impl Inner {
             m.next_id += 1;
             m.next_id - 1
         };
-        let path = format::segment_path(&self.dir, id);
-        let tmp = format::temp_path(&path);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| Error::io(format!("creating {}", tmp.display()), e))?;
-        let mut out = Output {
-            id,
-            path,
-            tmp,
-            out: BufWriter::with_capacity(CHUNK, file),
-            len: 0,
-            index: Index::with_capacity(entries, entries * 16),
-            max_seq: 0,
-        };
-        out.write(&format::encode_segment_header(id))?;
-        Ok(out)
+        Output::create(&self.dir, id, entries)
     }
 
     /// The one commit point: the MANIFEST names the outputs instead of the
@@ -336,137 +275,6 @@ fn simulated_crash() -> Error {
         "simulated crash",
         std::io::Error::other("crash point reached"),
     )
-}
-
-impl Output {
-    fn io_err(&self, e: std::io::Error) -> Error {
-        Error::io(format!("writing merge output {}", self.tmp.display()), e)
-    }
-
-    fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        self.out.write_all(bytes).map_err(|e| self.io_err(e))?;
-        self.len += bytes.len() as u64;
-        Ok(())
-    }
-
-    /// Copies one record, checking its CRC on the way. A record that was part
-    /// of a batch is written as a record of its own: its batch is no longer
-    /// needed once its partner is superseded or merged beside it.
-    fn copy(&mut self, seg: &Segment, s: &Survivor) -> Result<()> {
-        let at = u64::from(s.offset);
-        if s.record_len() <= CHUNK as u64 {
-            return self.copy_small(seg, s);
-        }
-        let head = seg.read_at(at, HEADER_LEN + usize::from(s.key_len))?;
-        let old = Header::parse(&head).map_err(|d| Error::corrupt(&seg.path, at, d))?;
-        let key = s.key_in(seg, &head, &old)?;
-        let value_at = at + head.len() as u64;
-        let value_end = value_at + u64::from(old.value_len);
-
-        // One pass to check the old CRC and compute the new one, both from
-        // the CRC of the value; a second to copy the value.
-        let value_crc = seg.crc_hasher(value_at, value_end)?;
-        let with_value = |header_rest: &[u8]| {
-            let mut h = crc32fast::Hasher::new();
-            h.update(header_rest);
-            h.update(key);
-            h.combine(&value_crc);
-            h.finalize()
-        };
-        if with_value(&head[CRC_FIELD.end..HEADER_LEN]) != old.crc {
-            return Err(Error::corrupt(&seg.path, at, "checksum mismatch"));
-        }
-        let mut new = Header {
-            in_batch: false,
-            crc: 0,
-            ..old
-        };
-        new.crc = with_value(&new.encode()[CRC_FIELD.end..]);
-
-        let offset = self.len;
-        self.write(&new.encode())?;
-        self.write(key)?;
-        let mut pos = value_at;
-        while pos < value_end {
-            let n = ((value_end - pos) as usize).min(CHUNK);
-            self.write(&seg.bytes(pos, n)?)?;
-            pos += n as u64;
-        }
-        self.index.insert(
-            s.hash,
-            key,
-            Entry {
-                offset: offset as u32,
-                ..s.entry
-            },
-        );
-        self.max_seq = self.max_seq.max(old.seq);
-        Ok(())
-    }
-
-    /// `copy` for a record that fits in memory: checked and copied in one
-    /// read (from the mapping, usually without a copy of its own).
-    fn copy_small(&mut self, seg: &Segment, s: &Survivor) -> Result<()> {
-        let at = u64::from(s.offset);
-        let rec = seg.bytes(at, s.record_len() as usize)?;
-        let old = Header::parse(&rec).map_err(|d| Error::corrupt(&seg.path, at, d))?;
-        let key = s.key_in(seg, &rec, &old)?;
-        if !record::crc_ok(&rec) {
-            return Err(Error::corrupt(&seg.path, at, "checksum mismatch"));
-        }
-        let offset = self.len;
-        if old.in_batch {
-            let mut head = Header {
-                in_batch: false,
-                ..old
-            }
-            .encode();
-            let mut h = crc32fast::Hasher::new();
-            h.update(&head[CRC_FIELD.end..]);
-            h.update(&rec[HEADER_LEN..]);
-            head[CRC_FIELD].copy_from_slice(&h.finalize().to_le_bytes());
-            self.write(&head)?;
-            self.write(&rec[HEADER_LEN..])?;
-        } else {
-            self.write(&rec)?;
-        }
-        self.index.insert(
-            s.hash,
-            key,
-            Entry {
-                offset: offset as u32,
-                ..s.entry
-            },
-        );
-        self.max_seq = self.max_seq.max(old.seq);
-        Ok(())
-    }
-
-    /// Syncs the file, renames it into place and writes its hint.
-    fn finish(&mut self) -> Result<()> {
-        self.out.flush().map_err(|e| self.io_err(e))?;
-        self.out.get_ref().sync_all().map_err(|e| self.io_err(e))?;
-        fs::rename(&self.tmp, &self.path)
-            .map_err(|e| Error::io(format!("renaming {} into place", self.tmp.display()), e))?;
-        let dir = self.path.parent().unwrap_or(std::path::Path::new("."));
-        hint::write(dir, self.id, self.len, self.max_seq, &self.index)
-    }
-
-    fn into_segment(self) -> Result<Arc<Segment>> {
-        let Output {
-            id,
-            path,
-            index,
-            max_seq,
-            ..
-        } = self;
-        let file =
-            File::open(&path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        let seg = Segment::with_file(id, path, file, index)?;
-        seg.set_max_seq(max_seq);
-        seg.freeze();
-        Ok(Arc::new(seg))
-    }
 }
 
 impl std::fmt::Display for MergeReport {

@@ -12,6 +12,7 @@ mod index;
 mod key;
 mod lock;
 mod manifest;
+mod merge_output;
 mod options;
 mod record;
 mod recovery;
