@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Runs caskfs benchmarks in a release build.
 #   scripts/bench.sh              every benchmark
-#   scripts/bench.sh engine       one of them: engine, compaction (extra
-#                                 arguments go to it, e.g. --keys 100000)
+#   scripts/bench.sh engine       one of them: engine, compaction, fs (extra
+#                                 arguments go to it, e.g. --keys 100000;
+#                                 scripts/bench.sh fs --quick for a short run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Benchmark name -> how to run it.
-ALL=(engine compaction)
+ALL=(engine compaction fs)
 
 run_engine() {
     cargo bench --bench engine -- "$@"
@@ -15,6 +16,16 @@ run_engine() {
 
 run_compaction() {
     cargo bench --bench compaction -- "$@"
+}
+
+# caskfs mounted against a plain directory on the same disk. The program
+# unmounts on its way out; the trap also clears a mount left by a crash.
+run_fs() {
+    fs_dir=target/bench-fs
+    trap 'for m in "$fs_dir"/run*/mnt; do
+              if mountpoint -q "$m" 2>/dev/null; then fusermount3 -u -z "$m" 2>/dev/null || umount -l "$m"; fi
+          done' EXIT
+    cargo bench --bench fs -- --dir "$fs_dir" "$@"
 }
 
 if [[ $# -eq 0 ]]; then

@@ -224,7 +224,6 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
     config.mount_options = vec![
         MountOption::FSName(args.data_dir.display().to_string()),
         MountOption::Subtype("caskfs".into()),
-        MountOption::DefaultPermissions,
         MountOption::NoAtime,
         MountOption::NoDev,
         MountOption::NoSuid,
@@ -235,12 +234,20 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
         },
     ];
     if args.allow_other {
+        // Other users get in: the kernel checks the fixed modes and owner.
+        // Without it only the mounting user does, who may do everything the
+        // modes allow (`access` answers the rest), and the kernel need not
+        // ask for the directory's attributes on every path walk.
         config.acl = SessionACL::All;
+        config.mount_options.push(MountOption::DefaultPermissions);
     }
     config.n_threads = Some(usize::from(args.threads));
     config.clone_fd = args.threads > 1;
-    let mut session = Session::new(CaskFuse::new(fs), &args.mountpoint, &config)
+    let fuse = CaskFuse::new(fs);
+    let notifier = fuse.notifier_slot();
+    let mut session = Session::new(fuse, &args.mountpoint, &config)
         .map_err(|e| mount_error(&args.mountpoint, &e))?;
+    let _ = notifier.set(session.notifier());
     info!(
         "mounted {} on {}",
         args.data_dir.display(),

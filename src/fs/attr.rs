@@ -12,15 +12,15 @@ pub const DIR_PERM: u16 = 0o755;
 /// Reported by `stat` as the preferred I/O size.
 pub const BLOCK_SIZE: u32 = 128 * 1024;
 
-/// How long the kernel may trust a name → inode answer. Renames and
-/// removals go through the kernel, but a key whose creation fails at close
-/// (EFBIG, ENOSPC) vanishes without the kernel knowing, so names are
-/// looked up again every time (a hash lookup in the daemon).
-pub const ENTRY_TTL: Duration = Duration::ZERO;
-/// How long the kernel may trust size and mtime. A value changes when a
-/// handle commits at close, which the kernel does not see as an attribute
-/// change, so attributes are always asked for again.
-pub const ATTR_TTL: Duration = Duration::ZERO;
+/// How long the kernel may trust a name → inode answer and an inode's
+/// size and mtime. Every change goes through the daemon, which keeps the
+/// kernel's caches true: a commit at close invalidates the inode's
+/// attributes before close returns (`fuse.rs`), renames and removals are
+/// seen by the kernel itself, and what may still vanish or change under
+/// the kernel's feet (a key being created, whose commit may fail with
+/// EFBIG or ENOSPC; the length a writer sees through its own handle) is
+/// reported with `Attr::cacheable` false and a zero lifetime.
+pub const TTL: Duration = Duration::from_secs(60);
 
 /// Who owns every file: the mounting user unless mount options say other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,6 +56,10 @@ pub struct Attr {
     pub perm: u16,
     pub nlink: u32,
     pub owner: Owner,
+    /// Whether the kernel may keep these attributes (and the name that led
+    /// to them) for `TTL`: false while the key is only a pending
+    /// creation or the size is a writer's uncommitted view.
+    pub cacheable: bool,
 }
 
 impl Attr {
@@ -68,6 +72,7 @@ impl Attr {
             perm: FILE_PERM,
             nlink: 1,
             owner,
+            cacheable: true,
         }
     }
 
@@ -80,7 +85,13 @@ impl Attr {
             perm: DIR_PERM,
             nlink: 2,
             owner,
+            cacheable: true,
         }
+    }
+
+    /// The lifetime to give the kernel for these attributes and the name.
+    pub fn ttl(&self) -> Duration {
+        if self.cacheable { TTL } else { Duration::ZERO }
     }
 
     /// 512-byte blocks, as `stat` counts them.

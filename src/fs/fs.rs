@@ -16,7 +16,34 @@ use super::attr::{Attr, Kind, Owner, ROOT_INO};
 use super::errno::{Error, Result};
 use super::handle::{Handle, HandleTable, OpenMode};
 use super::inode::InodeTable;
-use crate::engine::{self, MAX_KEY_LEN, Store, validate_key};
+use crate::engine::{self, MAX_KEY_LEN, Metadata, Store, validate_key};
+
+/// A value up to this size may be read through the kernel's page cache:
+/// it fits one page, so one read request fetches it whole and the cache
+/// never holds parts of two values. Larger values are read direct.
+pub const PAGE_CACHE_MAX: u64 = 4096;
+
+/// How an open file uses the kernel's page cache.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Caching {
+    /// Every read and write goes to the handle (writers, large values,
+    /// keys still being created).
+    Direct,
+    /// Read-only through the page cache, whose pages of this inode may be
+    /// out of date and are dropped at this open.
+    Fresh,
+    /// Read-only through the page cache, whose pages of this inode hold
+    /// the current value (or nothing): they are kept.
+    Keep,
+}
+
+/// An open file: its handle number and how it uses the page cache.
+#[derive(Clone, Copy, Debug)]
+pub struct Opened {
+    pub fh: u64,
+    pub caching: Caching,
+    pub write: bool,
+}
 
 /// How the filesystem presents the store.
 #[derive(Clone, Copy, Debug)]
@@ -72,6 +99,11 @@ pub struct CaskFs {
     dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
     next_dir: AtomicU64,
     mounted_at: SystemTime,
+    /// Per inode, the value whose bytes the kernel's page cache may hold:
+    /// set by each read served to a page-cached handle, from the value it
+    /// served. An open keeps the cached pages only when this is still the
+    /// committed value; otherwise the kernel drops them at that open.
+    cached: Mutex<HashMap<u64, Metadata>>,
 }
 
 impl CaskFs {
@@ -84,6 +116,7 @@ impl CaskFs {
             dirs: Mutex::new(HashMap::new()),
             next_dir: AtomicU64::new(0),
             mounted_at: SystemTime::now(),
+            cached: Mutex::new(HashMap::new()),
         }
     }
 
@@ -139,7 +172,10 @@ impl CaskFs {
                 .filter_map(|h| h.local_len())
                 .max()
                 .unwrap_or(0);
-            return Ok(Attr::file(ino, len, SystemTime::now(), self.opts.owner));
+            // Its commit may still fail: the kernel must not keep it.
+            let mut attr = Attr::file(ino, len, SystemTime::now(), self.opts.owner);
+            attr.cacheable = false;
+            return Ok(attr);
         }
         Err(Error::NotFound)
     }
@@ -177,6 +213,7 @@ impl CaskFs {
             .and_then(|h| h.local_len())
         {
             attr.size = len;
+            attr.cacheable = false;
         }
         Ok(attr)
     }
@@ -248,7 +285,13 @@ impl CaskFs {
 
     /// Creates `name` and opens it. The key exists from now on, but its
     /// value is committed only when the handle is flushed or released.
-    pub fn create(&self, parent: u64, name: &[u8], mode: u32, flags: i32) -> Result<(Attr, u64)> {
+    pub fn create(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        flags: i32,
+    ) -> Result<(Attr, Opened)> {
         self.writable()?;
         let key = self.key(parent, name)?;
         let kind = mode & libc::S_IFMT;
@@ -261,8 +304,8 @@ impl CaskFs {
         }
         let ino = self.inodes.ino_for(key);
         if exists {
-            let fh = self.open(ino, flags)?;
-            return Ok((self.getattr(ino, Some(fh))?, fh));
+            let opened = self.open(ino, flags)?;
+            return Ok((self.getattr(ino, Some(opened.fh))?, opened));
         }
         let open = OpenMode {
             write: true,
@@ -272,7 +315,12 @@ impl CaskFs {
         self.inodes.add_pending(ino);
         let (fh, _) = self.handles.insert(Handle::new(ino, open, true));
         debug!("created {} as inode {ino}", show(key));
-        Ok((self.key_attr(ino, key)?, fh))
+        let opened = Opened {
+            fh,
+            caching: Caching::Direct,
+            write: true,
+        };
+        Ok((self.key_attr(ino, key)?, opened))
     }
 
     /// mknod: regular files only, stored empty at once.
@@ -290,7 +338,7 @@ impl CaskFs {
         self.key_attr(ino, key)
     }
 
-    pub fn open(&self, ino: u64, flags: i32) -> Result<u64> {
+    pub fn open(&self, ino: u64, flags: i32) -> Result<Opened> {
         if ino == ROOT_INO {
             return Err(Error::IsADirectory);
         }
@@ -305,20 +353,63 @@ impl CaskFs {
             append: write && flags & libc::O_APPEND != 0,
             truncate: write && flags & libc::O_TRUNC != 0,
         };
-        let h = if self.store.contains(&key) {
-            Handle::new(ino, mode, false)
-        } else {
+        let meta = self.store.metadata(&key);
+        let (h, caching) = match meta {
+            Some(m) if !write && m.len <= PAGE_CACHE_MAX => {
+                let keep = self.cached.lock().get(&ino) == Some(&m);
+                let caching = if keep { Caching::Keep } else { Caching::Fresh };
+                (Handle::new_cached(ino, mode), caching)
+            }
+            Some(_) => (Handle::new(ino, mode, false), Caching::Direct),
             // Being created by another handle: empty until that commits.
-            Handle::new_empty(ino, mode)
+            None => (Handle::new_empty(ino, mode), Caching::Direct),
         };
         let (fh, _) = self.handles.insert(h);
-        Ok(fh)
+        Ok(Opened { fh, caching, write })
     }
 
     pub fn read(&self, fh: u64, offset: u64, size: usize) -> Result<Vec<u8>> {
         let h = self.handles.get(fh)?;
         let key = self.inodes.key_of(h.ino).unwrap_or_default();
+        if h.page_cached
+            && let Some(data) = self.read_current(h.ino, &key, offset, size)?
+        {
+            return Ok(data);
+        }
         h.read(&self.store, &key, offset, size)
+    }
+
+    /// A read for the page cache: from the value committed now (the pages
+    /// are shared by every opener of the inode, so they must hold the
+    /// current value, never one a handle pinned earlier), recorded as what
+    /// the cache holds. `None` when the key is gone (the inode with it).
+    fn read_current(
+        &self,
+        ino: u64,
+        key: &[u8],
+        offset: u64,
+        size: usize,
+    ) -> Result<Option<Vec<u8>>> {
+        for _ in 0..8 {
+            let Some(meta) = self.store.metadata(key) else {
+                return Ok(None);
+            };
+            let data = match self.store.read(key, offset, size) {
+                Ok(d) => d,
+                Err(engine::Error::NotFound { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if self.store.metadata(key) == Some(meta) {
+                let mut cached = self.cached.lock();
+                if meta.len <= PAGE_CACHE_MAX {
+                    cached.insert(ino, meta);
+                } else {
+                    cached.remove(&ino);
+                }
+                return Ok(Some(data));
+            }
+        }
+        Err(Error::Stale)
     }
 
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
@@ -334,24 +425,26 @@ impl CaskFs {
     /// Commits `h` (see `Handle::commit` for `last`). A created key stops
     /// being pending once its first commit is attempted: it is then in the
     /// store, or the commit failed and it never will be.
-    fn commit(&self, h: &Handle, last: bool) -> Result<()> {
+    /// Says whether a new value was stored: the kernel's cached attributes
+    /// of the inode are then out of date.
+    fn commit(&self, h: &Handle, last: bool) -> Result<bool> {
         let key = self.inodes.key_of(h.ino);
         let result = h.commit(&self.store, key.as_deref(), last);
         if !matches!(result, Ok(false)) && h.end_pending() {
             self.inodes.drop_pending(h.ino);
         }
-        result.map(|_| ())
+        result.map(|stored| stored && key.is_some())
     }
 
     /// close(2) of one descriptor: commits the handle's changes, and its
-    /// error is what close returns.
-    pub fn flush(&self, fh: u64) -> Result<()> {
+    /// error is what close returns. True when a new value was stored.
+    pub fn flush(&self, fh: u64) -> Result<bool> {
         let h = self.handles.get(fh)?;
         self.commit(&h, false)
     }
 
-    /// The last close of an open file.
-    pub fn release(&self, fh: u64) -> Result<()> {
+    /// The last close of an open file. True when a new value was stored.
+    pub fn release(&self, fh: u64) -> Result<bool> {
         let h = self.handles.remove(fh)?;
         let result = self.commit(&h, true);
         if h.end_pending() {
@@ -360,11 +453,27 @@ impl CaskFs {
         result
     }
 
-    /// Commits the handle and forces everything to disk.
-    pub fn fsync(&self, fh: u64) -> Result<()> {
+    /// Commits the handle and forces everything to disk. True when a new
+    /// value was stored.
+    pub fn fsync(&self, fh: u64) -> Result<bool> {
         let h = self.handles.get(fh)?;
-        self.commit(&h, true)?;
+        let stored = self.commit(&h, true)?;
         self.store.sync()?;
+        Ok(stored)
+    }
+
+    /// access(2), asked only when the kernel does not check permissions
+    /// itself: the fixed modes, for the owner (the only user let in).
+    pub fn access(&self, ino: u64, mask: i32) -> Result<()> {
+        if ino != ROOT_INO {
+            self.inodes.key_of(ino).ok_or(Error::NotFound)?;
+            if mask & libc::X_OK != 0 {
+                return Err(Error::Io(std::io::Error::from_raw_os_error(libc::EACCES)));
+            }
+        }
+        if mask & libc::W_OK != 0 {
+            self.writable()?;
+        }
         Ok(())
     }
 
@@ -380,7 +489,9 @@ impl CaskFs {
             Err(engine::Error::NotFound { .. }) if self.exists(key) => {}
             Err(e) => return Err(e.into()),
         }
-        self.inodes.remove(key);
+        if let Some(ino) = self.inodes.remove(key) {
+            self.cached.lock().remove(&ino);
+        }
         Ok(())
     }
 
@@ -423,6 +534,9 @@ impl CaskFs {
             }
         }
         self.store.rename(from, to)?;
+        if let Some(replaced) = self.inodes.lookup(to) {
+            self.cached.lock().remove(&replaced);
+        }
         self.inodes.rename(from, to);
         Ok(())
     }
@@ -461,20 +575,12 @@ impl CaskFs {
         Ok(fh)
     }
 
-    /// The entries of an open listing from `offset` on.
-    pub fn readdir(&self, fh: u64, offset: u64) -> Result<Arc<Vec<DirEntry>>> {
-        self.dirs
-            .lock()
-            .get(&fh)
-            .cloned()
-            .ok_or(Error::BadHandle)
-            .map(|all| {
-                if offset == 0 {
-                    all
-                } else {
-                    Arc::new(all.iter().skip(offset as usize).cloned().collect())
-                }
-            })
+    /// An open listing, and where in it `offset` continues (no copy of
+    /// the rest: a listing of N keys takes N/k requests of k entries).
+    pub fn readdir(&self, fh: u64, offset: u64) -> Result<(Arc<Vec<DirEntry>>, usize)> {
+        let all = self.dirs.lock().get(&fh).cloned().ok_or(Error::BadHandle)?;
+        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(all.len());
+        Ok((all, start))
     }
 
     pub fn releasedir(&self, fh: u64) {

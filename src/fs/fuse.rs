@@ -6,35 +6,73 @@ use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use fuser::{
     AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType,
     Filesystem, FopenFlags, Generation, INodeNo, InitFlags, IoctlFlags, KernelConfig, LockOwner,
-    OpenFlags, PollEvents, PollFlags, PollNotifier, RenameFlags, ReplyAttr, ReplyBmap, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLock,
-    ReplyLseek, ReplyOpen, ReplyPoll, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
-    WriteFlags,
+    Notifier, OpenFlags, PollEvents, PollFlags, PollNotifier, RenameFlags, ReplyAttr, ReplyBmap,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl,
+    ReplyLock, ReplyLseek, ReplyOpen, ReplyPoll, ReplyStatfs, ReplyWrite, ReplyXattr, Request,
+    TimeOrNow, WriteFlags,
 };
-use log::debug;
+use log::{debug, warn};
 
-use super::attr::{ATTR_TTL, Attr, BLOCK_SIZE, ENTRY_TTL, Kind};
+use super::attr::{Attr, BLOCK_SIZE, Kind};
 use super::errno::{Error, log_and_errno};
-use super::fs::{CaskFs, SetAttr};
-
-/// Every open file is direct I/O: reads and writes go to the handle, which
-/// holds the writer's own view, instead of a page cache shared by all
-/// openers of the inode.
-const OPEN_FLAGS: FopenFlags = FopenFlags::FOPEN_DIRECT_IO;
+use super::fs::{Caching, CaskFs, Opened, SetAttr};
 
 pub struct CaskFuse {
     fs: CaskFs,
+    /// Set once the session exists (`mount.rs`), before any request.
+    notifier: Arc<OnceLock<Notifier>>,
 }
 
 impl CaskFuse {
     pub fn new(fs: CaskFs) -> CaskFuse {
-        CaskFuse { fs }
+        CaskFuse {
+            fs,
+            notifier: Arc::new(OnceLock::new()),
+        }
     }
+
+    /// Where the session's notifier goes once the session is made.
+    pub fn notifier_slot(&self) -> Arc<OnceLock<Notifier>> {
+        self.notifier.clone()
+    }
+
+    /// A new value of `ino` was committed: the kernel's cached size and
+    /// mtime are out of date. Called before the reply that lets the
+    /// writer's close return, so that every later stat asks again (an
+    /// attribute reply already on its way is discarded by the kernel, whose
+    /// attribute version this bumps). Attributes only, never pages: that
+    /// invalidation takes no lock a request in flight can hold, so it is
+    /// safe from inside a request handler. Pages are dropped at the next
+    /// open instead (`Caching::Fresh`).
+    fn committed(&self, ino: INodeNo) {
+        if let Some(n) = self.notifier.get()
+            && let Err(e) = n.inval_inode(ino, -1, 0)
+        {
+            warn!("invalidating the attributes of inode {}: {e}", ino.0);
+        }
+    }
+}
+
+/// How the kernel is to treat an open file. Writers and large values are
+/// direct I/O: reads and writes go to the handle, which holds the writer's
+/// own view. Small values opened read-only use the page cache, kept when
+/// it still holds the committed value. Read-only opens need no flush.
+fn open_flags(o: &Opened) -> FopenFlags {
+    let mut flags = match o.caching {
+        Caching::Direct => FopenFlags::FOPEN_DIRECT_IO,
+        Caching::Fresh => FopenFlags::empty(),
+        Caching::Keep => FopenFlags::FOPEN_KEEP_CACHE,
+    };
+    if !o.write {
+        flags |= FopenFlags::FOPEN_NOFLUSH;
+    }
+    flags
 }
 
 fn err(op: &str, e: &Error) -> Errno {
@@ -77,7 +115,7 @@ fn time(t: TimeOrNow) -> SystemTime {
 
 fn reply_entry(reply: ReplyEntry, op: &str, r: Result<Attr, Error>) {
     match r {
-        Ok(a) => reply.entry_with_ttls(&ATTR_TTL, &ENTRY_TTL, &to_file_attr(&a), Generation(0)),
+        Ok(a) => reply.entry_with_ttls(&a.ttl(), &a.ttl(), &to_file_attr(&a), Generation(0)),
         Err(e) => reply.error(err(op, &e)),
     }
 }
@@ -93,9 +131,11 @@ impl Filesystem for CaskFuse {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         // O_TRUNC arrives with open instead of as a separate setattr, so a
         // truncating open starts an empty buffer instead of storing "".
+        // Lookups and listings of the one directory may run in parallel.
         let wanted = [
             InitFlags::FUSE_ATOMIC_O_TRUNC,
             InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP,
+            InitFlags::FUSE_PARALLEL_DIROPS,
         ];
         for flag in wanted {
             if config.capabilities().contains(flag) {
@@ -121,7 +161,7 @@ impl Filesystem for CaskFuse {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.fs.getattr(ino.0, fh.map(|f| f.0)) {
-            Ok(a) => reply.attr(&ATTR_TTL, &to_file_attr(&a)),
+            Ok(a) => reply.attr(&a.ttl(), &to_file_attr(&a)),
             Err(e) => reply.error(err("getattr", &e)),
         }
     }
@@ -153,7 +193,7 @@ impl Filesystem for CaskFuse {
             fh: fh.map(|f| f.0),
         };
         match self.fs.setattr(ino.0, req) {
-            Ok(a) => reply.attr(&ATTR_TTL, &to_file_attr(&a)),
+            Ok(a) => reply.attr(&a.ttl(), &to_file_attr(&a)),
             Err(e) => reply.error(err("setattr", &e)),
         }
     }
@@ -247,7 +287,7 @@ impl Filesystem for CaskFuse {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         match self.fs.open(ino.0, flags.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), OPEN_FLAGS),
+            Ok(o) => reply.opened(FileHandle(o.fh), open_flags(&o)),
             Err(e) => reply.error(err("open", &e)),
         }
     }
@@ -290,36 +330,48 @@ impl Filesystem for CaskFuse {
     fn flush(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply_empty(reply, "flush", self.fs.flush(fh.0));
+        let r = self.fs.flush(fh.0);
+        if matches!(r, Ok(true)) {
+            self.committed(ino);
+        }
+        reply_empty(reply, "flush", r.map(|_| ()));
     }
 
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        reply_empty(reply, "release", self.fs.release(fh.0));
+        let r = self.fs.release(fh.0);
+        if matches!(r, Ok(true)) {
+            self.committed(ino);
+        }
+        reply_empty(reply, "release", r.map(|_| ()));
     }
 
     fn fsync(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        reply_empty(reply, "fsync", self.fs.fsync(fh.0));
+        let r = self.fs.fsync(fh.0);
+        if matches!(r, Ok(true)) {
+            self.committed(ino);
+        }
+        reply_empty(reply, "fsync", r.map(|_| ()));
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -338,8 +390,8 @@ impl Filesystem for CaskFuse {
         mut reply: ReplyDirectory,
     ) {
         match self.fs.readdir(fh.0, offset) {
-            Ok(entries) => {
-                for e in entries.iter() {
+            Ok((entries, start)) => {
+                for e in &entries[start..] {
                     let name = OsStr::from_bytes(&e.name);
                     if reply.add(INodeNo(e.ino), e.offset, to_file_type(e.kind), name) {
                         break;
@@ -429,10 +481,10 @@ impl Filesystem for CaskFuse {
         reply.error(Errno::EOPNOTSUPP);
     }
 
-    /// Permissions are checked by the kernel (`default_permissions`), so
-    /// this is not called; if it is, everything the mode allows is allowed.
-    fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
-        reply.ok();
+    /// Asked only without `default_permissions` (a mount without
+    /// `--allow-other`, where only the owner gets in): the fixed modes.
+    fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        reply_empty(reply, "access", self.fs.access(ino.0, mask.bits()));
     }
 
     fn create(
@@ -446,12 +498,12 @@ impl Filesystem for CaskFuse {
         reply: ReplyCreate,
     ) {
         match self.fs.create(parent.0, name.as_bytes(), mode, flags) {
-            Ok((a, fh)) => reply.created(
-                &ENTRY_TTL,
+            Ok((a, o)) => reply.created(
+                &a.ttl(),
                 &to_file_attr(&a),
                 Generation(0),
-                FileHandle(fh),
-                OPEN_FLAGS,
+                FileHandle(o.fh),
+                open_flags(&o),
             ),
             Err(e) => reply.error(err("create", &e)),
         }

@@ -1,0 +1,564 @@
+//! Filesystem benchmark (a plain program, `harness = false`): the same
+//! small-file workload on a caskfs mount (the real binary, `--daemon`) and
+//! on a plain directory on the same disk, in the same run; one table of
+//! medians over several runs, beside the targets of issue 6.
+//!
+//!     cargo bench --bench fs -- [--keys N] [--runs R] [--large-mib M]
+//!                               [--threads T] [--quick] [--dir PATH]
+//!                               [--only caskfs|plain] [-- MOUNT ARGS...]
+//!
+//! Phases, each timed on both targets: create (open O_CREAT|O_TRUNC +
+//! write + close), stat (shuffled), read (open + read to EOF + close +
+//! verify, shuffled), overwrite (N random keys), list (readdir of all keys),
+//! append (1,000 × open O_APPEND + 10 bytes + close on one key), delete
+//! (unlink all), the same create/stat/read with 2 client threads, and a
+//! large value written and read back in 1 MiB requests. Space is the bytes
+//! allocated after create: caskfs's data directory against the plain one.
+//! The daemon's peak RSS is its VmHWM just before unmounting.
+//!
+//! Everything lives under `--dir` (default `target/bench-fs`); every mount
+//! is unmounted and the directory removed on the way out, also on failure.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const VALUE_LEN: usize = 100;
+const APPENDS: usize = 1000;
+const APPEND_LEN: usize = 10;
+const CHUNK: usize = 1 << 20;
+
+struct Args {
+    keys: usize,
+    runs: usize,
+    large_mib: usize,
+    clients: usize,
+    dir: PathBuf,
+    only: Option<String>,
+    mount_args: Vec<String>,
+}
+
+fn usage() -> ! {
+    eprintln!(
+        "usage: fs [--keys N] [--runs R] [--large-mib M] [--clients C] [--quick] \
+         [--dir PATH] [--only caskfs|plain] [-- MOUNT ARGS...]"
+    );
+    std::process::exit(2)
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        keys: 20_000,
+        runs: 3,
+        large_mib: 512,
+        clients: 2,
+        dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-fs"),
+        only: None,
+        mount_args: Vec::new(),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut val = || it.next().unwrap_or_else(|| usage());
+        let num = |s: String| {
+            s.replace('_', "")
+                .parse::<usize>()
+                .unwrap_or_else(|_| usage())
+        };
+        match arg.as_str() {
+            "--keys" => a.keys = num(val()).max(1),
+            "--runs" => a.runs = num(val()).max(1),
+            "--large-mib" => a.large_mib = num(val()),
+            "--clients" => a.clients = num(val()).max(1),
+            "--quick" => {
+                a.keys = 2000;
+                a.runs = 1;
+                a.large_mib = 64;
+            }
+            "--dir" => a.dir = PathBuf::from(val()),
+            "--only" => a.only = Some(val()),
+            // `cargo bench` appends its own `--bench` after everything.
+            "--" => a.mount_args = it.by_ref().filter(|s| s != "--bench").collect(),
+            "--bench" => {} // passed by `cargo bench`
+            "-h" | "--help" => usage(),
+            _ => {
+                eprintln!("unknown argument {arg}");
+                usage()
+            }
+        }
+    }
+    a
+}
+
+/// splitmix64: keys, values and shuffles, the same on both targets.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn key(prefix: &str, i: usize) -> String {
+    format!("{prefix}{:016x}", mix(i as u64))
+}
+
+/// The value of key `i` in generation `g`: pseudo-random, incompressible.
+fn value(i: usize, g: u64, len: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(len + 8);
+    let mut s = mix((i as u64) << 8 ^ g);
+    while out.len() < len {
+        s = mix(s);
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn shuffled(n: usize, seed: u64) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = (mix(seed ^ i as u64) % (i as u64 + 1)) as usize;
+        v.swap(i, j);
+    }
+    v
+}
+
+fn put(path: &Path, data: &[u8]) {
+    let mut f = File::create(path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+    f.write_all(data)
+        .unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
+}
+
+fn get(path: &Path, buf: &mut Vec<u8>) {
+    buf.clear();
+    let mut f = File::open(path).unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+    let mut chunk = [0u8; 4096];
+    loop {
+        match f.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) => panic!("read {}: {e}", path.display()),
+        }
+    }
+}
+
+/// Runs `f(client, share)` on `clients` threads, each with its share of
+/// `items`, and returns the elapsed time.
+fn parallel<F>(clients: usize, items: &[usize], f: F) -> Duration
+where
+    F: Fn(&[usize]) + Sync,
+{
+    let per = items.len().div_ceil(clients);
+    let start = Instant::now();
+    thread::scope(|s| {
+        for share in items.chunks(per) {
+            let f = &f;
+            s.spawn(move || f(share));
+        }
+    });
+    start.elapsed()
+}
+
+/// Bytes allocated on disk by the files below `dir` (what `du` counts).
+fn allocated(dir: &Path) -> u64 {
+    let mut total = 0;
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if let Ok(m) = fs::symlink_metadata(e.path()) {
+                total += m.blocks() * 512;
+                if m.is_dir() {
+                    total += allocated(&e.path());
+                }
+            }
+        }
+    }
+    total + fs::metadata(dir).map(|m| m.blocks() * 512).unwrap_or(0)
+}
+
+/// Figures of one run on one target, by phase.
+#[derive(Default, Clone)]
+struct Figures {
+    rates: Vec<(&'static str, f64)>,
+}
+
+impl Figures {
+    fn add(&mut self, phase: &'static str, ops: usize, took: Duration) {
+        self.rates
+            .push((phase, ops as f64 / took.as_secs_f64().max(1e-9)));
+    }
+    fn set(&mut self, phase: &'static str, v: f64) {
+        self.rates.push((phase, v));
+    }
+    fn get(&self, phase: &str) -> Option<f64> {
+        self.rates.iter().find(|(p, _)| *p == phase).map(|r| r.1)
+    }
+}
+
+/// The workload on one directory; `space_of` is what to measure as space
+/// used after create (caskfs: its data directory).
+fn workload(a: &Args, root: &Path, space_of: &Path, run: usize) -> Figures {
+    let n = a.keys;
+    let mut f = Figures::default();
+    let paths: Vec<PathBuf> = (0..n).map(|i| root.join(key("k", i))).collect();
+    let mut gen_of = vec![0u64; n];
+    let mut buf = Vec::with_capacity(4096);
+
+    let t = Instant::now();
+    for (i, p) in paths.iter().enumerate() {
+        put(p, &value(i, 0, VALUE_LEN));
+    }
+    f.add("create", n, t.elapsed());
+    f.set("space MiB", allocated(space_of) as f64 / (1 << 20) as f64);
+
+    let order = shuffled(n, 1 + run as u64);
+    let t = Instant::now();
+    for &i in &order {
+        let m = fs::metadata(&paths[i]).unwrap_or_else(|e| panic!("stat: {e}"));
+        assert_eq!(m.len(), VALUE_LEN as u64);
+    }
+    f.add("stat", n, t.elapsed());
+
+    let order = shuffled(n, 2 + run as u64);
+    let t = Instant::now();
+    for &i in &order {
+        get(&paths[i], &mut buf);
+        assert!(
+            buf == value(i, 0, VALUE_LEN),
+            "read: wrong value for key {i}"
+        );
+    }
+    f.add("read", n, t.elapsed());
+
+    let t = Instant::now();
+    for j in 0..n {
+        let i = (mix(0x5eed ^ j as u64) % n as u64) as usize;
+        gen_of[i] += 1;
+        put(&paths[i], &value(i, gen_of[i], VALUE_LEN));
+    }
+    f.add("overwrite", n, t.elapsed());
+    // The overwrites must be what a later open reads.
+    for &i in shuffled(n, 3).iter().take(200) {
+        get(&paths[i], &mut buf);
+        assert!(
+            buf == value(i, gen_of[i], VALUE_LEN),
+            "after overwrite: key {i}"
+        );
+    }
+
+    let listings = 5;
+    let t = Instant::now();
+    for _ in 0..listings {
+        let count = fs::read_dir(root).expect("readdir").count();
+        assert_eq!(count, n, "list: wrong number of names");
+    }
+    f.add("list", listings, t.elapsed());
+
+    let ap = root.join("appended");
+    put(&ap, b"");
+    let t = Instant::now();
+    for j in 0..APPENDS {
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(&ap)
+            .expect("open O_APPEND");
+        let piece = [b'a' + (j % 26) as u8; APPEND_LEN];
+        file.write_all(&piece).expect("append");
+    }
+    f.add("append", APPENDS, t.elapsed());
+    assert_eq!(
+        fs::metadata(&ap).expect("stat appended").len(),
+        (APPENDS * APPEND_LEN) as u64
+    );
+    fs::remove_file(&ap).expect("rm appended");
+
+    // The same create/stat/read with several clients, on other keys.
+    let tpaths: Vec<PathBuf> = (0..n).map(|i| root.join(key("t", i))).collect();
+    let all: Vec<usize> = (0..n).collect();
+    let took = parallel(a.clients, &all, |share| {
+        for &i in share {
+            put(&tpaths[i], &value(i, 7, VALUE_LEN));
+        }
+    });
+    f.add("create ×2", n, took);
+    let order = shuffled(n, 4 + run as u64);
+    let took = parallel(a.clients, &order, |share| {
+        for &i in share {
+            let m = fs::metadata(&tpaths[i]).unwrap_or_else(|e| panic!("stat: {e}"));
+            assert_eq!(m.len(), VALUE_LEN as u64);
+        }
+    });
+    f.add("stat ×2", n, took);
+    let order = shuffled(n, 5 + run as u64);
+    let took = parallel(a.clients, &order, |share| {
+        let mut buf = Vec::with_capacity(4096);
+        for &i in share {
+            get(&tpaths[i], &mut buf);
+            assert!(buf == value(i, 7, VALUE_LEN), "read ×2: key {i}");
+        }
+    });
+    f.add("read ×2", n, took);
+    for p in &tpaths {
+        fs::remove_file(p).expect("rm");
+    }
+
+    let t = Instant::now();
+    for p in &paths {
+        fs::remove_file(p).unwrap_or_else(|e| panic!("unlink {}: {e}", p.display()));
+    }
+    f.add("delete", n, t.elapsed());
+    assert_eq!(fs::read_dir(root).expect("readdir").count(), 0);
+
+    if a.large_mib > 0 {
+        let big = root.join("large");
+        let chunk = value(1, 99, CHUNK);
+        let t = Instant::now();
+        {
+            let mut file = File::create(&big).expect("create large");
+            for _ in 0..a.large_mib {
+                file.write_all(&chunk).expect("write large");
+            }
+        }
+        f.set(
+            "large write MB/s",
+            (a.large_mib * CHUNK) as f64 / 1e6 / t.elapsed().as_secs_f64(),
+        );
+        let t = Instant::now();
+        {
+            let mut file = File::open(&big).expect("open large");
+            let mut rb = vec![0u8; CHUNK];
+            let mut total = 0;
+            loop {
+                let got = file.read(&mut rb).expect("read large");
+                if got == 0 {
+                    break;
+                }
+                total += got;
+            }
+            assert_eq!(total, a.large_mib * CHUNK);
+        }
+        f.set(
+            "large read MB/s",
+            (a.large_mib * CHUNK) as f64 / 1e6 / t.elapsed().as_secs_f64(),
+        );
+        fs::remove_file(&big).expect("rm large");
+    }
+    f
+}
+
+fn is_mounted(path: &Path) -> bool {
+    let want = path.to_string_lossy().replace(' ', "\\040");
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+}
+
+/// A mounted caskfs; unmounted (lazily if it must) when dropped.
+struct Mounted {
+    mnt: PathBuf,
+    data: PathBuf,
+}
+
+impl Mounted {
+    fn start(data: &Path, mnt: &Path, log: &Path, extra: &[String]) -> Mounted {
+        fs::create_dir_all(mnt).expect("mountpoint");
+        let out = Command::new(env!("CARGO_BIN_EXE_caskfs"))
+            .arg("mount")
+            .arg("--daemon")
+            .arg("--log-file")
+            .arg(log)
+            .args(extra)
+            .arg(data)
+            .arg(mnt)
+            .stdin(Stdio::null())
+            .output()
+            .expect("starting caskfs");
+        assert!(
+            out.status.success(),
+            "caskfs mount failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Mounted {
+            mnt: mnt.to_path_buf(),
+            data: data.to_path_buf(),
+        }
+    }
+
+    /// The daemon's pid, from the data directory's LOCK file.
+    fn pid(&self) -> Option<u32> {
+        fs::read_to_string(self.data.join("LOCK"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    fn peak_rss_kib(&self) -> Option<u64> {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    fn unmount(&mut self) {
+        if !is_mounted(&self.mnt) {
+            return;
+        }
+        let pid = self.pid();
+        let ok = Command::new("fusermount3")
+            .arg("-u")
+            .arg(&self.mnt)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            for (cmd, args) in [("fusermount3", &["-u", "-z"][..]), ("umount", &["-l"][..])] {
+                if is_mounted(&self.mnt) {
+                    let _ = Command::new(cmd)
+                        .args(args)
+                        .arg(&self.mnt)
+                        .stderr(Stdio::null())
+                        .status();
+                }
+            }
+        }
+        // Wait for the daemon to close the store and exit.
+        if let Some(pid) = pid {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Path::new(&format!("/proc/{pid}")).exists() && Instant::now() < deadline {
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        self.unmount();
+    }
+}
+
+/// Removes the bench directory when dropped (after the mounts are gone).
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+/// Phases in table order with their targets: (phase, target, higher is
+/// better). The space target is a ceiling on the ratio.
+const TABLE: &[(&str, f64, bool)] = &[
+    ("create", 1.5, true),
+    ("stat", 0.8, true),
+    ("read", 0.15, true),
+    ("overwrite", 0.5, true),
+    ("list", 0.5, true),
+    ("append", 0.05, true),
+    ("delete", 0.7, true),
+    ("create ×2", 1.5, true),
+    ("stat ×2", 0.8, true),
+    ("read ×2", 0.15, true),
+    ("large write MB/s", 0.25, true),
+    ("large read MB/s", 0.3, true),
+    ("space MiB", 1.0 / 20.0, false),
+];
+
+fn main() {
+    let a = parse_args();
+    let base = a.dir.clone();
+    let _ = fs::remove_dir_all(&base);
+    fs::create_dir_all(&base).expect("bench directory");
+    let _cleanup = Cleanup(base.clone());
+    let base = fs::canonicalize(&base).expect("canonical bench directory");
+    println!(
+        "caskfs fs bench: {} keys of {VALUE_LEN} bytes, {} run(s), {} client threads, \
+         large value {} MiB, mount args {:?}, in {}",
+        a.keys,
+        a.runs,
+        a.clients,
+        a.large_mib,
+        a.mount_args,
+        base.display()
+    );
+    let mut cask_runs = Vec::new();
+    let mut plain_runs = Vec::new();
+    let mut rss = Vec::new();
+    for run in 0..a.runs {
+        let dir = base.join(format!("run{run}"));
+        if a.only.as_deref() != Some("plain") {
+            let data = dir.join("data");
+            let mut m = Mounted::start(
+                &data,
+                &dir.join("mnt"),
+                &dir.join("caskfs.log"),
+                &a.mount_args,
+            );
+            let t = Instant::now();
+            let f = workload(&a, &m.mnt, &data, run);
+            if let Some(kib) = m.peak_rss_kib() {
+                rss.push(kib as f64);
+            }
+            m.unmount();
+            eprintln!("run {run}: caskfs {:.1}s", t.elapsed().as_secs_f64());
+            cask_runs.push(f);
+        }
+        if a.only.as_deref() != Some("caskfs") {
+            let plain = dir.join("plain");
+            fs::create_dir_all(&plain).expect("plain directory");
+            let t = Instant::now();
+            plain_runs.push(workload(&a, &plain, &plain, run));
+            eprintln!("run {run}: plain  {:.1}s", t.elapsed().as_secs_f64());
+        }
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    let med =
+        |runs: &[Figures], phase: &str| median(runs.iter().filter_map(|f| f.get(phase)).collect());
+    println!();
+    println!(
+        "{:<18} {:>12} {:>12} {:>8} {:>9}",
+        "phase (ops/s)", "caskfs", "plain", "ratio", "target"
+    );
+    for &(phase, target, higher) in TABLE {
+        let c = med(&cask_runs, phase);
+        let p = med(&plain_runs, phase);
+        let ratio = c / p;
+        let verdict = if ratio.is_nan() {
+            ""
+        } else if (higher && ratio >= target) || (!higher && ratio <= target) {
+            "ok"
+        } else {
+            "MISSED"
+        };
+        let target = if higher {
+            format!("≥ {target:.2}")
+        } else {
+            format!("≤ {target:.2}")
+        };
+        let prec = if c.abs() < 100.0 || p.abs() < 100.0 {
+            1
+        } else {
+            0
+        };
+        println!("{phase:<18} {c:>12.prec$} {p:>12.prec$} {ratio:>8.3} {target:>9}  {verdict}");
+    }
+    if !rss.is_empty() {
+        println!("daemon peak RSS (VmHWM): {:.1} MiB", median(rss) / 1024.0);
+    }
+    println!("(list: listings of all keys per second; space: MiB allocated after create)");
+}

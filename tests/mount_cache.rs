@@ -1,0 +1,207 @@
+//! The kernel caches names, attributes and small values' pages (see
+//! `src/fs/attr.rs` and `fuse.rs`); these tests check that a change made
+//! through the mount by one process is seen at once by the next `stat`,
+//! `cat` or `ls` of another process: close-to-open consistency.
+
+mod common;
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::MetadataExt;
+
+use common::Mount;
+
+/// Every write is followed at once by stat, cat and ls in new processes.
+#[test]
+fn each_change_is_seen_by_the_next_stat_cat_and_ls() {
+    require_fuse!();
+    let m = Mount::start(&[]);
+    // Lengths go up and down, and repeat with other bytes (same length,
+    // new content: only the value's identity tells the cache it changed).
+    let script = r#"
+        set -e
+        for v in aaaa bb cccccccc dd ee 1 22222 33333 x; do
+            printf %s "$v" > mnt/k
+            [ "$(stat -c %s mnt/k)" = "${#v}" ] || { echo "stat size after $v: $(stat -c %s mnt/k)"; exit 1; }
+            [ "$(cat mnt/k)" = "$v" ] || { echo "cat after $v: $(cat mnt/k)"; exit 1; }
+            [ "$(cat mnt/k)" = "$v" ] || { echo "second cat after $v: $(cat mnt/k)"; exit 1; }
+            [ "$(ls mnt)" = "k" ] || { echo "ls: $(ls mnt)"; exit 1; }
+        done
+    "#;
+    m.ok(script);
+}
+
+/// A cached value is replaced by a shorter, then a longer one, and the
+/// next reader sees exactly the new bytes each time.
+#[test]
+fn overwrite_shorter_then_longer_is_read_exactly() {
+    require_fuse!();
+    let m = Mount::start(&[]);
+    let path = m.path("k");
+    for round in 0..20u8 {
+        let len = [3000, 10, 4096, 1, 4097, 200][round as usize % 6];
+        let v = common::pattern(len, round);
+        fs::write(&path, &v).unwrap();
+        // Read twice in fresh processes: the first fills the page cache,
+        // the second may be served from it.
+        for _ in 0..2 {
+            let got = std::process::Command::new("cat")
+                .arg(&path)
+                .output()
+                .unwrap();
+            assert_eq!(got.stdout, v, "round {round}: len {len}");
+        }
+        assert_eq!(fs::metadata(&path).unwrap().len(), len as u64);
+    }
+}
+
+/// A reader that opened before a change keeps its descriptor; a reader
+/// that opens after the writer's close sees the new value.
+#[test]
+fn open_after_close_sees_the_new_value_while_an_old_reader_stays_open() {
+    require_fuse!();
+    let m = Mount::start(&[]);
+    let path = m.path("k");
+    fs::write(&path, b"old value").unwrap();
+    let old = fs::File::open(&path).unwrap();
+    assert_eq!(fs::read(&path).unwrap(), b"old value");
+    fs::write(&path, b"new").unwrap();
+    assert_eq!(m.ok("cat mnt/k"), "new");
+    assert_eq!(fs::read(&path).unwrap(), b"new");
+    assert_eq!(fs::metadata(&path).unwrap().len(), 3);
+    drop(old);
+    assert_eq!(m.ok("cat mnt/k"), "new");
+}
+
+/// A creation whose commit fails leaves no name behind, even though other
+/// processes looked it up while it was being written.
+#[test]
+fn failed_create_leaves_no_cached_name() {
+    require_fuse!();
+    let m = Mount::start(&["--max-value-size", "64K"]);
+    m.ok("head -c 100000 /dev/zero > big");
+    assert!(m.fails("stat mnt/k").contains("No such file"));
+    assert!(m.fails("cat big > mnt/k").contains("File too large"));
+    assert!(m.fails("stat mnt/k").contains("No such file"));
+    assert!(m.fails("cat mnt/k").contains("No such file"));
+    assert_eq!(m.ok("ls mnt"), "");
+    // Looked up while pending, then gone when the commit fails. (Checked
+    // from this process: a child would inherit the descriptor, and its
+    // exit is a close, which commits.)
+    let path = m.path("p");
+    let mut f = fs::File::create(&path).unwrap();
+    assert_eq!(fs::metadata(&path).unwrap().len(), 0);
+    let names: Vec<_> = fs::read_dir(&m.mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(names, ["p"]);
+    let err = f.write_all(&vec![0u8; 100_000]).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EFBIG));
+    drop(f);
+    assert!(m.fails("stat mnt/p").contains("No such file"));
+    assert_eq!(m.ok("ls mnt"), "");
+    // The names work as new keys afterwards.
+    m.ok("echo fine > mnt/k && echo also > mnt/p");
+    assert_eq!(m.ok("cat mnt/k mnt/p"), "fine\nalso\n");
+    assert_eq!(m.ok("ls mnt"), "k\np\n");
+}
+
+/// Removals and renames are seen at once by stat, cat and ls.
+#[test]
+fn rm_and_mv_are_seen_at_once() {
+    require_fuse!();
+    let m = Mount::start(&[]);
+    m.ok("echo a > mnt/a && echo b > mnt/b && stat mnt/a mnt/b >/dev/null && cat mnt/a mnt/b >/dev/null");
+    m.ok("rm mnt/a");
+    assert!(m.fails("stat mnt/a").contains("No such file"));
+    assert!(m.fails("cat mnt/a").contains("No such file"));
+    assert_eq!(m.ok("ls mnt"), "b\n");
+    m.ok("echo again > mnt/a");
+    assert_eq!(m.ok("cat mnt/a"), "again\n");
+    let ino_a = fs::metadata(m.path("a")).unwrap().ino();
+    m.ok("mv mnt/a mnt/b");
+    assert!(m.fails("stat mnt/a").contains("No such file"));
+    assert_eq!(m.ok("cat mnt/b"), "again\n");
+    assert_eq!(m.ok("stat -c %s mnt/b"), "6\n");
+    assert_eq!(fs::metadata(m.path("b")).unwrap().ino(), ino_a);
+    assert_eq!(m.ok("ls mnt"), "b\n");
+    // sed -i: write a temporary, rename it over the key.
+    m.ok("sed -i s/again/edited/ mnt/b");
+    assert_eq!(m.ok("cat mnt/b"), "edited\n");
+    assert_eq!(m.ok("stat -c %s mnt/b"), "7\n");
+}
+
+/// A truncate, an append and a touch, each seen by the next process.
+#[test]
+fn truncate_append_and_touch_are_seen_at_once() {
+    require_fuse!();
+    let m = Mount::start(&[]);
+    m.ok("echo hello > mnt/k && cat mnt/k > /dev/null");
+    m.ok("truncate -s 2 mnt/k");
+    assert_eq!(m.ok("cat mnt/k"), "he");
+    assert_eq!(m.ok("stat -c %s mnt/k"), "2\n");
+    m.ok("echo llo >> mnt/k");
+    assert_eq!(m.ok("cat mnt/k"), "hello\n");
+    assert_eq!(m.ok("stat -c %s mnt/k"), "6\n");
+    m.ok("touch -d 2001-02-03T04:05:06Z mnt/k");
+    assert_eq!(m.ok("stat -c %Y mnt/k"), "981173106\n");
+    m.ok("echo x > mnt/k");
+    assert_ne!(m.ok("stat -c %Y mnt/k"), "981173106\n");
+    // A writer's own uncommitted length is not shown to others.
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(m.path("k"))
+        .unwrap();
+    f.write_all(b"uncommitted").unwrap();
+    // (From this process: a child's exit would close, and so commit, the
+    // inherited descriptor.)
+    assert_eq!(fs::metadata(m.path("k")).unwrap().len(), 2);
+    assert_eq!(fs::read(m.path("k")).unwrap(), b"x\n");
+    drop(f);
+    assert_eq!(m.ok("stat -c %s mnt/k"), "13\n");
+    assert_eq!(m.ok("cat mnt/k"), "x\nuncommitted");
+}
+
+/// A value replaced by one of the same length, while a reader filled the
+/// page cache with the old one between the writer's write and its close:
+/// the next reader gets the new bytes (the kernel drops pages by itself
+/// only when the size changes).
+#[test]
+fn same_length_rewrite_is_not_served_from_stale_pages() {
+    require_fuse!();
+    let m = Mount::start(&[]);
+    let path = m.path("k");
+    for round in 0..5u8 {
+        let old = common::pattern(100, 2 * round);
+        let new = common::pattern(100, 2 * round + 1);
+        fs::write(&path, &old).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), old);
+        let mut f = fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.write_all(&new).unwrap();
+        // Not committed yet: a reader (this process, so that no child
+        // closes the writer's descriptor) caches the old value.
+        assert_eq!(fs::read(&path).unwrap(), old);
+        drop(f);
+        assert_eq!(fs::read(&path).unwrap(), new, "round {round}");
+        let cat = std::process::Command::new("cat")
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(cat.stdout, new, "round {round}");
+    }
+}
+
+/// Permission answers without `default_permissions`: files are not
+/// executable, and a read-only mount refuses writes.
+#[test]
+fn access_answers_the_fixed_modes() {
+    require_fuse!();
+    let mut m = Mount::start(&[]);
+    m.ok("echo v > mnt/k");
+    m.ok("test -r mnt/k && test -w mnt/k && ! test -x mnt/k && test -x mnt");
+    m.unmount();
+    m.args = vec!["--read-only".into()];
+    m.mount();
+    m.ok("test -r mnt/k && ! test -w mnt/k");
+}
