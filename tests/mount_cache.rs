@@ -42,8 +42,8 @@ fn overwrite_shorter_then_longer_is_read_exactly() {
         let len = [3000, 10, 4096, 1, 4097, 200][round as usize % 6];
         let v = common::pattern(len, round);
         fs::write(&path, &v).unwrap();
-        // Read twice in fresh processes: the first fills the page cache,
-        // the second may be served from it.
+        // Read twice in fresh processes: were data kept in the page cache,
+        // the second read is where a stale page would show.
         for _ in 0..2 {
             let got = std::process::Command::new("cat")
                 .arg(&path)
@@ -163,10 +163,10 @@ fn truncate_append_and_touch_are_seen_at_once() {
     assert_eq!(m.ok("cat mnt/k"), "x\nuncommitted");
 }
 
-/// A value replaced by one of the same length, while a reader filled the
-/// page cache with the old one between the writer's write and its close:
-/// the next reader gets the new bytes (the kernel drops pages by itself
-/// only when the size changes).
+/// A value replaced by one of the same length, while a reader read the old
+/// one between the writer's write and its close: the next reader gets the
+/// new bytes (a page cache would drop pages by itself only when the size
+/// changes).
 #[test]
 fn same_length_rewrite_is_not_served_from_stale_pages() {
     require_fuse!();

@@ -16,32 +16,12 @@ use super::attr::{Attr, Kind, Owner, ROOT_INO};
 use super::errno::{Error, Result};
 use super::handle::{Handle, HandleTable, OpenMode};
 use super::inode::InodeTable;
-use crate::engine::{self, MAX_KEY_LEN, Metadata, Store, validate_key};
+use crate::engine::{self, MAX_KEY_LEN, Store, validate_key};
 
-/// A value up to this size may be read through the kernel's page cache:
-/// it fits one page, so one read request fetches it whole and the cache
-/// never holds parts of two values. Larger values are read direct.
-pub const PAGE_CACHE_MAX: u64 = 4096;
-
-/// How an open file uses the kernel's page cache.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Caching {
-    /// Every read and write goes to the handle (writers, large values,
-    /// keys still being created).
-    Direct,
-    /// Read-only through the page cache, whose pages of this inode may be
-    /// out of date and are dropped at this open.
-    Fresh,
-    /// Read-only through the page cache, whose pages of this inode hold
-    /// the current value (or nothing): they are kept.
-    Keep,
-}
-
-/// An open file: its handle number and how it uses the page cache.
+/// An open file: its handle number, and whether it may write.
 #[derive(Clone, Copy, Debug)]
 pub struct Opened {
     pub fh: u64,
-    pub caching: Caching,
     pub write: bool,
 }
 
@@ -99,11 +79,6 @@ pub struct CaskFs {
     dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
     next_dir: AtomicU64,
     mounted_at: SystemTime,
-    /// Per inode, the value whose bytes the kernel's page cache may hold:
-    /// set by each read served to a page-cached handle, from the value it
-    /// served. An open keeps the cached pages only when this is still the
-    /// committed value; otherwise the kernel drops them at that open.
-    cached: Mutex<HashMap<u64, Metadata>>,
 }
 
 impl CaskFs {
@@ -116,7 +91,6 @@ impl CaskFs {
             dirs: Mutex::new(HashMap::new()),
             next_dir: AtomicU64::new(0),
             mounted_at: SystemTime::now(),
-            cached: Mutex::new(HashMap::new()),
         }
     }
 
@@ -315,11 +289,7 @@ impl CaskFs {
         self.inodes.add_pending(ino);
         let (fh, _) = self.handles.insert(Handle::new(ino, open, true));
         debug!("created {} as inode {ino}", show(key));
-        let opened = Opened {
-            fh,
-            caching: Caching::Direct,
-            write: true,
-        };
+        let opened = Opened { fh, write: true };
         Ok((self.key_attr(ino, key)?, opened))
     }
 
@@ -353,63 +323,19 @@ impl CaskFs {
             append: write && flags & libc::O_APPEND != 0,
             truncate: write && flags & libc::O_TRUNC != 0,
         };
-        let meta = self.store.metadata(&key);
-        let (h, caching) = match meta {
-            Some(m) if !write && m.len <= PAGE_CACHE_MAX => {
-                let keep = self.cached.lock().get(&ino) == Some(&m);
-                let caching = if keep { Caching::Keep } else { Caching::Fresh };
-                (Handle::new_cached(ino, mode), caching)
-            }
-            Some(_) => (Handle::new(ino, mode, false), Caching::Direct),
+        let h = match self.store.metadata(&key) {
+            Some(_) => Handle::new(ino, mode, false),
             // Being created by another handle: empty until that commits.
-            None => (Handle::new_empty(ino, mode), Caching::Direct),
+            None => Handle::new_empty(ino, mode),
         };
         let (fh, _) = self.handles.insert(h);
-        Ok(Opened { fh, caching, write })
+        Ok(Opened { fh, write })
     }
 
     pub fn read(&self, fh: u64, offset: u64, size: usize) -> Result<Vec<u8>> {
         let h = self.handles.get(fh)?;
         let key = self.inodes.key_of(h.ino).unwrap_or_default();
-        if h.page_cached
-            && let Some(data) = self.read_current(h.ino, &key, offset, size)?
-        {
-            return Ok(data);
-        }
         h.read(&self.store, &key, offset, size)
-    }
-
-    /// A read for the page cache: from the value committed now (the pages
-    /// are shared by every opener of the inode, so they must hold the
-    /// current value, never one a handle pinned earlier), recorded as what
-    /// the cache holds. `None` when the key is gone (the inode with it).
-    fn read_current(
-        &self,
-        ino: u64,
-        key: &[u8],
-        offset: u64,
-        size: usize,
-    ) -> Result<Option<Vec<u8>>> {
-        for _ in 0..8 {
-            let Some(meta) = self.store.metadata(key) else {
-                return Ok(None);
-            };
-            let data = match self.store.read(key, offset, size) {
-                Ok(d) => d,
-                Err(engine::Error::NotFound { .. }) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            if self.store.metadata(key) == Some(meta) {
-                let mut cached = self.cached.lock();
-                if meta.len <= PAGE_CACHE_MAX {
-                    cached.insert(ino, meta);
-                } else {
-                    cached.remove(&ino);
-                }
-                return Ok(Some(data));
-            }
-        }
-        Err(Error::Stale)
     }
 
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
@@ -489,9 +415,7 @@ impl CaskFs {
             Err(engine::Error::NotFound { .. }) if self.exists(key) => {}
             Err(e) => return Err(e.into()),
         }
-        if let Some(ino) = self.inodes.remove(key) {
-            self.cached.lock().remove(&ino);
-        }
+        self.inodes.remove(key);
         Ok(())
     }
 
@@ -534,9 +458,6 @@ impl CaskFs {
             }
         }
         self.store.rename(from, to)?;
-        if let Some(replaced) = self.inodes.lookup(to) {
-            self.cached.lock().remove(&replaced);
-        }
         self.inodes.rename(from, to);
         Ok(())
     }

@@ -21,7 +21,7 @@ use log::{debug, warn};
 
 use super::attr::{Attr, BLOCK_SIZE, Kind};
 use super::errno::{Error, log_and_errno};
-use super::fs::{Caching, CaskFs, Opened, SetAttr};
+use super::fs::{CaskFs, Opened, SetAttr};
 
 pub struct CaskFuse {
     fs: CaskFs,
@@ -48,8 +48,8 @@ impl CaskFuse {
     /// attribute reply already on its way is discarded by the kernel, whose
     /// attribute version this bumps). Attributes only, never pages: that
     /// invalidation takes no lock a request in flight can hold, so it is
-    /// safe from inside a request handler. Pages are dropped at the next
-    /// open instead (`Caching::Fresh`).
+    /// safe from inside a request handler. Data is never in the page cache
+    /// (every open is direct I/O), so there are no pages to drop.
     fn committed(&self, ino: INodeNo) {
         if let Some(n) = self.notifier.get()
             && let Err(e) = n.inval_inode(ino, -1, 0)
@@ -59,20 +59,16 @@ impl CaskFuse {
     }
 }
 
-/// How the kernel is to treat an open file. Writers and large values are
-/// direct I/O: reads and writes go to the handle, which holds the writer's
-/// own view. Small values opened read-only use the page cache, kept when
-/// it still holds the committed value. Read-only opens need no flush.
+/// How the kernel is to treat an open file. Every open is direct I/O:
+/// reads and writes go to the handle, which holds the writer's own view or
+/// the value a reader pinned, and no page cache can hold parts of two
+/// values. Read-only opens need no flush.
 fn open_flags(o: &Opened) -> FopenFlags {
-    let mut flags = match o.caching {
-        Caching::Direct => FopenFlags::FOPEN_DIRECT_IO,
-        Caching::Fresh => FopenFlags::empty(),
-        Caching::Keep => FopenFlags::FOPEN_KEEP_CACHE,
-    };
-    if !o.write {
-        flags |= FopenFlags::FOPEN_NOFLUSH;
+    if o.write {
+        FopenFlags::FOPEN_DIRECT_IO
+    } else {
+        FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NOFLUSH
     }
-    flags
 }
 
 fn err(op: &str, e: &Error) -> Errno {

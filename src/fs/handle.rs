@@ -42,9 +42,6 @@ pub struct OpenMode {
 pub struct Handle {
     pub ino: u64,
     pub mode: OpenMode,
-    /// Read-only, through the kernel's page cache: reads are served from
-    /// the value committed at the time of each read (see `CaskFs::read`).
-    pub page_cached: bool,
     /// Made by `create` and not yet committed (or failed): the key exists
     /// only as a pending creation in the inode table.
     pending: AtomicBool,
@@ -149,14 +146,6 @@ impl Handle {
         h
     }
 
-    /// A read-only handle whose reads fill the kernel's page cache.
-    pub fn new_cached(ino: u64, mode: OpenMode) -> Handle {
-        Handle {
-            page_cached: true,
-            ..Handle::new(ino, mode, false)
-        }
-    }
-
     pub fn new(ino: u64, mode: OpenMode, created: bool) -> Handle {
         let body = if mode.truncate {
             Body::Mem(Vec::new())
@@ -166,7 +155,6 @@ impl Handle {
         Handle {
             ino,
             mode,
-            page_cached: false,
             pending: AtomicBool::new(created),
             state: Mutex::new(State {
                 body,

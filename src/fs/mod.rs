@@ -20,6 +20,6 @@ mod inode;
 
 pub use attr::{Attr, Kind, Owner};
 pub use errno::{Error, Result, errno};
-pub use fs::{Caching, CaskFs, DirEntry, FsOptions, Opened, PAGE_CACHE_MAX, SetAttr, StatFs};
+pub use fs::{CaskFs, DirEntry, FsOptions, Opened, SetAttr, StatFs};
 pub use fuse::CaskFuse;
 pub use handle::{SNAPSHOT_MAX, SPILL_THRESHOLD};
