@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use caskfs::engine::{Options, Store, check};
+use caskfs::engine::{Options, Store, check, repair};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -37,7 +37,14 @@ enum Command {
     /// Show segments with their live and dead keys and bytes.
     Stats { data_dir: PathBuf },
     /// Verify every record and hint; exit non-zero on damage.
-    Check { data_dir: PathBuf },
+    Check {
+        data_dir: PathBuf,
+        /// Rewrite damaged hints and move damaged bytes aside into
+        /// DATA_DIR/lost+found, so the rest is served again; prints the keys
+        /// that lost their latest value.
+        #[arg(long)]
+        repair: bool,
+    },
     /// Merge all closed segments now, printing sizes before and after.
     Compact { data_dir: PathBuf },
 }
@@ -171,10 +178,31 @@ fn run(command: Command) -> Result<ExitCode, String> {
             }
             store.close().map_err(err)?;
         }
-        Command::Check { data_dir } => {
+        Command::Check {
+            data_dir,
+            repair: false,
+        } => {
             let report = check(&data_dir).map_err(err)?;
             println!("{report}");
             if !report.is_clean() {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Command::Check {
+            data_dir,
+            repair: true,
+        } => {
+            let before = check(&data_dir).map_err(err)?;
+            println!("{before}");
+            if before.is_clean() && before.notes.iter().all(|n| !n.contains("no hint")) {
+                println!("nothing to repair");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let done = repair(&data_dir).map_err(err)?;
+            println!("{done}");
+            let after = check(&data_dir).map_err(err)?;
+            println!("after the repair: {after}");
+            if !after.is_clean() {
                 return Ok(ExitCode::FAILURE);
             }
         }

@@ -30,4 +30,4 @@ pub use key::{MAX_KEY_LEN, validate_key};
 pub use options::{Options, SyncPolicy, parse_size};
 pub use repair::{LOST_AND_FOUND, RepairReport, repair};
 pub use stats::{SegmentStats, Stats};
-pub use store::{BatchOp, Metadata, Store};
+pub use store::{BatchOp, Metadata, Store, Value};

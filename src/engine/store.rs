@@ -56,6 +56,28 @@ pub struct Metadata {
     pub mtime: SystemTime,
 }
 
+/// A committed value pinned where it lies (see `Store::value`). Its
+/// segment file stays open while the `Value` lives.
+pub struct Value {
+    seg: Arc<Segment>,
+    entry: Entry,
+    key: Box<[u8]>,
+}
+
+impl Value {
+    pub fn metadata(&self) -> Metadata {
+        Metadata {
+            len: u64::from(self.entry.value_len),
+            mtime: to_system_time(self.entry.mtime),
+        }
+    }
+
+    /// Up to `len` bytes from `offset` (fewer at the end), CRC-checked.
+    pub fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
+        self.seg.read_range(&self.key, &self.entry, offset, len)
+    }
+}
+
 /// One change of a batch.
 pub enum BatchOp<'a> {
     Put(&'a [u8], &'a [u8]),
@@ -102,18 +124,18 @@ impl Store {
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Store> {
         opts.validate()?;
         let dir = dir.as_ref().to_path_buf();
-        if opts.create_if_missing && !opts.read_only {
-            fs::create_dir_all(&dir)
-                .map_err(|e| Error::io(format!("creating data directory {}", dir.display()), e))?;
-        }
-        let meta = fs::metadata(&dir)
-            .map_err(|e| Error::io(format!("data directory {}", dir.display()), e))?;
-        if !meta.is_dir() {
+        if dir.exists() && !dir.is_dir() {
             return Err(Error::NotADataDir {
                 dir,
                 detail: "not a directory".into(),
             });
         }
+        if opts.create_if_missing && !opts.read_only {
+            fs::create_dir_all(&dir)
+                .map_err(|e| Error::io(format!("creating data directory {}", dir.display()), e))?;
+        }
+        fs::metadata(&dir)
+            .map_err(|e| Error::io(format!("data directory {}", dir.display()), e))?;
         let lock = DirLock::acquire(&dir)?;
         let rec = recovery::recover(&dir, &opts)?;
         let mut segments = rec.segments;
@@ -198,6 +220,21 @@ impl Store {
             Some((_, e)) if !e.tombstone => Some(Metadata {
                 len: u64::from(e.value_len),
                 mtime: to_system_time(e.mtime),
+            }),
+            _ => None,
+        }
+    }
+
+    /// The live value of `key`, held where it lies: reads of it keep
+    /// returning these bytes whatever happens to the key afterwards (an
+    /// overwrite, a delete, a merge that removes its segment file).
+    pub fn value(&self, key: &[u8]) -> Option<Value> {
+        let version = self.inner.version();
+        match version.lookup(hash_key(key), key) {
+            Some((seg, e)) if !e.tombstone => Some(Value {
+                seg: seg.clone(),
+                entry: e,
+                key: key.into(),
             }),
             _ => None,
         }

@@ -38,8 +38,8 @@ pub enum Error {
     BadHandle,
     /// A flag combination caskfs does not implement (e.g. RENAME_EXCHANGE).
     InvalidArgument(&'static str),
-    /// The key was replaced or removed while a reader was part-way through
-    /// a large value; the rest of the old value is no longer reachable.
+    /// The inode lost its key (an rm or mv) between the kernel's lookup
+    /// and this request: the kernel looks the name up again.
     Stale,
 }
 
@@ -71,7 +71,7 @@ impl fmt::Display for Error {
             Error::ReadOnly => write!(f, "mounted read-only"),
             Error::BadHandle => write!(f, "unknown file handle"),
             Error::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
-            Error::Stale => write!(f, "the value changed while it was being read"),
+            Error::Stale => write!(f, "the name was removed or renamed meanwhile"),
         }
     }
 }

@@ -5,9 +5,10 @@
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::SystemTime;
+use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, warn};
 use parking_lot::Mutex;
@@ -66,6 +67,9 @@ pub struct StatFs {
 }
 
 /// RENAME_NOREPLACE, RENAME_EXCHANGE and RENAME_WHITEOUT from renameat2(2).
+/// Bytes a record adds to its value at most: header and the longest key.
+const RECORD_OVERHEAD: u64 = 26 + MAX_KEY_LEN as u64;
+
 const RENAME_NOREPLACE: u32 = 1;
 const RENAME_EXCHANGE: u32 = 2;
 const RENAME_WHITEOUT: u32 = 4;
@@ -79,6 +83,8 @@ pub struct CaskFs {
     dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
     next_dir: AtomicU64,
     mounted_at: SystemTime,
+    /// When the data disk's free bytes were last asked, and the answer.
+    free_space: Mutex<(Instant, u64)>,
 }
 
 impl CaskFs {
@@ -91,6 +97,7 @@ impl CaskFs {
             dirs: Mutex::new(HashMap::new()),
             next_dir: AtomicU64::new(0),
             mounted_at: SystemTime::now(),
+            free_space: Mutex::new((Instant::now(), 0)),
         }
     }
 
@@ -178,14 +185,29 @@ impl CaskFs {
         if ino == ROOT_INO {
             return Ok(self.root_attr());
         }
-        let key = self.inodes.key_of(ino).ok_or(Error::NotFound)?;
+        let handle = fh
+            .and_then(|fh| self.handles.get(fh).ok())
+            .filter(|h| h.ino == ino);
+        let Some(key) = self.inodes.key_of(ino) else {
+            // fstat of a file removed (or replaced by mv) while open: what
+            // the descriptor still reads, with no link left. The kernel
+            // may not say which descriptor: any open one will do.
+            let h = handle
+                .or_else(|| self.handles.for_ino(ino).into_iter().next())
+                .ok_or(Error::NotFound)?;
+            let (size, mtime) = match (h.local_len(), h.pinned()) {
+                (Some(len), _) => (len, SystemTime::now()),
+                (None, Some(m)) => (m.len, m.mtime),
+                (None, None) => return Err(Error::NotFound),
+            };
+            let mut attr = Attr::file(ino, size, mtime, self.opts.owner);
+            attr.nlink = 0;
+            attr.cacheable = false;
+            return Ok(attr);
+        };
         let mut attr = self.key_attr(ino, &key)?;
         // Through its own handle a writer sees its own length.
-        if let Some(len) = fh
-            .and_then(|fh| self.handles.get(fh).ok())
-            .filter(|h| h.ino == ino)
-            .and_then(|h| h.local_len())
-        {
+        if let Some(len) = handle.and_then(|h| h.local_len()) {
             attr.size = len;
             attr.cacheable = false;
         }
@@ -312,8 +334,14 @@ impl CaskFs {
         if ino == ROOT_INO {
             return Err(Error::IsADirectory);
         }
-        let key = self.inodes.key_of(ino).ok_or(Error::NotFound)?;
-        self.key_attr(ino, &key)?;
+        // An inode whose key went away after the kernel looked it up (an
+        // rm or mv raced this open): ESTALE makes the kernel look the name
+        // up again, which creates it afresh for `echo v > k`.
+        let key = self.inodes.key_of(ino).ok_or(Error::Stale)?;
+        self.key_attr(ino, &key).map_err(|e| match e {
+            Error::NotFound => Error::Stale,
+            e => e,
+        })?;
         let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
         if write {
             self.writable()?;
@@ -323,7 +351,9 @@ impl CaskFs {
             append: write && flags & libc::O_APPEND != 0,
             truncate: write && flags & libc::O_TRUNC != 0,
         };
-        let h = match self.store.metadata(&key) {
+        let h = match self.store.value(&key) {
+            // A reader keeps the value it opened, whatever happens next.
+            Some(v) if !write => Handle::new_reader(ino, mode, v),
             Some(_) => Handle::new(ino, mode, false),
             // Being created by another handle: empty until that commits.
             None => Handle::new_empty(ino, mode),
@@ -345,7 +375,9 @@ impl CaskFs {
             return Err(Error::BadHandle);
         }
         let key = self.inodes.key_of(h.ino).unwrap_or_default();
-        h.write(&self.store, &key, offset, data)
+        h.write(&self.store, &key, offset, data, &|len| {
+            self.check_space(len)
+        })
     }
 
     /// Commits `h` (see `Handle::commit` for `last`). A created key stops
@@ -510,14 +542,7 @@ impl CaskFs {
 
     /// The data directory's disk, so `df` on the mount shows real space.
     pub fn statfs(&self) -> Result<StatFs> {
-        let path = CString::new(self.store.dir().as_os_str().as_bytes())
-            .map_err(|_| Error::InvalidArgument("data directory path contains NUL"))?;
-        // SAFETY: statvfs is plain old data; all-zero is a valid value.
-        let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-        // SAFETY: `path` is a valid C string and `s` a valid out-pointer.
-        if unsafe { libc::statvfs(path.as_ptr(), &mut s) } != 0 {
-            return Err(Error::Io(std::io::Error::last_os_error()));
-        }
+        let s = statvfs(self.store.dir())?;
         #[allow(clippy::useless_conversion)]
         Ok(StatFs {
             blocks: u64::from(s.f_blocks),
@@ -529,6 +554,26 @@ impl CaskFs {
             namelen: MAX_KEY_LEN as u32,
             frsize: s.f_frsize as u32,
         })
+    }
+
+    /// ENOSPC now, at write, when the data disk cannot take a value of
+    /// `len` bytes: the commit at close would fail, and some writers (shell
+    /// builtins restoring their descriptors) never look at close's result.
+    /// The disk is asked only when the last answer is old or was close.
+    fn check_space(&self, len: u64) -> Result<()> {
+        let needed = len + RECORD_OVERHEAD;
+        let mut known = self.free_space.lock();
+        let plenty = known.1 > needed.saturating_mul(2) + (64 << 20);
+        if !plenty || known.0.elapsed() > Duration::from_millis(500) {
+            let s = statvfs(self.store.dir())?;
+            #[allow(clippy::useless_conversion)]
+            let free = u64::from(s.f_bavail).saturating_mul(u64::from(s.f_frsize));
+            *known = (Instant::now(), free);
+        }
+        if known.1 < needed {
+            return Err(Error::Io(std::io::Error::from_raw_os_error(libc::ENOSPC)));
+        }
+        Ok(())
     }
 
     /// At unmount: commits whatever open handles still hold.
@@ -543,4 +588,17 @@ impl CaskFs {
 
 fn show(key: &[u8]) -> String {
     String::from_utf8_lossy(key).escape_debug().to_string()
+}
+
+/// statvfs(2) of `dir`'s filesystem.
+fn statvfs(dir: &Path) -> Result<libc::statvfs> {
+    let path = CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| Error::InvalidArgument("data directory path contains NUL"))?;
+    // SAFETY: statvfs is plain old data; all-zero is a valid value.
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `path` is a valid C string and `s` a valid out-pointer.
+    if unsafe { libc::statvfs(path.as_ptr(), &mut s) } != 0 {
+        return Err(Error::Io(std::io::Error::last_os_error()));
+    }
+    Ok(s)
 }

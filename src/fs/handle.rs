@@ -16,13 +16,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use parking_lot::Mutex;
 
 use super::errno::{Error, Result};
-use crate::engine::{Metadata, Store};
+use crate::engine::{Metadata, Store, Value};
 
-/// A buffer larger than this lives in a spill file instead of memory.
-pub const SPILL_THRESHOLD: u64 = 8 << 20;
-/// A reader copies a committed value up to this size whole at its first
-/// read, so every later read of the handle sees the same value.
-pub const SNAPSHOT_MAX: u64 = 1 << 20;
+/// A buffer larger than this lives in a spill file instead of memory, so
+/// that many open writers cannot fill the daemon's memory.
+pub const SPILL_THRESHOLD: u64 = 1 << 20;
 /// Values are copied in pieces of this size when loaded into a spill file.
 const COPY_CHUNK: usize = 1 << 20;
 
@@ -63,17 +61,11 @@ struct State {
 }
 
 enum Body {
-    /// The committed value, read from the store; pinned at the first read.
-    Committed(Option<Pinned>),
+    /// The committed value, pinned where it lies: at open for a reader, at
+    /// the first read for a writer that has not written yet.
+    Committed(Option<Value>),
     Mem(Vec<u8>),
     Spill(Spill),
-}
-
-/// What a reader saw at its first read: the value's metadata and, for a
-/// small value, the bytes themselves.
-struct Pinned {
-    meta: Metadata,
-    bytes: Option<Vec<u8>>,
 }
 
 /// An unlinked temporary file holding a large buffer. The name ends in
@@ -139,6 +131,14 @@ fn slice(bytes: &[u8], offset: u64, size: usize) -> Vec<u8> {
 }
 
 impl Handle {
+    /// A reader of `value`: it reads those bytes for as long as it is open,
+    /// whatever happens to the key meanwhile.
+    pub fn new_reader(ino: u64, mode: OpenMode, value: Value) -> Handle {
+        let h = Handle::new(ino, mode, false);
+        h.state.lock().body = Body::Committed(Some(value));
+        h
+    }
+
     /// A handle on a key the store does not hold (yet): it reads as empty.
     pub fn new_empty(ino: u64, mode: OpenMode) -> Handle {
         let h = Handle::new(ino, mode, false);
@@ -182,6 +182,14 @@ impl Handle {
         }
     }
 
+    /// The value a handle that does not write reads, if pinned.
+    pub fn pinned(&self) -> Option<Metadata> {
+        match &self.state.lock().body {
+            Body::Committed(Some(v)) => Some(v.metadata()),
+            _ => None,
+        }
+    }
+
     pub fn is_dirty(&self) -> bool {
         self.state.lock().dirty
     }
@@ -192,32 +200,31 @@ impl Handle {
             Body::Mem(v) => Ok(slice(v, offset, size)),
             Body::Spill(s) => Ok(s.read_at(offset, size)?),
             Body::Committed(pin) => {
-                let pin = match pin {
-                    Some(p) => p,
-                    None => pin.insert(pin_value(store, key)?),
+                let value = match pin {
+                    Some(v) => v,
+                    None => pin.insert(store.value(key).ok_or(Error::Stale)?),
                 };
-                match &pin.bytes {
-                    Some(bytes) => Ok(slice(bytes, offset, size)),
-                    None => {
-                        let chunk = store.read(key, offset, size).map_err(stale_if_gone)?;
-                        if store.metadata(key) != Some(pin.meta) {
-                            return Err(Error::Stale);
-                        }
-                        Ok(chunk)
-                    }
-                }
+                Ok(value.read(offset, size)?)
             }
         }
     }
 
     /// Writes `data` at `offset` (at the end in append mode); returns the
     /// number of bytes taken.
-    pub fn write(&self, store: &Store, key: &[u8], offset: u64, data: &[u8]) -> Result<usize> {
+    /// `room(len)` says whether a value of `len` bytes can be stored.
+    pub fn write(
+        &self,
+        store: &Store,
+        key: &[u8],
+        offset: u64,
+        data: &[u8],
+        room: &dyn Fn(u64) -> Result<()>,
+    ) -> Result<usize> {
         let mut st = self.state.lock();
         if let Some(code) = st.poisoned {
             return Err(Error::Io(io::Error::from_raw_os_error(code)));
         }
-        let result = self.write_locked(&mut st, store, key, offset, data);
+        let result = self.write_locked(&mut st, store, key, offset, data, room);
         if let Err(e) = &result {
             // Whatever was lost here, the buffer no longer holds what the
             // writer meant: refuse to commit it.
@@ -234,6 +241,7 @@ impl Handle {
         key: &[u8],
         offset: u64,
         data: &[u8],
+        room: &dyn Fn(u64) -> Result<()>,
     ) -> Result<usize> {
         materialize(st, store, key)?;
         let offset = if self.mode.append {
@@ -245,6 +253,7 @@ impl Handle {
         if end > store.options().max_value_size {
             return Err(Error::TooBig);
         }
+        room(end)?;
         if end > SPILL_THRESHOLD {
             spill(st, store.dir())?;
         }
@@ -340,13 +349,6 @@ fn unreachable_body() {
     log::error!("bug: write to an unloaded handle body ignored");
 }
 
-fn stale_if_gone(e: crate::engine::Error) -> Error {
-    match e {
-        crate::engine::Error::NotFound { .. } => Error::Stale,
-        e => Error::Engine(e),
-    }
-}
-
 fn body_len(body: &Body) -> u64 {
     match body {
         Body::Committed(_) => 0,
@@ -355,51 +357,26 @@ fn body_len(body: &Body) -> u64 {
     }
 }
 
-/// Takes a consistent view of the committed value for a reader.
-fn pin_value(store: &Store, key: &[u8]) -> Result<Pinned> {
-    for _ in 0..8 {
-        let meta = store.metadata(key).ok_or(Error::Stale)?;
-        if meta.len > SNAPSHOT_MAX {
-            return Ok(Pinned { meta, bytes: None });
-        }
-        let bytes = store.get(key)?.ok_or(Error::Stale)?;
-        if store.metadata(key) == Some(meta) {
-            return Ok(Pinned {
-                meta,
-                bytes: Some(bytes),
-            });
-        }
-    }
-    Err(Error::Stale)
-}
-
-/// Replaces an unloaded body with the committed value, in memory or in a
-/// spill file by size.
+/// Replaces an unloaded body with the committed value (the pinned one, or
+/// the current one), in memory or in a spill file by size.
 fn materialize(st: &mut State, store: &Store, key: &[u8]) -> Result<()> {
     let Body::Committed(pin) = &mut st.body else {
         return Ok(());
     };
-    if let Some(Pinned {
-        bytes: Some(bytes), ..
-    }) = pin
-    {
-        st.body = Body::Mem(std::mem::take(bytes));
-        return Ok(());
-    }
-    let Some(meta) = store.metadata(key) else {
+    let Some(value) = pin.take().or_else(|| store.value(key)) else {
         st.body = Body::Mem(Vec::new());
         return Ok(());
     };
-    if meta.len <= SPILL_THRESHOLD {
-        let bytes = store.get(key)?.unwrap_or_default();
-        st.body = Body::Mem(bytes);
+    let len = value.metadata().len;
+    if len <= SPILL_THRESHOLD {
+        st.body = Body::Mem(value.read(0, len as usize)?);
         return Ok(());
     }
     let mut s = Spill::create(store.dir())?;
     let mut offset = 0;
-    while offset < meta.len {
-        let chunk = store.read(key, offset, COPY_CHUNK).map_err(stale_if_gone)?;
-        if chunk.is_empty() || store.metadata(key) != Some(meta) {
+    while offset < len {
+        let chunk = value.read(offset, COPY_CHUNK)?;
+        if chunk.is_empty() {
             return Err(Error::Stale);
         }
         s.write_at(offset, &chunk)?;

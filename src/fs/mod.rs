@@ -22,4 +22,4 @@ pub use attr::{Attr, Kind, Owner};
 pub use errno::{Error, Result, errno};
 pub use fs::{CaskFs, DirEntry, FsOptions, Opened, SetAttr, StatFs};
 pub use fuse::CaskFuse;
-pub use handle::{SNAPSHOT_MAX, SPILL_THRESHOLD};
+pub use handle::SPILL_THRESHOLD;

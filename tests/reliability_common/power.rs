@@ -1,0 +1,250 @@
+//! Power-loss-shaped damage: after writes made durable (`--sync always`, or
+//! fsync), the last segment is cut at every byte position of its last few
+//! records, and bytes of its last record are flipped; each damaged copy is
+//! reopened and checked: everything before the damage intact, the torn
+//! tail cut back to a whole record, the store writable.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use caskfs::engine::Options;
+
+use super::{Figures, Mount, close, open_store, tail};
+
+type State = BTreeMap<String, Vec<u8>>;
+
+/// One record of a segment file: [start, end).
+struct Rec {
+    start: usize,
+    end: usize,
+}
+
+/// The records of a segment file, walked by their headers (26 bytes: CRC,
+/// seq, mtime, flags, key length, value length).
+fn records(data: &[u8]) -> Vec<Rec> {
+    let mut out = Vec::new();
+    let mut at = 24;
+    while at + 26 <= data.len() {
+        let flags = data[at + 20];
+        let key_len = data[at + 21] as usize;
+        if flags == 0 && key_len == 0 {
+            break; // zeros allocated ahead
+        }
+        let vlen = u32::from_le_bytes(data[at + 22..at + 26].try_into().unwrap()) as usize;
+        let end = at + 26 + key_len + vlen;
+        if end > data.len() {
+            break;
+        }
+        out.push(Rec { start: at, end });
+        at = end;
+    }
+    out
+}
+
+fn last_segment(dir: &Path) -> PathBuf {
+    let mut segs: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "seg"))
+        .collect();
+    segs.sort();
+    segs.pop().unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    let _ = fs::remove_dir_all(to);
+    fs::create_dir_all(to).unwrap();
+    for e in fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        if e.file_name() != "LOCK" {
+            fs::copy(e.path(), to.join(e.file_name())).unwrap();
+        }
+    }
+}
+
+fn write(m: &Mount, key: &str, value: &[u8], fsync: bool) {
+    let mut f = fs::File::create(m.path(key)).unwrap();
+    std::io::Write::write_all(&mut f, value).unwrap();
+    if fsync {
+        f.sync_all().unwrap();
+    }
+    close(f).unwrap();
+}
+
+fn value(key: &str, n: u32) -> Vec<u8> {
+    format!("{key}:{n}:").repeat(6).into_bytes()
+}
+
+/// Opens `dir` with the library and compares every key with `want`;
+/// `either` may also read as an error or as `alt`. Then writes a key and
+/// reopens to read it back.
+fn check_lib(dir: &Path, want: &State, either: Option<(&str, Option<&[u8]>)>, what: &str) {
+    let o = Options {
+        create_if_missing: false,
+        compaction: false,
+        ..Options::default()
+    };
+    let s = open_store(dir, o.clone()).unwrap_or_else(|e| panic!("{what}: open: {e}"));
+    let mut keys = s.keys();
+    keys.extend(want.keys().map(|k| k.as_bytes().to_vec()));
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        let ks = String::from_utf8(k.clone()).unwrap();
+        let got = s.get(&k);
+        let exp = want.get(&ks).cloned();
+        if let Some((ek, alt)) = either
+            && ek == ks
+        {
+            let ok = match &got {
+                Err(_) => true,
+                Ok(v) => *v == exp || v.as_deref() == alt,
+            };
+            assert!(ok, "{what}: {ks} read {got:?}");
+            continue;
+        }
+        assert_eq!(
+            got.unwrap_or_else(|e| panic!("{what}: {ks}: {e}")),
+            exp,
+            "{what}: {ks}"
+        );
+    }
+    s.put(b"written-after", b"yes").unwrap();
+    s.close().unwrap();
+    let s = open_store(dir, o).unwrap();
+    assert_eq!(
+        s.get(b"written-after").unwrap().as_deref(),
+        Some(&b"yes"[..]),
+        "{what}"
+    );
+    s.close().unwrap();
+}
+
+/// Runs the scenario with durable writes made by `args` (e.g. `--sync
+/// always`) or by fsync; every `mount_every`-th damaged copy is also
+/// mounted and read through the mount.
+pub fn scenario(args: &[&str], fsync: bool, mount_every: usize) -> Figures {
+    let mut figures = Figures::default();
+    let mut m = Mount::start(args);
+    let mut state = State::new();
+    for i in 0..30 {
+        let k = format!("k{i}");
+        write(&m, &k, &value(&k, 1), fsync);
+        state.insert(k.clone(), value(&k, 1));
+    }
+    m.ok("rm mnt/k7 && mv mnt/k8 mnt/moved");
+    state.remove("k7");
+    let v8 = state.remove("k8").unwrap();
+    state.insert("moved".into(), v8);
+    if fsync {
+        m.ok("sync");
+    }
+    // The last records, each a state of its own: overwrite, delete, create,
+    // overwrite.
+    let mut states = vec![state.clone()];
+    let steps: Vec<(&str, Option<Vec<u8>>)> = vec![
+        ("k1", Some(value("k1", 2))),
+        ("k3", None),
+        ("t1", Some(value("t1", 1))),
+        ("k2", Some(value("k2", 2))),
+    ];
+    for (k, v) in &steps {
+        match v {
+            Some(v) => {
+                write(&m, k, v, fsync);
+                state.insert(k.to_string(), v.clone());
+            }
+            None => {
+                fs::remove_file(m.path(k)).unwrap();
+                state.remove(*k);
+            }
+        }
+        states.push(state.clone());
+    }
+    // A power loss keeps what was made durable: a crash leaves exactly that.
+    m.crash();
+    let pristine = m.scratch("pristine");
+    copy_dir(&m.data, &pristine);
+    let seg_name = last_segment(&pristine).file_name().unwrap().to_owned();
+    let data = fs::read(pristine.join(&seg_name)).unwrap();
+    let recs = records(&data);
+    let n = recs.len();
+    assert!(n > steps.len(), "{n} records in the last segment");
+    let first = &recs[n - steps.len()];
+    let end = recs[n - 1].end;
+    let mut mounted = 0;
+    for cut in first.start + 1..=end {
+        // Records wholly before the cut survive.
+        let whole = recs.iter().filter(|r| r.end <= cut).count();
+        let kept = whole - (n - steps.len());
+        let good_len = recs[whole - 1].end;
+        let what = format!("cut at {cut} (record boundary {good_len})");
+        copy_dir(&pristine, &m.data);
+        let f = fs::OpenOptions::new()
+            .write(true)
+            .open(m.data.join(&seg_name))
+            .unwrap();
+        f.set_len(cut as u64).unwrap();
+        drop(f);
+        figures.damage_bytes += (end - cut) as u64;
+        let torn = cut != good_len;
+        if (cut - first.start).is_multiple_of(mount_every) || cut == end {
+            m.take_log();
+            m.mount();
+            for (k, v) in &states[kept] {
+                assert_eq!(
+                    &fs::read(m.path(k)).unwrap(),
+                    v,
+                    "{what}: {k} via the mount"
+                );
+            }
+            let listed = fs::read_dir(&m.mnt).unwrap().count();
+            assert_eq!(listed, states[kept].len(), "{what}: ls");
+            m.ok("echo more > mnt/after-cut");
+            m.unmount();
+            let log = m.log();
+            if torn {
+                // The count in the warning leaves out zero bytes at its end.
+                let warn = format!("bytes of torn tail at offset {good_len}");
+                assert!(
+                    log.contains(&warn),
+                    "{what}: no warning `{warn}`:\n{}",
+                    tail(&log, 2000)
+                );
+            }
+            let mut want = states[kept].clone();
+            want.insert("after-cut".into(), b"more\n".to_vec());
+            check_lib(&m.data, &want, None, &what);
+            mounted += 1;
+        } else {
+            check_lib(&m.data, &states[kept], None, &what);
+            let len = fs::metadata(m.data.join(&seg_name)).unwrap().len();
+            assert!(
+                len > good_len as u64,
+                "{what}: the new record follows the cut"
+            );
+        }
+        figures.acked_verified += states[kept].len() as u64;
+    }
+    // Flips in the last record: its key shows its old value or an error,
+    // everything else is exact.
+    let last = &recs[n - 1];
+    let (last_key, _) = steps[steps.len() - 1];
+    for at in last.start..last.end {
+        copy_dir(&pristine, &m.data);
+        let mut bytes = data.clone();
+        bytes[at] ^= 0x41;
+        fs::write(m.data.join(&seg_name), &bytes).unwrap();
+        figures.damage_bytes += 1;
+        let before = &states[steps.len() - 1];
+        check_lib(
+            &m.data,
+            before,
+            Some((last_key, before.get(last_key).map(|v| v.as_slice()))),
+            &format!("flip at {at}"),
+        );
+    }
+    assert!(mounted > 0);
+    figures
+}
