@@ -236,7 +236,10 @@ fn bad_data_directories_are_refused_with_a_clear_message() {
     let r = root.path();
     // A file, not a directory.
     fs::write(r.join("a-file"), b"x").unwrap();
-    mount_refused(&r.join("a-file"), "a-file is not a usable caskfs data directory: not a directory");
+    mount_refused(
+        &r.join("a-file"),
+        "a-file is not a usable caskfs data directory: not a directory",
+    );
     // Full of foreign files.
     fs::create_dir_all(r.join("foreign")).unwrap();
     fs::write(r.join("foreign/notes.txt"), b"mine").unwrap();

@@ -106,7 +106,7 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
                 "{name} is {len} bytes, its hint describes {}",
                 h.segment_len
             )),
-            Ok(Some(h)) if same_entries(&h.index, &seg.index.read()) => report.hints_ok += 1,
+            Ok(Some(h)) if same_entries(&h.index, &seg.index()) => report.hints_ok += 1,
             Ok(Some(_)) => report
                 .problems
                 .push(format!("hint for {name} does not match the segment")),

@@ -77,7 +77,7 @@ impl Inner {
         let mut survivors = Vec::with_capacity(inputs.len());
         for (i, seg) in inputs.iter().enumerate() {
             bytes_before += seg.file_len();
-            let index = seg.index.read();
+            let index = seg.index();
             let mut keep = Vec::new();
             for (key, e) in index.iter() {
                 let hash = hash_key(key);

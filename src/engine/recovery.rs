@@ -137,7 +137,7 @@ fn map(seg: &Segment) -> Result<Mmap> {
 
 /// Builds a segment's index by reading all of its records.
 pub fn scan_into(seg: &Segment, data: &[u8], last: bool) -> ScanReport {
-    let mut index = seg.index.write();
+    let mut index = seg.index_mut();
     let report = scan::scan(data, last, |s| {
         let entry = Entry {
             offset: s.offset as u32,
@@ -173,7 +173,7 @@ fn load_closed(dir: &Path, seg: &Segment, opts: &Options) -> Result<()> {
                     h.segment_len
                 );
             }
-            *seg.index.write() = h.index;
+            *seg.index_mut() = h.index;
             seg.set_max_seq(h.max_seq);
             return Ok(());
         }
@@ -200,7 +200,7 @@ fn load_closed(dir: &Path, seg: &Segment, opts: &Options) -> Result<()> {
     }
     let clean = report.damage.is_empty() && report.bad_tail.is_none();
     if clean && !opts.read_only {
-        let index = seg.index.read();
+        let index = seg.index();
         if let Err(e) = hint::write(dir, seg.id, len, report.max_seq, &index) {
             warn!("{e}");
         }

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use log::warn;
 use memmap2::{MmapOptions, MmapRaw};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use super::error::{Error, Result};
 use super::format::{self, SEGMENT_HEADER_LEN};
@@ -39,7 +39,10 @@ pub struct Segment {
     /// The file's length as this process made it: only bytes below it are
     /// read through the mapping.
     file_len: AtomicU64,
-    pub index: RwLock<Index>,
+    /// The index while the segment takes appends…
+    index: RwLock<Index>,
+    /// …and once it is closed: immutable, so looked up without a lock.
+    frozen: OnceLock<Index>,
     /// Highest sequence number written to this segment.
     pub max_seq: AtomicU64,
     /// Offsets of large records whose CRC has been checked.
@@ -93,6 +96,7 @@ impl Segment {
             map: OnceLock::new(),
             file_len: AtomicU64::new(len),
             index: RwLock::new(index),
+            frozen: OnceLock::new(),
             max_seq: AtomicU64::new(0),
             verified: Mutex::new(HashSet::new()),
             needs_hint: AtomicBool::new(false),
@@ -134,7 +138,14 @@ impl Segment {
                 ),
             }
         }
-        self.index.write().shrink_to_fit();
+        // Moved while holding the write lock: a reader that finds the
+        // locked index empty finds `frozen` set once it gets the lock.
+        let mut live = self.index.write();
+        if self.frozen.get().is_none() {
+            let mut index = std::mem::take(&mut *live);
+            index.shrink_to_fit();
+            let _ = self.frozen.set(index);
+        }
     }
 
     /// The bytes `[offset, offset + len)` through the mapping, when it and
@@ -219,9 +230,26 @@ impl Segment {
         Ok(())
     }
 
+    /// The index, for reading.
+    pub fn index(&self) -> IndexRef<'_> {
+        if let Some(index) = self.frozen.get() {
+            return IndexRef::Frozen(index);
+        }
+        let live = self.index.read();
+        match self.frozen.get() {
+            Some(index) => IndexRef::Frozen(index),
+            None => IndexRef::Live(live),
+        }
+    }
+
+    /// The index of a segment still taking records (or being loaded).
+    pub fn index_mut(&self) -> RwLockWriteGuard<'_, Index> {
+        self.index.write()
+    }
+
     /// This segment's latest record for `key`, if any.
     pub fn lookup(&self, hash: u64, key: &[u8]) -> Option<Entry> {
-        let index = self.index.read();
+        let index = self.index();
         if self.map.get().is_none() {
             return index.get(hash, key);
         }
@@ -239,7 +267,7 @@ impl Segment {
     /// Whether this segment has a record for `key`. Unlike `lookup` it
     /// never touches the record, for callers that will not read it.
     pub fn has_key(&self, hash: u64, key: &[u8]) -> bool {
-        self.index.read().get(hash, key).is_some()
+        self.index().get(hash, key).is_some()
     }
 
     /// Reads `len` bytes at `offset`.
@@ -366,6 +394,23 @@ impl Segment {
 
     pub fn max_seq(&self) -> u64 {
         self.max_seq.load(Ordering::Relaxed)
+    }
+}
+
+/// Read access to a segment's index: without a lock once it is frozen.
+pub enum IndexRef<'a> {
+    Frozen(&'a Index),
+    Live(RwLockReadGuard<'a, Index>),
+}
+
+impl std::ops::Deref for IndexRef<'_> {
+    type Target = Index;
+
+    fn deref(&self) -> &Index {
+        match self {
+            IndexRef::Frozen(index) => index,
+            IndexRef::Live(guard) => guard,
+        }
     }
 }
 

@@ -49,7 +49,7 @@ impl Inner {
                 },
                 ..Default::default()
             };
-            let index = seg.index.read();
+            let index = seg.index();
             for (key, e) in index.iter() {
                 // Live here only if no newer segment has a record for the key.
                 let hash = hash_key(key);

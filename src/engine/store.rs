@@ -377,7 +377,7 @@ impl Store {
     pub fn keys(&self) -> Vec<Vec<u8>> {
         let version = self.inner.version();
         // Holding the active index read lock keeps writes out while we look.
-        let active = version.active.index.read();
+        let active = version.active.index();
         let mut seen = hashbrown::HashSet::new();
         let mut live = Vec::new();
         let mut visit = |key: &[u8], e: Entry| {
@@ -389,7 +389,7 @@ impl Store {
             visit(k, e);
         }
         for seg in &version.closed {
-            for (k, e) in seg.index.read().iter() {
+            for (k, e) in seg.index().iter() {
                 visit(k, e);
             }
         }
@@ -508,7 +508,7 @@ impl Inner {
                 self.roll(&mut w)?;
             }
             let entries = w.append(ops, now_ns())?;
-            let mut index = w.seg.index.write();
+            let mut index = w.seg.index_mut();
             for (op, e) in ops.iter().zip(entries) {
                 index.insert(hash_key(op.key), op.key, e);
             }
@@ -556,7 +556,7 @@ impl Inner {
         let _no_merge = self.merge_lock.lock();
         for seg in &self.version().closed {
             if seg.needs_hint.swap(false, Ordering::AcqRel) {
-                let index = seg.index.read();
+                let index = seg.index();
                 if let Err(e) =
                     hint::write(&self.dir, seg.id, seg.file_len(), seg.max_seq(), &index)
                 {
