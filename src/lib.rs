@@ -2,6 +2,9 @@
 //! FUSE filesystem that presents it as a directory (`fs`), mounted by
 //! `mount`.
 
+// Nothing from disk, the kernel or a user may panic the daemon.
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
+
 pub mod engine;
 pub mod fs;
 pub mod mount;
