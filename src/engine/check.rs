@@ -8,7 +8,6 @@ use std::path::Path;
 use super::error::{Error, Result};
 use super::format::{self, FileKind};
 use super::hint;
-use super::index::Index;
 use super::lock::DirLock;
 use super::manifest::Manifest;
 use super::recovery::scan_segment;
@@ -106,7 +105,7 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
                 "{name} is {len} bytes, its hint describes {}",
                 h.segment_len
             )),
-            Ok(Some(h)) if same_entries(&h.index, &seg.index()) => report.hints_ok += 1,
+            Ok(Some(h)) if h.index.same_as(&seg.index()) => report.hints_ok += 1,
             Ok(Some(_)) => report
                 .problems
                 .push(format!("hint for {name} does not match the segment")),
@@ -119,12 +118,6 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
         }
     }
     Ok(report)
-}
-
-fn same_entries(a: &Index, b: &Index) -> bool {
-    a.len() == b.len()
-        && a.iter()
-            .all(|(k, e)| b.get(super::index::hash_key(k), k) == Some(e))
 }
 
 fn note_strays(dir: &Path, manifest: &Manifest, report: &mut CheckReport) -> Result<()> {

@@ -183,6 +183,14 @@ impl Index {
             .map(|s| (arena_key(&self.arena, s.key_pos), s.entry()))
     }
 
+    /// Whether both indexes hold the same keys with the same entries.
+    pub fn same_as(&self, other: &Index) -> bool {
+        self.len() == other.len()
+            && self
+                .iter()
+                .all(|(k, e)| other.get(hash_key(k), k) == Some(e))
+    }
+
     /// Gives back the slack left by growth, once no more keys will be added.
     pub fn shrink_to_fit(&mut self) {
         let Index { table, arena } = self;

@@ -14,7 +14,7 @@ use memmap2::Mmap;
 use super::error::{Error, Result};
 use super::format::{self, FileKind, SEGMENT_HEADER_LEN};
 use super::hint;
-use super::index::{Entry, hash_key};
+use super::index::hash_key;
 use super::manifest::{Manifest, sync_dir};
 use super::options::Options;
 use super::scan::{self, ScanReport};
@@ -139,13 +139,7 @@ fn map(seg: &Segment) -> Result<Mmap> {
 pub fn scan_into(seg: &Segment, data: &[u8], last: bool) -> ScanReport {
     let mut index = seg.index_mut();
     let report = scan::scan(data, last, |s| {
-        let entry = Entry {
-            offset: s.offset as u32,
-            value_len: s.value_len,
-            mtime: s.mtime,
-            tombstone: s.tombstone,
-        };
-        index.insert(hash_key(s.key), s.key, entry);
+        index.insert(hash_key(s.key), s.key, s.entry())
     });
     seg.set_max_seq(report.max_seq);
     for d in &report.damage {

@@ -141,16 +141,7 @@ fn load(dir: &Path, id: u64) -> Result<Loaded> {
 fn scan_index(data: &[u8], last: bool) -> (Index, scan::ScanReport) {
     let mut index = Index::default();
     let report = scan::scan(data, last, |s| {
-        index.insert(
-            hash_key(s.key),
-            s.key,
-            Entry {
-                offset: s.offset as u32,
-                value_len: s.value_len,
-                mtime: s.mtime,
-                tombstone: s.tombstone,
-            },
-        );
+        index.insert(hash_key(s.key), s.key, s.entry())
     });
     (index, report)
 }
@@ -248,7 +239,7 @@ fn fix_hint(
             h.segment_len,
             data.len()
         ),
-        Ok(Some(h)) if same_entries(&h.index, scanned) => return Ok(()),
+        Ok(Some(h)) if h.index.same_as(scanned) => return Ok(()),
         Ok(Some(_)) => format!("{name} did not match its segment"),
         Ok(None) => format!("{name} was missing"),
         Err(why) => format!("{name} was unusable ({why})"),
@@ -256,10 +247,6 @@ fn fix_hint(
     hint::write(dir, id, data.len() as u64, max_seq, scanned)?;
     report.hints_rewritten.push(format!("{why}; rewritten"));
     Ok(())
-}
-
-fn same_entries(a: &Index, b: &Index) -> bool {
-    a.len() == b.len() && a.iter().all(|(k, e)| b.get(hash_key(k), k) == Some(e))
 }
 
 /// Rewrites segment `seg` without its damaged ranges; returns the new

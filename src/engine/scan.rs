@@ -4,6 +4,7 @@
 //! whole record so that one bad record does not hide the ones after it.
 
 use super::format::SEGMENT_HEADER_LEN;
+use super::index::Entry;
 use super::key::validate_key;
 use super::record::{self, HEADER_LEN, Header, Kind};
 
@@ -14,6 +15,18 @@ pub struct Scanned<'a> {
     pub value_len: u32,
     pub mtime: u64,
     pub tombstone: bool,
+}
+
+impl Scanned<'_> {
+    /// The index entry for this record.
+    pub fn entry(&self) -> Entry {
+        Entry {
+            offset: self.offset as u32,
+            value_len: self.value_len,
+            mtime: self.mtime,
+            tombstone: self.tombstone,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
