@@ -1,7 +1,7 @@
-//! The mount harness shared by the `mount_*` tests: starts the real
-//! `caskfs` binary on a temporary data directory and mountpoint, waits
-//! until the mount is live, and always unmounts and reaps the daemon when
-//! the `Mount` is dropped, also when a test fails.
+//! The mount harness shared by the `mount_*` and `reliability_*` tests:
+//! starts the real `caskfs` binary on a data directory and a temporary
+//! mountpoint, waits until the mount is live, and always unmounts and reaps
+//! the daemon when the `Mount` is dropped, also when a test fails.
 
 #![allow(dead_code)]
 
@@ -65,18 +65,22 @@ pub struct Mount {
 impl Mount {
     /// A fresh data directory, mounted with `args` added to the command.
     pub fn start(args: &[&str]) -> Mount {
-        let root = tempfile::Builder::new()
-            .prefix("caskfs-test-")
-            .tempdir()
-            .expect("temp dir");
-        Mount::start_in(root, args)
+        Mount::start_in(temp_root(), args)
     }
 
     /// Mounts `root/data` on `root/mnt` (both created if missing).
     pub fn start_in(root: TempDir, args: &[&str]) -> Mount {
-        let root_path = fs::canonicalize(root.path()).expect("canonical temp dir");
-        let data = root_path.join("data");
-        let mnt = root_path.join("mnt");
+        let data = fs::canonicalize(root.path())
+            .expect("canonical temp dir")
+            .join("data");
+        Mount::start_with(root, data, args)
+    }
+
+    /// Mounts `data` (anywhere, e.g. on a small tmpfs) on `root/mnt`.
+    pub fn start_with(root: TempDir, data: PathBuf, args: &[&str]) -> Mount {
+        let mnt = fs::canonicalize(root.path())
+            .expect("canonical temp dir")
+            .join("mnt");
         fs::create_dir_all(&mnt).expect("mountpoint");
         let mut m = Mount {
             root,
@@ -112,7 +116,7 @@ impl Mount {
             .spawn()
             .expect("start caskfs");
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(30);
         while !is_mounted(&self.mnt) {
             if let Some(status) = self
                 .child
@@ -122,13 +126,13 @@ impl Mount {
                 self.child = None;
                 panic!(
                     "caskfs exited with {status} before mounting:\n{}",
-                    self.log()
+                    tail(&self.log(), 4000)
                 );
             }
             assert!(
                 Instant::now() < deadline,
                 "mount did not appear:\n{}",
-                self.log()
+                tail(&self.log(), 4000)
             );
             sleep(Duration::from_millis(20));
         }
@@ -140,6 +144,30 @@ impl Mount {
 
     pub fn pid(&self) -> u32 {
         self.child.as_ref().expect("daemon running").id()
+    }
+
+    /// The log, and then a fresh (empty) log file.
+    pub fn take_log(&self) -> String {
+        let log = self.log();
+        let _ = fs::write(self.log_path(), b"");
+        log
+    }
+
+    /// Whether the daemon is still running.
+    pub fn alive(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    /// The daemon's resident set size in bytes.
+    pub fn rss(&self) -> u64 {
+        let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map_or(0, |kb| kb * 1024)
     }
 
     /// A path inside the mount.
@@ -172,7 +200,7 @@ impl Mount {
             out.status,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr),
-            self.log()
+            tail(&self.log(), 4000)
         );
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
@@ -199,11 +227,11 @@ impl Mount {
             let status = Command::new("umount").arg(&self.mnt).status();
             assert!(status.is_ok_and(|s| s.success()), "umount failed");
         }
-        let status = self.wait_exit(Duration::from_secs(20));
+        let status = self.wait_exit(Duration::from_secs(60));
         assert!(
             status.is_some_and(|s| s.success()),
             "daemon did not exit cleanly: {status:?}\n{}",
-            self.log()
+            tail(&self.log(), 4000)
         );
     }
 
@@ -233,7 +261,7 @@ impl Mount {
     /// kill -9 the daemon, reap it, and clear the dead mount lazily.
     pub fn crash(&mut self) {
         self.signal(libc::SIGKILL);
-        let _ = self.wait_exit(Duration::from_secs(10));
+        let _ = self.wait_exit(Duration::from_secs(30));
         detach(&self.mnt);
     }
 }
@@ -271,7 +299,7 @@ impl Drop for Mount {
                 detach(&self.mnt);
             }
         }
-        if self.wait_exit(Duration::from_secs(10)).is_none()
+        if self.wait_exit(Duration::from_secs(20)).is_none()
             && let Some(mut child) = self.child.take()
         {
             let _ = child.kill();
@@ -279,6 +307,22 @@ impl Drop for Mount {
         }
         detach(&self.mnt);
     }
+}
+
+pub fn temp_root() -> TempDir {
+    tempfile::Builder::new()
+        .prefix("caskfs-test-")
+        .tempdir()
+        .expect("temp dir")
+}
+
+/// The last `n` bytes of `s` (or a little fewer, at a character boundary).
+pub fn tail(s: &str, n: usize) -> &str {
+    let mut start = s.len().saturating_sub(n);
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
 }
 
 /// Deterministic bytes for values: not compressible, easy to compare.
