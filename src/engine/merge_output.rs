@@ -134,15 +134,7 @@ impl Output {
             self.write(&seg.bytes(pos, n)?)?;
             pos += n as u64;
         }
-        self.index.insert(
-            s.hash,
-            key,
-            Entry {
-                offset: offset as u32,
-                ..s.entry
-            },
-        );
-        self.max_seq = self.max_seq.max(old.seq);
+        self.indexed(s, key, offset, old.seq);
         Ok(())
     }
 
@@ -172,16 +164,18 @@ impl Output {
         } else {
             self.write(&rec)?;
         }
-        self.index.insert(
-            s.hash,
-            key,
-            Entry {
-                offset: offset as u32,
-                ..s.entry
-            },
-        );
-        self.max_seq = self.max_seq.max(old.seq);
+        self.indexed(s, key, offset, old.seq);
         Ok(())
+    }
+
+    /// Records a survivor copied to `offset` in this output's index.
+    fn indexed(&mut self, s: &Survivor, key: &[u8], offset: u64, seq: u64) {
+        let entry = Entry {
+            offset: offset as u32,
+            ..s.entry
+        };
+        self.index.insert(s.hash, key, entry);
+        self.max_seq = self.max_seq.max(seq);
     }
 
     /// Syncs the file, renames it into place and writes its hint.
