@@ -155,6 +155,13 @@ impl Index {
             slot.set(entry);
             return;
         }
+        self.insert_new(hash, key, entry);
+    }
+
+    /// `insert` for a key this index does not hold yet (a merge output gets
+    /// each key once): one probe instead of two.
+    pub fn insert_new(&mut self, hash: u64, key: &[u8], entry: Entry) {
+        let Index { table, arena } = self;
         let key_pos = arena.len() as u32;
         arena.push(key.len() as u8);
         arena.extend_from_slice(key);

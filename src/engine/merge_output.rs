@@ -174,7 +174,7 @@ impl Output {
             offset: offset as u32,
             ..s.entry
         };
-        self.index.insert(s.hash, key, entry);
+        self.index.insert_new(s.hash, key, entry);
         self.max_seq = self.max_seq.max(seq);
     }
 
