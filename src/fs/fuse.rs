@@ -50,6 +50,15 @@ impl CaskFuse {
     /// invalidation takes no lock a request in flight can hold, so it is
     /// safe from inside a request handler. Data is never in the page cache
     /// (every open is direct I/O), so there are no pages to drop.
+    /// Replies to a flush, release or fsync, telling the kernel first when
+    /// it stored a new value.
+    fn reply_commit(&self, reply: ReplyEmpty, op: &str, ino: INodeNo, r: Result<bool, Error>) {
+        if matches!(r, Ok(true)) {
+            self.committed(ino);
+        }
+        reply_empty(reply, op, r.map(|_| ()));
+    }
+
     fn committed(&self, ino: INodeNo) {
         if let Some(n) = self.notifier.get()
             && let Err(e) = n.inval_inode(ino, -1, 0)
@@ -331,11 +340,7 @@ impl Filesystem for CaskFuse {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        let r = self.fs.flush(fh.0);
-        if matches!(r, Ok(true)) {
-            self.committed(ino);
-        }
-        reply_empty(reply, "flush", r.map(|_| ()));
+        self.reply_commit(reply, "flush", ino, self.fs.flush(fh.0));
     }
 
     fn release(
@@ -348,11 +353,7 @@ impl Filesystem for CaskFuse {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let r = self.fs.release(fh.0);
-        if matches!(r, Ok(true)) {
-            self.committed(ino);
-        }
-        reply_empty(reply, "release", r.map(|_| ()));
+        self.reply_commit(reply, "release", ino, self.fs.release(fh.0));
     }
 
     fn fsync(
@@ -363,11 +364,7 @@ impl Filesystem for CaskFuse {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let r = self.fs.fsync(fh.0);
-        if matches!(r, Ok(true)) {
-            self.committed(ino);
-        }
-        reply_empty(reply, "fsync", r.map(|_| ()));
+        self.reply_commit(reply, "fsync", ino, self.fs.fsync(fh.0));
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
