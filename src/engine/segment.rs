@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use log::warn;
+use log::{debug, warn};
 use memmap2::{MmapOptions, MmapRaw};
 use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -36,6 +36,10 @@ pub struct Segment {
     pub path: PathBuf,
     pub file: File,
     map: OnceLock<MmapRaw>,
+    /// Read-only mappings reaching past `map`, for records too large for
+    /// it, each twice as long as the last; kept until the segment goes,
+    /// since the bytes handed out borrow them.
+    wide: Mutex<Vec<MmapRaw>>,
     /// The file's length as this process made it: only bytes below it are
     /// read through the mapping.
     file_len: AtomicU64,
@@ -94,6 +98,7 @@ impl Segment {
             path,
             file,
             map: OnceLock::new(),
+            wide: Mutex::new(Vec::new()),
             file_len: AtomicU64::new(len),
             index: RwLock::new(index),
             frozen: OnceLock::new(),
@@ -153,13 +158,42 @@ impl Segment {
     fn mapped(&self, offset: u64, len: usize) -> Option<&[u8]> {
         let map = self.map.get()?;
         let end = offset.checked_add(len as u64)?;
-        if end > map.len() as u64 || end > self.file_len() {
+        if end > self.file_len() {
             return None;
         }
+        let base = if end <= map.len() as u64 {
+            map.as_ptr()
+        } else {
+            self.wide_map(end, map.len() as u64)?
+        };
         // SAFETY: in bounds of the mapping and of the file (so no SIGBUS);
         // callers ask only for whole records, which the writer finished
         // copying before publishing them and which never change afterwards.
-        Some(unsafe { std::slice::from_raw_parts(map.as_ptr().add(offset as usize), len) })
+        // Mappings live as long as the segment.
+        Some(unsafe { std::slice::from_raw_parts(base.add(offset as usize), len) })
+    }
+
+    /// The start of a read-only mapping at least `end` bytes long.
+    fn wide_map(&self, end: u64, mapped: u64) -> Option<*const u8> {
+        let mut wide = self.wide.lock();
+        if let Some(m) = wide.iter().find(|m| m.len() as u64 >= end) {
+            return Some(m.as_ptr());
+        }
+        let len = end.next_power_of_two().max(mapped.saturating_mul(2));
+        match MmapOptions::new()
+            .len(usize::try_from(len).ok()?)
+            .map_raw_read_only(&self.file)
+        {
+            Ok(m) => {
+                let at = m.as_ptr();
+                wide.push(m);
+                Some(at)
+            }
+            Err(e) => {
+                debug!("cannot map {} bytes of {}: {e}", len, self.path.display());
+                None
+            }
+        }
     }
 
     /// Writes `bytes` at `at`: copied into the mapping when it covers them
@@ -325,6 +359,17 @@ impl Segment {
     /// `len` bytes of the value at `entry` from `start` (clipped to the value's end).
     /// Only that range is read from disk once the record has been checked.
     pub fn read_range(&self, key: &[u8], entry: &Entry, start: u64, len: usize) -> Result<Vec<u8>> {
+        self.range(key, entry, start, len).map(Cow::into_owned)
+    }
+
+    /// `read_range` without a copy where the mapping holds the bytes.
+    pub fn range(
+        &self,
+        key: &[u8],
+        entry: &Entry,
+        start: u64,
+        len: usize,
+    ) -> Result<Cow<'_, [u8]>> {
         let value_len = u64::from(entry.value_len);
         let start = start.min(value_len);
         let len = (len as u64).min(value_len - start) as usize;
@@ -334,18 +379,17 @@ impl Segment {
         if record_len <= WHOLE_CHECK_LIMIT {
             let from = (value_at + start) as usize;
             if let Some(rec) = self.mapped(offset, record_len as usize) {
-                // Checked in place: only the value range is copied.
                 self.check_small(key, entry, rec)?;
-                return Ok(rec[from..from + len].to_vec());
+                return Ok(Cow::Borrowed(&rec[from..from + len]));
             }
             let mut rec = self.read_at(offset, record_len as usize)?;
             self.check_small(key, entry, &rec)?;
             rec.copy_within(from..from + len, 0);
             rec.truncate(len);
-            return Ok(rec);
+            return Ok(Cow::Owned(rec));
         }
         self.check_large(key, entry)?;
-        self.read_at(offset + value_at + start, len)
+        self.bytes(offset + value_at + start, len)
     }
 
     fn check_small(&self, key: &[u8], entry: &Entry, rec: &[u8]) -> Result<()> {
@@ -382,7 +426,7 @@ impl Segment {
         let mut pos = from;
         while pos < to {
             let n = ((to - pos) as usize).min(CHUNK);
-            hasher.update(&self.read_at(pos, n)?);
+            hasher.update(&self.bytes(pos, n)?);
             pos += n as u64;
         }
         Ok(hasher)

@@ -4,6 +4,7 @@
 //! lock during I/O except the active index's read lock for a lookup. Writes
 //! go through the one `Writer`; a roll or a merge installs a new `Version`.
 
+use std::borrow::Cow;
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -74,7 +75,12 @@ impl Value {
 
     /// Up to `len` bytes from `offset` (fewer at the end), CRC-checked.
     pub fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
-        self.seg.read_range(&self.key, &self.entry, offset, len)
+        self.bytes(offset, len).map(Cow::into_owned)
+    }
+
+    /// `read`, borrowed from the segment's mapping where it can be.
+    pub fn bytes(&self, offset: u64, len: usize) -> Result<Cow<'_, [u8]>> {
+        self.seg.range(&self.key, &self.entry, offset, len)
     }
 }
 

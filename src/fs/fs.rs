@@ -2,12 +2,12 @@
 //! return `Result`. The FUSE adapter (`fuse.rs`) calls these and replies;
 //! nothing here knows the FUSE protocol.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, warn};
@@ -79,8 +79,13 @@ pub struct CaskFs {
     opts: FsOptions,
     inodes: InodeTable,
     handles: HandleTable,
-    /// Open directory streams: a snapshot of the names taken at opendir.
-    dirs: Mutex<HashMap<u64, Arc<Vec<DirEntry>>>>,
+    /// Open directory streams: a snapshot of the names, taken at the
+    /// first readdir (a listing the kernel serves from its cache never
+    /// asks, so opendir itself must stay cheap).
+    dirs: Mutex<HashMap<u64, Option<Arc<Vec<DirEntry>>>>>,
+    /// Told when the key set changed without a directory operation the
+    /// kernel saw: a created key whose first value was never stored.
+    listing_changed: OnceLock<Box<dyn Fn() + Send + Sync>>,
     next_dir: AtomicU64,
     mounted_at: SystemTime,
     /// When the data disk's free bytes were last asked, and the answer.
@@ -95,6 +100,7 @@ impl CaskFs {
             inodes: InodeTable::default(),
             handles: HandleTable::default(),
             dirs: Mutex::new(HashMap::new()),
+            listing_changed: OnceLock::new(),
             next_dir: AtomicU64::new(0),
             mounted_at: SystemTime::now(),
             free_space: Mutex::new((Instant::now(), 0)),
@@ -362,10 +368,17 @@ impl CaskFs {
         Ok(Opened { fh, write })
     }
 
-    pub fn read(&self, fh: u64, offset: u64, size: usize) -> Result<Vec<u8>> {
+    /// Reads through handle `fh`, handing the bytes to `give`.
+    pub fn read<R>(
+        &self,
+        fh: u64,
+        offset: u64,
+        size: usize,
+        give: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
         let h = self.handles.get(fh)?;
         let key = self.inodes.key_of(h.ino).unwrap_or_default();
-        h.read(&self.store, &key, offset, size)
+        h.read(&self.store, &key, offset, size, give)
     }
 
     pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
@@ -389,7 +402,10 @@ impl CaskFs {
         let key = self.inodes.key_of(h.ino);
         let result = h.commit(&self.store, key.as_deref(), last);
         if !matches!(result, Ok(false)) && h.end_pending() {
-            self.inodes.drop_pending(h.ino);
+            match result {
+                Ok(_) => self.inodes.drop_pending(h.ino),
+                Err(_) => self.creation_abandoned(h.ino),
+            }
         }
         result.map(|stored| stored && key.is_some())
     }
@@ -406,7 +422,7 @@ impl CaskFs {
         let h = self.handles.remove(fh)?;
         let result = self.commit(&h, true);
         if h.end_pending() {
-            self.inodes.drop_pending(h.ino);
+            self.creation_abandoned(h.ino);
         }
         result
     }
@@ -494,8 +510,8 @@ impl CaskFs {
         Ok(())
     }
 
-    /// Opens the root for listing: the live keys, and keys being created,
-    /// as they are now.
+    /// Opens the root for listing; the names are read at the first
+    /// `readdir`.
     pub fn opendir(&self, ino: u64) -> Result<u64> {
         if ino != ROOT_INO {
             return Err(if self.inodes.key_of(ino).is_some() {
@@ -504,36 +520,64 @@ impl CaskFs {
                 Error::NotFound
             });
         }
-        let mut names: BTreeSet<Vec<u8>> = self.store.keys().into_iter().collect();
-        names.extend(self.inodes.pending_keys());
-        let mut entries = Vec::with_capacity(names.len() + 2);
-        for (ino, name) in [(ROOT_INO, &b"."[..]), (ROOT_INO, b"..")] {
-            entries.push(DirEntry {
-                ino,
-                offset: entries.len() as u64 + 1,
-                kind: Kind::Directory,
-                name: name.to_vec(),
-            });
-        }
-        for name in names {
-            entries.push(DirEntry {
-                ino: self.inodes.ino_for(&name),
-                offset: entries.len() as u64 + 1,
-                kind: Kind::File,
-                name,
-            });
-        }
         let fh = self.next_dir.fetch_add(1, Ordering::Relaxed) + 1;
-        self.dirs.lock().insert(fh, Arc::new(entries));
+        self.dirs.lock().insert(fh, None);
         Ok(fh)
+    }
+
+    /// The live keys and the keys being created, as they are now.
+    fn listing(&self) -> Vec<DirEntry> {
+        let mut names = self.store.keys();
+        names.extend(self.inodes.pending_keys());
+        names.sort_unstable();
+        names.dedup();
+        let inos = self.inodes.inos_for(&names);
+        let dots = [&b"."[..], b".."].map(|name| (ROOT_INO, Kind::Directory, name.to_vec()));
+        let files = inos
+            .into_iter()
+            .zip(names)
+            .map(|(ino, name)| (ino, Kind::File, name));
+        dots.into_iter()
+            .chain(files)
+            .enumerate()
+            .map(|(i, (ino, kind, name))| DirEntry {
+                ino,
+                offset: i as u64 + 1,
+                kind,
+                name,
+            })
+            .collect()
     }
 
     /// An open listing, and where in it `offset` continues (no copy of
     /// the rest: a listing of N keys takes N/k requests of k entries).
     pub fn readdir(&self, fh: u64, offset: u64) -> Result<(Arc<Vec<DirEntry>>, usize)> {
-        let all = self.dirs.lock().get(&fh).cloned().ok_or(Error::BadHandle)?;
+        let taken = self.dirs.lock().get(&fh).cloned().ok_or(Error::BadHandle)?;
+        let all = match taken {
+            Some(all) => all,
+            None => {
+                let all = Arc::new(self.listing());
+                if let Some(slot) = self.dirs.lock().get_mut(&fh) {
+                    *slot = Some(all.clone());
+                }
+                all
+            }
+        };
         let start = usize::try_from(offset).unwrap_or(usize::MAX).min(all.len());
         Ok((all, start))
+    }
+
+    /// Who to tell when the key set changes behind the kernel's back.
+    pub fn on_listing_changed(&self, f: Box<dyn Fn() + Send + Sync>) {
+        let _ = self.listing_changed.set(f);
+    }
+
+    /// A created key ends without a stored value: it leaves the listing.
+    fn creation_abandoned(&self, ino: u64) {
+        self.inodes.drop_pending(ino);
+        if let Some(tell) = self.listing_changed.get() {
+            tell();
+        }
     }
 
     pub fn releasedir(&self, fh: u64) {

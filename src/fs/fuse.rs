@@ -19,7 +19,7 @@ use fuser::{
 };
 use log::{debug, warn};
 
-use super::attr::{Attr, BLOCK_SIZE, Kind};
+use super::attr::{Attr, BLOCK_SIZE, Kind, ROOT_INO};
 use super::errno::{Error, log_and_errno};
 use super::fs::{CaskFs, Opened, SetAttr};
 
@@ -31,15 +31,34 @@ pub struct CaskFuse {
 
 impl CaskFuse {
     pub fn new(fs: CaskFs) -> CaskFuse {
-        CaskFuse {
-            fs,
-            notifier: Arc::new(OnceLock::new()),
-        }
+        let notifier: Arc<OnceLock<Notifier>> = Arc::new(OnceLock::new());
+        // Listings are cached by the kernel (`opendir`), which drops them
+        // itself on every create, unlink and rename it sends; only a key
+        // that vanishes without one needs telling. Dropping the root's
+        // cached pages waits on no request, so it is safe in a handler.
+        let slot = notifier.clone();
+        fs.on_listing_changed(Box::new(move || {
+            if let Some(n) = slot.get()
+                && let Err(e) = n.inval_inode(INodeNo(ROOT_INO), 0, 0)
+            {
+                warn!("invalidating the cached listing: {e}");
+            }
+        }));
+        CaskFuse { fs, notifier }
     }
 
     /// Where the session's notifier goes once the session is made.
     pub fn notifier_slot(&self) -> Arc<OnceLock<Notifier>> {
         self.notifier.clone()
+    }
+
+    /// Replies to a flush, release or fsync, telling the kernel first when
+    /// it stored a new value.
+    fn reply_commit(&self, reply: ReplyEmpty, op: &str, ino: INodeNo, r: Result<bool, Error>) {
+        if matches!(r, Ok(true)) {
+            self.committed(ino);
+        }
+        reply_empty(reply, op, r.map(|_| ()));
     }
 
     /// A new value of `ino` was committed: the kernel's cached size and
@@ -50,15 +69,6 @@ impl CaskFuse {
     /// invalidation takes no lock a request in flight can hold, so it is
     /// safe from inside a request handler. Data is never in the page cache
     /// (every open is direct I/O), so there are no pages to drop.
-    /// Replies to a flush, release or fsync, telling the kernel first when
-    /// it stored a new value.
-    fn reply_commit(&self, reply: ReplyEmpty, op: &str, ino: INodeNo, r: Result<bool, Error>) {
-        if matches!(r, Ok(true)) {
-            self.committed(ino);
-        }
-        reply_empty(reply, op, r.map(|_| ()));
-    }
-
     fn committed(&self, ino: INodeNo) {
         if let Some(n) = self.notifier.get()
             && let Err(e) = n.inval_inode(ino, -1, 0)
@@ -308,9 +318,16 @@ impl Filesystem for CaskFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.fs.read(fh.0, offset, size as usize) {
-            Ok(data) => reply.data(&data),
-            Err(e) => reply.error(err("read", &e)),
+        // The reply is sent from inside: straight from the segment's
+        // mapping, with no copy of a large value in between.
+        let mut reply = Some(reply);
+        let r = self.fs.read(fh.0, offset, size as usize, |data| {
+            if let Some(reply) = reply.take() {
+                reply.data(data);
+            }
+        });
+        if let (Err(e), Some(reply)) = (r, reply) {
+            reply.error(err("read", &e));
         }
     }
 
@@ -369,7 +386,11 @@ impl Filesystem for CaskFuse {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         match self.fs.opendir(ino.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            // The kernel keeps the listing in its page cache across opens.
+            Ok(fh) => reply.opened(
+                FileHandle(fh),
+                FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
+            ),
             Err(e) => reply.error(err("opendir", &e)),
         }
     }

@@ -124,10 +124,10 @@ impl Read for SpillReader<'_> {
     }
 }
 
-fn slice(bytes: &[u8], offset: u64, size: usize) -> Vec<u8> {
+fn slice(bytes: &[u8], offset: u64, size: usize) -> &[u8] {
     let start = (offset.min(bytes.len() as u64)) as usize;
     let end = start.saturating_add(size).min(bytes.len());
-    bytes[start..end].to_vec()
+    &bytes[start..end]
 }
 
 impl Handle {
@@ -194,17 +194,27 @@ impl Handle {
         self.state.lock().dirty
     }
 
-    pub fn read(&self, store: &Store, key: &[u8], offset: u64, size: usize) -> Result<Vec<u8>> {
+    /// Hands up to `size` bytes at `offset` to `give`, without a copy
+    /// where they already sit in memory (a pinned value's segment mapping
+    /// or the writer's buffer).
+    pub fn read<R>(
+        &self,
+        store: &Store,
+        key: &[u8],
+        offset: u64,
+        size: usize,
+        give: impl FnOnce(&[u8]) -> R,
+    ) -> Result<R> {
         let mut st = self.state.lock();
         match &mut st.body {
-            Body::Mem(v) => Ok(slice(v, offset, size)),
-            Body::Spill(s) => Ok(s.read_at(offset, size)?),
+            Body::Mem(v) => Ok(give(slice(v, offset, size))),
+            Body::Spill(s) => Ok(give(&s.read_at(offset, size)?)),
             Body::Committed(pin) => {
                 let value = match pin {
                     Some(v) => v,
                     None => pin.insert(store.value(key).ok_or(Error::Stale)?),
                 };
-                Ok(value.read(offset, size)?)
+                Ok(give(&value.bytes(offset, size)?))
             }
         }
     }

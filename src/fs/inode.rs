@@ -17,6 +17,19 @@ struct Tables {
     next: u64,
 }
 
+impl Tables {
+    fn ino_for(&mut self, key: &[u8]) -> u64 {
+        if let Some(&ino) = self.by_key.get(key) {
+            return ino;
+        }
+        let ino = self.next;
+        self.next += 1;
+        self.by_key.insert(key.to_vec(), ino);
+        self.by_ino.insert(ino, key.to_vec());
+        ino
+    }
+}
+
 /// Key ↔ inode number. A number, once given to a key, stays with it (and
 /// follows it through a rename) until the key is removed; numbers are
 /// never reused while mounted.
@@ -38,15 +51,13 @@ impl Default for InodeTable {
 impl InodeTable {
     /// The inode of `key`, given a new number if it has none.
     pub fn ino_for(&self, key: &[u8]) -> u64 {
+        self.inner.lock().ino_for(key)
+    }
+
+    /// `ino_for` of each key, under one lock.
+    pub fn inos_for(&self, keys: &[Vec<u8>]) -> Vec<u64> {
         let mut t = self.inner.lock();
-        if let Some(&ino) = t.by_key.get(key) {
-            return ino;
-        }
-        let ino = t.next;
-        t.next += 1;
-        t.by_key.insert(key.to_vec(), ino);
-        t.by_ino.insert(ino, key.to_vec());
-        ino
+        keys.iter().map(|key| t.ino_for(key)).collect()
     }
 
     pub fn key_of(&self, ino: u64) -> Option<Vec<u8>> {
