@@ -141,6 +141,28 @@ fn cached_listings_follow_every_change() {
     m.ok(script);
 }
 
+/// The kernel remembers missing names (negative entries); a create, an
+/// rm and a mv onto the name each show in the next process at once.
+#[test]
+fn missing_names_appear_at_once() {
+    require_fuse!();
+    let m = Mount::start(&[]);
+    let script = r#"
+        set -e
+        gone() { if stat mnt/$1 > /dev/null 2>&1; then echo "$1 listed after $2"; exit 1; fi; }
+        is() { [ "$(cat mnt/$1)" = "$2" ] || { echo "$1 is not $2 after $3"; exit 1; }; }
+        for round in 1 2 3; do
+            gone k start; gone k "a second look"
+            echo v$round > mnt/k; is k v$round create
+            rm mnt/k; gone k rm
+            echo w > mnt/other; gone k "another create"
+            mv mnt/other mnt/k; is k w mv; gone other mv
+            rm mnt/k
+        done
+    "#;
+    m.ok(script);
+}
+
 /// Removals and renames are seen at once by stat, cat and ls.
 #[test]
 fn rm_and_mv_are_seen_at_once() {

@@ -142,6 +142,24 @@ fn odd_names_values_and_operations_get_their_errno_and_change_nothing() {
     );
     assert_eq!(m.ok("cat mnt/sentinel"), "still here\n");
     tried += 1;
+    // Reading them, too, asked twice (the kernel remembers the answer).
+    let last_errno = || std::io::Error::last_os_error().raw_os_error();
+    for _ in 0..2 {
+        let mut buf = [0u8; 64];
+        // SAFETY: valid C strings and a buffer of the given length.
+        let get = unsafe {
+            libc::getxattr(
+                path.as_ptr(),
+                c"user.x".as_ptr(),
+                buf.as_mut_ptr().cast(),
+                64,
+            )
+        };
+        assert_eq!((get, last_errno()), (-1, Some(libc::EOPNOTSUPP)));
+        // SAFETY: as above.
+        let list = unsafe { libc::listxattr(path.as_ptr(), buf.as_mut_ptr().cast(), 64) };
+        assert_eq!((list, last_errno()), (-1, Some(libc::EOPNOTSUPP)));
+    }
     // O_DIRECT: every file is direct I/O already; aligned I/O works.
     m.ok(
         "dd if=/dev/urandom of=direct bs=4096 count=2 2>/dev/null && \

@@ -7,7 +7,7 @@ use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use fuser::{
     AccessFlags, BsdFileFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, FileType,
@@ -19,7 +19,7 @@ use fuser::{
 };
 use log::{debug, warn};
 
-use super::attr::{Attr, BLOCK_SIZE, Kind, ROOT_INO};
+use super::attr::{Attr, BLOCK_SIZE, Kind, Owner, ROOT_INO, TTL};
 use super::errno::{Error, log_and_errno};
 use super::fs::{CaskFs, Opened, SetAttr};
 
@@ -165,7 +165,17 @@ impl Filesystem for CaskFuse {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        reply_entry(reply, "lookup", self.fs.lookup(parent.0, name.as_bytes()));
+        match self.fs.lookup(parent.0, name.as_bytes()) {
+            // A missing name stays missing until a create or rename that
+            // the kernel itself sends: it may remember the answer (an
+            // entry with inode 0).
+            Err(Error::NotFound) if parent.0 == ROOT_INO => {
+                let none =
+                    to_file_attr(&Attr::file(0, 0, SystemTime::UNIX_EPOCH, Owner::current()));
+                reply.entry_with_ttls(&Duration::ZERO, &TTL, &none, Generation(0));
+            }
+            r => reply_entry(reply, "lookup", r),
+        }
     }
 
     /// Inode numbers live as long as the mount; nothing to forget.
@@ -462,7 +472,9 @@ impl Filesystem for CaskFuse {
         }
     }
 
-    /// Extended attributes are not stored.
+    /// Extended attributes are not stored. ENOSYS tells the kernel so
+    /// once: it answers EOPNOTSUPP itself from then on, sparing the
+    /// `security.capability` lookup it otherwise sends before writes.
     fn setxattr(
         &self,
         _req: &Request,
@@ -473,7 +485,7 @@ impl Filesystem for CaskFuse {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(Errno::EOPNOTSUPP);
+        reply.error(Errno::ENOSYS);
     }
 
     fn getxattr(
@@ -484,15 +496,15 @@ impl Filesystem for CaskFuse {
         _size: u32,
         reply: ReplyXattr,
     ) {
-        reply.error(Errno::EOPNOTSUPP);
+        reply.error(Errno::ENOSYS);
     }
 
     fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
-        reply.error(Errno::EOPNOTSUPP);
+        reply.error(Errno::ENOSYS);
     }
 
     fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(Errno::EOPNOTSUPP);
+        reply.error(Errno::ENOSYS);
     }
 
     /// Asked only without `default_permissions` (a mount without
