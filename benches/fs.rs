@@ -14,7 +14,8 @@
 //! (unlink all), the same create/stat/read with 2 client threads, and a
 //! large value written and read back in 1 MiB requests. Space is the bytes
 //! allocated after create: caskfs's data directory against the plain one.
-//! The daemon's peak RSS is its VmHWM just before unmounting.
+//! The daemon's peak RSS is its VmHWM just before unmounting, beside how
+//! much of its RSS is then its own memory and how much mapped segment pages.
 //!
 //! Everything lives under `--dir` (default `target/bench-fs`); every mount
 //! is unmounted and the directory removed on the way out, also on failure.
@@ -396,11 +397,12 @@ impl Mounted {
             .ok()
     }
 
-    fn peak_rss_kib(&self) -> Option<u64> {
+    /// A figure in kB from the daemon's /proc status (`VmHWM`, `RssAnon`…).
+    fn status_kib(&self, field: &str) -> Option<u64> {
         let status = fs::read_to_string(format!("/proc/{}/status", self.pid()?)).ok()?;
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
     }
 
@@ -497,7 +499,7 @@ fn main() {
     );
     let mut cask_runs = Vec::new();
     let mut plain_runs = Vec::new();
-    let mut rss = Vec::new();
+    let mut rss: [Vec<f64>; 3] = Default::default();
     for run in 0..a.runs {
         let dir = base.join(format!("run{run}"));
         if a.only.as_deref() != Some("plain") {
@@ -510,8 +512,10 @@ fn main() {
             );
             let t = Instant::now();
             let f = workload(&a, &m.mnt, &data, run);
-            if let Some(kib) = m.peak_rss_kib() {
-                rss.push(kib as f64);
+            for (i, field) in ["VmHWM", "RssAnon", "RssFile"].into_iter().enumerate() {
+                if let Some(kib) = m.status_kib(field) {
+                    rss[i].push(kib as f64);
+                }
             }
             m.unmount();
             eprintln!("run {run}: caskfs {:.1}s", t.elapsed().as_secs_f64());
@@ -557,8 +561,12 @@ fn main() {
         };
         println!("{phase:<18} {c:>12.prec$} {p:>12.prec$} {ratio:>8.3} {target:>9}  {verdict}");
     }
-    if !rss.is_empty() {
-        println!("daemon peak RSS (VmHWM): {:.1} MiB", median(rss) / 1024.0);
+    if rss.iter().all(|r| !r.is_empty()) {
+        let [peak, anon, file] = rss.map(|r| median(r) / 1024.0);
+        println!(
+            "daemon peak RSS (VmHWM): {peak:.1} MiB; at the end {anon:.1} MiB its own \
+             (RssAnon) and {file:.1} MiB mapped files, mostly segment pages (RssFile)"
+        );
     }
     println!("(list: listings of all keys per second; space: MiB allocated after create)");
 }

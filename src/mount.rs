@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use clap::Args;
 use fuser::{Config, MountOption, Session, SessionACL};
-use log::{info, warn};
+use log::{debug, info, warn};
 
 use crate::engine::{Options, Store, SyncPolicy, parse_size};
 use crate::fs::{CaskFs, CaskFuse, FsOptions, Owner};
@@ -281,7 +281,18 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
         })
         .map_err(|e| format!("starting the signal thread: {e}"))?;
 
-    let served = session.run();
+    let served = session.run().or_else(|e| {
+        // A worker reading the device while the kernel tears the
+        // connection down at unmount can get ECONNABORTED instead of
+        // ENODEV (the request it was handed was ended under it): the
+        // session is over either way.
+        if e.raw_os_error() == Some(libc::ECONNABORTED) {
+            debug!("FUSE connection ended under a reader: {e}");
+            Ok(())
+        } else {
+            Err(e)
+        }
+    });
     info!("unmounted {}", args.mountpoint.display());
     let closed = match Arc::try_unwrap(store) {
         Ok(store) => store.close().map_err(|e| e.to_string()),

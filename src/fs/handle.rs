@@ -63,7 +63,7 @@ struct State {
 enum Body {
     /// The committed value, pinned where it lies: at open for a reader, at
     /// the first read for a writer that has not written yet.
-    Committed(Option<Value>),
+    Committed(Option<Arc<Value>>),
     Mem(Vec<u8>),
     Spill(Spill),
 }
@@ -135,7 +135,7 @@ impl Handle {
     /// whatever happens to the key meanwhile.
     pub fn new_reader(ino: u64, mode: OpenMode, value: Value) -> Handle {
         let h = Handle::new(ino, mode, false);
-        h.state.lock().body = Body::Committed(Some(value));
+        h.state.lock().body = Body::Committed(Some(Arc::new(value)));
         h
     }
 
@@ -194,9 +194,10 @@ impl Handle {
         self.state.lock().dirty
     }
 
-    /// Hands up to `size` bytes at `offset` to `give`, without a copy
-    /// where they already sit in memory (a pinned value's segment mapping
-    /// or the writer's buffer).
+    /// Hands up to `size` bytes at `offset` to `give`: a pinned value's
+    /// straight from its segment's mapping, a writer's own buffer copied.
+    /// The handle's lock is not held meanwhile, so the reader's next
+    /// request (sent as soon as `give` replies) does not wait for it.
     pub fn read<R>(
         &self,
         store: &Store,
@@ -206,17 +207,22 @@ impl Handle {
         give: impl FnOnce(&[u8]) -> R,
     ) -> Result<R> {
         let mut st = self.state.lock();
-        match &mut st.body {
-            Body::Mem(v) => Ok(give(slice(v, offset, size))),
-            Body::Spill(s) => Ok(give(&s.read_at(offset, size)?)),
+        let own = match &mut st.body {
+            Body::Mem(v) => slice(v, offset, size).to_vec(),
+            Body::Spill(s) => s.read_at(offset, size)?,
             Body::Committed(pin) => {
                 let value = match pin {
-                    Some(v) => v,
-                    None => pin.insert(store.value(key).ok_or(Error::Stale)?),
+                    Some(v) => v.clone(),
+                    None => pin
+                        .insert(Arc::new(store.value(key).ok_or(Error::Stale)?))
+                        .clone(),
                 };
-                Ok(give(&value.bytes(offset, size)?))
+                drop(st);
+                return Ok(give(&value.bytes(offset, size)?));
             }
-        }
+        };
+        drop(st);
+        Ok(give(&own))
     }
 
     /// Writes `data` at `offset` (at the end in append mode); returns the
@@ -373,7 +379,7 @@ fn materialize(st: &mut State, store: &Store, key: &[u8]) -> Result<()> {
     let Body::Committed(pin) = &mut st.body else {
         return Ok(());
     };
-    let Some(value) = pin.take().or_else(|| store.value(key)) else {
+    let Some(value) = pin.take().or_else(|| store.value(key).map(Arc::new)) else {
         st.body = Body::Mem(Vec::new());
         return Ok(());
     };
