@@ -271,7 +271,9 @@ impl CaskFs {
             Some(_) => {
                 let h = Handle::new(ino, OpenMode::default(), false);
                 h.truncate(&self.store, key, size)?;
-                h.commit(&self.store, Some(key), true).map(|_| ())
+                h.commit(&self.store, Some(key), true)?;
+                self.supersede_others(ino, None);
+                Ok(())
             }
             None if self.inodes.is_pending(ino) => {
                 for h in self.handles.for_ino(ino) {
@@ -407,7 +409,21 @@ impl CaskFs {
                 Err(_) => self.creation_abandoned(h.ino),
             }
         }
-        result.map(|stored| stored && key.is_some())
+        let stored = result? && key.is_some();
+        if stored {
+            self.supersede_others(h.ino, Some(h));
+        }
+        Ok(stored)
+    }
+
+    /// A new value of `ino` was stored: truncations other handles left for
+    /// their release (their close returned before this) are now older.
+    fn supersede_others(&self, ino: u64, by: Option<&Handle>) {
+        for other in self.handles.for_ino(ino) {
+            if !by.is_some_and(|by| std::ptr::eq(by, &*other)) {
+                other.supersede();
+            }
+        }
     }
 
     /// close(2) of one descriptor: commits the handle's changes, and its
@@ -645,4 +661,70 @@ fn statvfs(dir: &Path) -> Result<libc::statvfs> {
         return Err(Error::Io(std::io::Error::last_os_error()));
     }
     Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    //! The order of closes, driven without a kernel: the kernel sends a
+    //! release after close(2) has returned, so it may arrive after another
+    //! handle's close.
+
+    use super::*;
+
+    fn mounted() -> (tempfile::TempDir, CaskFs) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), engine::Options::default()).unwrap();
+        let opts = FsOptions {
+            owner: Owner::current(),
+            read_only: false,
+        };
+        (dir, CaskFs::new(Arc::new(store), opts))
+    }
+
+    /// `k` holding "old", a writer with "newer" not yet closed, and an
+    /// `O_TRUNC` open that writes nothing, closed first.
+    fn writer_and_truncation(fs: &CaskFs) -> (u64, u64) {
+        fs.store().put(b"k", b"old").unwrap();
+        let ino = fs.lookup(ROOT_INO, b"k").unwrap().ino;
+        let writer = fs.open(ino, libc::O_WRONLY).unwrap().fh;
+        fs.write(writer, 0, b"newer").unwrap();
+        let trunc = fs.open(ino, libc::O_WRONLY | libc::O_TRUNC).unwrap().fh;
+        fs.flush(trunc).unwrap();
+        (writer, trunc)
+    }
+
+    #[test]
+    fn a_late_release_does_not_undo_a_later_close() {
+        let (_dir, fs) = mounted();
+        let (writer, trunc) = writer_and_truncation(&fs);
+        fs.flush(writer).unwrap();
+        fs.release(writer).unwrap();
+        fs.release(trunc).unwrap();
+        assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"newer");
+    }
+
+    #[test]
+    fn a_release_before_the_other_close_truncates_first() {
+        let (_dir, fs) = mounted();
+        let (writer, trunc) = writer_and_truncation(&fs);
+        fs.release(trunc).unwrap();
+        assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"");
+        fs.flush(writer).unwrap();
+        fs.release(writer).unwrap();
+        assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"newer");
+    }
+
+    /// A shell's `: > k` closes a dup first: its second flush is the close
+    /// the user sees, and here it is the latest.
+    #[test]
+    fn a_second_flush_commits_the_truncation_after_another_close() {
+        let (_dir, fs) = mounted();
+        let (writer, trunc) = writer_and_truncation(&fs);
+        fs.flush(writer).unwrap();
+        fs.release(writer).unwrap();
+        fs.flush(trunc).unwrap();
+        assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"");
+        fs.release(trunc).unwrap();
+        assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"");
+    }
 }

@@ -55,6 +55,10 @@ struct State {
     written: bool,
     /// Flushes seen while the only change was the empty start.
     empty_flushes: u32,
+    /// Another handle stored a value of the key after such a flush: that
+    /// value is newer than this handle's close, so the release does not
+    /// replace it with the empty start.
+    superseded: bool,
     /// A write failed (EFBIG, ENOSPC): the buffer is incomplete and must
     /// never be committed; flush reports this errno.
     poisoned: Option<i32>,
@@ -161,6 +165,7 @@ impl Handle {
                 dirty: mode.truncate,
                 written: false,
                 empty_flushes: 0,
+                superseded: false,
                 poisoned: None,
             }),
         }
@@ -312,6 +317,16 @@ impl Handle {
         Ok(())
     }
 
+    /// Another handle of this key stored a value. If this handle's close
+    /// already returned with only its empty start left to commit (a
+    /// skipped flush), that close is the older one.
+    pub fn supersede(&self) {
+        let mut st = self.state.lock();
+        if st.dirty && !st.written && st.empty_flushes > 0 {
+            st.superseded = true;
+        }
+    }
+
     /// Stores the buffer as the value of `key` if it holds changes, and
     /// says whether it did. A failed commit is reported once and the
     /// changes are dropped, so a later flush or release does not store what
@@ -322,7 +337,8 @@ impl Handle {
     /// dup2()s and closes the descriptor before anything is written, and
     /// committing there would show readers an empty value that is neither
     /// the old one nor the new one. The second such flush (`: > k`) or the
-    /// release commits it.
+    /// release commits it; the release not if another handle stored a
+    /// value of the key after the skipped flush (`superseded`).
     pub fn commit(&self, store: &Store, key: Option<&[u8]>, last: bool) -> Result<bool> {
         let mut st = self.state.lock();
         if let Some(code) = st.poisoned.take() {
@@ -337,8 +353,13 @@ impl Handle {
                 return Ok(false);
             }
         }
+        let dropped = last && !st.written && st.superseded;
         st.dirty = false;
         st.written = false;
+        st.superseded = false;
+        if dropped {
+            return Ok(false);
+        }
         let Some(key) = key else {
             // The key was removed while open: its data goes with it.
             log::debug!("dropping writes to removed inode {}", self.ino);
