@@ -8,12 +8,13 @@ use std::io::{Read, Write};
 use std::os::fd::{AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Args;
 use fuser::{Config, MountOption, Session, SessionACL};
 use log::{debug, info, warn};
 
-use crate::engine::{Options, Store, SyncPolicy, parse_size};
+use crate::engine::{Options, Store, SyncPolicy, parse_ratio, parse_secs, parse_size};
 use crate::fs::{CaskFs, CaskFuse, FsOptions, Owner};
 
 #[derive(Args, Debug, Clone)]
@@ -47,12 +48,49 @@ pub struct MountArgs {
     /// Do not merge segments in the background (SIGUSR1 still asks for one).
     #[arg(long)]
     pub no_compaction: bool,
+    /// Merge in the background once at least this share (0 to 1) of the
+    /// closed segments' bytes is dead (superseded or deleted), and at least
+    /// --merge-min-dead-bytes are.
+    #[arg(long, value_name = "R", value_parser = parse_ratio, default_value = "0.5")]
+    pub merge_dead_ratio: f64,
+    /// The dead bytes a background merge waits for, besides
+    /// --merge-dead-ratio (K, M, G suffixes) [default: the segment size, at
+    /// most 16M].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub merge_min_dead_bytes: Option<u64>,
+    /// Merge in the background when there are more than N closed segments
+    /// beyond those their live data fills, whatever is dead.
+    #[arg(long, value_name = "N", default_value_t = 16)]
+    pub merge_max_segments: usize,
+    /// How often the merge thread checks whether a merge is due, besides
+    /// after every segment roll (seconds, fractions allowed).
+    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "60")]
+    pub merge_interval: Duration,
     /// With --daemon, append log lines here instead of discarding them.
     #[arg(long)]
     pub log_file: Option<PathBuf>,
 }
 
 type Res<T> = Result<T, String>;
+
+impl MountArgs {
+    /// The engine options these arguments ask for.
+    pub fn engine_options(&self) -> Options {
+        Options {
+            max_segment_size: self.max_segment_size,
+            max_value_size: self.max_value_size,
+            sync: self.sync,
+            read_only: self.read_only,
+            create_if_missing: !self.read_only,
+            compaction: !self.no_compaction,
+            compact_dead_ratio: self.merge_dead_ratio,
+            compact_min_dead_bytes: self.merge_min_dead_bytes,
+            compact_max_segments: self.merge_max_segments,
+            compact_interval: self.merge_interval,
+            ..Options::default()
+        }
+    }
+}
 
 pub fn run(args: MountArgs) -> Res<()> {
     let mountpoint = check_mountpoint(&args.mountpoint)?;
@@ -203,16 +241,8 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
     // Block the stop signals and SIGUSR1 (merge now) in every thread (they
     // inherit the mask); one thread waits for them with sigwait.
     let signals = block_stop_signals()?;
-    let opts = Options {
-        max_segment_size: args.max_segment_size,
-        max_value_size: args.max_value_size,
-        sync: args.sync,
-        read_only: args.read_only,
-        create_if_missing: !args.read_only,
-        compaction: !args.no_compaction,
-        ..Options::default()
-    };
-    let store = Arc::new(Store::open(&args.data_dir, opts).map_err(|e| e.to_string())?);
+    let store =
+        Arc::new(Store::open(&args.data_dir, args.engine_options()).map_err(|e| e.to_string())?);
     let fs = CaskFs::new(
         store.clone(),
         FsOptions {
@@ -366,5 +396,56 @@ mod tests {
         assert_eq!(unescape_mountinfo(r"/tmp/a\040b"), "/tmp/a b");
         assert_eq!(unescape_mountinfo("/plain"), "/plain");
         assert_eq!(unescape_mountinfo(r"/end\"), r"/end\");
+    }
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: MountArgs,
+    }
+
+    fn parse(extra: &[&str]) -> Result<Options, String> {
+        use clap::Parser;
+        let argv = ["caskfs", "data", "mnt"].iter().chain(extra);
+        Cli::try_parse_from(argv)
+            .map(|c| c.args.engine_options())
+            .map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn merge_options_default_to_the_engine_defaults() {
+        let o = parse(&[]).unwrap();
+        let d = Options::default();
+        assert!(o.compaction);
+        assert_eq!(o.compact_dead_ratio, d.compact_dead_ratio);
+        assert_eq!(o.compact_min_dead_bytes, d.compact_min_dead_bytes);
+        assert_eq!(o.compact_max_segments, d.compact_max_segments);
+        assert_eq!(o.compact_interval, d.compact_interval);
+        assert_eq!(o.max_segment_size, d.max_segment_size);
+    }
+
+    #[test]
+    fn merge_options_are_passed_to_the_engine() {
+        let o = parse(&[
+            "--merge-dead-ratio",
+            "0.25",
+            "--merge-min-dead-bytes",
+            "2M",
+            "--merge-max-segments",
+            "4",
+            "--merge-interval",
+            "0.5",
+            "--no-compaction",
+        ])
+        .unwrap();
+        assert!(!o.compaction);
+        assert_eq!(o.compact_dead_ratio, 0.25);
+        assert_eq!(o.compact_min_dead_bytes, Some(2 << 20));
+        assert_eq!(o.compact_max_segments, 4);
+        assert_eq!(o.compact_interval, Duration::from_millis(500));
+        assert!(parse(&["--merge-dead-ratio", "2"]).is_err());
+        assert!(parse(&["--merge-interval", "0"]).is_err());
+        assert!(parse(&["--merge-min-dead-bytes", "lots"]).is_err());
+        assert!(parse(&["--merge-max-segments", "-1"]).is_err());
     }
 }

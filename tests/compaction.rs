@@ -221,7 +221,7 @@ fn random_operations_with_merges_and_reopens_match_a_model() {
         let o = Options {
             compaction: background,
             compact_max_segments: 4,
-            compact_min_dead_bytes: 0,
+            compact_min_dead_bytes: Some(0),
             compact_interval: Duration::from_millis(5),
             ..opts()
         };
@@ -301,7 +301,7 @@ fn readers_and_a_writer_carry_on_while_merges_run() {
     let o = Options {
         compaction: true,
         compact_max_segments: 3,
-        compact_min_dead_bytes: 0,
+        compact_min_dead_bytes: Some(0),
         compact_interval: Duration::from_millis(1),
         ..opts()
     };
@@ -364,7 +364,7 @@ fn overwriting_the_same_keys_keeps_disk_use_near_the_live_data() {
     let o = Options {
         max_segment_size: 64 * 1024,
         compaction: true,
-        compact_min_dead_bytes: 64 * 1024,
+        compact_min_dead_bytes: Some(64 * 1024),
         compact_interval: Duration::from_millis(10),
         ..Options::default()
     };

@@ -458,7 +458,7 @@ fn model_seed_5_with_compaction() {
     let opts = Options {
         compaction: true,
         compact_max_segments: 2,
-        compact_min_dead_bytes: 0,
+        compact_min_dead_bytes: Some(0),
         compact_dead_ratio: 0.0,
         compact_interval: Duration::from_millis(5),
         ..small_opts()

@@ -24,10 +24,10 @@ mod store;
 mod writer;
 
 pub use check::{CheckReport, check};
-pub use compaction::{CrashPoint, MergeReport};
+pub use compaction::{CrashPoint, MergeOutlook, MergeReport};
 pub use error::{Error, Result};
 pub use key::{MAX_KEY_LEN, validate_key};
-pub use options::{Options, SyncPolicy, parse_size};
+pub use options::{Options, SyncPolicy, parse_ratio, parse_secs, parse_size};
 pub use repair::{LOST_AND_FOUND, RepairReport, repair};
 pub use stats::{SegmentStats, Stats};
 pub use store::{BatchOp, Metadata, Store, Value};

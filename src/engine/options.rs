@@ -53,13 +53,20 @@ pub struct Options {
     /// Create the directory and an empty store when missing.
     pub create_if_missing: bool,
     /// Merge in the background when the thresholds below are met (when
-    /// off, merges happen only when asked for).
+    /// off, merges happen only when asked for). A background merge takes
+    /// every closed segment; the thresholds are judged on what it would
+    /// drop and write, so that they scale with the store (see
+    /// `MergeOutlook::worth_merging`).
     pub compaction: bool,
-    /// Merge when at least this share of the closed segments' bytes is dead…
+    /// Merge when at least this share of the closed segments' bytes is dead
+    /// (superseded values, deleted keys, tombstones)…
     pub compact_dead_ratio: f64,
-    /// …and at least this many bytes are dead;
-    pub compact_min_dead_bytes: u64,
-    /// or when there are more closed segments than this.
+    /// …and at least this many bytes are dead; `None`: one segment's worth,
+    /// at most 16 MiB (see [`Options::min_dead_bytes`]);
+    pub compact_min_dead_bytes: Option<u64>,
+    /// or when a merge would leave more than this many fewer closed
+    /// segments: more closed segments than this beyond the ones their live
+    /// data fills.
     pub compact_max_segments: usize,
     /// How often the merge thread looks, besides after every segment roll.
     pub compact_interval: Duration,
@@ -77,7 +84,7 @@ impl Default for Options {
             create_if_missing: true,
             compaction: true,
             compact_dead_ratio: 0.5,
-            compact_min_dead_bytes: 16 << 20,
+            compact_min_dead_bytes: None,
             compact_max_segments: 16,
             compact_interval: Duration::from_secs(60),
             crash_point: None,
@@ -85,7 +92,28 @@ impl Default for Options {
     }
 }
 
+/// The most dead bytes a background merge waits for by default, whatever
+/// the segment size (Bitcask's `dead_bytes_merge_trigger` is 512 MiB, for
+/// 2 GiB files).
+pub const DEFAULT_MIN_DEAD_BYTES_CAP: u64 = 16 << 20;
+
 impl Options {
+    /// The dead bytes a background merge waits for: the option, or by
+    /// default one segment's worth, at most 16 MiB.
+    ///
+    /// One segment, not a fixed amount, so that a small store is merged as
+    /// soon as it has a segment's worth of garbage (with the dead-ratio
+    /// test, at least as many dead bytes as live ones): at rest, the
+    /// segments then hold at most twice the live data plus the active
+    /// segment plus one segment of garbage. A merge writes the live data
+    /// again, so with the ratio at 1/2 it never writes more than it frees.
+    /// Capped, so that a store with large segments does not keep up to a
+    /// whole 2 GiB segment of garbage.
+    pub fn min_dead_bytes(&self) -> u64 {
+        self.compact_min_dead_bytes
+            .unwrap_or_else(|| self.max_segment_size.min(DEFAULT_MIN_DEAD_BYTES_CAP))
+    }
+
     pub fn validate(&self) -> Result<()> {
         if !(4096..=MAX_SEGMENT_SIZE_LIMIT).contains(&self.max_segment_size) {
             return Err(Error::InvalidOption(format!(
@@ -105,6 +133,11 @@ impl Options {
                 self.compact_dead_ratio
             )));
         }
+        if self.compact_interval.is_zero() {
+            return Err(Error::InvalidOption(
+                "the merge interval must be longer than zero".into(),
+            ));
+        }
         Ok(())
     }
 }
@@ -123,6 +156,27 @@ pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
         .ok()
         .and_then(|n| n.checked_mul(1 << shift))
         .ok_or_else(|| format!("bad size \"{s}\": use a number with an optional K, M or G suffix"))
+}
+
+/// Parses a share such as `0.5` (0 to 1).
+pub fn parse_ratio(s: &str) -> std::result::Result<f64, String> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|r| (0.0..=1.0).contains(r))
+        .ok_or_else(|| format!("bad ratio \"{s}\": use a number from 0 to 1, such as 0.5"))
+}
+
+/// Parses a number of seconds such as `60` or `0.5` (more than zero).
+pub fn parse_secs(s: &str) -> std::result::Result<Duration, String> {
+    s.trim()
+        .parse::<f64>()
+        .ok()
+        .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| {
+            format!("bad duration \"{s}\": use a number of seconds above 0, such as 60 or 0.5")
+        })
 }
 
 #[cfg(test)]
@@ -145,5 +199,36 @@ mod tests {
         );
         assert!("interval=0".parse::<SyncPolicy>().is_err());
         assert!("sometimes".parse::<SyncPolicy>().is_err());
+        assert_eq!(parse_ratio("0.5"), Ok(0.5));
+        assert_eq!(parse_ratio("1"), Ok(1.0));
+        assert!(parse_ratio("1.5").is_err());
+        assert!(parse_ratio("-0.1").is_err());
+        assert!(parse_ratio("NaN").is_err());
+        assert_eq!(parse_secs("60"), Ok(Duration::from_secs(60)));
+        assert_eq!(parse_secs("0.25"), Ok(Duration::from_millis(250)));
+        assert!(parse_secs("0").is_err());
+        assert!(parse_secs("-1").is_err());
+        assert!(parse_secs("inf").is_err());
+        assert!(parse_secs("soon").is_err());
+    }
+
+    #[test]
+    fn the_dead_bytes_trigger_scales_with_the_segment_size() {
+        let with = |seg: u64, min: Option<u64>| Options {
+            max_segment_size: seg,
+            compact_min_dead_bytes: min,
+            ..Options::default()
+        };
+        assert_eq!(with(1 << 20, None).min_dead_bytes(), 1 << 20);
+        assert_eq!(with(4096, None).min_dead_bytes(), 4096);
+        assert_eq!(with(64 << 20, None).min_dead_bytes(), 16 << 20);
+        assert_eq!(with(64 << 20, Some(0)).min_dead_bytes(), 0);
+        assert_eq!(with(4096, Some(1 << 30)).min_dead_bytes(), 1 << 30);
+        let zero = Options {
+            compact_interval: Duration::ZERO,
+            ..Options::default()
+        };
+        assert!(zero.validate().is_err());
+        assert!(Options::default().validate().is_ok());
     }
 }

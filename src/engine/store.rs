@@ -17,7 +17,7 @@ use log::{info, warn};
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::background::Signals;
-use super::compaction::MergeReport;
+use super::compaction::{MergeOutlook, MergeReport};
 use super::error::{Error, Result, show_key};
 use super::format::SEGMENT_HEADER_LEN;
 use super::hint;
@@ -418,6 +418,12 @@ impl Store {
         self.inner.compact_all()
     }
 
+    /// What a merge of every closed segment would do now; its
+    /// `worth_merging(store.options())` is what the merge thread decides by.
+    pub fn merge_outlook(&self) -> MergeOutlook {
+        self.inner.merge_outlook()
+    }
+
     /// Merges the closed segments `ids` (oldest first, next to each other).
     pub fn compact_segments(&self, ids: &[u64]) -> Result<MergeReport> {
         self.inner.merge(ids)
@@ -605,6 +611,8 @@ impl Inner {
             active: seg,
             closed,
         });
+        drop(version);
+        self.note_roll();
         Ok(())
     }
 }
