@@ -14,9 +14,11 @@ use log::{debug, warn};
 use parking_lot::Mutex;
 
 use super::attr::{Attr, Kind, Owner, ROOT_INO};
+use super::draft::{Closer, Draft};
 use super::errno::{Error, Result};
 use super::handle::{Handle, HandleTable, OpenMode};
 use super::inode::InodeTable;
+use super::process::Opener;
 use crate::engine::{self, MAX_KEY_LEN, Store, validate_key};
 
 /// An open file: its handle number, and whether it may write.
@@ -74,6 +76,17 @@ const RENAME_NOREPLACE: u32 = 1;
 const RENAME_EXCHANGE: u32 = 2;
 const RENAME_WHITEOUT: u32 = 4;
 
+/// What the kernel caches that the daemon must correct when it changes
+/// without a request the kernel saw: the adapter tells the kernel.
+pub trait KernelCache: Send + Sync {
+    /// The size or mtime of `ino` changed: a commit stored a new value, or
+    /// a process's draft began to differ from the store.
+    fn attrs_changed(&self, ino: u64);
+    /// The root's listing changed: a created key whose first value was
+    /// never stored.
+    fn listing_changed(&self);
+}
+
 pub struct CaskFs {
     store: Arc<Store>,
     opts: FsOptions,
@@ -83,9 +96,7 @@ pub struct CaskFs {
     /// first readdir (a listing the kernel serves from its cache never
     /// asks, so opendir itself must stay cheap).
     dirs: Mutex<HashMap<u64, Option<Arc<Vec<DirEntry>>>>>,
-    /// Told when the key set changed without a directory operation the
-    /// kernel saw: a created key whose first value was never stored.
-    listing_changed: OnceLock<Box<dyn Fn() + Send + Sync>>,
+    kernel: OnceLock<Box<dyn KernelCache>>,
     next_dir: AtomicU64,
     mounted_at: SystemTime,
     /// When the data disk's free bytes were last asked, and the answer.
@@ -100,7 +111,7 @@ impl CaskFs {
             inodes: InodeTable::default(),
             handles: HandleTable::default(),
             dirs: Mutex::new(HashMap::new()),
-            listing_changed: OnceLock::new(),
+            kernel: OnceLock::new(),
             next_dir: AtomicU64::new(0),
             mounted_at: SystemTime::now(),
             free_space: Mutex::new((Instant::now(), 0)),
@@ -145,26 +156,39 @@ impl CaskFs {
         Attr::root(self.mounted_at, self.opts.owner)
     }
 
-    /// The attributes of `key` as the store has them, or as a pending
-    /// creation if only an open handle holds it.
-    fn key_attr(&self, ino: u64, key: &[u8]) -> Result<Attr> {
-        if let Some(m) = self.store.metadata(key) {
-            return Ok(Attr::file(ino, m.len, m.mtime, self.opts.owner));
-        }
-        if self.inodes.is_pending(ino) {
-            let len = self
-                .handles
-                .for_ino(ino)
+    /// The attributes of `key` as thread `tid` sees them: as its process's
+    /// draft has them, or as the store does, or as a pending creation
+    /// (empty) if only an open handle holds it. `own` is the draft of the
+    /// descriptor asked through, if any.
+    fn key_attr(&self, ino: u64, key: &[u8], tid: u32, own: Option<&Draft>) -> Result<Attr> {
+        let drafts = self.handles.drafts_of(ino);
+        let changed: Vec<_> = drafts
+            .iter()
+            .filter_map(|d| d.local().map(|m| (d, m)))
+            .collect();
+        let mine = match own {
+            Some(d) => d.local(),
+            None => changed
                 .iter()
-                .filter_map(|h| h.local_len())
-                .max()
-                .unwrap_or(0);
-            // Its commit may still fail: the kernel must not keep it.
-            let mut attr = Attr::file(ino, len, SystemTime::now(), self.opts.owner);
-            attr.cacheable = false;
-            return Ok(attr);
-        }
-        Err(Error::NotFound)
+                .find(|(d, _)| d.opener.is(tid))
+                .map(|(_, m)| *m),
+        };
+        let committed = self.store.metadata(key);
+        let pending = committed.is_none() && self.inodes.is_pending(ino);
+        let m = match (mine, committed) {
+            (Some(m), _) | (None, Some(m)) => m,
+            (None, None) if pending => engine::Metadata {
+                len: 0,
+                mtime: SystemTime::now(),
+            },
+            (None, None) => return Err(Error::NotFound),
+        };
+        let mut attr = Attr::file(ino, m.len, m.mtime, self.opts.owner);
+        // The kernel keeps one set of attributes for all processes: none
+        // while they differ between processes, or while a creation's
+        // commit may still fail.
+        attr.cacheable = changed.is_empty() && !pending;
+        Ok(attr)
     }
 
     fn exists(&self, key: &[u8]) -> bool {
@@ -175,19 +199,21 @@ impl CaskFs {
                 .is_some_and(|ino| self.inodes.is_pending(ino))
     }
 
-    pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Attr> {
+    pub fn lookup(&self, parent: u64, name: &[u8], tid: u32) -> Result<Attr> {
         let key = self.key(parent, name)?;
         if self.store.contains(key) {
             let ino = self.inodes.ino_for(key);
-            return self.key_attr(ino, key);
+            return self.key_attr(ino, key, tid, None);
         }
         match self.inodes.lookup(key) {
-            Some(ino) => self.key_attr(ino, key),
+            Some(ino) => self.key_attr(ino, key, tid, None),
             None => Err(Error::NotFound),
         }
     }
 
-    pub fn getattr(&self, ino: u64, fh: Option<u64>) -> Result<Attr> {
+    /// Attributes as thread `tid` sees them, through descriptor `fh` if
+    /// the kernel names one (it does for `SEEK_END`, not for `fstat`).
+    pub fn getattr(&self, ino: u64, fh: Option<u64>, tid: u32) -> Result<Attr> {
         if ino == ROOT_INO {
             return Ok(self.root_attr());
         }
@@ -201,26 +227,21 @@ impl CaskFs {
             let h = handle
                 .or_else(|| self.handles.for_ino(ino).into_iter().next())
                 .ok_or(Error::NotFound)?;
-            let (size, mtime) = match (h.local_len(), h.pinned()) {
-                (Some(len), _) => (len, SystemTime::now()),
-                (None, Some(m)) => (m.len, m.mtime),
-                (None, None) => return Err(Error::NotFound),
-            };
-            let mut attr = Attr::file(ino, size, mtime, self.opts.owner);
+            let m = h
+                .draft
+                .local()
+                .or_else(|| h.draft.pinned())
+                .ok_or(Error::NotFound)?;
+            let mut attr = Attr::file(ino, m.len, m.mtime, self.opts.owner);
             attr.nlink = 0;
             attr.cacheable = false;
             return Ok(attr);
         };
-        let mut attr = self.key_attr(ino, &key)?;
-        // Through its own handle a writer sees its own length.
-        if let Some(len) = handle.and_then(|h| h.local_len()) {
-            attr.size = len;
-            attr.cacheable = false;
-        }
-        Ok(attr)
+        let own = handle.as_ref().filter(|h| h.mode.write).map(|h| &*h.draft);
+        self.key_attr(ino, &key, tid, own)
     }
 
-    pub fn setattr(&self, ino: u64, req: SetAttr) -> Result<Attr> {
+    pub fn setattr(&self, ino: u64, req: SetAttr, tid: u32) -> Result<Attr> {
         let perm = if ino == ROOT_INO {
             super::attr::DIR_PERM
         } else {
@@ -245,7 +266,7 @@ impl CaskFs {
         }
         let key = self.inodes.key_of(ino).ok_or(Error::NotFound)?;
         if let Some(size) = req.size {
-            self.truncate(ino, &key, size, req.fh)?;
+            self.truncate(ino, &key, size, req.fh, tid)?;
         }
         if let Some(mtime) = req.mtime {
             match self.store.set_mtime(&key, mtime) {
@@ -255,36 +276,48 @@ impl CaskFs {
                 Err(e) => return Err(e.into()),
             }
         }
-        self.getattr(ino, req.fh)
+        self.getattr(ino, req.fh, tid)
     }
 
-    fn truncate(&self, ino: u64, key: &[u8], size: u64, fh: Option<u64>) -> Result<()> {
-        if let Some(h) = fh
-            .and_then(|fh| self.handles.get(fh).ok())
-            .filter(|h| h.mode.write && h.ino == ino)
-        {
-            return h.truncate(&self.store, key, size);
+    /// ftruncate changes the descriptor's draft; truncate(2) by path the
+    /// caller's draft if its process is writing the key, else the store
+    /// at once.
+    fn truncate(&self, ino: u64, key: &[u8], size: u64, fh: Option<u64>, tid: u32) -> Result<()> {
+        let draft = match fh.and_then(|fh| self.handles.get(fh).ok()) {
+            Some(h) if h.mode.write && h.ino == ino => Some(h.draft.clone()),
+            _ => self
+                .handles
+                .drafts_of(ino)
+                .into_iter()
+                .find(|d| d.opener.is(tid)),
+        };
+        if let Some(d) = draft {
+            let r = d.truncate(&self.store, key, size, tid);
+            return self.change(ino, r.map(|b| ((), b)));
         }
-        // truncate(2) by path: applied and committed at once.
         match self.store.metadata(key) {
             Some(m) if m.len == size => Ok(()),
-            Some(_) => {
-                let h = Handle::new(ino, OpenMode::default(), false);
-                h.truncate(&self.store, key, size)?;
-                h.commit(&self.store, Some(key), true)?;
-                self.supersede_others(ino, None);
+            // A key being created by another process is stored too: the
+            // last commit wins, as always.
+            Some(_) | None if self.inodes.is_pending(ino) || self.store.contains(key) => {
+                let d = Draft::on_committed(Opener::new(0));
+                d.truncate(&self.store, key, size, tid)?;
+                d.commit(&self.store, Some(key), None)?;
+                self.stored(ino, None);
                 Ok(())
             }
-            None if self.inodes.is_pending(ino) => {
-                for h in self.handles.for_ino(ino) {
-                    if h.mode.write {
-                        h.truncate(&self.store, key, size)?;
-                    }
-                }
-                Ok(())
-            }
-            None => Err(Error::NotFound),
+            _ => Err(Error::NotFound),
         }
+    }
+
+    /// After a change to a draft: when the draft began to differ from the
+    /// store, the kernel's cached size is no longer everyone's.
+    fn change<T>(&self, ino: u64, r: Result<(T, bool)>) -> Result<T> {
+        let (out, newly_local) = r?;
+        if newly_local && let Some(k) = self.kernel.get() {
+            k.attrs_changed(ino);
+        }
+        Ok(out)
     }
 
     /// Creates `name` and opens it. The key exists from now on, but its
@@ -295,6 +328,7 @@ impl CaskFs {
         name: &[u8],
         mode: u32,
         flags: i32,
+        tid: u32,
     ) -> Result<(Attr, Opened)> {
         self.writable()?;
         let key = self.key(parent, name)?;
@@ -308,8 +342,8 @@ impl CaskFs {
         }
         let ino = self.inodes.ino_for(key);
         if exists {
-            let opened = self.open(ino, flags)?;
-            return Ok((self.getattr(ino, Some(opened.fh))?, opened));
+            let opened = self.open(ino, flags, tid)?;
+            return Ok((self.getattr(ino, Some(opened.fh), tid)?, opened));
         }
         let open = OpenMode {
             write: true,
@@ -317,10 +351,17 @@ impl CaskFs {
             truncate: true,
         };
         self.inodes.add_pending(ino);
-        let (fh, _) = self.handles.insert(Handle::new(ino, open, true));
+        let draft = self.handles.draft_for(ino, tid, Draft::empty);
+        draft.start_empty();
+        draft.mark_created();
+        let (fh, h) = self.handles.insert(Handle {
+            ino,
+            mode: open,
+            draft,
+        });
         debug!("created {} as inode {ino}", show(key));
         let opened = Opened { fh, write: true };
-        Ok((self.key_attr(ino, key)?, opened))
+        Ok((self.key_attr(ino, key, tid, Some(&h.draft))?, opened))
     }
 
     /// mknod: regular files only, stored empty at once.
@@ -335,10 +376,10 @@ impl CaskFs {
         }
         self.store.put(key, b"")?;
         let ino = self.inodes.ino_for(key);
-        self.key_attr(ino, key)
+        self.key_attr(ino, key, 0, None)
     }
 
-    pub fn open(&self, ino: u64, flags: i32) -> Result<Opened> {
+    pub fn open(&self, ino: u64, flags: i32, tid: u32) -> Result<Opened> {
         if ino == ROOT_INO {
             return Err(Error::IsADirectory);
         }
@@ -346,10 +387,9 @@ impl CaskFs {
         // rm or mv raced this open): ESTALE makes the kernel look the name
         // up again, which creates it afresh for `echo v > k`.
         let key = self.inodes.key_of(ino).ok_or(Error::Stale)?;
-        self.key_attr(ino, &key).map_err(|e| match e {
-            Error::NotFound => Error::Stale,
-            e => e,
-        })?;
+        if !self.exists(&key) {
+            return Err(Error::Stale);
+        }
         let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
         if write {
             self.writable()?;
@@ -359,14 +399,29 @@ impl CaskFs {
             append: write && flags & libc::O_APPEND != 0,
             truncate: write && flags & libc::O_TRUNC != 0,
         };
-        let h = match self.store.value(&key) {
-            // A reader keeps the value it opened, whatever happens next.
-            Some(v) if !write => Handle::new_reader(ino, mode, v),
-            Some(_) => Handle::new(ino, mode, false),
-            // Being created by another handle: empty until that commits.
-            None => Handle::new_empty(ino, mode),
+        let draft = if write {
+            let d = self.handles.draft_for(ino, tid, |opener| {
+                if self.store.contains(&key) {
+                    Draft::on_committed(opener)
+                } else {
+                    // Being created by another process: empty until that
+                    // commits.
+                    Draft::empty(opener)
+                }
+            });
+            if mode.truncate {
+                d.start_empty();
+            }
+            d
+        } else {
+            // A reader keeps the value it opened (or its growth); of a key
+            // being created, the first value committed.
+            Arc::new(match self.store.value(&key) {
+                Some(v) => Draft::reader(v),
+                None => Draft::on_committed(Opener::new(0)),
+            })
         };
-        let (fh, _) = self.handles.insert(h);
+        let (fh, _) = self.handles.insert(Handle { ino, mode, draft });
         Ok(Opened { fh, write })
     }
 
@@ -380,76 +435,95 @@ impl CaskFs {
     ) -> Result<R> {
         let h = self.handles.get(fh)?;
         let key = self.inodes.key_of(h.ino).unwrap_or_default();
-        h.read(&self.store, &key, offset, size, give)
+        h.draft.read(&self.store, &key, offset, size, give)
     }
 
-    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<usize> {
+    /// Writes through handle `fh` for file table `owner` (the lock owner,
+    /// when the kernel names one). `from_cache` marks the kernel writing
+    /// back pages of a shared mapping: at their own offsets even through
+    /// an `O_APPEND` descriptor.
+    pub fn write(
+        &self,
+        fh: u64,
+        offset: u64,
+        data: &[u8],
+        from_cache: bool,
+        owner: Option<u64>,
+    ) -> Result<usize> {
         self.writable()?;
         let h = self.handles.get(fh)?;
         if !h.mode.write {
             return Err(Error::BadHandle);
         }
         let key = self.inodes.key_of(h.ino).unwrap_or_default();
-        h.write(&self.store, &key, offset, data, &|len| {
-            self.check_space(len)
-        })
+        let room = |len| self.check_space(len);
+        let append = h.mode.append && !from_cache;
+        let r = h
+            .draft
+            .write(&self.store, &key, offset, data, append, owner, &room);
+        self.change(h.ino, r)
     }
 
-    /// Commits `h` (see `Handle::commit` for `last`). A created key stops
-    /// being pending once its first commit is attempted: it is then in the
-    /// store, or the commit failed and it never will be.
-    /// Says whether a new value was stored: the kernel's cached attributes
-    /// of the inode are then out of date.
-    fn commit(&self, h: &Handle, last: bool) -> Result<bool> {
+    /// Commits `h`'s draft (see `Draft::commit` for `closer`). A created
+    /// key stops being pending once its first commit is attempted: it is
+    /// then in the store, or the commit failed and it never will be.
+    fn commit(&self, h: &Handle, closer: Option<Closer>) -> Result<()> {
         let key = self.inodes.key_of(h.ino);
-        let result = h.commit(&self.store, key.as_deref(), last);
-        if !matches!(result, Ok(false)) && h.end_pending() {
+        let result = h.draft.commit(&self.store, key.as_deref(), closer);
+        if !matches!(result, Ok(false)) && h.draft.end_pending() {
             match result {
                 Ok(_) => self.inodes.drop_pending(h.ino),
                 Err(_) => self.creation_abandoned(h.ino),
             }
         }
-        let stored = result? && key.is_some();
-        if stored {
-            self.supersede_others(h.ino, Some(h));
+        if result? && key.is_some() {
+            self.stored(h.ino, Some(&h.draft));
         }
-        Ok(stored)
+        Ok(())
     }
 
-    /// A new value of `ino` was stored: truncations other handles left for
-    /// their release (their close returned before this) are now older.
-    fn supersede_others(&self, ino: u64, by: Option<&Handle>) {
-        for other in self.handles.for_ino(ino) {
+    /// A new value of `ino` was stored (from draft `by`): the kernel's
+    /// cached size and mtime are out of date, and truncations other drafts
+    /// left for their release (their close returned before this) are now
+    /// older.
+    fn stored(&self, ino: u64, by: Option<&Draft>) {
+        if let Some(k) = self.kernel.get() {
+            k.attrs_changed(ino);
+        }
+        for other in self.handles.drafts_of(ino) {
             if !by.is_some_and(|by| std::ptr::eq(by, &*other)) {
                 other.supersede();
             }
         }
     }
 
-    /// close(2) of one descriptor: commits the handle's changes, and its
-    /// error is what close returns. True when a new value was stored.
-    pub fn flush(&self, fh: u64) -> Result<bool> {
+    /// close(2) of one descriptor by thread `tid` of file table `owner`
+    /// (its lock owner): commits its draft's changes, and its error is what
+    /// close returns.
+    pub fn flush(&self, fh: u64, owner: u64, tid: u32) -> Result<()> {
         let h = self.handles.get(fh)?;
-        self.commit(&h, false)
+        self.commit(&h, Some(Closer { owner, tid }))
     }
 
-    /// The last close of an open file. True when a new value was stored.
-    pub fn release(&self, fh: u64) -> Result<bool> {
+    /// The last close of an open file; the draft's last handle commits
+    /// what flushes left (an empty start), the others leave it to that one.
+    pub fn release(&self, fh: u64) -> Result<()> {
         let h = self.handles.remove(fh)?;
-        let result = self.commit(&h, true);
-        if h.end_pending() {
+        if self.handles.shares(&h.draft) {
+            return Ok(());
+        }
+        let result = self.commit(&h, None);
+        if h.draft.end_pending() {
             self.creation_abandoned(h.ino);
         }
         result
     }
 
-    /// Commits the handle and forces everything to disk. True when a new
-    /// value was stored.
-    pub fn fsync(&self, fh: u64) -> Result<bool> {
+    /// Commits the draft and forces everything to disk.
+    pub fn fsync(&self, fh: u64) -> Result<()> {
         let h = self.handles.get(fh)?;
-        let stored = self.commit(&h, true)?;
-        self.store.sync()?;
-        Ok(stored)
+        self.commit(&h, None)?;
+        Ok(self.store.sync()?)
     }
 
     /// access(2), asked only when the kernel does not check permissions
@@ -516,8 +590,8 @@ impl CaskFs {
         }
         if let Some(ino) = self.inodes.lookup(from) {
             for h in self.handles.for_ino(ino) {
-                if h.is_dirty() {
-                    self.commit(&h, true)?;
+                if h.draft.is_dirty() {
+                    self.commit(&h, None)?;
                 }
             }
         }
@@ -583,16 +657,16 @@ impl CaskFs {
         Ok((all, start))
     }
 
-    /// Who to tell when the key set changes behind the kernel's back.
-    pub fn on_listing_changed(&self, f: Box<dyn Fn() + Send + Sync>) {
-        let _ = self.listing_changed.set(f);
+    /// Who to tell when what the kernel caches changes behind its back.
+    pub fn set_kernel_cache(&self, k: Box<dyn KernelCache>) {
+        let _ = self.kernel.set(k);
     }
 
     /// A created key ends without a stored value: it leaves the listing.
     fn creation_abandoned(&self, ino: u64) {
         self.inodes.drop_pending(ino);
-        if let Some(tell) = self.listing_changed.get() {
-            tell();
+        if let Some(k) = self.kernel.get() {
+            k.listing_changed();
         }
     }
 
@@ -639,7 +713,7 @@ impl CaskFs {
     /// At unmount: commits whatever open handles still hold.
     pub fn shutdown(&self) {
         for h in self.handles.drain() {
-            if let Err(e) = self.commit(&h, true) {
+            if let Err(e) = self.commit(&h, None) {
                 warn!("committing inode {} at unmount: {e}", h.ino);
             }
         }
@@ -685,11 +759,12 @@ mod tests {
     /// `O_TRUNC` open that writes nothing, closed first.
     fn writer_and_truncation(fs: &CaskFs) -> (u64, u64) {
         fs.store().put(b"k", b"old").unwrap();
-        let ino = fs.lookup(ROOT_INO, b"k").unwrap().ino;
-        let writer = fs.open(ino, libc::O_WRONLY).unwrap().fh;
-        fs.write(writer, 0, b"newer").unwrap();
-        let trunc = fs.open(ino, libc::O_WRONLY | libc::O_TRUNC).unwrap().fh;
-        fs.flush(trunc).unwrap();
+        let ino = fs.lookup(ROOT_INO, b"k", 0).unwrap().ino;
+        // Two processes: the writer, and the one truncating.
+        let writer = fs.open(ino, libc::O_WRONLY, 1).unwrap().fh;
+        fs.write(writer, 0, b"newer", false, Some(1)).unwrap();
+        let trunc = fs.open(ino, libc::O_WRONLY | libc::O_TRUNC, 2).unwrap().fh;
+        fs.flush(trunc, 2, 2).unwrap();
         (writer, trunc)
     }
 
@@ -697,7 +772,7 @@ mod tests {
     fn a_late_release_does_not_undo_a_later_close() {
         let (_dir, fs) = mounted();
         let (writer, trunc) = writer_and_truncation(&fs);
-        fs.flush(writer).unwrap();
+        fs.flush(writer, 1, 1).unwrap();
         fs.release(writer).unwrap();
         fs.release(trunc).unwrap();
         assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"newer");
@@ -709,7 +784,7 @@ mod tests {
         let (writer, trunc) = writer_and_truncation(&fs);
         fs.release(trunc).unwrap();
         assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"");
-        fs.flush(writer).unwrap();
+        fs.flush(writer, 1, 1).unwrap();
         fs.release(writer).unwrap();
         assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"newer");
     }
@@ -720,11 +795,36 @@ mod tests {
     fn a_second_flush_commits_the_truncation_after_another_close() {
         let (_dir, fs) = mounted();
         let (writer, trunc) = writer_and_truncation(&fs);
-        fs.flush(writer).unwrap();
+        fs.flush(writer, 1, 1).unwrap();
         fs.release(writer).unwrap();
-        fs.flush(trunc).unwrap();
+        fs.flush(trunc, 2, 2).unwrap();
         assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"");
         fs.release(trunc).unwrap();
         assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"");
+    }
+
+    /// A child that inherited the writer's descriptor closes it (at exec
+    /// or exit) without having written: the writer's changes stay its own.
+    #[test]
+    fn a_close_by_a_process_that_never_wrote_does_not_commit() {
+        let (_dir, fs) = mounted();
+        fs.store().put(b"k", b"old").unwrap();
+        let ino = fs.lookup(ROOT_INO, b"k", 0).unwrap().ino;
+        let fh = fs.open(ino, libc::O_WRONLY, 1).unwrap().fh;
+        fs.write(fh, 0, b"new", false, Some(10)).unwrap();
+        fs.flush(fh, 20, 20).unwrap();
+        assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"old");
+        fs.flush(fh, 10, 1).unwrap();
+        assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"new");
+        // An empty start flushed once by each of two tables stays
+        // uncommitted; the second flush of one table commits it.
+        let t = fs.open(ino, libc::O_WRONLY | libc::O_TRUNC, 1).unwrap().fh;
+        fs.flush(t, 20, 20).unwrap();
+        fs.flush(t, 30, 30).unwrap();
+        assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"new");
+        fs.flush(t, 20, 20).unwrap();
+        assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"");
+        fs.release(t).unwrap();
+        fs.release(fh).unwrap();
     }
 }

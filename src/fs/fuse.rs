@@ -21,7 +21,7 @@ use log::{debug, warn};
 
 use super::attr::{Attr, BLOCK_SIZE, Kind, Owner, ROOT_INO, TTL};
 use super::errno::{Error, log_and_errno};
-use super::fs::{CaskFs, Opened, SetAttr};
+use super::fs::{CaskFs, KernelCache, Opened, SetAttr};
 
 pub struct CaskFuse {
     fs: CaskFs,
@@ -32,18 +32,7 @@ pub struct CaskFuse {
 impl CaskFuse {
     pub fn new(fs: CaskFs) -> CaskFuse {
         let notifier: Arc<OnceLock<Notifier>> = Arc::new(OnceLock::new());
-        // Listings are cached by the kernel (`opendir`), which drops them
-        // itself on every create, unlink and rename it sends; only a key
-        // that vanishes without one needs telling. Dropping the root's
-        // cached pages waits on no request, so it is safe in a handler.
-        let slot = notifier.clone();
-        fs.on_listing_changed(Box::new(move || {
-            if let Some(n) = slot.get()
-                && let Err(e) = n.inval_inode(INodeNo(ROOT_INO), 0, 0)
-            {
-                warn!("invalidating the cached listing: {e}");
-            }
-        }));
+        fs.set_kernel_cache(Box::new(Invalidator(notifier.clone())));
         CaskFuse { fs, notifier }
     }
 
@@ -51,29 +40,34 @@ impl CaskFuse {
     pub fn notifier_slot(&self) -> Arc<OnceLock<Notifier>> {
         self.notifier.clone()
     }
+}
 
-    /// Replies to a flush, release or fsync, telling the kernel first when
-    /// it stored a new value.
-    fn reply_commit(&self, reply: ReplyEmpty, op: &str, ino: INodeNo, r: Result<bool, Error>) {
-        if matches!(r, Ok(true)) {
-            self.committed(ino);
+/// Tells the kernel what changed behind its back. Both are called from
+/// inside request handlers, before the reply that lets the caller go on
+/// (a close, a write), so every later stat or listing asks again; an
+/// attribute reply already on its way is discarded by the kernel, whose
+/// attribute version this bumps. Neither drops data pages, so neither
+/// waits on a request in flight: data is never in the page cache (every
+/// open is direct I/O).
+struct Invalidator(Arc<OnceLock<Notifier>>);
+
+impl KernelCache for Invalidator {
+    fn attrs_changed(&self, ino: u64) {
+        if let Some(n) = self.0.get()
+            && let Err(e) = n.inval_inode(INodeNo(ino), -1, 0)
+        {
+            warn!("invalidating the attributes of inode {ino}: {e}");
         }
-        reply_empty(reply, op, r.map(|_| ()));
     }
 
-    /// A new value of `ino` was committed: the kernel's cached size and
-    /// mtime are out of date. Called before the reply that lets the
-    /// writer's close return, so that every later stat asks again (an
-    /// attribute reply already on its way is discarded by the kernel, whose
-    /// attribute version this bumps). Attributes only, never pages: that
-    /// invalidation takes no lock a request in flight can hold, so it is
-    /// safe from inside a request handler. Data is never in the page cache
-    /// (every open is direct I/O), so there are no pages to drop.
-    fn committed(&self, ino: INodeNo) {
-        if let Some(n) = self.notifier.get()
-            && let Err(e) = n.inval_inode(ino, -1, 0)
+    /// Listings are cached by the kernel (`opendir`), which drops them
+    /// itself on every create, unlink and rename it sends; only a key that
+    /// vanishes without one needs telling.
+    fn listing_changed(&self) {
+        if let Some(n) = self.0.get()
+            && let Err(e) = n.inval_inode(INodeNo(ROOT_INO), 0, 0)
         {
-            warn!("invalidating the attributes of inode {}: {e}", ino.0);
+            warn!("invalidating the cached listing: {e}");
         }
     }
 }
@@ -164,8 +158,8 @@ impl Filesystem for CaskFuse {
         self.fs.shutdown();
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        match self.fs.lookup(parent.0, name.as_bytes()) {
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        match self.fs.lookup(parent.0, name.as_bytes(), req.pid()) {
             // A missing name stays missing until a create or rename that
             // the kernel itself sends: it may remember the answer (an
             // entry with inode 0).
@@ -184,8 +178,8 @@ impl Filesystem for CaskFuse {
     // batch_forget keeps fuser's default, which calls `forget` above: its
     // argument type is not exported by fuser 0.18.
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.fs.getattr(ino.0, fh.map(|f| f.0)) {
+    fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        match self.fs.getattr(ino.0, fh.map(|f| f.0), req.pid()) {
             Ok(a) => reply.attr(&a.ttl(), &to_file_attr(&a)),
             Err(e) => reply.error(err("getattr", &e)),
         }
@@ -193,7 +187,7 @@ impl Filesystem for CaskFuse {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -209,7 +203,7 @@ impl Filesystem for CaskFuse {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        let req = SetAttr {
+        let change = SetAttr {
             mode,
             uid,
             gid,
@@ -217,7 +211,7 @@ impl Filesystem for CaskFuse {
             mtime: mtime.map(time),
             fh: fh.map(|f| f.0),
         };
-        match self.fs.setattr(ino.0, req) {
+        match self.fs.setattr(ino.0, change, req.pid()) {
             Ok(a) => reply.attr(&a.ttl(), &to_file_attr(&a)),
             Err(e) => reply.error(err("setattr", &e)),
         }
@@ -310,8 +304,8 @@ impl Filesystem for CaskFuse {
         reply.error(err("link", &self.fs.refuse("hard links")));
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.fs.open(ino.0, flags.0) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        match self.fs.open(ino.0, flags.0, req.pid()) {
             Ok(o) => reply.opened(FileHandle(o.fh), open_flags(&o)),
             Err(e) => reply.error(err("open", &e)),
         }
@@ -348,12 +342,14 @@ impl Filesystem for CaskFuse {
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
+        lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        match self.fs.write(fh.0, offset, data) {
+        let from_cache = write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
+        let owner = lock_owner.map(|o| o.0);
+        match self.fs.write(fh.0, offset, data, from_cache, owner) {
             Ok(n) => reply.written(n as u32),
             Err(e) => reply.error(err("write", &e)),
         }
@@ -361,37 +357,38 @@ impl Filesystem for CaskFuse {
 
     fn flush(
         &self,
-        _req: &Request,
-        ino: INodeNo,
+        req: &Request,
+        _ino: INodeNo,
         fh: FileHandle,
-        _lock_owner: LockOwner,
+        lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        self.reply_commit(reply, "flush", ino, self.fs.flush(fh.0));
+        let r = self.fs.flush(fh.0, lock_owner.0, req.pid());
+        reply_empty(reply, "flush", r);
     }
 
     fn release(
         &self,
         _req: &Request,
-        ino: INodeNo,
+        _ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.reply_commit(reply, "release", ino, self.fs.release(fh.0));
+        reply_empty(reply, "release", self.fs.release(fh.0));
     }
 
     fn fsync(
         &self,
         _req: &Request,
-        ino: INodeNo,
+        _ino: INodeNo,
         fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.reply_commit(reply, "fsync", ino, self.fs.fsync(fh.0));
+        reply_empty(reply, "fsync", self.fs.fsync(fh.0));
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -515,7 +512,7 @@ impl Filesystem for CaskFuse {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -523,7 +520,10 @@ impl Filesystem for CaskFuse {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        match self.fs.create(parent.0, name.as_bytes(), mode, flags) {
+        match self
+            .fs
+            .create(parent.0, name.as_bytes(), mode, flags, req.pid())
+        {
             Ok((a, o)) => reply.created(
                 &a.ttl(),
                 &to_file_attr(&a),

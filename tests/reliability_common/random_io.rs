@@ -1,49 +1,71 @@
 //! Randomized file I/O through the mount against a model of the contract:
-//! several handles open at once on a handful of keys; reads and writes at
-//! random offsets and sizes, truncates (grow and shrink), fsyncs, closes,
-//! renames and unlinks; checked after every operation.
+//! several descriptors open at once on a handful of keys (`O_RDONLY`,
+//! `O_WRONLY`, `O_RDWR`, with `O_TRUNC` or `O_APPEND`), reads and writes
+//! at random offsets and sizes, through the descriptor and through `mmap`,
+//! `ftruncate` up and down, fsyncs, closes, renames and unlinks. After
+//! every operation the data read and the sizes seen (`fstat` of each
+//! descriptor of the key, `stat` by path, `SEEK_END`) are checked.
 //!
-//! The model (docs/SEMANTICS.md): a handle's writes go to its own buffer,
-//! loaded from the value it pinned at its first read or, if it never read,
-//! from the committed value at its first write or truncate (`O_TRUNC` and a
-//! create start empty); close and fsync commit the buffer if it holds
-//! changes; a read-only handle pins the committed value at open; a handle
-//! opened on a key that another handle is still creating starts empty.
-//! Renames and unlinks are chosen only for keys no handle has open: what a
-//! handle sees after its key is moved or removed under it is not part of
-//! the model.
+//! The model (docs/SEMANTICS.md): all the descriptors this process has
+//! open for writing on a key share one draft, loaded from the value it
+//! pinned at its first read or, if it never read, from the committed value
+//! at its first write or truncate (`O_TRUNC` and a create start it empty);
+//! close and fsync commit the draft if it holds changes (a first close
+//! that finds only the empty start leaves it to the draft's last release);
+//! `fstat`, `stat` and `SEEK_END` show the draft's length once it differs
+//! from the store, else the committed one. A read-only descriptor pins the
+//! committed value at open (or none: empty, for a key being created), and
+//! moves on to a longer committed value that begins with every byte of its
+//! own when a read reaches its end. Renames
+//! and unlinks are chosen only for keys no descriptor has open: what a
+//! descriptor sees after its key is moved or removed under it is not part
+//! of the model.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
+use std::io::{Seek, SeekFrom};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
 use super::{Rng, close};
 
+/// A pinned value, or a buffer of changes.
 enum Body {
-    /// Not loaded; `Some` once pinned (at open for a reader, by the first
-    /// read for a writer).
+    /// Not loaded; `Some` once pinned by a read.
     Committed(Option<Vec<u8>>),
     Buf(Vec<u8>),
 }
 
-struct Handle {
-    file: File,
-    key: String,
-    write: bool,
-    append: bool,
+/// What this process's writing descriptors of one key share.
+struct Draft {
     body: Body,
     dirty: bool,
     /// A write or truncate happened since the last commit (not only the
     /// empty start of `O_TRUNC` or a create).
     written: bool,
+    /// Closes that found only the empty start.
+    empty_flushes: u32,
+}
+
+struct Handle {
+    file: File,
+    key: String,
+    /// Names the descriptor in the log of operations.
+    id: u64,
+    read: bool,
+    write: bool,
+    /// A reader's pinned value (writers read the draft); empty for a key
+    /// being created, which every committed value begins with.
+    pin: Vec<u8>,
 }
 
 #[derive(Default)]
 struct Model {
     committed: BTreeMap<String, Vec<u8>>,
-    /// Keys created by a handle and not committed yet.
+    /// Keys created by a descriptor and not committed yet.
     pending: BTreeSet<String>,
+    drafts: BTreeMap<String, Draft>,
 }
 
 fn slice(v: &[u8], off: u64, len: usize) -> Vec<u8> {
@@ -52,37 +74,101 @@ fn slice(v: &[u8], off: u64, len: usize) -> Vec<u8> {
     v[start..end].to_vec()
 }
 
-impl Handle {
-    fn view(&mut self, m: &Model) -> Vec<u8> {
-        match &mut self.body {
-            Body::Buf(b) => b.clone(),
-            Body::Committed(pin) => pin
-                .get_or_insert_with(|| m.committed.get(&self.key).cloned().unwrap_or_default())
-                .clone(),
+/// A pinned value after a read of `len` at `off`: the committed value if
+/// the read reached the end and that one grew from it.
+fn follow(pin: &mut Vec<u8>, committed: Option<&Vec<u8>>, off: u64, len: usize) {
+    if off + len as u64 > pin.len() as u64
+        && let Some(c) = committed
+        && c.len() > pin.len()
+        && c.starts_with(pin)
+    {
+        *pin = c.clone();
+    }
+}
+
+impl Model {
+    /// The bytes a read through `h` returns.
+    fn read(&mut self, h: &mut Handle, off: u64, len: usize) -> Vec<u8> {
+        let committed = self.committed.get(&h.key);
+        if !h.write {
+            follow(&mut h.pin, committed, off, len);
+            return slice(&h.pin, off, len);
+        }
+        let d = self.drafts.get_mut(&h.key).expect("a writer has a draft");
+        match &mut d.body {
+            Body::Buf(b) => slice(b, off, len),
+            Body::Committed(pin) => {
+                let pin = pin.get_or_insert_with(|| committed.cloned().unwrap_or_default());
+                follow(pin, committed, off, len);
+                slice(pin, off, len)
+            }
         }
     }
 
-    fn materialize(&mut self, m: &Model) -> &mut Vec<u8> {
-        if let Body::Committed(pin) = &mut self.body {
-            let v = pin
-                .take()
-                .unwrap_or_else(|| m.committed.get(&self.key).cloned().unwrap_or_default());
-            self.body = Body::Buf(v);
+    /// The length of what `h` reads now, as it stands (no read has moved
+    /// it on).
+    fn len_read(&self, h: &Handle) -> u64 {
+        if !h.write {
+            return h.pin.len() as u64;
         }
-        match &mut self.body {
+        let committed = self.committed.get(&h.key).map_or(0, Vec::len);
+        match &self.drafts[&h.key].body {
+            Body::Buf(b) => b.len() as u64,
+            Body::Committed(pin) => pin.as_ref().map_or(committed, Vec::len) as u64,
+        }
+    }
+
+    /// The draft of `key` as a buffer, loaded if it was not.
+    fn buf(&mut self, key: &str) -> &mut Vec<u8> {
+        let committed = self.committed.get(key).cloned().unwrap_or_default();
+        let d = self.drafts.get_mut(key).expect("a writer has a draft");
+        if let Body::Committed(pin) = &mut d.body {
+            d.body = Body::Buf(pin.take().unwrap_or(committed));
+        }
+        d.dirty = true;
+        d.written = true;
+        match &mut d.body {
             Body::Buf(b) => b,
             Body::Committed(_) => unreachable!(),
         }
     }
 
-    fn commit(&mut self, m: &mut Model) {
-        if self.dirty {
-            if let Body::Buf(b) = &self.body {
-                m.committed.insert(self.key.clone(), b.clone());
+    /// Commits `key`'s draft as a close (`last` false) or a release or
+    /// fsync would; says whether it stored.
+    fn commit(&mut self, key: &str, last: bool) -> bool {
+        let Some(d) = self.drafts.get_mut(key) else {
+            return false;
+        };
+        if !d.dirty {
+            return false;
+        }
+        if !d.written && !last {
+            d.empty_flushes += 1;
+            if d.empty_flushes < 2 {
+                return false;
             }
-            m.pending.remove(&self.key);
-            self.dirty = false;
-            self.written = false;
+        }
+        if let Body::Buf(b) = &d.body {
+            self.committed.insert(key.to_string(), b.clone());
+        }
+        self.pending.remove(key);
+        d.dirty = false;
+        d.written = false;
+        true
+    }
+
+    /// The size `fstat`, `stat` and `SEEK_END` show for `key` here.
+    fn size(&self, key: &str) -> Option<u64> {
+        if let Some(Draft {
+            body: Body::Buf(b), ..
+        }) = self.drafts.get(key)
+        {
+            return Some(b.len() as u64);
+        }
+        match self.committed.get(key) {
+            Some(v) => Some(v.len() as u64),
+            None if self.pending.contains(key) => Some(0),
+            None => None,
         }
     }
 }
@@ -91,16 +177,14 @@ impl Handle {
 /// the number checked. Panics with the seed and the last operations on
 /// the first difference.
 pub fn run(mnt: &Path, seed: u64, ops: u64) -> u64 {
-    let keys: Vec<String> = ["a", "b", "c", "d", "e"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let keys: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
     let mut rng = Rng::new(seed);
     let mut m = Model::default();
     let mut handles: Vec<Handle> = Vec::new();
+    let mut next_id = 0;
     let mut log: Vec<String> = Vec::new();
     let fail = |log: &[String], i: u64, what: String| -> ! {
-        let from = log.len().saturating_sub(30);
+        let from = log.len().saturating_sub(80);
         panic!(
             "random I/O seed {seed} (replay with CASKFS_SEED={seed}), op {i}: {what}\nlast operations:\n{}",
             log[from..].join("\n")
@@ -112,13 +196,17 @@ pub fn run(mnt: &Path, seed: u64, ops: u64) -> u64 {
         let open_on = |k: &str, hs: &[Handle]| hs.iter().any(|h| h.key == k);
         let choice = rng.below(100);
         let nh = handles.len();
+        // The key whose sizes are checked after the operation.
+        let mut touched = key.clone();
         match choice {
-            // open (read-only, read-write, O_TRUNC, O_APPEND) or create
-            0..=14 if nh < 5 => {
+            // open (read-only, write-only or read-write; O_TRUNC, O_APPEND)
+            // or create
+            0..=14 if nh < 6 => {
                 let exists = m.committed.contains_key(&key);
                 let pending = m.pending.contains(&key);
                 if !exists && !pending {
-                    log.push(format!("create {key}"));
+                    next_id += 1;
+                    log.push(format!("create {key}#{next_id}"));
                     let f = OpenOptions::new()
                         .read(true)
                         .write(true)
@@ -126,99 +214,172 @@ pub fn run(mnt: &Path, seed: u64, ops: u64) -> u64 {
                         .open(&path)
                         .unwrap_or_else(|e| fail(&log, i, format!("create {key}: {e}")));
                     m.pending.insert(key.clone());
+                    m.drafts.insert(
+                        key.clone(),
+                        Draft {
+                            body: Body::Buf(Vec::new()),
+                            dirty: true,
+                            written: false,
+                            empty_flushes: 0,
+                        },
+                    );
                     handles.push(Handle {
                         file: f,
                         key,
+                        id: next_id,
+                        read: true,
                         write: true,
-                        append: false,
-                        body: Body::Buf(Vec::new()),
-                        dirty: true,
-                        written: false,
+                        pin: Vec::new(),
                     });
+                } else {
+                    let write = rng.chance(60);
+                    let read = !write || rng.chance(70);
+                    let trunc = write && rng.chance(25);
+                    let append = write && !trunc && rng.chance(25);
+                    next_id += 1;
+                    log.push(format!(
+                        "open {key}#{next_id} read={read} write={write} trunc={trunc} append={append}"
+                    ));
+                    let mut o = OpenOptions::new();
+                    o.read(read).write(write).append(append);
+                    if trunc {
+                        o.custom_flags(libc::O_TRUNC);
+                    }
+                    let f = o
+                        .open(&path)
+                        .unwrap_or_else(|e| fail(&log, i, format!("open {key}: {e}")));
+                    if write {
+                        let d = m.drafts.entry(key.clone()).or_insert(Draft {
+                            body: if exists {
+                                Body::Committed(None)
+                            } else {
+                                Body::Buf(Vec::new())
+                            },
+                            dirty: false,
+                            written: false,
+                            empty_flushes: 0,
+                        });
+                        if trunc {
+                            d.body = Body::Buf(Vec::new());
+                            d.dirty = true;
+                            d.empty_flushes = 0;
+                        }
+                    }
+                    handles.push(Handle {
+                        file: f,
+                        key: key.clone(),
+                        id: next_id,
+                        read,
+                        write,
+                        pin: m.committed.get(&key).cloned().unwrap_or_default(),
+                    });
+                }
+            }
+            // read through a descriptor
+            15..=29 if nh > 0 => {
+                let idx = rng.below(nh as u64) as usize;
+                if !handles[idx].read {
                     continue;
                 }
-                let write = rng.chance(60);
-                let trunc = write && rng.chance(25);
-                let append = write && !trunc && rng.chance(25);
-                log.push(format!(
-                    "open {key} write={write} trunc={trunc} append={append}"
-                ));
-                let mut o = OpenOptions::new();
-                o.read(true).write(write).append(append);
-                if trunc {
-                    o.custom_flags(libc::O_TRUNC);
-                }
-                let f = o
-                    .open(&path)
-                    .unwrap_or_else(|e| fail(&log, i, format!("open {key}: {e}")));
-                let body = if trunc || !exists {
-                    Body::Buf(Vec::new())
-                } else if write {
-                    Body::Committed(None)
-                } else {
-                    // A reader keeps the value it opened.
-                    Body::Committed(m.committed.get(&key).cloned())
-                };
-                handles.push(Handle {
-                    file: f,
-                    key,
-                    write,
-                    append,
-                    body,
-                    dirty: trunc,
-                    written: false,
-                });
-            }
-            // read through a handle
-            15..=34 if nh > 0 => {
-                let h = &mut handles[rng.below(nh as u64) as usize];
-                let view = h.view(&m);
-                let off = rng.below(view.len() as u64 + 4096);
+                let h = &mut handles[idx];
+                touched = h.key.clone();
+                let size = m.size(&h.key).unwrap_or(0).max(h.pin.len() as u64);
+                let off = rng.below(size + 4096);
                 let len = rng.range(1, 16384) as usize;
                 let mut buf = vec![0u8; len];
-                log.push(format!("read {} at {off} len {len}", h.key));
+                log.push(format!("read {}#{} at {off} len {len}", h.key, h.id));
                 let n = read_full(&h.file, &mut buf, off)
                     .unwrap_or_else(|e| fail(&log, i, format!("read: {e}")));
-                let want = slice(&view, off, len);
+                let want = m.read(h, off, len);
                 if buf[..n] != want[..] {
+                    let at = buf[..n].iter().zip(&want).position(|(a, b)| a != b);
                     fail(
                         &log,
                         i,
                         format!(
-                            "read {} bytes, expected {} (or bytes differ)",
-                            n,
+                            "read {n} bytes, expected {}; first difference at {at:?}",
                             want.len()
                         ),
                     );
                 }
             }
-            // write through a handle
-            35..=54 if nh > 0 => {
+            // read through mmap (of what the descriptor reads now)
+            30..=33 if nh > 0 => {
+                let idx = rng.below(nh as u64) as usize;
+                if !handles[idx].read {
+                    continue;
+                }
+                let h = &mut handles[idx];
+                touched = h.key.clone();
+                let len = m.len_read(h);
+                if len == 0 || Some(len) != m.size(&h.key) {
+                    // Nothing to map; or the kernel's size is not what
+                    // this descriptor reads (a reader's older value, or
+                    // its process's draft): a mapping past the kernel's
+                    // size faults.
+                    continue;
+                }
+                let want = m.read(h, 0, len as usize);
+                log.push(format!("mmap read {}#{} len {len}", h.key, h.id));
+                let got = mmap_read(&h.file, want.len())
+                    .unwrap_or_else(|e| fail(&log, i, format!("mmap read: {e}")));
+                if got != want {
+                    fail(&log, i, "mmap read differs".into());
+                }
+            }
+            // write through a descriptor
+            34..=51 if nh > 0 => {
                 let idx = rng.below(nh as u64) as usize;
                 if !handles[idx].write {
                     continue;
                 }
                 let len = rng.range(1, 8192) as usize;
                 let data = rng.bytes(len);
-                let h = &mut handles[idx];
-                let (append, hkey) = (h.append, h.key.clone());
-                let buf = h.materialize(&m);
+                let (hkey, append) = (handles[idx].key.clone(), is_append(&handles[idx].file));
+                touched = hkey.clone();
+                let buf = m.buf(&hkey);
                 let off = if append {
                     buf.len() as u64
                 } else {
                     rng.below(buf.len() as u64 + 2048).min(40_000)
                 };
-                log.push(format!("write {hkey} at {off} len {len} (append {append})"));
+                log.push(format!(
+                    "write {hkey}#{} at {off} len {len} (append {append})",
+                    handles[idx].id
+                ));
                 let end = off as usize + len;
                 if buf.len() < end {
                     buf.resize(end, 0);
                 }
                 buf[off as usize..end].copy_from_slice(&data);
-                h.dirty = true;
-                h.written = true;
-                h.file
+                handles[idx]
+                    .file
                     .write_all_at(&data, off)
                     .unwrap_or_else(|e| fail(&log, i, format!("write: {e}")));
+            }
+            // write through mmap, within the current size
+            52..=54 if nh > 0 => {
+                let idx = rng.below(nh as u64) as usize;
+                let h = &handles[idx];
+                let size = m.size(&h.key).unwrap_or(0);
+                if !(h.read && h.write) || size == 0 {
+                    continue;
+                }
+                let hkey = h.key.clone();
+                touched = hkey.clone();
+                let off = rng.below(size);
+                let len = rng.range(1, 5000).min(size - off) as usize;
+                let data = rng.bytes(len);
+                log.push(format!(
+                    "mmap write {hkey}#{} at {off} len {len}",
+                    handles[idx].id
+                ));
+                mmap_write(&handles[idx].file, size as usize, off as usize, &data)
+                    .unwrap_or_else(|e| fail(&log, i, format!("mmap write: {e}")));
+                let buf = m.buf(&hkey);
+                buf[off as usize..off as usize + len].copy_from_slice(&data);
+                // msync(MS_SYNC) is an fsync of the mapped file.
+                m.commit(&hkey, true);
             }
             // ftruncate (grow or shrink)
             55..=61 if nh > 0 => {
@@ -226,45 +387,53 @@ pub fn run(mnt: &Path, seed: u64, ops: u64) -> u64 {
                 if !handles[idx].write {
                     continue;
                 }
-                let len = if rng.chance(20) { 0 } else { rng.below(30_000) };
-                let h = &mut handles[idx];
-                log.push(format!("ftruncate {} to {len}", h.key));
-                if len == 0 {
-                    h.body = Body::Buf(Vec::new());
+                let len = if rng.chance(20) {
+                    0
                 } else {
-                    h.materialize(&m).resize(len as usize, 0);
-                }
-                h.dirty = true;
-                h.written = true;
-                h.file
+                    rng.below(160_000)
+                };
+                let hkey = handles[idx].key.clone();
+                touched = hkey.clone();
+                log.push(format!("ftruncate {hkey}#{} to {len}", handles[idx].id));
+                m.buf(&hkey).resize(len as usize, 0);
+                handles[idx]
+                    .file
                     .set_len(len)
                     .unwrap_or_else(|e| fail(&log, i, format!("ftruncate: {e}")));
             }
             // fsync
             62..=66 if nh > 0 => {
-                let h = &mut handles[rng.below(nh as u64) as usize];
-                log.push(format!("fsync {}", h.key));
+                let h = &handles[rng.below(nh as u64) as usize];
+                touched = h.key.clone();
+                log.push(format!("fsync {}#{}", h.key, h.id));
                 h.file
                     .sync_all()
                     .unwrap_or_else(|e| fail(&log, i, format!("fsync: {e}")));
-                h.commit(&mut m);
+                if h.write {
+                    m.commit(&h.key, true);
+                }
             }
             // close
             67..=79 if nh > 0 => {
-                let mut h = handles.swap_remove(rng.below(nh as u64) as usize);
-                log.push(format!("close {}", h.key));
-                let empty_start_only = h.dirty && !h.written;
-                let (hkey, hpath) = (h.key.clone(), mnt.join(&h.key));
-                h.commit(&mut m);
+                let h = handles.swap_remove(rng.below(nh as u64) as usize);
+                touched = h.key.clone();
+                log.push(format!("close {}#{}", h.key, h.id));
+                let hkey = h.key.clone();
+                if h.write {
+                    m.commit(&hkey, false);
+                }
                 close(h.file).unwrap_or_else(|e| fail(&log, i, format!("close: {e}")));
-                if empty_start_only {
-                    // docs/SEMANTICS.md: a close that finds only the empty
-                    // start of O_TRUNC does not commit it; the release
-                    // does, and the kernel sends the release after close
-                    // has returned. Wait for it, so the model stays exact.
-                    wait_until_empty(&hpath).unwrap_or_else(|| {
-                        fail(&log, i, format!("the truncation of {hkey} never committed"))
-                    });
+                let last = h.write && !handles.iter().any(|o| o.write && o.key == hkey);
+                if last {
+                    // The draft's last release commits what the close left
+                    // (an empty start); the kernel sends it after close
+                    // returned, so wait for it to keep the model exact.
+                    if m.commit(&hkey, true) {
+                        wait_until_empty(&mnt.join(&hkey)).unwrap_or_else(|| {
+                            fail(&log, i, format!("the truncation of {hkey} never committed"))
+                        });
+                    }
+                    m.drafts.remove(&hkey);
                 }
             }
             // rename, on keys nobody has open
@@ -282,7 +451,8 @@ pub fn run(mnt: &Path, seed: u64, ops: u64) -> u64 {
                 fs::rename(&path, mnt.join(&to))
                     .unwrap_or_else(|e| fail(&log, i, format!("rename: {e}")));
                 let v = m.committed.remove(&key).unwrap_or_default();
-                m.committed.insert(to, v);
+                m.committed.insert(to.clone(), v);
+                touched = to;
             }
             // unlink, on a key nobody has open
             86..=90 => {
@@ -300,9 +470,9 @@ pub fn run(mnt: &Path, seed: u64, ops: u64) -> u64 {
                     ),
                 }
             }
-            // a fresh reader of the whole value, and stat
+            // a fresh reader of the whole value
             91..=96 => {
-                log.push(format!("cat+stat {key}"));
+                log.push(format!("cat {key}"));
                 let want: Option<Vec<u8>> = match m.committed.get(&key) {
                     Some(v) => Some(v.clone()),
                     None if m.pending.contains(&key) => Some(Vec::new()),
@@ -324,20 +494,8 @@ pub fn run(mnt: &Path, seed: u64, ops: u64) -> u64 {
                         ),
                     );
                 }
-                if let Some(v) = m.committed.get(&key) {
-                    let len = fs::metadata(&path)
-                        .unwrap_or_else(|e| fail(&log, i, format!("stat: {e}")))
-                        .len();
-                    if len != v.len() as u64 {
-                        fail(
-                            &log,
-                            i,
-                            format!("stat {key}: size {len}, expected {}", v.len()),
-                        );
-                    }
-                }
             }
-            // ls, and read past the end
+            // ls
             97..=99 => {
                 log.push("ls".into());
                 let got: BTreeSet<String> = fs::read_dir(mnt)
@@ -354,11 +512,16 @@ pub fn run(mnt: &Path, seed: u64, ops: u64) -> u64 {
                     fail(&log, i, format!("ls: got {got:?}, expected {want:?}"));
                 }
             }
-            _ => {}
+            _ => continue,
+        }
+        if let Err(what) = check_sizes(mnt, &m, &mut handles, &touched) {
+            fail(&log, i, what);
         }
     }
-    for mut h in handles.drain(..) {
-        h.commit(&mut m);
+    for h in handles.drain(..) {
+        if h.write {
+            m.commit(&h.key, true);
+        }
         close(h.file).unwrap_or_else(|e| fail(&log, ops, format!("final close: {e}")));
     }
     for (k, v) in &m.committed {
@@ -368,6 +531,94 @@ pub fn run(mnt: &Path, seed: u64, ops: u64) -> u64 {
         }
     }
     ops
+}
+
+/// `stat` of `key` by path, `fstat` of each of its descriptors, and
+/// `SEEK_END` on each writing one all show the model's size.
+fn check_sizes(mnt: &Path, m: &Model, handles: &mut [Handle], key: &str) -> Result<(), String> {
+    let want = m.size(key);
+    let by_path = match fs::metadata(mnt.join(key)) {
+        Ok(md) => Some(md.len()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) => None,
+        Err(e) => return Err(format!("stat {key}: {e}")),
+    };
+    if by_path != want {
+        return Err(format!("stat {key}: size {by_path:?}, expected {want:?}"));
+    }
+    for h in handles.iter_mut().filter(|h| h.key == key) {
+        let f = h.file.metadata().map_err(|e| format!("fstat {key}: {e}"))?;
+        if Some(f.len()) != want {
+            return Err(format!("fstat {key}: size {}, expected {want:?}", f.len()));
+        }
+        if h.write {
+            let end = h
+                .file
+                .seek(SeekFrom::End(0))
+                .map_err(|e| format!("lseek {key}: {e}"))?;
+            if Some(end) != want {
+                return Err(format!("SEEK_END {key}: {end}, expected {want:?}"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn is_append(f: &File) -> bool {
+    // SAFETY: F_GETFL on a descriptor we own.
+    let flags = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETFL) };
+    flags & libc::O_APPEND != 0
+}
+
+/// Maps the first `len` bytes of `f` shared and copies them out.
+fn mmap_read(f: &File, len: usize) -> std::io::Result<Vec<u8>> {
+    // SAFETY: a fresh shared read-only mapping of `len` bytes of an open
+    // file, read within bounds and unmapped before returning.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let out = std::slice::from_raw_parts(p as *const u8, len).to_vec();
+        libc::munmap(p, len);
+        Ok(out)
+    }
+}
+
+/// Maps the first `len` bytes of `f` shared and writable, copies `data`
+/// in at `off`, and syncs the mapping back (WRITE requests, then FSYNC).
+fn mmap_write(f: &File, len: usize, off: usize, data: &[u8]) -> std::io::Result<()> {
+    assert!(off + data.len() <= len);
+    // SAFETY: a fresh shared mapping of `len` bytes of a file open for
+    // reading and writing, written within bounds, synced and unmapped
+    // before returning.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        std::ptr::copy_nonoverlapping(data.as_ptr(), (p as *mut u8).add(off), data.len());
+        let rc = libc::msync(p, len, libc::MS_SYNC);
+        let err = std::io::Error::last_os_error();
+        libc::munmap(p, len);
+        if rc != 0 {
+            return Err(err);
+        }
+        Ok(())
+    }
 }
 
 /// pread until `buf` is full or the end of the value.
@@ -382,11 +633,12 @@ fn read_full(f: &File, buf: &mut [u8], off: u64) -> std::io::Result<usize> {
     Ok(n)
 }
 
-/// Waits (up to 5 s) until `path` reads as empty.
+/// Waits (up to 5 s) until a fresh reader of `path` finds it empty (the
+/// committed value, whatever drafts show).
 fn wait_until_empty(path: &Path) -> Option<()> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while std::time::Instant::now() < deadline {
-        if fs::metadata(path).is_ok_and(|md| md.len() == 0) {
+        if fs::read(path).is_ok_and(|v| v.is_empty()) {
             return Some(());
         }
         std::thread::sleep(std::time::Duration::from_millis(1));
