@@ -115,8 +115,7 @@ fn daemon_returns_when_ready_and_exits_at_umount() {
     // Ready means usable at once.
     fs::write(mnt.join("k"), b"v").unwrap();
     assert_eq!(fs::read(mnt.join("k")).unwrap(), b"v");
-    let st = Command::new("umount").arg(&mnt).status().unwrap();
-    assert!(st.success());
+    assert!(common::unmount_cmd(&mnt), "unmount failed");
     // The daemon closes the store and releases the directory: mount again.
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -130,12 +129,7 @@ fn daemon_returns_when_ready_and_exits_at_umount() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(fs::read(mnt.join("k")).unwrap(), b"v");
-    let st = Command::new("fusermount3")
-        .arg("-u")
-        .arg(&mnt)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    assert!(common::unmount_cmd(&mnt), "unmount failed");
     drop(guard);
 }
 

@@ -15,17 +15,48 @@ use tempfile::TempDir;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_caskfs");
 
-/// Whether mount tests can run here. Without /dev/fuse they are skipped
-/// with a note, except under `CI=true`, where that is a failure.
+/// Whether mount tests can run here: /dev/fuse, and as a user other than
+/// root `fusermount3` (root mounts and unmounts without it). Without them
+/// the tests are skipped with a note, except under `CI=true`, where that
+/// is a failure.
 pub fn fuse_available() -> bool {
-    if Path::new("/dev/fuse").exists() {
+    let missing = if !Path::new("/dev/fuse").exists() {
+        "/dev/fuse is missing (load the fuse module or run with FUSE)"
+    } else if !is_root() && !has_fusermount() {
+        "mounting as a user other than root needs fusermount3 (Debian's fuse3 package)"
+    } else {
         return true;
-    }
+    };
     if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("/dev/fuse is missing and CI=true: mount tests must run in CI");
+        panic!("{missing}, and CI=true: mount tests must run in CI");
     }
-    eprintln!("skipping mount test: /dev/fuse is missing (load the fuse module or run with FUSE)");
+    eprintln!("skipping mount test: {missing}");
     false
+}
+
+fn has_fusermount() -> bool {
+    Command::new("fusermount3")
+        .arg("-V")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Unmounts `mnt` as its user would: `umount` as root, `fusermount3 -u`
+/// otherwise. True if it worked.
+pub fn unmount_cmd(mnt: &Path) -> bool {
+    let mut cmd = if is_root() {
+        Command::new("umount")
+    } else {
+        let mut c = Command::new("fusermount3");
+        c.arg("-u");
+        c
+    };
+    cmd.arg(mnt)
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
 }
 
 /// Returns from the test early (a skip) when FUSE is not available.
@@ -219,14 +250,11 @@ impl Mount {
     /// Unmounts the way a user would and waits for the daemon to exit
     /// cleanly (status 0).
     pub fn unmount(&mut self) {
-        let out = Command::new("fusermount3")
-            .arg("-u")
-            .arg(&self.mnt)
-            .output();
-        if !out.as_ref().is_ok_and(|o| o.status.success()) {
-            let status = Command::new("umount").arg(&self.mnt).status();
-            assert!(status.is_ok_and(|s| s.success()), "umount failed");
-        }
+        assert!(
+            unmount_cmd(&self.mnt),
+            "unmounting {} failed",
+            self.mnt.display()
+        );
         let status = self.wait_exit(Duration::from_secs(60));
         assert!(
             status.is_some_and(|s| s.success()),
@@ -268,7 +296,7 @@ impl Mount {
 
 /// Clears a mount, dead or alive, without waiting for its users.
 pub fn detach(mnt: &Path) {
-    for (cmd, args) in [("fusermount3", &["-u", "-z"][..]), ("umount", &["-l"][..])] {
+    for (cmd, args) in [("umount", &["-l"][..]), ("fusermount3", &["-u", "-z"][..])] {
         if !is_mounted(mnt) {
             return;
         }
@@ -283,21 +311,8 @@ pub fn detach(mnt: &Path) {
 
 impl Drop for Mount {
     fn drop(&mut self) {
-        if is_mounted(&self.mnt) {
-            let ok = Command::new("fusermount3")
-                .arg("-u")
-                .arg(&self.mnt)
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success())
-                || Command::new("umount")
-                    .arg(&self.mnt)
-                    .stderr(Stdio::null())
-                    .status()
-                    .is_ok_and(|s| s.success());
-            if !ok {
-                detach(&self.mnt);
-            }
+        if is_mounted(&self.mnt) && !unmount_cmd(&self.mnt) {
+            detach(&self.mnt);
         }
         if self.wait_exit(Duration::from_secs(20)).is_none()
             && let Some(mut child) = self.child.take()
@@ -343,8 +358,7 @@ pub struct DetachOnDrop(pub PathBuf);
 
 impl Drop for DetachOnDrop {
     fn drop(&mut self) {
-        if is_mounted(&self.0) {
-            let _ = Command::new("umount").arg(&self.0).status();
+        if is_mounted(&self.0) && !unmount_cmd(&self.0) {
             detach(&self.0);
         }
     }
