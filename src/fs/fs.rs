@@ -296,18 +296,18 @@ impl CaskFs {
             return self.change(ino, r.map(|b| ((), b)));
         }
         match self.store.metadata(key) {
-            Some(m) if m.len == size => Ok(()),
-            // A key being created by another process is stored too: the
-            // last commit wins, as always.
-            Some(_) | None if self.inodes.is_pending(ino) || self.store.contains(key) => {
-                let d = Draft::on_committed(Opener::new(0));
-                d.truncate(&self.store, key, size, tid)?;
-                d.commit(&self.store, Some(key), None)?;
-                self.stored(ino, None);
-                Ok(())
-            }
-            _ => Err(Error::NotFound),
+            Some(m) if m.len == size => return Ok(()),
+            Some(_) => {}
+            None if !self.inodes.is_pending(ino) => return Err(Error::NotFound),
+            // Being created by another process: stored too, and the last
+            // commit wins, as always.
+            None => {}
         }
+        let d = Draft::on_committed(Opener::new(0));
+        d.truncate(&self.store, key, size, tid)?;
+        d.commit(&self.store, Some(key), None)?;
+        self.stored(ino, None);
+        Ok(())
     }
 
     /// After a change to a draft: when the draft began to differ from the
