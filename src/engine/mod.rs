@@ -21,6 +21,7 @@ mod scan;
 mod segment;
 mod stats;
 mod store;
+mod tree;
 mod writer;
 
 pub use check::{CheckReport, check};
@@ -31,3 +32,4 @@ pub use options::{Options, SyncPolicy, parse_ratio, parse_secs, parse_size};
 pub use repair::{LOST_AND_FOUND, RepairReport, repair};
 pub use stats::{SegmentStats, Stats};
 pub use store::{BatchOp, Metadata, Store, Value};
+pub use tree::{EntryKind, Tree};
