@@ -59,6 +59,19 @@ fn put_get_rm_ls_stats_check() {
         "put from stdin",
     );
     ok(&caskfs(&["put", "gamma", ""], &d, None), "put empty");
+    ok(
+        &caskfs(&["put", "shop/products/42", "in stock"], &d, None),
+        "put a path",
+    );
+    assert_eq!(
+        caskfs(&["get", "shop/products/42"], &d, None).stdout,
+        b"in stock"
+    );
+    assert_eq!(
+        ok(&caskfs(&["ls"], &d, None), "ls"),
+        "alpha\nbeta\ngamma\nshop/products/42\n"
+    );
+    ok(&caskfs(&["rm", "shop/products/42"], &d, None), "rm a path");
     let out = caskfs(&["get", "beta"], &d, None);
     ok(&out, "get");
     assert_eq!(out.stdout, binary, "get returns the raw bytes");
@@ -99,8 +112,13 @@ fn errors_go_to_stderr_with_a_failure_status() {
         "invalid key",
     );
     fails(
-        &caskfs(&["put", "a/b", "v"], &d, None),
-        "put a/b",
+        &caskfs(&["put", "a//b", "v"], &d, None),
+        "put a//b",
+        "invalid key",
+    );
+    fails(
+        &caskfs(&["put", "/a", "v"], &d, None),
+        "put /a",
         "invalid key",
     );
     let nowhere = tmp.path().join("nowhere");

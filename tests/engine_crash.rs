@@ -9,26 +9,45 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use caskfs::engine::{Error, Store, check};
+use caskfs::engine::{Error, Meta, S_IFLNK, S_IFREG, Store, check};
 use engine_common::{
-    Rng, contents, copy_dir, encode_record, hint_path, open, parse_segment, seg_path, segment_ids,
-    small_opts, tempdir,
+    RecMeta, Rng, contents, copy_dir, encode_record, encode_record_with, hint_path, open,
+    parse_segment, seg_path, segment_ids, small_opts, tempdir,
 };
 
 type State = BTreeMap<Vec<u8>, Vec<u8>>;
 
 /// A closed store with several segments (overwrites and deletes across
-/// them); returns its contents.
+/// them, names and paths, puts with and without metadata); returns its
+/// contents.
 fn build(dir: &Path, seed: u64, puts: usize) -> State {
     let mut rng = Rng::new(seed);
     let s = open(dir);
     for i in 0..puts {
-        let key = format!("key{}", rng.below(40)).into_bytes();
+        let n = rng.below(40);
+        let key = match n % 3 {
+            0 => format!("key{n}"),
+            1 => format!("dir/key{n}"),
+            _ => format!("dir/sub/key{n}"),
+        }
+        .into_bytes();
         if i % 7 == 3 && s.contains(&key) {
             s.delete(&key).expect("delete");
         } else {
             let len = rng.below(200) as usize;
-            s.put(&key, &rng.bytes(len)).expect("put");
+            let value = rng.bytes(len);
+            if i % 2 == 0 {
+                s.put(&key, &value).expect("put");
+            } else {
+                let meta = Meta {
+                    mode: S_IFREG | 0o600,
+                    uid: i as u32,
+                    gid: 7,
+                    mtime: 1_000_000_000 * i as u64,
+                    ctime: 2_000_000_000 * i as u64,
+                };
+                s.put_with(&key, &value, &meta).expect("put_with");
+            }
         }
     }
     let state = contents(&s);
@@ -96,7 +115,7 @@ fn garbage_appended_to_the_last_segment_is_cut() {
         ("0xff", vec![0xff; 50]),
         (
             "a record header alone",
-            encode_record(9999, b"x", Some(b"v"))[..26].to_vec(),
+            encode_record(9999, b"x", Some(b"v"))[..engine_common::RECORD_HEADER_LEN].to_vec(),
         ),
     ];
     let scratch = tempdir();
@@ -113,7 +132,19 @@ fn half_a_record_appended_is_cut_at_every_length() {
     let base = tempdir();
     let state = build(base.path(), 2, 60);
     let good_len = file_len(&last_segment(base.path()));
-    let rec = encode_record(1_000_000, b"half-written", Some(&Rng::new(3).bytes(150)));
+    let link = RecMeta {
+        mode: S_IFLNK | 0o777,
+        uid: 5,
+        gid: 6,
+        mtime: 7,
+        ctime: 8,
+    };
+    let rec = encode_record_with(
+        1_000_000,
+        b"half/written",
+        Some(&Rng::new(3).bytes(150)),
+        link,
+    );
     let scratch = tempdir();
     for n in 1..rec.len() {
         let d = scratch.path().join(format!("half{n}"));
@@ -128,8 +159,22 @@ fn half_a_record_appended_is_cut_at_every_length() {
     append(&last_segment(&d), &rec);
     let s = open(&d);
     assert_eq!(
-        s.get(b"half-written").expect("get").map(|v| v.len()),
+        s.get(b"half/written").expect("get").map(|v| v.len()),
         Some(150)
+    );
+    let m = s
+        .metadata(b"half/written")
+        .expect("metadata")
+        .expect("live");
+    assert_eq!(
+        m.meta(),
+        Meta {
+            mode: link.mode,
+            uid: link.uid,
+            gid: link.gid,
+            mtime: link.mtime,
+            ctime: link.ctime
+        }
     );
 }
 
@@ -208,7 +253,7 @@ fn wrong_magic_or_future_version_is_a_clear_error() {
         let name = format!("{id:016}.seg");
         for (what, at, byte, says) in [
             ("wrong magic", 0usize, b'X', "magic"),
-            ("future version", 8, 2u8, "version 2"),
+            ("future version", 8, 3u8, "version 3"),
         ] {
             let d = scratch.path().join(format!("{id}-{at}"));
             copy_dir(base.path(), &d);
@@ -310,7 +355,10 @@ fn damage_in_a_closed_segment_with_a_good_hint_fails_reads_of_that_key_only() {
                 "read({name}, {off}) of a damaged record gave bytes"
             );
         }
-        assert!(s.metadata(key).is_some(), "{name}: metadata still known");
+        assert!(
+            s.metadata(key).expect("metadata").is_some(),
+            "{name}: metadata still known"
+        );
     }
     let msg = s.get(b"small").expect_err("damaged").to_string();
     assert!(
@@ -348,7 +396,8 @@ fn a_torn_value_that_holds_a_record_is_not_taken_for_one() {
     s.put(b"victim", b"good").expect("put");
     s.close().expect("close");
     let mut payload = Rng::new(9).bytes(10);
-    payload.extend(encode_record(5, b"victim", Some(b"evil")));
+    let embedded = encode_record(5, b"victim", Some(b"evil"));
+    payload.extend(&embedded);
     payload.extend(Rng::new(10).bytes(300));
     let s = open(d.path());
     s.put(b"blob", &payload).expect("put");
@@ -358,7 +407,8 @@ fn a_torn_value_that_holds_a_record_is_not_taken_for_one() {
     let (recs, _) = parse_segment(&fs::read(&last).expect("segment"));
     let blob = recs.last().expect("blob record");
     // Torn: the blob record's first part reached the disk, the rest did not.
-    let cut = blob.start + 26 + 4 + 10 + 40 + 5;
+    // Past the embedded record, so that a scan could find it whole.
+    let cut = blob.start + engine_common::RECORD_HEADER_LEN + 4 + 10 + embedded.len() + 5;
     OpenOptions::new()
         .write(true)
         .open(&last)

@@ -19,7 +19,7 @@ fn check(store: &Store, values: &[Vec<u8>], what: &str) {
         let name = String::from_utf8_lossy(key);
         let got = store.get(key).unwrap();
         assert!(got.as_deref() == Some(&v[..]), "{what}: {name} differs");
-        let value = store.value(key).unwrap();
+        let value = store.value(key).unwrap().unwrap();
         let last = v.len() as u64 - 7;
         for (off, len) in [(0, 10), (4095, 4098), (last, 100)] {
             let end = (off as usize + len).min(v.len());
@@ -58,7 +58,7 @@ fn values_larger_than_a_segment_read_back_whole_and_by_ranges() {
     fs::write(&path, &bytes).unwrap();
     let store = open(dir.path());
     assert!(store.get(b"big1").is_err(), "a damaged value must not read");
-    assert!(store.value(b"big1").unwrap().bytes(0, 10).is_err());
+    assert!(store.value(b"big1").unwrap().unwrap().bytes(0, 10).is_err());
     assert_eq!(store.get(b"big0").unwrap().as_deref(), Some(&values[0][..]));
     assert_eq!(store.get(b"big2").unwrap().as_deref(), Some(&values[2][..]));
 }

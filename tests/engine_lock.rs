@@ -4,7 +4,7 @@ mod engine_common;
 
 use std::fs;
 
-use caskfs::engine::{BatchOp, Error, Options, Store, validate_key};
+use caskfs::engine::{BatchOp, Error, Meta, Options, Store, validate_key};
 use engine_common::{open, seg_path, segment_ids, small_opts, tempdir};
 
 #[test]
@@ -55,7 +55,11 @@ fn invalid_keys_are_refused_and_nothing_is_written() {
     let seg = seg_path(d.path(), *segment_ids(d.path()).last().expect("segment"));
     let len = fs::metadata(&seg).expect("stat").len();
     let long = vec![b'x'; 256];
-    let bad: [&[u8]; 7] = [b"", b".", b"..", b"/", b"a/b", b"nul\0", &long];
+    let long_path = vec![&[b'y'; 255][..]; 17].join(&b'/');
+    let bad: [&[u8]; 13] = [
+        b"", b".", b"..", b"/", b"a//b", b"/a", b"a/", b"a/./b", b"a/../b", b"nul\0", b"a/nul\0",
+        &long, &long_path,
+    ];
     for key in bad {
         let shown = String::from_utf8_lossy(&key[..key.len().min(10)]).into_owned();
         assert!(
@@ -92,9 +96,67 @@ fn invalid_keys_are_refused_and_nothing_is_written() {
     s.put(&max, b"longest name").expect("a 255-byte key works");
     s.rename(&max, b"short").expect("rename");
     s.rename(b"short", &max).expect("rename back");
+    let deepest = vec![&[b'p'; 255][..]; 16].join(&b'/');
+    assert_eq!(deepest.len(), 4095);
+    s.put(&deepest, b"longest path")
+        .expect("a 4095-byte key works");
+    s.put(b"a/b/c", b"short path").expect("a path key works");
+    s.rename(b"a/b/c", b"a/b/d").expect("rename of a path");
     s.close().expect("close");
     let s = open(d.path());
     assert_eq!(s.get(&max).expect("get"), Some(b"longest name".to_vec()));
+    assert_eq!(
+        s.get(&deepest).expect("get"),
+        Some(b"longest path".to_vec())
+    );
+    assert_eq!(s.get(b"a/b/d").expect("get"), Some(b"short path".to_vec()));
+    assert_eq!(s.get(b"a/b/c").expect("get"), None);
+}
+
+#[test]
+fn a_mode_that_cannot_be_stored_is_refused_and_nothing_is_written() {
+    let d = tempdir();
+    let s = open(d.path());
+    s.put(b"k", b"v").expect("put");
+    let seg = seg_path(d.path(), *segment_ids(d.path()).last().expect("segment"));
+    let len = fs::metadata(&seg).expect("stat").len();
+    for mode in [
+        0o644,
+        0o010_644,
+        0o020_644,
+        0o140_644,
+        0o100_644 | 0o1_000_000,
+    ] {
+        let meta = Meta {
+            mode,
+            ..Meta::file(1)
+        };
+        for (what, r) in [
+            ("put_with", s.put_with(b"k", b"v", &meta)),
+            (
+                "put_from_with",
+                s.put_from_with(b"k", 1, &mut &b"v"[..], &meta),
+            ),
+            ("set_meta", s.set_meta(b"k", &meta)),
+            (
+                "batch",
+                s.write_batch(&[
+                    BatchOp::Put(b"ok", b"v"),
+                    BatchOp::PutWith(b"k", b"v", meta),
+                ]),
+            ),
+        ] {
+            match r {
+                Err(Error::InvalidMeta { .. }) => {}
+                other => panic!("{what} with mode {mode:o}: expected InvalidMeta, got {other:?}"),
+            }
+        }
+    }
+    assert_eq!(
+        fs::metadata(&seg).expect("stat").len(),
+        len,
+        "bytes were written"
+    );
 }
 
 #[test]
@@ -134,6 +196,19 @@ fn a_value_over_the_maximum_is_refused_and_nothing_is_written() {
         len,
         "bytes were written"
     );
+    // A batch is one record: its changes together are held to the limit,
+    // so that a record's offsets and lengths stay within a u32.
+    match s.write_batch(&[
+        BatchOp::Put(b"other", &big[..600]),
+        BatchOp::Put(b"k", &big[..600]),
+    ]) {
+        Err(e @ Error::BatchTooLarge { .. }) => {
+            let msg = e.to_string();
+            // Two values of 600 bytes, two headers of 47, two keys.
+            assert!(msg.contains("1300") && msg.contains("1000"), "batch: {msg}");
+        }
+        other => panic!("batch of 1200 bytes: expected BatchTooLarge, got {other:?}"),
+    }
     assert_eq!(s.get(b"k").expect("get"), Some(b"old".to_vec()));
     assert_eq!(s.get(b"other").expect("get"), None, "half a batch applied");
     s.put(b"k", &big[..1000])

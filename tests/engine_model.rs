@@ -12,7 +12,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use caskfs::engine::{BatchOp, Error, Options, Store};
+use caskfs::engine::{
+    BatchOp, DEFAULT_MODE, Error, Meta, OWNER_UNSET, Options, S_IFDIR, S_IFLNK, S_IFREG, Store,
+};
 use engine_common::{Rng, small_opts, tempdir};
 
 const LARGE_MIN: usize = (1 << 20) + 1;
@@ -20,30 +22,71 @@ const LARGE_MIN: usize = (1 << 20) + 1;
 #[derive(Clone, Debug)]
 enum Op {
     Put(usize, usize),
+    /// put_with (or put_from_with, by step) of this metadata.
+    PutWith(usize, usize, Meta),
     PutLarge(usize, usize),
     /// put_from whose reader fails after `fail_at` of `len` bytes.
     PutFailing(usize, usize, usize),
     Read(usize, u64, usize),
     Delete(usize),
     Rename(usize, usize),
-    Batch(Vec<(usize, Option<usize>)>),
-    SetMtime(usize, u64),
+    Batch(Vec<(usize, Option<BatchPut>)>),
+    SetMeta(usize, Meta),
     BadKey(usize),
     Roll,
     Reopen,
     CrashReopen,
 }
 
-/// The key space: mostly short names, plus awkward but valid ones.
+/// A put in a batch (a delete when absent): its length, and metadata
+/// unless the default.
+type BatchPut = (usize, Option<Meta>);
+
+/// The key space: mostly short names, plus awkward but valid ones, paths
+/// among them.
 fn key_space() -> Vec<Vec<u8>> {
     let mut keys: Vec<Vec<u8>> = (0..17).map(|i| format!("k{i:02}").into_bytes()).collect();
     keys.push(vec![b'L'; 255]);
     keys.push(b"\xff\xfe not utf-8".to_vec());
     keys.push(b"with space and .dots.".to_vec());
+    keys.push(b"a/b/c".to_vec());
+    keys.push(b"a/b/d".to_vec());
+    keys.push(b"dir/sub/k00".to_vec());
+    keys.push([&b"long/"[..], &[b'M'; 255], b"/", &[b'N'; 255], b"/end"].concat());
     keys
 }
 
-const BAD_KEYS: [&[u8]; 6] = [b"", b".", b"..", b"a/b", b"nul\0byte", &[b'x'; 256]];
+const BAD_KEYS: [&[u8]; 10] = [
+    b"",
+    b".",
+    b"..",
+    b"a//b",
+    b"/a",
+    b"a/",
+    b"a/./b",
+    b"a/../b",
+    b"nul\0byte",
+    &[b'x'; 256],
+];
+
+/// Metadata as a filesystem might set it: any of the three file types,
+/// any permission bits, owners from root to unset, times from 2001 on.
+fn gen_meta(rng: &mut Rng) -> Meta {
+    let kind = [S_IFREG, S_IFDIR, S_IFLNK][rng.below(3) as usize];
+    let owner = |rng: &mut Rng| match rng.below(4) {
+        0 => 0,
+        1 => 1000,
+        2 => OWNER_UNSET,
+        _ => rng.next_u64() as u32,
+    };
+    Meta {
+        mode: kind | rng.below(0o10_000) as u32,
+        uid: owner(rng),
+        gid: owner(rng),
+        mtime: 1_000_000_000 + rng.below(1 << 40),
+        ctime: 1_000_000_000 + rng.below(1 << 40),
+    }
+}
 
 fn gen_op(rng: &mut Rng, nkeys: usize) -> Op {
     let k = |rng: &mut Rng| rng.below(nkeys as u64) as usize;
@@ -55,7 +98,8 @@ fn gen_op(rng: &mut Rng, nkeys: usize) -> Op {
         }
     };
     match rng.below(1000) {
-        0..=399 => Op::Put(k(rng), small_len(rng)),
+        0..=339 => Op::Put(k(rng), small_len(rng)),
+        340..=399 => Op::PutWith(k(rng), small_len(rng), gen_meta(rng)),
         400..=404 => Op::PutLarge(k(rng), LARGE_MIN + rng.below(300_000) as usize),
         405..=409 => {
             let len = if rng.chance(1, 2) {
@@ -74,13 +118,16 @@ fn gen_op(rng: &mut Rng, nkeys: usize) -> Op {
                 (0..n)
                     .map(|_| {
                         let key = k(rng);
-                        let v = (!rng.chance(1, 3)).then(|| small_len(rng));
+                        let v = (!rng.chance(1, 3)).then(|| {
+                            let meta = rng.chance(1, 3).then(|| gen_meta(rng));
+                            (small_len(rng), meta)
+                        });
                         (key, v)
                     })
                     .collect(),
             )
         }
-        840..=869 => Op::SetMtime(k(rng), 1_000_000_000 + rng.below(1 << 40)),
+        840..=869 => Op::SetMeta(k(rng), gen_meta(rng)),
         870..=889 => Op::BadKey(rng.below(BAD_KEYS.len() as u64) as usize),
         890..=949 => Op::Roll,
         950..=979 => Op::Reopen,
@@ -116,8 +163,76 @@ impl Read for FailingReader<'_> {
     }
 }
 
-/// Value and, when set with `set_mtime` (and carried by renames), its exact mtime.
-type Model = BTreeMap<Vec<u8>, (Vec<u8>, Option<SystemTime>)>;
+/// What a key's metadata must be.
+#[derive(Clone, Copy, Debug)]
+struct Expect {
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    /// Exact when given by the caller; `None` when the store's clock set it.
+    mtime: Option<u64>,
+    ctime: Ctime,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Ctime {
+    Exact(u64),
+    /// A plain put: changed when modified.
+    SameAsMtime,
+    /// Set by the store's clock at a rename.
+    Unknown,
+}
+
+impl Expect {
+    /// A plain put's.
+    fn default() -> Expect {
+        Expect {
+            mode: DEFAULT_MODE,
+            uid: OWNER_UNSET,
+            gid: OWNER_UNSET,
+            mtime: None,
+            ctime: Ctime::SameAsMtime,
+        }
+    }
+
+    fn exactly(m: &Meta) -> Expect {
+        Expect {
+            mode: m.mode,
+            uid: m.uid,
+            gid: m.gid,
+            mtime: Some(m.mtime),
+            ctime: Ctime::Exact(m.ctime),
+        }
+    }
+
+    /// What a problem with `got`, if any.
+    fn mismatch(&self, got: &caskfs::engine::Metadata) -> Option<String> {
+        let ns = |t: SystemTime| {
+            t.duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64)
+        };
+        let (mtime, ctime) = (ns(got.mtime), ns(got.ctime));
+        let ctime_ok = match self.ctime {
+            Ctime::Exact(c) => ctime == c,
+            Ctime::SameAsMtime => ctime == mtime,
+            Ctime::Unknown => true,
+        };
+        let ok = got.mode == self.mode
+            && got.uid == self.uid
+            && got.gid == self.gid
+            && self.mtime.is_none_or(|m| m == mtime)
+            && ctime_ok;
+        (!ok).then(|| {
+            format!(
+                "metadata mode {:o} uid {} gid {} mtime {mtime} ctime {ctime}, expected {self:?}",
+                got.mode, got.uid, got.gid
+            )
+        })
+    }
+}
+
+/// Each key's value and what its metadata must be.
+type Model = BTreeMap<Vec<u8>, (Vec<u8>, Expect)>;
 
 struct Harness {
     opts: Options,
@@ -174,7 +289,19 @@ impl Harness {
                 self.store()
                     .put(&key, &v)
                     .map_err(|e| format!("put: {e}"))?;
-                self.model.insert(key, (v, None));
+                self.model.insert(key, (v, Expect::default()));
+            }
+            Op::PutWith(k, len, meta) => {
+                let v = value_for(&mut self.rng, step, len);
+                let key = self.keys[k].clone();
+                let r = if step.is_multiple_of(2) {
+                    self.store().put_with(&key, &v, &meta)
+                } else {
+                    self.store()
+                        .put_from_with(&key, len as u64, &mut &v[..], &meta)
+                };
+                r.map_err(|e| format!("put_with: {e}"))?;
+                self.model.insert(key, (v, Expect::exactly(&meta)));
             }
             Op::PutLarge(k, len) => {
                 let v = value_for(&mut self.rng, step, len);
@@ -188,7 +315,7 @@ impl Harness {
                         .put(&key, &v)
                         .map_err(|e| format!("put large: {e}"))?;
                 }
-                self.model.insert(key, (v, None));
+                self.model.insert(key, (v, Expect::default()));
             }
             Op::PutFailing(k, len, fail_at) => {
                 let v = value_for(&mut self.rng, step, len);
@@ -232,11 +359,18 @@ impl Harness {
                 let r = self.store().rename(&self.keys[a], &self.keys[b]);
                 match self.model.get(&self.keys[a]).cloned() {
                     None => expect_not_found(r, "rename of an absent key")?,
-                    Some(entry) => {
+                    Some((value, expect)) => {
                         r.map_err(|e| format!("rename: {e}"))?;
                         if a != b {
                             self.model.remove(&self.keys[a]);
-                            self.model.insert(self.keys[b].clone(), entry);
+                            // Everything moves with the value but its ctime,
+                            // which is the rename's; a plain put's mtime was
+                            // its ctime, and is kept.
+                            let moved = Expect {
+                                ctime: Ctime::Unknown,
+                                ..expect
+                            };
+                            self.model.insert(self.keys[b].clone(), (value, moved));
                         }
                     }
                 }
@@ -244,34 +378,40 @@ impl Harness {
             Op::Batch(ref items) => {
                 let values: Vec<Option<Vec<u8>>> = items
                     .iter()
-                    .map(|(_, len)| len.map(|l| value_for(&mut self.rng, step, l)))
+                    .map(|(_, put)| put.map(|(l, _)| value_for(&mut self.rng, step, l)))
                     .collect();
                 let batch: Vec<BatchOp> = items
                     .iter()
                     .zip(&values)
-                    .map(|((k, _), v)| match v {
-                        Some(v) => BatchOp::Put(&self.keys[*k], v),
-                        None => BatchOp::Delete(&self.keys[*k]),
+                    .map(|((k, put), v)| match (v, put) {
+                        (Some(v), Some((_, Some(meta)))) => {
+                            BatchOp::PutWith(&self.keys[*k], v, *meta)
+                        }
+                        (Some(v), _) => BatchOp::Put(&self.keys[*k], v),
+                        (None, _) => BatchOp::Delete(&self.keys[*k]),
                     })
                     .collect();
                 self.store()
                     .write_batch(&batch)
                     .map_err(|e| format!("write_batch: {e}"))?;
-                for ((k, _), v) in items.iter().zip(values) {
+                for ((k, put), v) in items.iter().zip(values) {
+                    let expect = match put {
+                        Some((_, Some(meta))) => Expect::exactly(meta),
+                        _ => Expect::default(),
+                    };
                     match v {
-                        Some(v) => self.model.insert(self.keys[*k].clone(), (v, None)),
+                        Some(v) => self.model.insert(self.keys[*k].clone(), (v, expect)),
                         None => self.model.remove(&self.keys[*k]),
                     };
                 }
             }
-            Op::SetMtime(k, ns) => {
-                let t = UNIX_EPOCH + Duration::from_nanos(ns);
-                let r = self.store().set_mtime(&self.keys[k], t);
+            Op::SetMeta(k, meta) => {
+                let r = self.store().set_meta(&self.keys[k], &meta);
                 match self.model.get_mut(&self.keys[k]) {
-                    None => expect_not_found(r, "set_mtime of an absent key")?,
+                    None => expect_not_found(r, "set_meta of an absent key")?,
                     Some(entry) => {
-                        r.map_err(|e| format!("set_mtime: {e}"))?;
-                        entry.1 = Some(t);
+                        r.map_err(|e| format!("set_meta: {e}"))?;
+                        entry.1 = Expect::exactly(&meta);
                     }
                 }
             }
@@ -280,6 +420,14 @@ impl Harness {
                 match self.store().put(bad, b"v") {
                     Err(Error::InvalidKey { .. }) => {}
                     other => return Err(format!("put of bad key {bad:?}: {other:?}")),
+                }
+                let no_type = Meta {
+                    mode: 0o644,
+                    ..Meta::file(1)
+                };
+                match self.store().put_with(&self.keys[0], b"v", &no_type) {
+                    Err(Error::InvalidMeta { .. }) => {}
+                    other => return Err(format!("put_with of mode 644: {other:?}")),
                 }
                 match self.store().rename(&self.keys[0], bad) {
                     Err(Error::InvalidKey { .. }) => {}
@@ -307,13 +455,15 @@ impl Harness {
         }
         for key in &self.keys {
             let want = self.model.get(key);
-            let meta = store.metadata(key);
+            let meta = store
+                .metadata(key)
+                .map_err(|e| format!("metadata {:?}: {e}", show_one(key)))?;
             let got = store
                 .get(key)
                 .map_err(|e| format!("get {:?}: {e}", show_one(key)))?;
             match (want, meta, got) {
                 (None, None, None) => {}
-                (Some((v, mtime)), Some(m), Some(g)) => {
+                (Some((v, expect)), Some(m), Some(g)) => {
                     if m.len != v.len() as u64 {
                         return Err(format!(
                             "metadata({:?}).len = {}, model {}",
@@ -332,14 +482,8 @@ impl Harness {
                             show_one(&v[..v.len().min(12)])
                         ));
                     }
-                    if let Some(t) = mtime
-                        && m.mtime != *t
-                    {
-                        return Err(format!(
-                            "metadata({:?}).mtime = {:?}, set to {t:?}",
-                            show_one(key),
-                            m.mtime
-                        ));
+                    if let Some(why) = expect.mismatch(&m) {
+                        return Err(format!("{:?}: {why}", show_one(key)));
                     }
                 }
                 (want, meta, got) => {
@@ -499,12 +643,19 @@ fn regression_rename_across_a_roll() {
     run(11, 0, Some(&ops));
 }
 
-/// A large value renamed (a streamed batch record) and its mtime carried.
+/// A large value renamed (a streamed batch record) and its metadata carried.
 #[test]
 fn regression_large_rename_keeps_value_and_mtime() {
+    let meta = Meta {
+        mode: S_IFLNK | 0o777,
+        uid: 7,
+        gid: 8,
+        mtime: 1_234_567_890_123,
+        ctime: 1_234_567_890_999,
+    };
     let ops = vec![
         Op::PutLarge(1, LARGE_MIN + 77),
-        Op::SetMtime(1, 1_234_567_890_123),
+        Op::SetMeta(1, meta),
         Op::Rename(1, 2),
         Op::Read(2, (1 << 20) - 3, 100),
         Op::CrashReopen,
@@ -536,8 +687,8 @@ fn regression_failed_streamed_put_is_cut_back() {
 #[test]
 fn regression_batch_with_repeated_key() {
     let ops = vec![
-        Op::Batch(vec![(0, Some(5)), (0, None)]),
-        Op::Batch(vec![(1, None), (1, Some(7))]),
+        Op::Batch(vec![(0, Some((5, None))), (0, None)]),
+        Op::Batch(vec![(1, None), (1, Some((7, Some(Meta::file(5)))))]),
         Op::Roll,
         Op::CrashReopen,
     ];

@@ -187,7 +187,7 @@ fn readers_beside_a_writer_that_overwrites_and_rolls_see_only_written_values() {
                         if rng.chance(1, 50) {
                             assert_eq!(store.keys().len(), keys.len(), "keys() lost a key");
                         }
-                        if store.metadata(k).is_none() {
+                        if store.metadata(k).expect("metadata").is_none() {
                             panic!("metadata of a live key is missing");
                         }
                         reads.fetch_add(1, Ordering::Relaxed);

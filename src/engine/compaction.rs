@@ -91,7 +91,7 @@ impl Inner {
                 if needed {
                     keep.push(Survivor {
                         offset: e.offset,
-                        key_len: key.len() as u8,
+                        key_len: key.len() as u16,
                         hash,
                         entry: e,
                     });
@@ -425,10 +425,12 @@ impl Inner {
                 if e.tombstone || segments[..i].iter().any(|s| s.has_key(hash, key)) {
                     continue;
                 }
-                let len = (HEADER_LEN + key.len()) as u64 + u64::from(e.value_len);
-                live_bytes += len;
+                let value_len = u64::from(e.value_len);
+                live_bytes += (seg.layout.header_len() + key.len()) as u64 + value_len;
                 if count_outputs {
-                    live.push((e.offset, len));
+                    // Outputs are written in the current layout, whatever
+                    // the input's.
+                    live.push((e.offset, (HEADER_LEN + key.len()) as u64 + value_len));
                 }
             }
             drop(index);

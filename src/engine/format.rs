@@ -3,8 +3,14 @@
 
 use std::path::{Path, PathBuf};
 
-/// Version of every file format below; bumped on any incompatible change.
-pub const FORMAT_VERSION: u32 = 1;
+use super::record::Layout;
+
+/// Format version of the segments and hints this build writes; bumped on
+/// any incompatible change. Segments and hints of version 1 are still read
+/// (see `record::Layout` and `hint`).
+pub const FORMAT_VERSION: u32 = 2;
+/// The MANIFEST's layout has not changed since version 1.
+pub const MANIFEST_VERSION: u32 = 1;
 
 pub const SEGMENT_MAGIC: [u8; 8] = *b"CASKSEG\0";
 pub const HINT_MAGIC: [u8; 8] = *b"CASKHNT\0";
@@ -88,16 +94,19 @@ pub fn parse_file_name(name: &str) -> FileKind {
     }
 }
 
-pub fn encode_segment_header(id: u64) -> [u8; SEGMENT_HEADER_LEN] {
+/// The header of segment `id` whose records are laid out as `layout`
+/// (always the current one, except when a repair rewrites an old segment).
+pub fn encode_segment_header(id: u64, layout: Layout) -> [u8; SEGMENT_HEADER_LEN] {
     let mut h = [0u8; SEGMENT_HEADER_LEN];
     h[0..8].copy_from_slice(&SEGMENT_MAGIC);
-    h[8..12].copy_from_slice(&FORMAT_VERSION.to_le_bytes());
+    h[8..12].copy_from_slice(&layout.version().to_le_bytes());
     h[16..24].copy_from_slice(&id.to_le_bytes());
     h
 }
 
-/// Checks a segment header; the error says what is wrong with it.
-pub fn check_segment_header(bytes: &[u8], expected_id: u64) -> Result<(), String> {
+/// Checks a segment header and returns the layout of the segment's
+/// records; the error says what is wrong with it.
+pub fn check_segment_header(bytes: &[u8], expected_id: u64) -> Result<Layout, String> {
     if bytes.len() < SEGMENT_HEADER_LEN {
         return Err(format!(
             "file is {} bytes, shorter than its header",
@@ -108,11 +117,11 @@ pub fn check_segment_header(bytes: &[u8], expected_id: u64) -> Result<(), String
         return Err("wrong magic number: not a caskfs segment".into());
     }
     let version = le_u32(&bytes[8..12]);
-    if version != FORMAT_VERSION {
+    let Some(layout) = Layout::from_version(version) else {
         return Err(format!(
-            "format version {version}, this build reads version {FORMAT_VERSION}"
+            "format version {version}, this build reads versions 1 to {FORMAT_VERSION}"
         ));
-    }
+    };
     if le_u32(&bytes[12..16]) != 0 {
         return Err("reserved header field is not zero".into());
     }
@@ -122,7 +131,13 @@ pub fn check_segment_header(bytes: &[u8], expected_id: u64) -> Result<(), String
             "header names segment {id}, file name says {expected_id}"
         ));
     }
-    Ok(())
+    Ok(layout)
+}
+
+pub fn le_u16(b: &[u8]) -> u16 {
+    let mut a = [0u8; 2];
+    a.copy_from_slice(&b[..2]);
+    u16::from_le_bytes(a)
 }
 
 pub fn le_u32(b: &[u8]) -> u32 {
@@ -160,8 +175,10 @@ mod tests {
 
     #[test]
     fn segment_header_round_trip_and_rejects() {
-        let h = encode_segment_header(7);
-        assert!(check_segment_header(&h, 7).is_ok());
+        let h = encode_segment_header(7, Layout::V2);
+        assert_eq!(check_segment_header(&h, 7), Ok(Layout::V2));
+        let old = encode_segment_header(7, Layout::V1);
+        assert_eq!(check_segment_header(&old, 7), Ok(Layout::V1));
         assert!(check_segment_header(&h, 8).is_err());
         assert!(check_segment_header(&h[..10], 7).is_err());
         let mut bad = h;

@@ -4,8 +4,10 @@
 //! Layout (little-endian): header of 48 bytes — magic, format version,
 //! reserved (zero), segment id, segment length the hint describes, highest
 //! sequence number in the segment, entry count — then per entry: flags (bit 0
-//! = tombstone), key length, record offset u32, value length u32, mtime u64,
-//! key bytes; then a CRC32 of everything before it.
+//! = tombstone), key length (u16 in version 2, one byte in version 1),
+//! record offset u32, value length u32, mtime u64, key bytes; then a CRC32
+//! of everything before it. A hint of either version may describe a segment
+//! of either version: it holds index entries, not records.
 //!
 //! Hints are written off the write path (by the background thread, after a
 //! roll) and made durable; even so, a damaged hint only fails its checksum
@@ -16,12 +18,33 @@ use std::io::Write;
 use std::path::Path;
 
 use super::error::{Error, Result};
-use super::format::{self, FORMAT_VERSION, HINT_MAGIC, le_u32, le_u64};
+use super::format::{self, FORMAT_VERSION, HINT_MAGIC, le_u16, le_u32, le_u64};
 use super::index::{Entry, Index, hash_key};
+use super::key::MAX_KEY_LEN;
 use super::manifest::sync_dir;
 
 const HEADER_LEN: usize = 8 + 4 + 4 + 8 + 8 + 8 + 8;
-const ENTRY_FIXED_LEN: usize = 1 + 1 + 4 + 4 + 8;
+/// An entry's bytes before its key, in version 2.
+const ENTRY_FIXED_LEN: usize = 1 + 2 + 4 + 4 + 8;
+
+/// Where an entry's fields sit, by hint version.
+struct EntryLayout {
+    key_len_size: usize,
+}
+
+impl EntryLayout {
+    fn of(version: u32) -> Option<EntryLayout> {
+        match version {
+            1 => Some(EntryLayout { key_len_size: 1 }),
+            FORMAT_VERSION => Some(EntryLayout { key_len_size: 2 }),
+            _ => None,
+        }
+    }
+
+    fn fixed_len(&self) -> usize {
+        1 + self.key_len_size + 4 + 4 + 8
+    }
+}
 
 pub struct Hint {
     pub index: Index,
@@ -42,7 +65,7 @@ pub fn encode(id: u64, segment_len: u64, max_seq: u64, index: &Index) -> Vec<u8>
     buf.extend_from_slice(&(index.len() as u64).to_le_bytes());
     for (key, e) in index.iter() {
         buf.push(u8::from(e.tombstone));
-        buf.push(key.len() as u8);
+        buf.extend_from_slice(&(key.len() as u16).to_le_bytes());
         buf.extend_from_slice(&e.offset.to_le_bytes());
         buf.extend_from_slice(&e.value_len.to_le_bytes());
         buf.extend_from_slice(&e.mtime.to_le_bytes());
@@ -67,48 +90,50 @@ pub fn decode(bytes: &[u8], id: u64) -> std::result::Result<Hint, String> {
         return Err("wrong magic number".into());
     }
     let version = le_u32(&body[8..]);
-    if version != FORMAT_VERSION {
+    let Some(layout) = EntryLayout::of(version) else {
         return Err(format!(
-            "format version {version}, this build reads {FORMAT_VERSION}"
+            "format version {version}, this build reads versions 1 to {FORMAT_VERSION}"
         ));
-    }
+    };
+    let fixed_len = layout.fixed_len();
     if le_u64(&body[16..]) != id {
         return Err("describes another segment".into());
     }
     let segment_len = le_u64(&body[24..]);
     let max_seq = le_u64(&body[32..]);
     let count = le_u64(&body[40..]);
-    let max_count = (body.len() - HEADER_LEN) / (ENTRY_FIXED_LEN + 1);
+    let max_count = (body.len() - HEADER_LEN) / (fixed_len + 1);
     if count > max_count as u64 {
         return Err("entry count larger than the file".into());
     }
     let mut index = Index::with_capacity(
         count as usize,
-        body.len() - HEADER_LEN - count as usize * ENTRY_FIXED_LEN,
+        body.len() - HEADER_LEN - count as usize * fixed_len,
     );
     let mut pos = HEADER_LEN;
     for _ in 0..count {
-        let fixed = body
-            .get(pos..pos + ENTRY_FIXED_LEN)
-            .ok_or("entry cut short")?;
-        let key_len = fixed[1] as usize;
+        let fixed = body.get(pos..pos + fixed_len).ok_or("entry cut short")?;
+        let (key_len, rest) = match layout.key_len_size {
+            1 => (usize::from(fixed[1]), &fixed[2..]),
+            _ => (usize::from(le_u16(&fixed[1..])), &fixed[3..]),
+        };
         let key = body
-            .get(pos + ENTRY_FIXED_LEN..pos + ENTRY_FIXED_LEN + key_len)
+            .get(pos + fixed_len..pos + fixed_len + key_len)
             .ok_or("entry cut short")?;
-        if fixed[0] > 1 || key.is_empty() {
+        if fixed[0] > 1 || key.is_empty() || key_len > MAX_KEY_LEN {
             return Err("malformed entry".into());
         }
         let entry = Entry {
             tombstone: fixed[0] == 1,
-            offset: le_u32(&fixed[2..]),
-            value_len: le_u32(&fixed[6..]),
-            mtime: le_u64(&fixed[10..]),
+            offset: le_u32(rest),
+            value_len: le_u32(&rest[4..]),
+            mtime: le_u64(&rest[8..]),
         };
         if u64::from(entry.offset) >= segment_len {
             return Err("entry points past the end of the segment".into());
         }
         index.insert(hash_key(key), key, entry);
-        pos += ENTRY_FIXED_LEN + key_len;
+        pos += fixed_len + key_len;
     }
     if pos != body.len() {
         return Err("trailing bytes after the entries".into());
@@ -153,7 +178,11 @@ mod tests {
     fn sample() -> Index {
         let mut ix = Index::default();
         for i in 0..50u32 {
-            let k = format!("k{i}");
+            let k = match i {
+                7 => "a/b/c".to_string(),
+                8 => "p/".repeat(1000) + "end",
+                _ => format!("k{i}"),
+            };
             let e = Entry {
                 offset: 24 + i * 40,
                 value_len: i,
@@ -177,6 +206,58 @@ mod tests {
         b.sort_by(|x, y| x.0.cmp(&y.0));
         assert_eq!(a, b);
         assert!(decode(&bytes, 4).is_err());
+    }
+
+    /// A version-1 hint, as the code before version 2 wrote it: key lengths
+    /// of one byte.
+    fn encode_v1(id: u64, segment_len: u64, max_seq: u64, index: &Index) -> Vec<u8> {
+        let mut buf = Vec::new();
+        buf.extend_from_slice(&HINT_MAGIC);
+        buf.extend_from_slice(&1u32.to_le_bytes());
+        buf.extend_from_slice(&0u32.to_le_bytes());
+        buf.extend_from_slice(&id.to_le_bytes());
+        buf.extend_from_slice(&segment_len.to_le_bytes());
+        buf.extend_from_slice(&max_seq.to_le_bytes());
+        buf.extend_from_slice(&(index.len() as u64).to_le_bytes());
+        for (key, e) in index.iter() {
+            buf.push(u8::from(e.tombstone));
+            buf.push(key.len() as u8);
+            buf.extend_from_slice(&e.offset.to_le_bytes());
+            buf.extend_from_slice(&e.value_len.to_le_bytes());
+            buf.extend_from_slice(&e.mtime.to_le_bytes());
+            buf.extend_from_slice(key);
+        }
+        let crc = crc32fast::hash(&buf);
+        buf.extend_from_slice(&crc.to_le_bytes());
+        buf
+    }
+
+    #[test]
+    fn version_1_hints_load() {
+        let mut ix = Index::default();
+        for i in 0..20u32 {
+            let k = format!("v1-{i}");
+            let e = Entry {
+                offset: 24 + i * 30,
+                value_len: i,
+                mtime: 77,
+                tombstone: i == 3,
+            };
+            ix.insert(hash_key(k.as_bytes()), k.as_bytes(), e);
+        }
+        let bytes = encode_v1(2, 1000, 20, &ix);
+        let h = decode(&bytes, 2).unwrap();
+        assert_eq!((h.max_seq, h.segment_len), (20, 1000));
+        assert!(h.index.same_as(&ix));
+        let mut future = bytes.clone();
+        future[8] = 3;
+        let body = future.len() - 4;
+        let crc = crc32fast::hash(&future[..body]);
+        future[body..].copy_from_slice(&crc.to_le_bytes());
+        match decode(&future, 2) {
+            Err(why) => assert!(why.contains("version 3"), "{why}"),
+            Ok(_) => panic!("a hint of version 3 was read"),
+        }
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! A segment's in-memory hash index: key → where the key's latest record in
-//! that segment lives. Keys are kept once, in an arena, and each slot is 20
-//! bytes, so a million keys cost little beyond their own bytes.
+//! that segment lives. Keys are kept once, in an arena, each behind a length
+//! of one byte (two for keys of 128 bytes and more), and each slot is 20
+//! bytes, so a million keys cost little beyond their own bytes. A record's
+//! other metadata (mode, owner, ctime) stays in its header on disk.
 
 use std::hash::BuildHasher;
 use std::ptr::NonNull;
@@ -34,7 +36,8 @@ const TOMBSTONE_LEN: u32 = u32::MAX;
 #[derive(Clone, Copy)]
 #[repr(C, packed(4))]
 struct Slot {
-    /// Where the key sits in the arena: one length byte, then the key bytes.
+    /// Where the key sits in the arena: its length (see `push_key`), then
+    /// the key bytes.
     key_pos: u32,
     offset: u32,
     value_len: u32,
@@ -106,10 +109,35 @@ unsafe impl Allocator for HugePages {
     }
 }
 
+/// Marks a two-byte key length in the arena.
+const LONG_LEN: u8 = 0x80;
+
+/// Appends `key` to the arena behind its length: one byte below 128, else
+/// two (big-endian, high bit set), since keys are at most 4095 bytes and
+/// nearly all are short.
+fn push_key(arena: &mut Vec<u8>, key: &[u8]) {
+    let len = key.len();
+    if len < usize::from(LONG_LEN) {
+        arena.push(len as u8);
+    } else {
+        arena.push(LONG_LEN | (len >> 8) as u8);
+        arena.push(len as u8);
+    }
+    arena.extend_from_slice(key);
+}
+
 fn arena_key(arena: &[u8], pos: u32) -> &[u8] {
     let pos = pos as usize;
-    let len = arena[pos] as usize;
-    &arena[pos + 1..pos + 1 + len]
+    let first = arena[pos];
+    let (len, at) = if first & LONG_LEN == 0 {
+        (usize::from(first), pos + 1)
+    } else {
+        (
+            usize::from(first & !LONG_LEN) << 8 | usize::from(arena[pos + 1]),
+            pos + 2,
+        )
+    };
+    &arena[at..at + len]
 }
 
 impl Index {
@@ -147,8 +175,8 @@ impl Index {
             .map(Slot::entry)
     }
 
-    /// Records `entry` as the key's latest record in this segment.
-    /// Keys are 1..=255 bytes (checked by the caller), so the length fits a byte.
+    /// Records `entry` as the key's latest record in this segment. Keys are
+    /// 1..=4095 bytes (checked by the caller).
     pub fn insert(&mut self, hash: u64, key: &[u8], entry: Entry) {
         let Index { table, arena } = self;
         if let Some(slot) = table.find_mut(hash, |s| arena_key(arena, s.key_pos) == key) {
@@ -163,8 +191,7 @@ impl Index {
     pub fn insert_new(&mut self, hash: u64, key: &[u8], entry: Entry) {
         let Index { table, arena } = self;
         let key_pos = arena.len() as u32;
-        arena.push(key.len() as u8);
-        arena.extend_from_slice(key);
+        push_key(arena, key);
         let mut slot = Slot {
             key_pos,
             offset: 0,
@@ -181,7 +208,7 @@ impl Index {
 
     /// Total bytes of all keys: what a hint file needs to size its arena.
     pub fn key_bytes(&self) -> usize {
-        self.arena.len() - self.table.len()
+        self.iter().map(|(k, _)| k.len()).sum()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], Entry)> {
@@ -245,5 +272,30 @@ mod tests {
             ix.key_bytes(),
             (0..1000).map(|i| format!("key{i}").len()).sum()
         );
+    }
+
+    #[test]
+    fn keys_of_every_length_round_trip() {
+        let mut ix = Index::default();
+        let lens = [1, 2, 126, 127, 128, 129, 255, 256, 1000, 4094, 4095];
+        let keys: Vec<Vec<u8>> = lens
+            .iter()
+            .map(|&n| vec![b'a' + (n % 26) as u8; n])
+            .collect();
+        for (i, k) in keys.iter().enumerate() {
+            ix.insert(hash_key(k), k, put(i as u32, 1));
+        }
+        ix.shrink_to_fit();
+        for (i, k) in keys.iter().enumerate() {
+            assert_eq!(
+                ix.get(hash_key(k), k),
+                Some(put(i as u32, 1)),
+                "{} bytes",
+                k.len()
+            );
+        }
+        assert_eq!(ix.key_bytes(), lens.iter().sum::<usize>());
+        // One length byte for short keys, two from 128 bytes on.
+        assert_eq!(ix.arena.len(), ix.key_bytes() + lens.len() + 7);
     }
 }

@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::Path;
 
 use super::error::{Error, Result};
-use super::format::{self, FORMAT_VERSION, MANIFEST_FILE, MANIFEST_MAGIC, le_u32, le_u64};
+use super::format::{self, MANIFEST_FILE, MANIFEST_MAGIC, MANIFEST_VERSION, le_u32, le_u64};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {
@@ -24,7 +24,7 @@ impl Manifest {
     pub fn encode(&self) -> Vec<u8> {
         let mut buf = Vec::with_capacity(28 + 8 * self.segments.len());
         buf.extend_from_slice(&MANIFEST_MAGIC);
-        buf.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        buf.extend_from_slice(&MANIFEST_VERSION.to_le_bytes());
         buf.extend_from_slice(&(self.segments.len() as u32).to_le_bytes());
         buf.extend_from_slice(&self.next_id.to_le_bytes());
         for id in &self.segments {
@@ -44,9 +44,9 @@ impl Manifest {
             return Err("wrong magic number".into());
         }
         let version = le_u32(&body[8..]);
-        if version != FORMAT_VERSION {
+        if version != MANIFEST_VERSION {
             return Err(format!(
-                "format version {version}, this build reads {FORMAT_VERSION}"
+                "format version {version}, this build reads {MANIFEST_VERSION}"
             ));
         }
         if crc32fast::hash(body) != le_u32(crc) {

@@ -1,6 +1,8 @@
 //! A merge's output: one new segment file written under a temporary name,
 //! with the survivors copied into it (CRC-checked on the way) and its index
-//! built as it goes.
+//! built as it goes. Outputs are written in the current layout: a record
+//! from a version-1 segment is re-encoded (with the metadata it reads as),
+//! so merges are what upgrade a store.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -11,7 +13,7 @@ use super::error::{Error, Result};
 use super::format;
 use super::hint;
 use super::index::{Entry, Index, hash_key};
-use super::record::{self, CRC_FIELD, HEADER_LEN, Header};
+use super::record::{self, CRC_FIELD, Header, Layout};
 use super::segment::{CHUNK, Segment};
 
 /// A record chosen to survive, in the order it is copied. Its key is read
@@ -19,19 +21,26 @@ use super::segment::{CHUNK, Segment};
 /// selection allocates nothing per key.
 pub struct Survivor {
     pub offset: u32,
-    pub key_len: u8,
+    pub key_len: u16,
     pub hash: u64,
     pub entry: Entry,
 }
 
 impl Survivor {
+    /// Its length in a merge output.
     pub fn record_len(&self) -> u64 {
-        (HEADER_LEN + usize::from(self.key_len)) as u64 + u64::from(self.entry.value_len)
+        self.len_in(Layout::V2)
+    }
+
+    /// Its length in a segment of `layout`.
+    fn len_in(&self, layout: Layout) -> u64 {
+        (layout.header_len() + usize::from(self.key_len)) as u64 + u64::from(self.entry.value_len)
     }
 
     /// The record's key, if the record is the one the index described.
     fn key_in<'r>(&self, seg: &Segment, head: &'r [u8], old: &Header) -> Result<&'r [u8]> {
-        let key = &head[HEADER_LEN..HEADER_LEN + usize::from(self.key_len)];
+        let at = seg.layout.header_len();
+        let key = &head[at..at + usize::from(self.key_len)];
         if old.key_len != self.key_len
             || old.value_len != self.entry.value_len
             || hash_key(key) != self.hash
@@ -77,7 +86,7 @@ impl Output {
             index: Index::with_capacity(entries, entries * 16),
             max_seq: 0,
         };
-        out.write(&format::encode_segment_header(id))?;
+        out.write(&format::encode_segment_header(id, Layout::V2))?;
         Ok(out)
     }
 
@@ -96,11 +105,12 @@ impl Output {
     /// needed once its partner is superseded or merged beside it.
     pub fn copy(&mut self, seg: &Segment, s: &Survivor) -> Result<()> {
         let at = u64::from(s.offset);
-        if s.record_len() <= CHUNK as u64 {
+        if s.len_in(seg.layout) <= CHUNK as u64 {
             return self.copy_small(seg, s);
         }
-        let head = seg.read_at(at, HEADER_LEN + usize::from(s.key_len))?;
-        let old = Header::parse(&head).map_err(|d| Error::corrupt(&seg.path, at, d))?;
+        let head_len = seg.layout.header_len();
+        let head = seg.read_at(at, head_len + usize::from(s.key_len))?;
+        let old = Header::parse(&head, seg.layout).map_err(|d| Error::corrupt(&seg.path, at, d))?;
         let key = s.key_in(seg, &head, &old)?;
         let value_at = at + head.len() as u64;
         let value_end = value_at + u64::from(old.value_len);
@@ -115,10 +125,11 @@ impl Output {
             h.combine(&value_crc);
             h.finalize()
         };
-        if with_value(&head[CRC_FIELD.end..HEADER_LEN]) != old.crc {
+        if with_value(&head[CRC_FIELD.end..head_len]) != old.crc {
             return Err(Error::corrupt(&seg.path, at, "checksum mismatch"));
         }
         let mut new = Header {
+            layout: Layout::V2,
             in_batch: false,
             crc: 0,
             ..old
@@ -142,25 +153,27 @@ impl Output {
     /// read (from the mapping, usually without a copy of its own).
     fn copy_small(&mut self, seg: &Segment, s: &Survivor) -> Result<()> {
         let at = u64::from(s.offset);
-        let rec = seg.bytes(at, s.record_len() as usize)?;
-        let old = Header::parse(&rec).map_err(|d| Error::corrupt(&seg.path, at, d))?;
+        let rec = seg.bytes(at, s.len_in(seg.layout) as usize)?;
+        let old = Header::parse(&rec, seg.layout).map_err(|d| Error::corrupt(&seg.path, at, d))?;
         let key = s.key_in(seg, &rec, &old)?;
         if !record::crc_ok(&rec) {
             return Err(Error::corrupt(&seg.path, at, "checksum mismatch"));
         }
         let offset = self.len;
-        if old.in_batch {
-            let mut head = Header {
+        if old.in_batch || old.layout != Layout::V2 {
+            let mut new = Header {
+                layout: Layout::V2,
                 in_batch: false,
+                crc: 0,
                 ..old
-            }
-            .encode();
+            };
+            let key_and_value = &rec[old.header_len()..];
             let mut h = crc32fast::Hasher::new();
-            h.update(&head[CRC_FIELD.end..]);
-            h.update(&rec[HEADER_LEN..]);
-            head[CRC_FIELD].copy_from_slice(&h.finalize().to_le_bytes());
-            self.write(&head)?;
-            self.write(&rec[HEADER_LEN..])?;
+            h.update(&new.encode()[CRC_FIELD.end..]);
+            h.update(key_and_value);
+            new.crc = h.finalize();
+            self.write(&new.encode())?;
+            self.write(key_and_value)?;
         } else {
             self.write(&rec)?;
         }
@@ -198,7 +211,7 @@ impl Output {
         } = self;
         let file =
             File::open(&path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        let seg = Segment::with_file(id, path, file, index)?;
+        let seg = Segment::with_file(id, path, file, index, Layout::V2)?;
         seg.set_max_seq(max_seq);
         seg.freeze();
         Ok(Arc::new(seg))

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use super::compaction::CrashPoint;
 use super::error::{Error, Result};
+use super::key::MAX_KEY_LEN;
+use super::record::HEADER_LEN;
 
 /// When appended data is forced to disk, as in Bitcask's `sync_strategy`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -37,9 +39,18 @@ impl FromStr for SyncPolicy {
 }
 
 /// Limits that keep every record offset within a segment inside a u32: a
-/// segment holds at most `max_segment_size` bytes plus one record.
+/// segment holds at most `max_segment_size` bytes plus one record (a batch
+/// is held to the value size for all its changes).
 pub const MAX_SEGMENT_SIZE_LIMIT: u64 = 2 << 30;
 pub const MAX_VALUE_SIZE_LIMIT: u64 = (2 << 30) - (1 << 20);
+
+// The last record of a segment starts below the segment size limit; with
+// the largest value, or a rename of it (a batch of a tombstone and a put,
+// three headers and two keys), it still ends within a u32.
+const _: () = assert!(
+    MAX_SEGMENT_SIZE_LIMIT + (3 * HEADER_LEN + 2 * MAX_KEY_LEN) as u64 + MAX_VALUE_SIZE_LIMIT
+        <= u32::MAX as u64
+);
 
 #[derive(Clone, Debug)]
 pub struct Options {

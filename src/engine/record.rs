@@ -1,31 +1,92 @@
 //! One record: a put, a tombstone, or a batch of puts and tombstones that
-//! must be applied together (a rename). Layout (little-endian):
+//! must be applied together (a rename). A segment's header says which
+//! layout its records use; this build writes version 2 and reads both.
 //!
-//! | offset | size | field                                          |
-//! |-------:|-----:|------------------------------------------------|
-//! |      0 |    4 | CRC32 of every byte after this field           |
-//! |      4 |    8 | sequence number (orders records; never time)   |
-//! |     12 |    8 | wall-clock time in ns since the epoch (mtime)  |
-//! |     20 |    1 | flags: kind in bits 0-1, IN_BATCH in bit 7     |
-//! |     21 |    1 | key length (0 for a batch, else 1..=255)       |
-//! |     22 |    4 | value length                                   |
-//! |     26 |    k | key                                            |
-//! |   26+k |    v | value (a batch: its inner records back to back)|
+//! Version 2 (little-endian):
+//!
+//! | offset | size | field                                            |
+//! |-------:|-----:|--------------------------------------------------|
+//! |      0 |    4 | CRC32 of every byte after this field             |
+//! |      4 |    8 | sequence number (orders records; never time)     |
+//! |     12 |    8 | mtime, ns since the epoch                        |
+//! |     20 |    1 | flags: kind in bits 0-1, IN_BATCH in bit 7       |
+//! |     21 |    2 | key length (0 for a batch, else 1..=4095)        |
+//! |     23 |    4 | value length                                     |
+//! |     27 |    4 | mode: `st_mode`, file type and permission bits   |
+//! |     31 |    4 | uid                                              |
+//! |     35 |    4 | gid                                              |
+//! |     39 |    8 | ctime, ns since the epoch                        |
+//! |     47 |    k | key                                              |
+//! |   47+k |    v | value (a batch: its inner records back to back)  |
+//!
+//! Tombstones and batch headers carry zeros in mode, uid, gid and ctime.
+//!
+//! Version 1 has the same first 21 bytes, then a key length of 1 byte (at
+//! 21, keys of 1..=255 bytes), the value length (at 22) and the key (at
+//! 26): no mode, owner or ctime. Its puts read as `Meta::v1(mtime)`.
 
-use super::format::{le_u32, le_u64};
+use std::ops::Deref;
+
+use super::format::{le_u16, le_u32, le_u64};
+use super::key::MAX_KEY_LEN;
+use super::meta::Meta;
 
 const CRC_OFFSET: usize = 0;
 const SEQ_OFFSET: usize = CRC_OFFSET + 4;
 const MTIME_OFFSET: usize = SEQ_OFFSET + 8;
 const FLAGS_OFFSET: usize = MTIME_OFFSET + 8;
-pub const KEY_LEN_OFFSET: usize = FLAGS_OFFSET + 1;
-const VALUE_LEN_OFFSET: usize = KEY_LEN_OFFSET + 1;
-pub const HEADER_LEN: usize = VALUE_LEN_OFFSET + 4;
+const KEY_LEN_OFFSET: usize = FLAGS_OFFSET + 1;
+const VALUE_LEN_OFFSET: usize = KEY_LEN_OFFSET + 2;
+const MODE_OFFSET: usize = VALUE_LEN_OFFSET + 4;
+const UID_OFFSET: usize = MODE_OFFSET + 4;
+const GID_OFFSET: usize = UID_OFFSET + 4;
+const CTIME_OFFSET: usize = GID_OFFSET + 4;
+/// Length of a version-2 record header, the layout every write uses.
+pub const HEADER_LEN: usize = CTIME_OFFSET + 8;
+
+const V1_KEY_LEN_OFFSET: usize = FLAGS_OFFSET + 1;
+const V1_VALUE_LEN_OFFSET: usize = V1_KEY_LEN_OFFSET + 1;
+const V1_HEADER_LEN: usize = V1_VALUE_LEN_OFFSET + 4;
 
 const KIND_MASK: u8 = 0b11;
 /// Marks a record inside a batch, so that a resynchronising scan never takes
 /// one half of a torn batch for a record of its own.
 const IN_BATCH: u8 = 0x80;
+
+/// Where the CRC field sits relative to the record start: a streamed record
+/// is written with a placeholder and patched here once its bytes are known.
+pub const CRC_FIELD: std::ops::Range<usize> = CRC_OFFSET..SEQ_OFFSET;
+
+/// The record layout of a segment, from the format version in its header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    V1,
+    V2,
+}
+
+impl Layout {
+    pub fn from_version(version: u32) -> Option<Layout> {
+        match version {
+            1 => Some(Layout::V1),
+            2 => Some(Layout::V2),
+            _ => None,
+        }
+    }
+
+    pub fn version(self) -> u32 {
+        match self {
+            Layout::V1 => 1,
+            Layout::V2 => 2,
+        }
+    }
+
+    pub const fn header_len(self) -> usize {
+        match self {
+            Layout::V1 => V1_HEADER_LEN,
+            Layout::V2 => HEADER_LEN,
+        }
+    }
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -36,38 +97,60 @@ pub enum Kind {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Header {
+    pub layout: Layout,
     pub crc: u32,
     pub seq: u64,
-    pub mtime: u64,
     pub kind: Kind,
     pub in_batch: bool,
-    pub key_len: u8,
+    pub key_len: u16,
     pub value_len: u32,
+    /// A put's metadata; for a tombstone or a batch only `mtime` (the time
+    /// of the change), the rest zero.
+    pub meta: Meta,
+}
+
+/// The metadata of a tombstone or batch header: its time, nothing else.
+const fn time_only(mtime: u64) -> Meta {
+    Meta {
+        mode: 0,
+        uid: 0,
+        gid: 0,
+        mtime,
+        ctime: 0,
+    }
 }
 
 impl Header {
-    pub fn new(
-        seq: u64,
-        mtime: u64,
-        kind: Kind,
-        in_batch: bool,
-        key_len: u8,
-        value_len: u32,
-    ) -> Self {
+    pub fn put(seq: u64, in_batch: bool, key_len: u16, value_len: u32, meta: Meta) -> Header {
         Header {
+            layout: Layout::V2,
             crc: 0,
             seq,
-            mtime,
-            kind,
+            kind: Kind::Put,
             in_batch,
             key_len,
             value_len,
+            meta,
         }
     }
 
-    /// Parses and sanity-checks a header; `b` must hold at least HEADER_LEN bytes.
-    pub fn parse(b: &[u8]) -> Result<Header, &'static str> {
-        if b.len() < HEADER_LEN {
+    pub fn tombstone(seq: u64, mtime: u64, in_batch: bool, key_len: u16) -> Header {
+        Header {
+            kind: Kind::Tombstone,
+            ..Header::put(seq, in_batch, key_len, 0, time_only(mtime))
+        }
+    }
+
+    pub fn batch(seq: u64, mtime: u64, value_len: u32) -> Header {
+        Header {
+            kind: Kind::Batch,
+            ..Header::put(seq, false, 0, value_len, time_only(mtime))
+        }
+    }
+
+    /// Parses and sanity-checks a header laid out as `layout`.
+    pub fn parse(b: &[u8], layout: Layout) -> Result<Header, &'static str> {
+        if b.len() < layout.header_len() {
             return Err("record header cut short");
         }
         let flags = b[FLAGS_OFFSET];
@@ -80,42 +163,122 @@ impl Header {
             2 => Kind::Batch,
             _ => return Err("unknown record kind"),
         };
+        let mtime = le_u64(&b[MTIME_OFFSET..]);
+        let (key_len, value_len, meta) = match layout {
+            Layout::V1 => (
+                u16::from(b[V1_KEY_LEN_OFFSET]),
+                le_u32(&b[V1_VALUE_LEN_OFFSET..]),
+                if kind == Kind::Put {
+                    Meta::v1(mtime)
+                } else {
+                    time_only(mtime)
+                },
+            ),
+            Layout::V2 => (
+                le_u16(&b[KEY_LEN_OFFSET..]),
+                le_u32(&b[VALUE_LEN_OFFSET..]),
+                Meta {
+                    mode: le_u32(&b[MODE_OFFSET..]),
+                    uid: le_u32(&b[UID_OFFSET..]),
+                    gid: le_u32(&b[GID_OFFSET..]),
+                    mtime,
+                    ctime: le_u64(&b[CTIME_OFFSET..]),
+                },
+            ),
+        };
         let h = Header {
+            layout,
             crc: le_u32(&b[CRC_OFFSET..]),
             seq: le_u64(&b[SEQ_OFFSET..]),
-            mtime: le_u64(&b[MTIME_OFFSET..]),
             kind,
             in_batch: flags & IN_BATCH != 0,
-            key_len: b[KEY_LEN_OFFSET],
-            value_len: le_u32(&b[VALUE_LEN_OFFSET..]),
+            key_len,
+            value_len,
+            meta,
         };
         match kind {
             Kind::Batch if h.key_len != 0 || h.in_batch => Err("malformed batch header"),
             Kind::Put | Kind::Tombstone if h.key_len == 0 => Err("record with an empty key"),
+            _ if usize::from(h.key_len) > MAX_KEY_LEN => Err("key longer than 4095 bytes"),
             Kind::Tombstone if h.value_len != 0 => Err("tombstone with a value"),
+            Kind::Put if meta.invalid().is_some() => Err("record with an invalid mode"),
+            Kind::Tombstone | Kind::Batch if meta != time_only(mtime) => {
+                Err("metadata on a tombstone or batch")
+            }
             _ => Ok(h),
         }
     }
 
-    pub fn encode(&self) -> [u8; HEADER_LEN] {
+    /// The header's bytes in its layout, CRC field as set.
+    ///
+    /// A version-1 header is only ever encoded for a record of a version-1
+    /// segment (a repair's tombstone for a key found there), whose key
+    /// length fits its one byte.
+    pub fn encode(&self) -> Encoded {
         let mut b = [0u8; HEADER_LEN];
         b[CRC_OFFSET..SEQ_OFFSET].copy_from_slice(&self.crc.to_le_bytes());
         b[SEQ_OFFSET..MTIME_OFFSET].copy_from_slice(&self.seq.to_le_bytes());
-        b[MTIME_OFFSET..FLAGS_OFFSET].copy_from_slice(&self.mtime.to_le_bytes());
+        b[MTIME_OFFSET..FLAGS_OFFSET].copy_from_slice(&self.meta.mtime.to_le_bytes());
         let kind = match self.kind {
             Kind::Put => 0,
             Kind::Tombstone => 1,
             Kind::Batch => 2,
         };
         b[FLAGS_OFFSET] = kind | if self.in_batch { IN_BATCH } else { 0 };
-        b[KEY_LEN_OFFSET] = self.key_len;
-        b[VALUE_LEN_OFFSET..HEADER_LEN].copy_from_slice(&self.value_len.to_le_bytes());
-        b
+        match self.layout {
+            Layout::V1 => {
+                b[V1_KEY_LEN_OFFSET] = self.key_len as u8;
+                b[V1_VALUE_LEN_OFFSET..V1_HEADER_LEN]
+                    .copy_from_slice(&self.value_len.to_le_bytes());
+            }
+            Layout::V2 => {
+                let m = &self.meta;
+                b[KEY_LEN_OFFSET..VALUE_LEN_OFFSET].copy_from_slice(&self.key_len.to_le_bytes());
+                b[VALUE_LEN_OFFSET..MODE_OFFSET].copy_from_slice(&self.value_len.to_le_bytes());
+                b[MODE_OFFSET..UID_OFFSET].copy_from_slice(&m.mode.to_le_bytes());
+                b[UID_OFFSET..GID_OFFSET].copy_from_slice(&m.uid.to_le_bytes());
+                b[GID_OFFSET..CTIME_OFFSET].copy_from_slice(&m.gid.to_le_bytes());
+                b[CTIME_OFFSET..HEADER_LEN].copy_from_slice(&m.ctime.to_le_bytes());
+            }
+        }
+        Encoded {
+            bytes: b,
+            len: self.layout.header_len(),
+        }
+    }
+
+    pub fn header_len(&self) -> usize {
+        self.layout.header_len()
     }
 
     pub fn record_len(&self) -> u64 {
-        HEADER_LEN as u64 + u64::from(self.key_len) + u64::from(self.value_len)
+        self.header_len() as u64 + u64::from(self.key_len) + u64::from(self.value_len)
     }
+}
+
+/// A header's bytes: as long as its layout's header.
+pub struct Encoded {
+    bytes: [u8; HEADER_LEN],
+    len: usize,
+}
+
+impl Deref for Encoded {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// The key of the record that `b` begins with, if `b` holds it: a cheap
+/// look without parsing (or trusting) the rest of the header.
+pub fn key_at(b: &[u8], layout: Layout) -> Option<&[u8]> {
+    let len = match layout {
+        Layout::V1 => usize::from(*b.get(V1_KEY_LEN_OFFSET)?),
+        Layout::V2 => usize::from(le_u16(b.get(KEY_LEN_OFFSET..VALUE_LEN_OFFSET)?)),
+    };
+    let at = layout.header_len();
+    b.get(at..at + len)
 }
 
 /// Appends one whole record, CRC included, to `buf`.
@@ -130,40 +293,113 @@ pub fn encode(buf: &mut Vec<u8>, header: Header, key: &[u8], value: &[u8]) {
 
 /// True when `record` (exactly one whole record) matches its CRC.
 pub fn crc_ok(record: &[u8]) -> bool {
-    record.len() >= HEADER_LEN && crc32fast::hash(&record[SEQ_OFFSET..]) == le_u32(record)
+    record.len() >= SEQ_OFFSET && crc32fast::hash(&record[SEQ_OFFSET..]) == le_u32(record)
 }
-
-/// Where the CRC field sits relative to the record start: a streamed record
-/// is written with a placeholder and patched here once its bytes are known.
-pub const CRC_FIELD: std::ops::Range<usize> = CRC_OFFSET..SEQ_OFFSET;
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::meta::{OWNER_UNSET, S_IFLNK, S_IFREG};
+
+    const META: Meta = Meta {
+        mode: S_IFLNK | 0o777,
+        uid: 1000,
+        gid: 100,
+        mtime: 1234,
+        ctime: 5678,
+    };
 
     fn sample() -> Vec<u8> {
         let mut buf = Vec::new();
         encode(
             &mut buf,
-            Header::new(9, 1234, Kind::Put, false, 3, 5),
-            b"key",
+            Header::put(9, false, 7, 5, META),
+            b"dir/key",
             b"value",
         );
         buf
     }
 
     #[test]
-    fn round_trip() {
+    fn v2_round_trip() {
         let buf = sample();
-        let h = Header::parse(&buf).unwrap();
+        assert_eq!(HEADER_LEN, 47);
+        let h = Header::parse(&buf, Layout::V2).unwrap();
         assert_eq!(
-            (h.seq, h.mtime, h.kind, h.key_len, h.value_len),
-            (9, 1234, Kind::Put, 3, 5)
+            (h.seq, h.kind, h.key_len, h.value_len, h.meta, h.layout),
+            (9, Kind::Put, 7, 5, META, Layout::V2)
         );
         assert!(!h.in_batch);
         assert_eq!(h.record_len() as usize, buf.len());
-        assert_eq!(&buf[HEADER_LEN + 3..], b"value");
+        assert_eq!(key_at(&buf, Layout::V2), Some(&b"dir/key"[..]));
+        assert_eq!(&buf[HEADER_LEN + 7..], b"value");
         assert!(crc_ok(&buf));
+        // Byte positions as the table gives them.
+        assert_eq!(le_u16(&buf[21..]), 7);
+        assert_eq!(le_u32(&buf[23..]), 5);
+        assert_eq!(le_u32(&buf[27..]), S_IFLNK | 0o777);
+        assert_eq!(le_u32(&buf[31..]), 1000);
+        assert_eq!(le_u32(&buf[35..]), 100);
+        assert_eq!(le_u64(&buf[39..]), 5678);
+
+        let long_key = vec![b'k'; MAX_KEY_LEN];
+        let mut big = Vec::new();
+        let h = Header::put(1, true, MAX_KEY_LEN as u16, 0, Meta::file(3));
+        encode(&mut big, h, &long_key, b"");
+        let back = Header::parse(&big, Layout::V2).unwrap();
+        assert_eq!(back, Header { crc: back.crc, ..h });
+        assert_eq!(key_at(&big, Layout::V2), Some(&long_key[..]));
+
+        let mut tomb = Vec::new();
+        encode(&mut tomb, Header::tombstone(4, 99, false, 1), b"t", b"");
+        let t = Header::parse(&tomb, Layout::V2).unwrap();
+        assert_eq!(
+            (t.kind, t.meta.mtime, t.meta.mode, t.meta.ctime),
+            (Kind::Tombstone, 99, 0, 0)
+        );
+    }
+
+    #[test]
+    fn v1_records_read_with_default_metadata() {
+        // Written byte by byte from the version-1 table.
+        let mut rec = vec![0u8; 26];
+        rec[4..12].copy_from_slice(&3u64.to_le_bytes());
+        rec[12..20].copy_from_slice(&777u64.to_le_bytes());
+        rec[21] = 3;
+        rec[22..26].copy_from_slice(&2u32.to_le_bytes());
+        rec.extend_from_slice(b"keyv!");
+        let crc = crc32fast::hash(&rec[4..]);
+        rec[..4].copy_from_slice(&crc.to_le_bytes());
+        let h = Header::parse(&rec, Layout::V1).unwrap();
+        assert_eq!(
+            (h.seq, h.key_len, h.value_len, h.kind),
+            (3, 3, 2, Kind::Put)
+        );
+        assert_eq!(h.meta, Meta::v1(777));
+        assert_eq!(h.meta.mode, S_IFREG | 0o644);
+        assert_eq!(
+            (h.meta.uid, h.meta.gid, h.meta.ctime),
+            (OWNER_UNSET, OWNER_UNSET, 777)
+        );
+        assert_eq!(h.record_len() as usize, rec.len());
+        assert_eq!(key_at(&rec, Layout::V1), Some(&b"key"[..]));
+        assert!(crc_ok(&rec));
+        // Encoding it again in its own layout gives the same bytes.
+        let mut again = Vec::new();
+        encode(&mut again, h, b"key", b"v!");
+        assert_eq!(again, rec);
+        // And in version 2, the same record with its metadata spelled out.
+        let mut v2 = Vec::new();
+        encode(
+            &mut v2,
+            Header {
+                layout: Layout::V2,
+                ..h
+            },
+            b"key",
+            b"v!",
+        );
+        assert_eq!(Header::parse(&v2, Layout::V2).unwrap().meta, Meta::v1(777));
     }
 
     #[test]
@@ -173,7 +409,7 @@ mod tests {
             for bit in 0..8 {
                 let mut bad = buf.clone();
                 bad[i] ^= 1 << bit;
-                let parsed = Header::parse(&bad);
+                let parsed = Header::parse(&bad, Layout::V2);
                 let caught = match parsed {
                     Err(_) => true,
                     Ok(h) => h.record_len() as usize != bad.len() || !crc_ok(&bad),
@@ -185,22 +421,46 @@ mod tests {
 
     #[test]
     fn malformed_headers_are_refused() {
-        let mut empty_key = Vec::new();
-        encode(
-            &mut empty_key,
-            Header::new(1, 0, Kind::Put, false, 0, 1),
-            b"",
-            b"v",
-        );
-        assert!(Header::parse(&empty_key).is_err());
-        let mut tomb_value = Vec::new();
-        encode(
-            &mut tomb_value,
-            Header::new(1, 0, Kind::Tombstone, false, 1, 1),
-            b"k",
-            b"v",
-        );
-        assert!(Header::parse(&tomb_value).is_err());
-        assert!(Header::parse(&[0u8; 10]).is_err());
+        let refused = |h: Header, key: &[u8], value: &[u8]| {
+            let mut b = Vec::new();
+            encode(&mut b, h, key, value);
+            Header::parse(&b, h.layout).is_err()
+        };
+        assert!(refused(Header::put(1, false, 0, 1, META), b"", b"v"));
+        let mut tomb = Header::tombstone(1, 0, false, 1);
+        tomb.value_len = 1;
+        assert!(refused(tomb, b"k", b"v"));
+        let mode_on_tomb = Header {
+            meta: Meta {
+                mode: S_IFREG,
+                ..tomb.meta
+            },
+            value_len: 0,
+            ..tomb
+        };
+        assert!(refused(mode_on_tomb, b"k", b""));
+        let ctime_on_batch = Header {
+            meta: Meta {
+                ctime: 1,
+                ..time_only(0)
+            },
+            ..Header::batch(1, 0, 0)
+        };
+        assert!(refused(ctime_on_batch, b"", b""));
+        for mode in [0o644, 0o200_755, 0o010_644] {
+            assert!(refused(
+                Header::put(1, false, 1, 0, Meta { mode, ..META }),
+                b"k",
+                b""
+            ));
+        }
+        let too_long = vec![b'k'; MAX_KEY_LEN + 1];
+        assert!(refused(
+            Header::put(1, false, too_long.len() as u16, 0, META),
+            &too_long,
+            b""
+        ));
+        assert!(Header::parse(&[0u8; 30], Layout::V2).is_err());
+        assert!(Header::parse(&[0u8; 10], Layout::V1).is_err());
     }
 }

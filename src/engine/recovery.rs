@@ -138,7 +138,7 @@ fn map(seg: &Segment) -> Result<Mmap> {
 /// Builds a segment's index by reading all of its records.
 pub fn scan_into(seg: &Segment, data: &[u8], last: bool) -> ScanReport {
     let mut index = seg.index_mut();
-    let report = scan::scan(data, last, |s| {
+    let report = scan::scan(data, seg.layout, last, |s| {
         index.insert(hash_key(s.key), s.key, s.entry())
     });
     seg.set_max_seq(report.max_seq);

@@ -30,7 +30,7 @@ use super::hint;
 use super::index::{Entry, Index, hash_key};
 use super::lock::DirLock;
 use super::manifest::{Manifest, sync_dir};
-use super::record::{self, Header, Kind};
+use super::record::{self, Header, Layout};
 use super::scan::{self, Damage};
 use super::store::now_ns;
 
@@ -138,9 +138,9 @@ fn load(dir: &Path, id: u64) -> Result<Loaded> {
 }
 
 /// Scans a segment's bytes into an index of each key's latest record.
-fn scan_index(data: &[u8], last: bool) -> (Index, scan::ScanReport) {
+fn scan_index(data: &[u8], layout: Layout, last: bool) -> (Index, scan::ScanReport) {
     let mut index = Index::default();
-    let report = scan::scan(data, last, |s| {
+    let report = scan::scan(data, layout, last, |s| {
         index.insert(hash_key(s.key), s.key, s.entry())
     });
     (index, report)
@@ -168,13 +168,16 @@ pub fn repair(dir: &Path) -> Result<RepairReport> {
         };
         let data = seg.bytes();
         let name = format::segment_file_name(id);
-        if let Err(why) = format::check_segment_header(data, id) {
-            report.unrepaired.push(format!(
-                "{name}: {why}; left as it is (it may belong to another program or version)"
-            ));
-            continue;
-        }
-        let (scanned, scan) = scan_index(data, is_last);
+        let layout = match format::check_segment_header(data, id) {
+            Ok(layout) => layout,
+            Err(why) => {
+                report.unrepaired.push(format!(
+                    "{name}: {why}; left as it is (it may belong to another program or version)"
+                ));
+                continue;
+            }
+        };
+        let (scanned, scan) = scan_index(data, layout, is_last);
         let mut damage: Vec<Damage> = scan.damage.clone();
         let hint = if is_last {
             None
@@ -209,6 +212,7 @@ pub fn repair(dir: &Path) -> Result<RepairReport> {
         let rebuilt = rewrite(
             dir,
             &seg,
+            layout,
             &damage,
             hint.as_ref().map(|h| &h.index),
             &scanned,
@@ -249,12 +253,14 @@ fn fix_hint(
     Ok(())
 }
 
-/// Rewrites segment `seg` without its damaged ranges; returns the new
+/// Rewrites segment `seg` without its damaged ranges, in its own layout
+/// (a repair copies records, it does not upgrade them); returns the new
 /// segment's index.
 #[allow(clippy::too_many_arguments)]
 fn rewrite(
     dir: &Path,
     seg: &Loaded,
+    layout: Layout,
     damage: &[Damage],
     hint: Option<&Index>,
     scanned: &Index,
@@ -328,7 +334,7 @@ fn rewrite(
         // record, whose key the scan has seen.
         let header_readable = data
             .get(start..)
-            .is_some_and(|b| Header::parse(b).is_ok_and(|h| !h.in_batch));
+            .is_some_and(|b| Header::parse(b, layout).is_ok_and(|h| !h.in_batch));
         if !named[i] && !torn_tail && hint.is_none() && !header_readable {
             report.unnamed.push(format!(
                 "{name} bytes {}..{}: no readable record header and no usable hint, so the keys there are unknown ({})",
@@ -339,7 +345,7 @@ fn rewrite(
     sync_dir(&lf).map_err(|e| Error::io(format!("syncing {}", lf.display()), e))?;
 
     // 2. The good records, verbatim, with tombstones where damage was.
-    let mut out = format::encode_segment_header(seg.id).to_vec();
+    let mut out = format::encode_segment_header(seg.id, layout).to_vec();
     let mut pos = SEGMENT_HEADER_LEN;
     let mut order: Vec<usize> = (0..damage.len()).collect();
     order.sort_by_key(|&i| damage[i].start);
@@ -348,7 +354,7 @@ fn rewrite(
         let to = to.min(data.len());
         let mut at = from;
         while at < to {
-            match scan::validate(data, at, *last_seq) {
+            match scan::validate(data, at, *last_seq, layout) {
                 Ok(h) => {
                     let end = at + h.record_len() as usize;
                     out.extend_from_slice(&data[at..end]);
@@ -364,14 +370,11 @@ fn rewrite(
         let d = &damage[i];
         copy_good(&mut out, pos, d.start as usize, &mut last_seq);
         for key in &tombstones[i] {
-            let h = Header::new(
-                last_seq,
-                now_ns(),
-                Kind::Tombstone,
-                false,
-                key.len() as u8,
-                0,
-            );
+            // A key of this segment: its length fits the layout's field.
+            let h = Header {
+                layout,
+                ..Header::tombstone(last_seq, now_ns(), false, key.len() as u16)
+            };
             record::encode(&mut out, h, key, b"");
         }
         pos = (d.end as usize).max(pos);
@@ -402,7 +405,7 @@ fn rewrite(
     };
     write().map_err(|e| Error::io(format!("writing {}", seg.path.display()), e))?;
 
-    let (index, check) = scan_index(&out, is_last);
+    let (index, check) = scan_index(&out, layout, is_last);
     if !check.damage.is_empty() || check.bad_tail.is_some() {
         report
             .unrepaired

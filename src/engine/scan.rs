@@ -6,7 +6,7 @@
 use super::format::SEGMENT_HEADER_LEN;
 use super::index::Entry;
 use super::key::validate_key;
-use super::record::{self, HEADER_LEN, Header, Kind};
+use super::record::{self, Header, Kind, Layout};
 
 /// One put or tombstone found by a scan (records inside a batch included).
 pub struct Scanned<'a> {
@@ -50,8 +50,9 @@ pub struct ScanReport {
     pub bad_tail: Option<Damage>,
 }
 
-/// Scans `data` (a whole segment file, header included), calling `visit` for
-/// every put and tombstone in file order.
+/// Scans `data` (a whole segment file, header included, its records laid
+/// out as `layout`), calling `visit` for every put and tombstone in file
+/// order.
 ///
 /// A record whose header reads well but whose bytes fail the CRC is damage;
 /// its entry is still visited, so that reads of it fail loudly instead of
@@ -60,7 +61,12 @@ pub struct ScanReport {
 /// nothing written after it is a write cut short by a crash, and it is
 /// reported as `bad_tail`, not visited. Only where a header cannot be read
 /// does the scan search byte by byte for the next whole record.
-pub fn scan(data: &[u8], tail_may_be_torn: bool, mut visit: impl FnMut(Scanned<'_>)) -> ScanReport {
+pub fn scan(
+    data: &[u8],
+    layout: Layout,
+    tail_may_be_torn: bool,
+    mut visit: impl FnMut(Scanned<'_>),
+) -> ScanReport {
     let mut report = ScanReport {
         end: SEGMENT_HEADER_LEN as u64,
         ..Default::default()
@@ -72,7 +78,7 @@ pub fn scan(data: &[u8], tail_may_be_torn: bool, mut visit: impl FnMut(Scanned<'
             .is_none_or(|rest| rest.iter().all(|&b| b == 0))
     };
     while off < data.len() {
-        let why = match validate(data, off, last_seq) {
+        let why = match validate(data, off, last_seq, layout) {
             Ok(h) => {
                 emit(data, off, &h, &mut visit);
                 last_seq = h.seq;
@@ -93,7 +99,9 @@ pub fn scan(data: &[u8], tail_may_be_torn: bool, mut visit: impl FnMut(Scanned<'
             end: garbage_end as u64,
             detail: why.to_string(),
         };
-        let header = Header::parse(&data[off..]).ok().filter(|h| !h.in_batch);
+        let header = Header::parse(&data[off..], layout)
+            .ok()
+            .filter(|h| !h.in_batch);
         let next = match header {
             Some(h) => {
                 let end = off + h.record_len() as usize;
@@ -105,7 +113,7 @@ pub fn scan(data: &[u8], tail_may_be_torn: bool, mut visit: impl FnMut(Scanned<'
                 emit(data, off, &h, &mut visit);
                 end
             }
-            None => match resync(data, off + 1, last_seq) {
+            None => match resync(data, off + 1, last_seq, layout) {
                 Some(next) => next,
                 None => {
                     report.bad_tail = Some(tail);
@@ -126,8 +134,13 @@ pub fn scan(data: &[u8], tail_may_be_torn: bool, mut visit: impl FnMut(Scanned<'
 }
 
 /// Checks that a whole, top-level record starts at `off`, batch contents included.
-pub fn validate(data: &[u8], off: usize, last_seq: u64) -> Result<Header, &'static str> {
-    let h = Header::parse(&data[off..])?;
+pub fn validate(
+    data: &[u8],
+    off: usize,
+    last_seq: u64,
+    layout: Layout,
+) -> Result<Header, &'static str> {
+    let h = Header::parse(&data[off..], layout)?;
     if h.in_batch {
         return Err("record from inside a batch found on its own");
     }
@@ -143,9 +156,10 @@ pub fn validate(data: &[u8], off: usize, last_seq: u64) -> Result<Header, &'stat
         return Err("checksum mismatch");
     }
     if h.kind == Kind::Batch {
-        let mut inner = HEADER_LEN;
+        let mut inner = layout.header_len();
         while inner < rec.len() {
-            let ih = Header::parse(&rec[inner..]).map_err(|_| "bad record inside a batch")?;
+            let ih =
+                Header::parse(&rec[inner..], layout).map_err(|_| "bad record inside a batch")?;
             let iend = inner as u64 + ih.record_len();
             if !ih.in_batch || ih.kind == Kind::Batch || iend > rec.len() as u64 {
                 return Err("bad record inside a batch");
@@ -163,14 +177,15 @@ pub fn validate(data: &[u8], off: usize, last_seq: u64) -> Result<Header, &'stat
 /// (its extent is within `data`, its CRC unchecked), so every inner record
 /// and key is bounds-checked, and keys that are not valid are skipped.
 fn emit(data: &[u8], off: usize, h: &Header, visit: &mut impl FnMut(Scanned<'_>)) {
+    let head_len = h.header_len();
     let mut one = |at: usize, h: &Header| {
-        let key = &data[at + HEADER_LEN..at + HEADER_LEN + h.key_len as usize];
+        let key = &data[at + head_len..at + head_len + h.key_len as usize];
         if validate_key(key).is_ok() {
             visit(Scanned {
                 key,
                 offset: at as u64,
                 value_len: h.value_len,
-                mtime: h.mtime,
+                mtime: h.meta.mtime,
                 tombstone: h.kind == Kind::Tombstone,
             });
         }
@@ -180,9 +195,9 @@ fn emit(data: &[u8], off: usize, h: &Header, visit: &mut impl FnMut(Scanned<'_>)
         one(off, h);
         return;
     }
-    let mut inner = off + HEADER_LEN;
+    let mut inner = off + head_len;
     while inner < end {
-        let Ok(ih) = Header::parse(&data[inner..end]) else {
+        let Ok(ih) = Header::parse(&data[inner..end], h.layout) else {
             return;
         };
         let inner_end = inner + ih.record_len() as usize;
@@ -197,28 +212,33 @@ fn emit(data: &[u8], off: usize, h: &Header, visit: &mut impl FnMut(Scanned<'_>)
 /// The first offset at or after `from` where a whole record starts. A
 /// record's flags and key length are never both zero, so none starts in
 /// the zeros at the end of the file.
-fn resync(data: &[u8], from: usize, last_seq: u64) -> Option<usize> {
+fn resync(data: &[u8], from: usize, last_seq: u64, layout: Layout) -> Option<usize> {
     let last_nonzero = data.iter().rposition(|&b| b != 0)?;
-    let end = last_nonzero.min(data.len().saturating_sub(HEADER_LEN - 1));
-    (from..end).find(|&o| validate(data, o, last_seq).is_ok())
+    let end = last_nonzero.min(data.len().saturating_sub(layout.header_len() - 1));
+    (from..end).find(|&o| validate(data, o, last_seq, layout).is_ok())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::engine::format::encode_segment_header;
+    use crate::engine::meta::{Meta, S_IFDIR};
+    use crate::engine::record::HEADER_LEN;
+
+    fn meta() -> Meta {
+        Meta {
+            mode: S_IFDIR | 0o750,
+            uid: 1,
+            gid: 2,
+            mtime: 3,
+            ctime: 4,
+        }
+    }
 
     fn segment(records: &[(&[u8], &[u8])]) -> Vec<u8> {
-        let mut data = encode_segment_header(1).to_vec();
+        let mut data = encode_segment_header(1, Layout::V2).to_vec();
         for (i, (k, v)) in records.iter().enumerate() {
-            let h = Header::new(
-                i as u64 + 1,
-                0,
-                Kind::Put,
-                false,
-                k.len() as u8,
-                v.len() as u32,
-            );
+            let h = Header::put(i as u64 + 1, false, k.len() as u16, v.len() as u32, meta());
             record::encode(&mut data, h, k, v);
         }
         data
@@ -226,18 +246,39 @@ mod tests {
 
     fn keys(data: &[u8]) -> (Vec<Vec<u8>>, ScanReport) {
         let mut seen = Vec::new();
-        let r = scan(data, true, |s| seen.push(s.key.to_vec()));
+        let r = scan(data, Layout::V2, true, |s| seen.push(s.key.to_vec()));
         (seen, r)
     }
 
     #[test]
     fn clean_segment() {
-        let data = segment(&[(b"a", b"1"), (b"b", b"22")]);
+        let data = segment(&[(b"a", b"1"), (b"b/c", b"22")]);
         let (seen, r) = keys(&data);
-        assert_eq!(seen, vec![b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(seen, vec![b"a".to_vec(), b"b/c".to_vec()]);
         assert_eq!(r.end, data.len() as u64);
         assert!(r.damage.is_empty() && r.bad_tail.is_none());
         assert_eq!(r.max_seq, 2);
+    }
+
+    #[test]
+    fn version_1_segment() {
+        let mut data = encode_segment_header(1, Layout::V1).to_vec();
+        for (seq, k, v) in [(1, &b"a"[..], &b"1"[..]), (2, b"bb", b"")] {
+            let h = Header {
+                layout: Layout::V1,
+                ..Header::put(seq, false, k.len() as u16, v.len() as u32, Meta::v1(9))
+            };
+            record::encode(&mut data, h, k, v);
+        }
+        let mut seen = Vec::new();
+        let r = scan(&data, Layout::V1, true, |s| {
+            seen.push((s.key.to_vec(), s.offset, s.mtime))
+        });
+        assert_eq!(
+            seen,
+            vec![(b"a".to_vec(), 24, 9), (b"bb".to_vec(), 24 + 26 + 2, 9)]
+        );
+        assert_eq!(r.end, data.len() as u64);
     }
 
     #[test]
@@ -265,34 +306,31 @@ mod tests {
         assert_eq!(r.damage[0].start, second as u64);
         assert!(r.bad_tail.is_none());
         // A header that cannot be read: skipped up to the next good record.
-        let mut bad = data.clone();
-        bad[second + 20] = 0x40; // unknown flags
-        let (seen, r) = keys(&bad);
-        assert_eq!(seen, vec![b"a".to_vec(), b"c".to_vec()]);
-        assert_eq!(r.damage.len(), 1);
-        assert!(r.bad_tail.is_none());
+        for (at, byte) in [(20, 0x40), (29, 0xff)] {
+            let mut bad = data.clone();
+            bad[second + at] = byte; // unknown flags; mode bits above the file type
+            let (seen, r) = keys(&bad);
+            assert_eq!(seen, vec![b"a".to_vec(), b"c".to_vec()], "byte {at}");
+            assert_eq!(r.damage.len(), 1);
+            assert!(r.bad_tail.is_none());
+        }
     }
 
     #[test]
     fn half_a_batch_never_counts() {
-        let mut data = encode_segment_header(1).to_vec();
+        let mut data = encode_segment_header(1, Layout::V2).to_vec();
         let mut inner = Vec::new();
+        record::encode(&mut inner, Header::tombstone(5, 0, true, 1), b"a", b"");
         record::encode(
             &mut inner,
-            Header::new(5, 0, Kind::Tombstone, true, 1, 0),
-            b"a",
-            b"",
-        );
-        record::encode(
-            &mut inner,
-            Header::new(5, 0, Kind::Put, true, 1, 3),
-            b"b",
+            Header::put(5, true, 3, 3, meta()),
+            b"b/c",
             b"xyz",
         );
-        let outer = Header::new(5, 0, Kind::Batch, false, 0, inner.len() as u32);
+        let outer = Header::batch(5, 0, inner.len() as u32);
         record::encode(&mut data, outer, b"", &inner);
         let (seen, r) = keys(&data);
-        assert_eq!(seen, vec![b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(seen, vec![b"a".to_vec(), b"b/c".to_vec()]);
         assert_eq!(r.end, data.len() as u64);
         for cut in SEGMENT_HEADER_LEN + 1..data.len() {
             let (seen, r) = keys(&data[..cut]);

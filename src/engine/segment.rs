@@ -19,7 +19,8 @@ use parking_lot::{Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use super::error::{Error, Result};
 use super::format::{self, SEGMENT_HEADER_LEN};
 use super::index::{Entry, Index};
-use super::record::{self, HEADER_LEN, Header};
+use super::meta::Meta;
+use super::record::{self, Header, Layout};
 
 /// Records up to this size are checked whole on every read; bigger ones are
 /// checked once, remembered, and then served range by range.
@@ -33,6 +34,8 @@ const GROW_BY: u64 = 1 << 20;
 
 pub struct Segment {
     pub id: u64,
+    /// How its records are laid out: its header's format version.
+    pub layout: Layout,
     pub path: PathBuf,
     pub file: File,
     map: OnceLock<MmapRaw>,
@@ -66,10 +69,10 @@ impl Segment {
             .mode(0o644)
             .open(&path)
             .map_err(|e| Error::io(format!("creating segment {}", path.display()), e))?;
-        file.write_all_at(&format::encode_segment_header(id), 0)
+        file.write_all_at(&format::encode_segment_header(id, Layout::V2), 0)
             .and_then(|_| file.sync_all())
             .map_err(|e| Error::io(format!("writing header of {}", path.display()), e))?;
-        Self::with_file(id, path, file, Index::default())
+        Self::with_file(id, path, file, Index::default(), Layout::V2)
     }
 
     /// Opens an existing segment file and checks its header.
@@ -83,18 +86,25 @@ impl Segment {
         let mut header = [0u8; SEGMENT_HEADER_LEN];
         let n = read_up_to(&file, &mut header, 0)
             .map_err(|e| Error::io(format!("reading header of {}", path.display()), e))?;
-        format::check_segment_header(&header[..n], id)
+        let layout = format::check_segment_header(&header[..n], id)
             .map_err(|detail| Error::corrupt(&path, 0, detail))?;
-        Self::with_file(id, path, file, Index::default())
+        Self::with_file(id, path, file, Index::default(), layout)
     }
 
-    pub fn with_file(id: u64, path: PathBuf, file: File, index: Index) -> Result<Segment> {
+    pub fn with_file(
+        id: u64,
+        path: PathBuf,
+        file: File,
+        index: Index,
+        layout: Layout,
+    ) -> Result<Segment> {
         let len = file
             .metadata()
             .map_err(|e| Error::io(format!("stat {}", path.display()), e))?
             .len();
         Ok(Segment {
             id,
+            layout,
             path,
             file,
             map: OnceLock::new(),
@@ -287,14 +297,11 @@ impl Segment {
         if self.map.get().is_none() {
             return index.get(hash, key);
         }
+        let head_len = self.layout.header_len() + key.len();
         index.get_via_record(hash, key, |offset| {
-            // The key length byte, then (after the value length) the key.
-            let at = u64::from(offset) + record::KEY_LEN_OFFSET as u64;
-            self.mapped(at, HEADER_LEN - record::KEY_LEN_OFFSET + key.len())
-                .is_some_and(|b| {
-                    usize::from(b[0]) == key.len()
-                        && &b[HEADER_LEN - record::KEY_LEN_OFFSET..] == key
-                })
+            self.mapped(u64::from(offset), head_len)
+                .and_then(|b| record::key_at(b, self.layout))
+                == Some(key)
         })
     }
 
@@ -336,11 +343,15 @@ impl Segment {
     /// belongs to `key`.
     fn header(&self, key: &[u8], entry: &Entry) -> Result<Header> {
         let offset = u64::from(entry.offset);
-        let bytes = self.read_at(offset, HEADER_LEN + key.len())?;
-        let h = Header::parse(&bytes).map_err(|d| Error::corrupt(&self.path, offset, d))?;
-        if bytes[HEADER_LEN..] != *key
+        let head_len = self.layout.header_len();
+        let bytes = self.bytes(offset, head_len + key.len())?;
+        let h = Header::parse(&bytes, self.layout)
+            .map_err(|d| Error::corrupt(&self.path, offset, d))?;
+        if bytes[head_len..] != *key
             || usize::from(h.key_len) != key.len()
             || h.value_len != entry.value_len
+            || h.kind == record::Kind::Batch
+            || (h.kind == record::Kind::Tombstone) != entry.tombstone
         {
             return Err(Error::corrupt(
                 &self.path,
@@ -349,6 +360,19 @@ impl Segment {
             ));
         }
         Ok(h)
+    }
+
+    /// The metadata of the record at `entry`, from its header. A version-1
+    /// record has none of its own, so its header is not read.
+    ///
+    /// Unlike a value, the header is not CRC-checked here (that would
+    /// read the whole record for a `stat`); it is parsed, and a mode that
+    /// cannot be is refused. Reads of the value check the whole record.
+    pub fn meta(&self, key: &[u8], entry: &Entry) -> Result<Meta> {
+        match self.layout {
+            Layout::V1 => Ok(Meta::v1(entry.mtime)),
+            Layout::V2 => Ok(self.header(key, entry)?.meta),
+        }
     }
 
     /// The whole value of the record at `entry`, CRC-checked.
@@ -374,7 +398,7 @@ impl Segment {
         let start = start.min(value_len);
         let len = (len as u64).min(value_len - start) as usize;
         let offset = u64::from(entry.offset);
-        let value_at = HEADER_LEN as u64 + key.len() as u64;
+        let value_at = (self.layout.header_len() + key.len()) as u64;
         let record_len = value_at + value_len;
         if record_len <= WHOLE_CHECK_LIMIT {
             let from = (value_at + start) as usize;
@@ -394,9 +418,11 @@ impl Segment {
 
     fn check_small(&self, key: &[u8], entry: &Entry, rec: &[u8]) -> Result<()> {
         let offset = u64::from(entry.offset);
-        let h = Header::parse(rec).map_err(|d| Error::corrupt(&self.path, offset, d))?;
+        let h =
+            Header::parse(rec, self.layout).map_err(|d| Error::corrupt(&self.path, offset, d))?;
+        let head_len = self.layout.header_len();
         let key_ok = usize::from(h.key_len) == key.len()
-            && rec.get(HEADER_LEN..HEADER_LEN + key.len()) == Some(key);
+            && rec.get(head_len..head_len + key.len()) == Some(key);
         if !key_ok || h.value_len != entry.value_len || !record::crc_ok(rec) {
             return Err(Error::corrupt(&self.path, offset, "checksum mismatch"));
         }

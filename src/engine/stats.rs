@@ -7,7 +7,6 @@ use super::compaction;
 use super::error::Result;
 use super::format::SEGMENT_HEADER_LEN;
 use super::index::hash_key;
-use super::record::HEADER_LEN;
 use super::segment::Segment;
 use super::store::Inner;
 
@@ -58,7 +57,8 @@ impl Inner {
                     s.dead_keys += 1;
                 } else {
                     s.live_keys += 1;
-                    s.live_bytes += (HEADER_LEN + key.len()) as u64 + u64::from(e.value_len);
+                    s.live_bytes +=
+                        (seg.layout.header_len() + key.len()) as u64 + u64::from(e.value_len);
                     stats.live_value_bytes += u64::from(e.value_len);
                 }
             }

@@ -25,7 +25,9 @@ use super::index::{Entry, hash_key};
 use super::key::validate_key;
 use super::lock::DirLock;
 use super::manifest::Manifest;
+use super::meta::Meta;
 use super::options::{Options, SyncPolicy};
+use super::record::{HEADER_LEN, Layout};
 use super::recovery;
 use super::segment::Segment;
 use super::stats::Stats;
@@ -50,11 +52,48 @@ impl Version {
     }
 }
 
-/// Length and modification time of a live key.
+/// What `stat` needs of a live key: its value's length and its record's
+/// metadata (see `Meta`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Metadata {
     pub len: u64,
     pub mtime: SystemTime,
+    /// `st_mode`, file type bits included.
+    pub mode: u32,
+    /// `OWNER_UNSET` for "whoever mounts the store".
+    pub uid: u32,
+    pub gid: u32,
+    pub ctime: SystemTime,
+}
+
+impl Metadata {
+    fn new(len: u64, meta: &Meta) -> Metadata {
+        Metadata {
+            len,
+            mtime: to_system_time(meta.mtime),
+            mode: meta.mode,
+            uid: meta.uid,
+            gid: meta.gid,
+            ctime: to_system_time(meta.ctime),
+        }
+    }
+
+    /// A regular file of `len` bytes with the default mode and owner,
+    /// changed at `mtime`: what a plain `put` then would record.
+    pub fn file(len: u64, mtime: SystemTime) -> Metadata {
+        Metadata::new(len, &Meta::file(to_ns(mtime)))
+    }
+
+    /// The metadata part, as `put_with` and `set_meta` take it.
+    pub fn meta(&self) -> Meta {
+        Meta {
+            mode: self.mode,
+            uid: self.uid,
+            gid: self.gid,
+            mtime: to_ns(self.mtime),
+            ctime: to_ns(self.ctime),
+        }
+    }
 }
 
 /// A committed value pinned where it lies (see `Store::value`). Its
@@ -63,14 +102,14 @@ pub struct Value {
     seg: Arc<Segment>,
     entry: Entry,
     key: Box<[u8]>,
+    metadata: Metadata,
 }
 
 impl Value {
+    /// The value's metadata, as read when it was pinned (a record's never
+    /// changes).
     pub fn metadata(&self) -> Metadata {
-        Metadata {
-            len: u64::from(self.entry.value_len),
-            mtime: to_system_time(self.entry.mtime),
-        }
+        self.metadata
     }
 
     /// Up to `len` bytes from `offset` (fewer at the end), CRC-checked.
@@ -86,7 +125,9 @@ impl Value {
 
 /// One change of a batch.
 pub enum BatchOp<'a> {
+    /// A put with the metadata of `Store::put`.
     Put(&'a [u8], &'a [u8]),
+    PutWith(&'a [u8], &'a [u8], Meta),
     Delete(&'a [u8]),
 }
 
@@ -124,6 +165,14 @@ pub(crate) fn now_ns() -> u64 {
 
 fn to_system_time(ns: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(ns)
+}
+
+/// Nanoseconds since the epoch; times before it count as the epoch, times
+/// past 2554 as the last one that fits.
+fn to_ns(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 impl Store {
@@ -180,6 +229,14 @@ impl Store {
             flush_wake: Condvar::new(),
             _lock: lock,
         });
+        if !inner.opts.read_only {
+            let mut w = inner.writer.lock();
+            if w.seg.layout != Layout::V2 {
+                // Records are appended in the current layout only, so the
+                // active segment of an older build's store takes no more.
+                inner.roll(&mut w)?;
+            }
+        }
         let mut threads = Vec::new();
         if !inner.opts.read_only {
             if let SyncPolicy::Interval(every) = inner.opts.sync {
@@ -220,52 +277,78 @@ impl Store {
         }
     }
 
-    pub fn metadata(&self, key: &[u8]) -> Option<Metadata> {
+    /// The metadata of `key`, read from its record's header (`None` when
+    /// the key has no live value).
+    pub fn metadata(&self, key: &[u8]) -> Result<Option<Metadata>> {
         let version = self.inner.version();
         match version.lookup(hash_key(key), key) {
-            Some((_, e)) if !e.tombstone => Some(Metadata {
-                len: u64::from(e.value_len),
-                mtime: to_system_time(e.mtime),
-            }),
-            _ => None,
+            Some((seg, e)) if !e.tombstone => {
+                let meta = seg.meta(key, &e)?;
+                Ok(Some(Metadata::new(u64::from(e.value_len), &meta)))
+            }
+            _ => Ok(None),
         }
     }
 
     /// The live value of `key`, held where it lies: reads of it keep
     /// returning these bytes whatever happens to the key afterwards (an
     /// overwrite, a delete, a merge that removes its segment file).
-    pub fn value(&self, key: &[u8]) -> Option<Value> {
+    pub fn value(&self, key: &[u8]) -> Result<Option<Value>> {
         let version = self.inner.version();
         match version.lookup(hash_key(key), key) {
-            Some((seg, e)) if !e.tombstone => Some(Value {
-                seg: seg.clone(),
-                entry: e,
-                key: key.into(),
-            }),
-            _ => None,
+            Some((seg, e)) if !e.tombstone => {
+                let meta = seg.meta(key, &e)?;
+                Ok(Some(Value {
+                    seg: seg.clone(),
+                    entry: e,
+                    key: key.into(),
+                    metadata: Metadata::new(u64::from(e.value_len), &meta),
+                }))
+            }
+            _ => Ok(None),
         }
     }
 
     pub fn contains(&self, key: &[u8]) -> bool {
-        self.metadata(key).is_some()
+        let version = self.inner.version();
+        version
+            .lookup(hash_key(key), key)
+            .is_some_and(|(_, e)| !e.tombstone)
     }
 
+    /// Stores `value` as a regular file with the default mode and owner
+    /// (`Meta::file`), modified and changed now.
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.put_source(key, Source::Bytes(value), now_ns())
+        self.put_with(key, value, &Meta::file(now_ns()))
+    }
+
+    pub fn put_with(&self, key: &[u8], value: &[u8], meta: &Meta) -> Result<()> {
+        self.put_source(key, Source::Bytes(value), meta)
     }
 
     /// Stores exactly `len` bytes read from `reader` as the value of `key`,
-    /// without holding the whole value in memory.
+    /// without holding the whole value in memory; metadata as `put`'s.
     pub fn put_from(&self, key: &[u8], len: u64, reader: &mut dyn Read) -> Result<()> {
-        self.put_source(key, Source::Reader(reader, len), now_ns())
+        self.put_from_with(key, len, reader, &Meta::file(now_ns()))
     }
 
-    fn put_source<'a>(&self, key: &'a [u8], value: Source<'a>, mtime: u64) -> Result<()> {
+    pub fn put_from_with(
+        &self,
+        key: &[u8],
+        len: u64,
+        reader: &mut dyn Read,
+        meta: &Meta,
+    ) -> Result<()> {
+        self.put_source(key, Source::Reader(reader, len), meta)
+    }
+
+    fn put_source<'a>(&self, key: &'a [u8], value: Source<'a>, meta: &Meta) -> Result<()> {
         validate_key(key)?;
+        check_meta(key, meta)?;
         self.check_value_len(key, value.len())?;
         let mut ops = [Op {
             key,
-            change: Change::Put { value, mtime },
+            change: Change::Put { value, meta: *meta },
         }];
         self.inner.commit(&mut ops, |_| Ok(true)).map(|_| ())
     }
@@ -282,14 +365,12 @@ impl Store {
         Ok(())
     }
 
-    /// Sets the modification time of `key` by rewriting its record.
-    pub fn set_mtime(&self, key: &[u8], mtime: SystemTime) -> Result<()> {
+    /// Sets the metadata of `key` (all of it, as given) by rewriting its
+    /// record; `NotFound` when the key has no live value.
+    pub fn set_meta(&self, key: &[u8], meta: &Meta) -> Result<()> {
         validate_key(key)?;
-        let ns = mtime
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64)
-            .unwrap_or(0);
-        self.copy_value(key, key, Some(ns))
+        check_meta(key, meta)?;
+        self.copy_value(key, key, Some(*meta))
     }
 
     /// Appends a tombstone; `NotFound` when the key has no live value.
@@ -305,7 +386,8 @@ impl Store {
     }
 
     /// Moves the value of `from` to `to` (replacing it) in one batch record:
-    /// after a crash either both halves happened or neither did.
+    /// after a crash either both halves happened or neither did. The value
+    /// keeps its metadata, but for its ctime: now.
     pub fn rename(&self, from: &[u8], to: &[u8]) -> Result<()> {
         validate_key(from)?;
         validate_key(to)?;
@@ -316,17 +398,25 @@ impl Store {
     }
 
     /// Writes the live value of `from` as the value of `to` (deleting `from`
-    /// when the names differ), copying it record to record. If `from`
-    /// changes between the look-up and the write lock, it starts again.
-    fn copy_value(&self, from: &[u8], to: &[u8], mtime: Option<u64>) -> Result<()> {
+    /// when the names differ), copying it record to record, with `meta`, or
+    /// by default the source's metadata changed now. If `from` changes
+    /// between the look-up and the write lock, it starts again.
+    fn copy_value(&self, from: &[u8], to: &[u8], meta: Option<Meta>) -> Result<()> {
         loop {
             let version = self.inner.version();
             let (seg, e) = live(&version, from)?;
+            let meta = match meta {
+                Some(m) => m,
+                None => Meta {
+                    ctime: now_ns(),
+                    ..seg.meta(from, &e)?
+                },
+            };
             let put = Op {
                 key: to,
                 change: Change::Put {
                     value: Source::Stored(seg.clone(), e, from),
-                    mtime: mtime.unwrap_or(e.mtime),
+                    meta,
                 },
             };
             let mut ops = Vec::with_capacity(2);
@@ -347,34 +437,45 @@ impl Store {
     }
 
     /// Applies several puts and deletes as one atomic record. Deletes of
-    /// absent keys are allowed here.
+    /// absent keys are allowed here. The record's value is the changes'
+    /// records, so those together (values, keys and headers) are held to
+    /// the value size limit.
     pub fn write_batch(&self, batch: &[BatchOp]) -> Result<()> {
-        let now = now_ns();
+        let now = Meta::file(now_ns());
         let mut ops = Vec::with_capacity(batch.len());
         for b in batch {
-            match *b {
-                BatchOp::Put(key, value) => {
-                    validate_key(key)?;
+            let (key, put) = match *b {
+                BatchOp::Put(key, value) => (key, Some((value, now))),
+                BatchOp::PutWith(key, value, meta) => (key, Some((value, meta))),
+                BatchOp::Delete(key) => (key, None),
+            };
+            validate_key(key)?;
+            let change = match put {
+                Some((value, meta)) => {
+                    check_meta(key, &meta)?;
                     self.check_value_len(key, value.len() as u64)?;
-                    ops.push(Op {
-                        key,
-                        change: Change::Put {
-                            value: Source::Bytes(value),
-                            mtime: now,
-                        },
-                    });
+                    Change::Put {
+                        value: Source::Bytes(value),
+                        meta,
+                    }
                 }
-                BatchOp::Delete(key) => {
-                    validate_key(key)?;
-                    ops.push(Op {
-                        key,
-                        change: Change::Delete,
-                    });
-                }
-            }
+                None => Change::Delete,
+            };
+            ops.push(Op { key, change });
         }
         if ops.is_empty() {
             return Ok(());
+        }
+        if ops.len() > 1 {
+            // One record whose value is the changes' records.
+            let inner = writer::encoded_len(&ops) - HEADER_LEN as u64;
+            if inner > self.inner.opts.max_value_size {
+                return Err(Error::BatchTooLarge {
+                    changes: ops.len(),
+                    len: inner,
+                    max: self.inner.opts.max_value_size,
+                });
+            }
         }
         self.inner.commit(&mut ops, |_| Ok(true)).map(|_| ())
     }
@@ -484,6 +585,17 @@ impl Drop for Store {
 
 fn not_found(key: &[u8]) -> Error {
     Error::NotFound { key: show_key(key) }
+}
+
+fn check_meta(key: &[u8], meta: &Meta) -> Result<()> {
+    match meta.invalid() {
+        Some(reason) => Err(Error::InvalidMeta {
+            key: show_key(key),
+            mode: meta.mode,
+            reason,
+        }),
+        None => Ok(()),
+    }
 }
 
 /// The live record of `key` in `v`, or `NotFound`.

@@ -10,6 +10,7 @@ use log::error;
 use super::error::{Error, Result, show_key};
 use super::format::SEGMENT_HEADER_LEN;
 use super::index::Entry;
+use super::meta::Meta;
 use super::record::{self, CRC_FIELD, HEADER_LEN, Header, Kind};
 use super::segment::{CHUNK, Segment};
 
@@ -34,7 +35,7 @@ impl Source<'_> {
 }
 
 pub enum Change<'a> {
-    Put { value: Source<'a>, mtime: u64 },
+    Put { value: Source<'a>, meta: Meta },
     Delete,
 }
 
@@ -55,19 +56,16 @@ impl Op<'_> {
         HEADER_LEN as u64 + self.key.len() as u64 + self.value_len()
     }
 
+    /// Keys are at most 4095 bytes and values at most
+    /// `MAX_VALUE_SIZE_LIMIT` (checked by the store), so both lengths fit.
     fn header(&self, seq: u64, now: u64, in_batch: bool) -> Header {
-        let (kind, mtime) = match &self.change {
-            Change::Put { mtime, .. } => (Kind::Put, *mtime),
-            Change::Delete => (Kind::Tombstone, now),
-        };
-        Header::new(
-            seq,
-            mtime,
-            kind,
-            in_batch,
-            self.key.len() as u8,
-            self.value_len() as u32,
-        )
+        let key_len = self.key.len() as u16;
+        match &self.change {
+            Change::Put { meta, .. } => {
+                Header::put(seq, in_batch, key_len, self.value_len() as u32, *meta)
+            }
+            Change::Delete => Header::tombstone(seq, now, in_batch, key_len),
+        }
     }
 }
 
@@ -82,6 +80,8 @@ pub fn encoded_len(ops: &[Op]) -> u64 {
 }
 
 pub struct Writer {
+    /// Always a segment of the current layout: `Store::open` closes an
+    /// older build's active segment before anything is appended.
     pub seg: Arc<Segment>,
     /// End of the last whole record in the active segment.
     pub len: u64,
@@ -199,14 +199,7 @@ impl Writer {
             record::encode(&mut buf, h, op.key, value);
         }
         if batch {
-            let h = Header::new(
-                seq,
-                now,
-                Kind::Batch,
-                false,
-                0,
-                (buf.len() - HEADER_LEN) as u32,
-            );
+            let h = Header::batch(seq, now, (buf.len() - HEADER_LEN) as u32);
             buf[..HEADER_LEN].copy_from_slice(&h.encode());
             let crc = crc32fast::hash(&buf[CRC_FIELD.end..]);
             buf[CRC_FIELD].copy_from_slice(&crc.to_le_bytes());
@@ -230,14 +223,7 @@ impl Writer {
         let mut pos = start;
         let mut outer = None;
         if batch {
-            let h = Header::new(
-                seq,
-                now,
-                Kind::Batch,
-                false,
-                0,
-                (encoded_len(ops) - HEADER_LEN as u64) as u32,
-            );
+            let h = Header::batch(seq, now, (encoded_len(ops) - HEADER_LEN as u64) as u32);
             let hb = h.encode();
             write(&hb, pos)?;
             let mut hasher = crc32fast::Hasher::new();
@@ -288,7 +274,7 @@ fn entry_for(h: &Header, offset: u64) -> Entry {
     Entry {
         offset: offset as u32,
         value_len: h.value_len,
-        mtime: h.mtime,
+        mtime: h.meta.mtime,
         tombstone: h.kind == Kind::Tombstone,
     }
 }
@@ -306,10 +292,11 @@ impl<'s, 'a> ValueCopy<'s, 'a> {
     fn new(source: &'s mut Source<'a>, key: &[u8]) -> Result<Self> {
         let mut check = None;
         if let Source::Stored(seg, e, stored_key) = source {
-            let head = seg.read_at(u64::from(e.offset), HEADER_LEN + stored_key.len())?;
-            let h = Header::parse(&head)
+            let head_len = seg.layout.header_len();
+            let head = seg.bytes(u64::from(e.offset), head_len + stored_key.len())?;
+            let h = Header::parse(&head, seg.layout)
                 .map_err(|d| Error::corrupt(&seg.path, u64::from(e.offset), d))?;
-            if head[HEADER_LEN..] != **stored_key || usize::from(h.key_len) != stored_key.len() {
+            if head[head_len..] != **stored_key || usize::from(h.key_len) != stored_key.len() {
                 return Err(Error::corrupt(
                     &seg.path,
                     u64::from(e.offset),
@@ -340,7 +327,8 @@ impl<'s, 'a> ValueCopy<'s, 'a> {
                 )
             })?,
             Source::Stored(seg, e, stored_key) => {
-                let at = u64::from(e.offset) + (HEADER_LEN + stored_key.len()) as u64 + self.pos;
+                let value_at = seg.layout.header_len() + stored_key.len();
+                let at = u64::from(e.offset) + value_at as u64 + self.pos;
                 buf.copy_from_slice(&seg.read_at(at, buf.len())?);
                 if let Some((h, _)) = self.check.as_mut() {
                     h.update(buf);

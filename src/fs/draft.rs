@@ -215,10 +215,7 @@ impl Draft {
             Body::Mem(v) => v.len() as u64,
             Body::Spill(s) => s.len,
         };
-        Some(Metadata {
-            len,
-            mtime: st.changed_at,
-        })
+        Some(Metadata::file(len, st.changed_at))
     }
 
     /// The value a draft that does not write reads, if pinned.
@@ -257,7 +254,7 @@ impl Draft {
             Body::Committed(pin) => {
                 let mut value = match pin {
                     Some(v) => v.clone(),
-                    None => match store.value(key) {
+                    None => match store.value(key)? {
                         Some(v) => pin.insert(Arc::new(v)).clone(),
                         // Not committed yet (a key being created): empty.
                         None => return Ok(give(&[])),
@@ -483,10 +480,10 @@ fn write_locked(
 /// with all of its bytes.
 fn grown(store: &Store, key: &[u8], pinned: &Value) -> Option<Value> {
     let old = pinned.metadata().len;
-    if store.metadata(key)?.len <= old {
+    if store.metadata(key).ok()??.len <= old {
         return None;
     }
-    let new = store.value(key)?;
+    let new = store.value(key).ok()??;
     let mut offset = 0;
     while offset < old {
         let want = COPY_CHUNK.min((old - offset) as usize);
@@ -522,7 +519,11 @@ fn materialize(st: &mut State, store: &Store, key: &[u8]) -> Result<()> {
     let Body::Committed(pin) = &mut st.body else {
         return Ok(());
     };
-    let Some(value) = pin.take().or_else(|| store.value(key).map(Arc::new)) else {
+    let value = match pin.take() {
+        Some(v) => Some(v),
+        None => store.value(key)?.map(Arc::new),
+    };
+    let Some(value) = value else {
         st.body = Body::Mem(Vec::new());
         return Ok(());
     };

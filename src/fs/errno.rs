@@ -101,8 +101,13 @@ fn engine_errno(e: &engine::Error) -> i32 {
     use engine::Error as E;
     match e {
         E::Io { .. } => e.raw_os_error().unwrap_or(libc::EIO),
-        E::InvalidKey { .. } => libc::EINVAL,
+        E::InvalidKey { too_long: true, .. } => libc::ENAMETOOLONG,
+        E::InvalidKey {
+            too_long: false, ..
+        } => libc::EINVAL,
+        E::InvalidMeta { .. } => libc::EINVAL,
         E::ValueTooLarge { .. } => libc::EFBIG,
+        E::BatchTooLarge { .. } => libc::EFBIG,
         E::NotFound { .. } => libc::ENOENT,
         E::Corrupt { .. } => libc::EIO,
         E::Locked { .. } => libc::EBUSY,
@@ -144,5 +149,14 @@ mod tests {
         assert_eq!(errno(&Error::Io(nospc)), libc::ENOSPC);
         let not_found = engine::Error::NotFound { key: "k".into() };
         assert_eq!(errno(&Error::Engine(not_found)), libc::ENOENT);
+        for (key, code) in [
+            (vec![b'x'; 256], libc::ENAMETOOLONG),
+            (vec![b'x'; 4096], libc::ENAMETOOLONG),
+            (b"a//b".to_vec(), libc::EINVAL),
+            (b"..".to_vec(), libc::EINVAL),
+        ] {
+            let invalid = engine::validate_key(&key).unwrap_err();
+            assert_eq!(errno(&Error::Engine(invalid)), code, "{} bytes", key.len());
+        }
     }
 }

@@ -19,7 +19,7 @@ use super::errno::{Error, Result};
 use super::handle::{Handle, HandleTable, OpenMode};
 use super::inode::InodeTable;
 use super::process::Opener;
-use crate::engine::{self, MAX_KEY_LEN, Store, validate_key};
+use crate::engine::{self, MAX_KEY_LEN, MAX_NAME_LEN, RECORD_HEADER_LEN, Store, validate_key};
 
 /// An open file: its handle number, and whether it may write.
 #[derive(Clone, Copy, Debug)]
@@ -68,10 +68,10 @@ pub struct StatFs {
     pub frsize: u32,
 }
 
-/// RENAME_NOREPLACE, RENAME_EXCHANGE and RENAME_WHITEOUT from renameat2(2).
 /// Bytes a record adds to its value at most: header and the longest key.
-const RECORD_OVERHEAD: u64 = 26 + MAX_KEY_LEN as u64;
+const RECORD_OVERHEAD: u64 = (RECORD_HEADER_LEN + MAX_KEY_LEN) as u64;
 
+/// RENAME_NOREPLACE, RENAME_EXCHANGE and RENAME_WHITEOUT from renameat2(2).
 const RENAME_NOREPLACE: u32 = 1;
 const RENAME_EXCHANGE: u32 = 2;
 const RENAME_WHITEOUT: u32 = 4;
@@ -145,8 +145,12 @@ impl CaskFs {
                 Error::NotFound
             });
         }
-        if name.len() > MAX_KEY_LEN {
+        if name.len() > MAX_NAME_LEN {
             return Err(Error::NameTooLong);
+        }
+        // One name in the root, until the mount shows keys' folders.
+        if name.contains(&b'/') {
+            return Err(Error::InvalidName);
         }
         validate_key(name).map_err(|_| Error::InvalidName)?;
         Ok(name)
@@ -173,14 +177,11 @@ impl CaskFs {
                 .find(|(d, _)| d.opener.is(tid))
                 .map(|(_, m)| *m),
         };
-        let committed = self.store.metadata(key);
+        let committed = self.store.metadata(key)?;
         let pending = committed.is_none() && self.inodes.is_pending(ino);
         let m = match (mine, committed) {
             (Some(m), _) | (None, Some(m)) => m,
-            (None, None) if pending => engine::Metadata {
-                len: 0,
-                mtime: SystemTime::now(),
-            },
+            (None, None) if pending => engine::Metadata::file(0, SystemTime::now()),
             (None, None) => return Err(Error::NotFound),
         };
         let mut attr = Attr::file(ino, m.len, m.mtime, self.opts.owner);
@@ -269,7 +270,7 @@ impl CaskFs {
             self.truncate(ino, &key, size, req.fh, tid)?;
         }
         if let Some(mtime) = req.mtime {
-            match self.store.set_mtime(&key, mtime) {
+            match self.set_mtime(&key, mtime) {
                 Ok(()) => {}
                 // A pending creation gets its mtime when it commits.
                 Err(engine::Error::NotFound { .. }) if self.inodes.is_pending(ino) => {}
@@ -277,6 +278,23 @@ impl CaskFs {
             }
         }
         self.getattr(ino, req.fh, tid)
+    }
+
+    /// Sets the mtime of `key`, keeping the rest of its metadata.
+    fn set_mtime(&self, key: &[u8], mtime: SystemTime) -> engine::Result<()> {
+        let m = self
+            .store
+            .metadata(key)?
+            .ok_or_else(|| engine::Error::NotFound {
+                key: String::from_utf8_lossy(key).into_owned(),
+            })?;
+        let meta = engine::Metadata {
+            mtime,
+            ctime: SystemTime::now(),
+            ..m
+        }
+        .meta();
+        self.store.set_meta(key, &meta)
     }
 
     /// ftruncate changes the descriptor's draft; truncate(2) by path the
@@ -295,7 +313,7 @@ impl CaskFs {
             let r = d.truncate(&self.store, key, size, tid);
             return self.change(ino, r.map(|b| ((), b)));
         }
-        match self.store.metadata(key) {
+        match self.store.metadata(key)? {
             Some(m) if m.len == size => return Ok(()),
             Some(_) => {}
             None if !self.inodes.is_pending(ino) => return Err(Error::NotFound),
@@ -416,7 +434,7 @@ impl CaskFs {
         } else {
             // A reader keeps the value it opened (or its growth); of a key
             // being created, the first value committed.
-            Arc::new(match self.store.value(&key) {
+            Arc::new(match self.store.value(&key)? {
                 Some(v) => Draft::reader(v),
                 None => Draft::on_committed(Opener::new(0)),
             })
@@ -618,6 +636,10 @@ impl CaskFs {
     /// The live keys and the keys being created, as they are now.
     fn listing(&self) -> Vec<DirEntry> {
         let mut names = self.store.keys();
+        // A key with a '/' (stored by the engine or the CLI) is in a folder,
+        // which the mount does not show yet: a name in a listing cannot
+        // hold a '/'.
+        names.retain(|k| !k.contains(&b'/'));
         names.extend(self.inodes.pending_keys());
         names.sort_unstable();
         names.dedup();
@@ -685,7 +707,7 @@ impl CaskFs {
             files: u64::from(s.f_files),
             ffree: u64::from(s.f_ffree),
             bsize: s.f_bsize as u32,
-            namelen: MAX_KEY_LEN as u32,
+            namelen: MAX_NAME_LEN as u32,
             frsize: s.f_frsize as u32,
         })
     }

@@ -14,7 +14,13 @@ use std::time::Duration;
 use caskfs::engine::{Options, Store};
 
 pub const SEGMENT_HEADER_LEN: usize = 24;
-pub const RECORD_HEADER_LEN: usize = 26;
+/// A version-2 record header (what this build writes).
+pub const RECORD_HEADER_LEN: usize = 47;
+/// A version-1 record header (segments written before version 2).
+pub const V1_RECORD_HEADER_LEN: usize = 26;
+/// The mode and owner a version-1 record, or a plain `put`, reads as.
+pub const DEFAULT_MODE: u32 = 0o100_644;
+pub const OWNER_UNSET: u32 = u32::MAX;
 const KIND_PUT: u8 = 0;
 const KIND_TOMBSTONE: u8 = 1;
 const KIND_BATCH: u8 = 2;
@@ -114,6 +120,29 @@ pub fn copy_dir(src: &Path, dst: &Path) {
     }
 }
 
+/// The metadata fields of a record header (for a version-1 put, the
+/// defaults it reads as; zeros but the mtime for a tombstone).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecMeta {
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub mtime: u64,
+    pub ctime: u64,
+}
+
+impl RecMeta {
+    pub fn default_at(ns: u64) -> RecMeta {
+        RecMeta {
+            mode: DEFAULT_MODE,
+            uid: OWNER_UNSET,
+            gid: OWNER_UNSET,
+            mtime: ns,
+            ctime: ns,
+        }
+    }
+}
+
 /// One put or tombstone found in a segment (an inner record of a batch
 /// included): its byte range and what it says.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,6 +152,7 @@ pub struct Item {
     pub key: Vec<u8>,
     /// `None` for a tombstone.
     pub value: Option<Vec<u8>>,
+    pub meta: RecMeta,
 }
 
 /// One top-level record: its byte range and the changes it makes.
@@ -135,6 +165,10 @@ pub struct Rec {
     pub items: Vec<Item>,
 }
 
+fn le_u16(b: &[u8]) -> u16 {
+    u16::from_le_bytes(b[..2].try_into().expect("2 bytes"))
+}
+
 fn le_u32(b: &[u8]) -> u32 {
     u32::from_le_bytes(b[..4].try_into().expect("4 bytes"))
 }
@@ -143,56 +177,112 @@ fn le_u64(b: &[u8]) -> u64 {
     u64::from_le_bytes(b[..8].try_into().expect("8 bytes"))
 }
 
-/// Parses one record at `off` (not checking `in_batch`); None when it is not whole and valid.
-fn parse_one(data: &[u8], off: usize) -> Option<(u8, bool, u64, Vec<u8>, usize, usize)> {
-    let h = data.get(off..off + RECORD_HEADER_LEN)?;
+/// One record header as decoded.
+struct Parsed {
+    flags: u8,
+    seq: u64,
+    key: Vec<u8>,
+    end: usize,
+    meta: RecMeta,
+}
+
+/// Parses one record at `off` of a segment of format `version` (not
+/// checking `in_batch`); None when it is not whole and valid.
+fn parse_one(data: &[u8], off: usize, version: u32) -> Option<Parsed> {
+    let head_len = if version == 1 {
+        V1_RECORD_HEADER_LEN
+    } else {
+        RECORD_HEADER_LEN
+    };
+    let h = data.get(off..off + head_len)?;
     let seq = le_u64(&h[4..]);
+    let mtime = le_u64(&h[12..]);
     let flags = h[20];
-    let key_len = h[21] as usize;
-    let value_len = le_u32(&h[22..]) as usize;
-    let end = off + RECORD_HEADER_LEN + key_len + value_len;
+    let (key_len, value_len, mut meta) = if version == 1 {
+        let meta = RecMeta::default_at(mtime);
+        (h[21] as usize, le_u32(&h[22..]) as usize, meta)
+    } else {
+        let meta = RecMeta {
+            mode: le_u32(&h[27..]),
+            uid: le_u32(&h[31..]),
+            gid: le_u32(&h[35..]),
+            mtime,
+            ctime: le_u64(&h[39..]),
+        };
+        (le_u16(&h[21..]) as usize, le_u32(&h[23..]) as usize, meta)
+    };
+    if flags & 0b11 != KIND_PUT && version == 1 {
+        meta = RecMeta {
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            mtime,
+            ctime: 0,
+        };
+    }
+    let end = off + head_len + key_len + value_len;
     let rec = data.get(off..end)?;
     if crc32fast::hash(&rec[4..]) != le_u32(rec) {
         return None;
     }
-    let key = rec[RECORD_HEADER_LEN..RECORD_HEADER_LEN + key_len].to_vec();
-    Some((flags, flags & IN_BATCH != 0, seq, key, end, value_len))
+    let key = rec[head_len..head_len + key_len].to_vec();
+    Some(Parsed {
+        flags,
+        seq,
+        key,
+        end,
+        meta,
+    })
 }
 
-/// Decodes a whole segment file up to the first bad record; returns the
-/// records and the offset where decoding stopped.
+/// The format version in a segment file's header.
+pub fn segment_version(data: &[u8]) -> u32 {
+    data.get(8..12).map_or(0, le_u32)
+}
+
+/// Decodes a whole segment file (of either format version) up to the first
+/// bad record; returns the records and the offset where decoding stopped.
 pub fn parse_segment(data: &[u8]) -> (Vec<Rec>, usize) {
+    let version = segment_version(data);
+    let head_len = if version == 1 {
+        V1_RECORD_HEADER_LEN
+    } else {
+        RECORD_HEADER_LEN
+    };
     let mut recs = Vec::new();
     let mut off = SEGMENT_HEADER_LEN;
     while off < data.len() {
-        let Some((flags, in_batch, seq, key, end, _)) = parse_one(data, off) else {
+        let Some(p) = parse_one(data, off, version) else {
             break;
         };
-        if in_batch {
+        if p.flags & IN_BATCH != 0 {
             break;
         }
-        let item = |start: usize, end: usize, flags: u8, key: Vec<u8>| {
-            let value_at = start + RECORD_HEADER_LEN + key.len();
+        let (flags, seq, end) = (p.flags, p.seq, p.end);
+        let item = |start: usize, p: Parsed| {
+            let value_at = start + head_len + p.key.len();
             Item {
                 start,
-                end,
-                value: (flags & 0b11 == KIND_PUT).then(|| data[value_at..end].to_vec()),
-                key,
+                end: p.end,
+                value: (p.flags & 0b11 == KIND_PUT).then(|| data[value_at..p.end].to_vec()),
+                key: p.key,
+                meta: p.meta,
             }
         };
         let mut items = Vec::new();
         let batch = flags & 0b11 == KIND_BATCH;
         if batch {
-            let mut inner = off + RECORD_HEADER_LEN;
+            let mut inner = off + head_len;
             while inner < end {
-                let Some((iflags, _, _, ikey, iend, _)) = parse_one(&data[..end], inner) else {
+                let Some(ip) = parse_one(&data[..end], inner, version) else {
                     panic!("bad inner record at {inner} of a batch whose CRC is good");
                 };
-                items.push(item(inner, iend, iflags, ikey));
+                let iend = ip.end;
+                items.push(item(inner, ip));
                 inner = iend;
             }
         } else {
-            items.push(item(off, end, flags, key));
+            items.push(item(off, p));
         }
         recs.push(Rec {
             start: off,
@@ -206,19 +296,31 @@ pub fn parse_segment(data: &[u8]) -> (Vec<Rec>, usize) {
     (recs, off)
 }
 
-/// Encodes one record the way the format describes it.
+/// Encodes one version-2 record the way the format describes it, a put
+/// with the default metadata.
 pub fn encode_record(seq: u64, key: &[u8], value: Option<&[u8]>) -> Vec<u8> {
+    encode_record_with(seq, key, value, RecMeta::default_at(1_000_000_000))
+}
+
+/// `encode_record` with the given metadata (a tombstone gets only its mtime).
+pub fn encode_record_with(seq: u64, key: &[u8], value: Option<&[u8]>, meta: RecMeta) -> Vec<u8> {
     let value_bytes = value.unwrap_or(b"");
     let mut buf = vec![0u8; RECORD_HEADER_LEN];
     buf[4..12].copy_from_slice(&seq.to_le_bytes());
-    buf[12..20].copy_from_slice(&1_000_000_000u64.to_le_bytes());
+    buf[12..20].copy_from_slice(&meta.mtime.to_le_bytes());
     buf[20] = if value.is_some() {
         KIND_PUT
     } else {
         KIND_TOMBSTONE
     };
-    buf[21] = key.len() as u8;
-    buf[22..26].copy_from_slice(&(value_bytes.len() as u32).to_le_bytes());
+    buf[21..23].copy_from_slice(&(key.len() as u16).to_le_bytes());
+    buf[23..27].copy_from_slice(&(value_bytes.len() as u32).to_le_bytes());
+    if value.is_some() {
+        buf[27..31].copy_from_slice(&meta.mode.to_le_bytes());
+        buf[31..35].copy_from_slice(&meta.uid.to_le_bytes());
+        buf[35..39].copy_from_slice(&meta.gid.to_le_bytes());
+        buf[39..47].copy_from_slice(&meta.ctime.to_le_bytes());
+    }
     buf.extend_from_slice(key);
     buf.extend_from_slice(value_bytes);
     let crc = crc32fast::hash(&buf[4..]);

@@ -20,19 +20,21 @@ struct Rec {
     end: usize,
 }
 
-/// The records of a segment file, walked by their headers (26 bytes: CRC,
-/// seq, mtime, flags, key length, value length).
+/// The records of a segment file (format version 2), walked by their
+/// headers (47 bytes: CRC, seq, mtime, flags, key length u16 at 21, value
+/// length u32 at 23, mode, uid, gid, ctime).
 fn records(data: &[u8]) -> Vec<Rec> {
+    const HEADER: usize = 47;
     let mut out = Vec::new();
     let mut at = 24;
-    while at + 26 <= data.len() {
+    while at + HEADER <= data.len() {
         let flags = data[at + 20];
-        let key_len = data[at + 21] as usize;
+        let key_len = u16::from_le_bytes(data[at + 21..at + 23].try_into().unwrap()) as usize;
         if flags == 0 && key_len == 0 {
             break; // zeros allocated ahead
         }
-        let vlen = u32::from_le_bytes(data[at + 22..at + 26].try_into().unwrap()) as usize;
-        let end = at + 26 + key_len + vlen;
+        let vlen = u32::from_le_bytes(data[at + 23..at + 27].try_into().unwrap()) as usize;
+        let end = at + HEADER + key_len + vlen;
         if end > data.len() {
             break;
         }

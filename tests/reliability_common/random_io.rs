@@ -418,22 +418,8 @@ pub fn run(mnt: &Path, seed: u64, ops: u64) -> u64 {
                 let h = handles.swap_remove(rng.below(nh as u64) as usize);
                 touched = h.key.clone();
                 log.push(format!("close {}#{}", h.key, h.id));
-                let hkey = h.key.clone();
-                if h.write {
-                    m.commit(&hkey, false);
-                }
-                close(h.file).unwrap_or_else(|e| fail(&log, i, format!("close: {e}")));
-                let last = h.write && !handles.iter().any(|o| o.write && o.key == hkey);
-                if last {
-                    // The draft's last release commits what the close left
-                    // (an empty start); the kernel sends it after close
-                    // returned, so wait for it to keep the model exact.
-                    if m.commit(&hkey, true) {
-                        wait_until_empty(&mnt.join(&hkey)).unwrap_or_else(|| {
-                            fail(&log, i, format!("the truncation of {hkey} never committed"))
-                        });
-                    }
-                    m.drafts.remove(&hkey);
+                if let Err(what) = close_one(mnt, &mut m, &handles, h) {
+                    fail(&log, i, what);
                 }
             }
             // rename, on keys nobody has open
@@ -518,11 +504,10 @@ pub fn run(mnt: &Path, seed: u64, ops: u64) -> u64 {
             fail(&log, i, what);
         }
     }
-    for h in handles.drain(..) {
-        if h.write {
-            m.commit(&h.key, true);
+    while let Some(h) = handles.pop() {
+        if let Err(what) = close_one(mnt, &mut m, &handles, h) {
+            fail(&log, ops, format!("final close: {what}"));
         }
-        close(h.file).unwrap_or_else(|e| fail(&log, ops, format!("final close: {e}")));
     }
     for (k, v) in &m.committed {
         let got = fs::read(mnt.join(k)).unwrap_or_else(|e| fail(&log, ops, format!("{k}: {e}")));
@@ -531,6 +516,28 @@ pub fn run(mnt: &Path, seed: u64, ops: u64) -> u64 {
         }
     }
     ops
+}
+
+/// Closes `h` (the others still open are `open`) and commits in the
+/// model what the close and, for a draft's last descriptor, the release
+/// commit.
+fn close_one(mnt: &Path, m: &mut Model, open: &[Handle], h: Handle) -> Result<(), String> {
+    let key = h.key.clone();
+    if h.write {
+        m.commit(&key, false);
+    }
+    close(h.file).map_err(|e| format!("close: {e}"))?;
+    if h.write && !open.iter().any(|o| o.write && o.key == key) {
+        // The draft's last release commits what the close left (an empty
+        // start); the kernel sends it after close returned, so wait for it
+        // to keep the model exact.
+        if m.commit(&key, true) {
+            wait_until_empty(&mnt.join(&key))
+                .ok_or_else(|| format!("the truncation of {key} never committed"))?;
+        }
+        m.drafts.remove(&key);
+    }
+    Ok(())
 }
 
 /// `stat` of `key` by path, `fstat` of each of its descriptors, and
