@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use caskfs::engine::{Options, Store, check, repair};
+use caskfs::engine::{EntryKind, Options, Store, check, repair};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -32,8 +32,16 @@ enum Command {
     Get { data_dir: PathBuf, key: String },
     /// Delete a key.
     Rm { data_dir: PathBuf, key: String },
-    /// List the live keys, one per line.
-    Ls { data_dir: PathBuf },
+    /// List the entries of a folder (the top one by default), one per
+    /// line, folders ending in '/'.
+    Ls {
+        data_dir: PathBuf,
+        /// A folder: a key path such as shop/products.
+        folder: Option<String>,
+        /// Every key below the folder, as full paths.
+        #[arg(short, long)]
+        recursive: bool,
+    },
     /// Show segments with their live and dead keys and bytes.
     Stats { data_dir: PathBuf },
     /// Verify every record and hint; exit non-zero on damage.
@@ -111,11 +119,30 @@ fn run(command: Command) -> Result<ExitCode, String> {
             store.delete(key.as_bytes()).map_err(err)?;
             store.close().map_err(err)?;
         }
-        Command::Ls { data_dir } => {
+        Command::Ls {
+            data_dir,
+            folder,
+            recursive,
+        } => {
             let store = open_existing(&data_dir, true)?;
+            let dir = folder.unwrap_or_default();
+            let dir = dir.trim_end_matches('/').as_bytes();
+            let no_folder = || format!("\"{}\" is not a folder", String::from_utf8_lossy(dir));
+            if store.kind(dir) != Some(EntryKind::Folder) {
+                return Err(no_folder());
+            }
+            let mut entries = if recursive {
+                store.below(dir, usize::MAX)
+            } else {
+                store.list(dir)
+            }
+            .ok_or_else(no_folder)?;
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
             let mut out = std::io::stdout().lock();
-            for key in store.keys() {
-                out.write_all(&key)
+            for (name, kind) in entries {
+                let slash: &[u8] = if kind == EntryKind::Folder { b"/" } else { b"" };
+                out.write_all(&name)
+                    .and_then(|_| out.write_all(slash))
                     .and_then(|_| out.write_all(b"\n"))
                     .map_err(|e| format!("writing stdout: {e}"))?;
             }

@@ -67,10 +67,35 @@ fn put_get_rm_ls_stats_check() {
         caskfs(&["get", "shop/products/42"], &d, None).stdout,
         b"in stock"
     );
+    ok(&caskfs(&["put", "shop/cart", "1"], &d, None), "put");
+    // ls lists one folder, folders ending in '/'; -r every key below it.
     assert_eq!(
         ok(&caskfs(&["ls"], &d, None), "ls"),
-        "alpha\nbeta\ngamma\nshop/products/42\n"
+        "alpha\nbeta\ngamma\nshop/\n"
     );
+    assert_eq!(
+        ok(&caskfs(&["ls", "shop"], &d, None), "ls a folder"),
+        "cart\nproducts/\n"
+    );
+    assert_eq!(
+        ok(&caskfs(&["ls", "-r", "shop/"], &d, None), "ls -r a folder"),
+        "shop/cart\nshop/products/\nshop/products/42\n"
+    );
+    assert_eq!(
+        ok(&caskfs(&["ls", "-r"], &d, None), "ls -r"),
+        "alpha\nbeta\ngamma\nshop/\nshop/cart\nshop/products/\nshop/products/42\n"
+    );
+    fails(
+        &caskfs(&["ls", "alpha"], &d, None),
+        "ls of a key",
+        "is not a folder",
+    );
+    fails(
+        &caskfs(&["ls", "nothing"], &d, None),
+        "ls of nothing",
+        "is not a folder",
+    );
+    ok(&caskfs(&["rm", "shop/cart"], &d, None), "rm a path");
     ok(&caskfs(&["rm", "shop/products/42"], &d, None), "rm a path");
     let out = caskfs(&["get", "beta"], &d, None);
     ok(&out, "get");

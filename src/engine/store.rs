@@ -31,6 +31,7 @@ use super::record::{HEADER_LEN, Layout};
 use super::recovery;
 use super::segment::Segment;
 use super::stats::Stats;
+use super::tree::{EntryKind, Tree};
 use super::writer::{self, Change, Op, Source, Writer};
 
 /// The segments readers search: the active one first, then closed ones
@@ -142,6 +143,9 @@ pub(crate) struct Inner {
     synced: Mutex<(u64, u64)>,
     /// One merge at a time.
     pub merge_lock: Mutex<()>,
+    /// The folders and their entries, so that listing one folder does not
+    /// visit the store; changed with the active index, under the writer.
+    pub tree: RwLock<Tree>,
     pub last_merge: Mutex<Option<MergeReport>>,
     pub signals: Mutex<Signals>,
     /// Wakes the merge thread: a roll, a request, or the store closing.
@@ -212,17 +216,20 @@ impl Store {
             segments.len() + 1,
             rec.next_seq
         );
+        let version = Version {
+            active,
+            closed: segments,
+        };
+        let tree = build_tree(&version);
         let inner = Arc::new(Inner {
             dir,
             opts,
-            version: RwLock::new(Arc::new(Version {
-                active,
-                closed: segments,
-            })),
+            version: RwLock::new(Arc::new(version)),
             writer: Mutex::new(writer),
             manifest: Mutex::new(rec.manifest),
             synced: Mutex::new(synced),
             merge_lock: Mutex::new(()),
+            tree: RwLock::new(tree),
             last_merge: Mutex::new(None),
             signals: Mutex::new(Signals::default()),
             compact_wake: Condvar::new(),
@@ -480,6 +487,30 @@ impl Store {
         self.inner.commit(&mut ops, |_| Ok(true)).map(|_| ())
     }
 
+    /// The entries of folder `dir` (`b""` is the top), in name order;
+    /// `None` when `dir` is not a folder. Costs the folder's entries, not
+    /// the store's.
+    pub fn list(&self, dir: &[u8]) -> Option<Vec<(Vec<u8>, EntryKind)>> {
+        self.inner.tree.read().list(dir)
+    }
+
+    /// What `key` is in the tree of folders, if anything: folders implied
+    /// by the keys below them included.
+    pub fn kind(&self, key: &[u8]) -> Option<EntryKind> {
+        self.inner.tree.read().kind(key)
+    }
+
+    /// How many entries folder `dir` holds, and how many are folders.
+    pub fn folder_counts(&self, dir: &[u8]) -> (usize, u32) {
+        self.inner.tree.read().counts(dir)
+    }
+
+    /// Every key below folder `dir`, parents before their entries; `None`
+    /// if there are more than `limit`.
+    pub fn below(&self, dir: &[u8], limit: usize) -> Option<Vec<(Vec<u8>, EntryKind)>> {
+        self.inner.tree.read().below(dir, limit)
+    }
+
     /// A consistent, sorted snapshot of the live keys.
     pub fn keys(&self) -> Vec<Vec<u8>> {
         let version = self.inner.version();
@@ -637,6 +668,13 @@ impl Inner {
                 index.insert(hash_key(op.key), op.key, e);
             }
             drop(index);
+            let mut tree = self.tree.write();
+            for op in ops.iter() {
+                match &op.change {
+                    Change::Put { meta, .. } => tree.insert(op.key, EntryKind::of_mode(meta.mode)),
+                    Change::Delete => tree.remove(op.key),
+                }
+            }
             (w.seg.id, w.len)
         };
         if self.opts.sync == SyncPolicy::Always {
@@ -727,4 +765,23 @@ impl Inner {
         self.note_roll();
         Ok(())
     }
+}
+
+/// The tree of folders of the live keys in `version`. A record whose
+/// header cannot be read counts as a file (reading it reports the damage).
+fn build_tree(version: &Version) -> Tree {
+    let mut tree = Tree::default();
+    let mut seen = hashbrown::HashSet::new();
+    for seg in version.newest_first() {
+        for (key, e) in seg.index().iter() {
+            if !seen.insert(key.to_vec()) || e.tombstone {
+                continue;
+            }
+            let kind = seg
+                .meta(key, &e)
+                .map_or(EntryKind::File, |m| EntryKind::of_mode(m.mode));
+            tree.insert(key, kind);
+        }
+    }
+    tree
 }

@@ -9,12 +9,25 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use super::meta::{S_IFDIR, S_IFLNK, S_IFMT};
+
 /// What an entry of a folder is, as a listing reports it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EntryKind {
     File,
     Folder,
     Symlink,
+}
+
+impl EntryKind {
+    /// The kind a record's mode (`st_mode`) gives.
+    pub fn of_mode(mode: u32) -> EntryKind {
+        match mode & S_IFMT {
+            S_IFDIR => EntryKind::Folder,
+            S_IFLNK => EntryKind::Symlink,
+            _ => EntryKind::File,
+        }
+    }
 }
 
 #[derive(Default)]
@@ -28,7 +41,11 @@ struct Folder {
 
 impl Folder {
     fn set(&mut self, name: &[u8], kind: EntryKind) {
-        let old = self.entries.insert(name.into(), kind);
+        // An overwrite (the common put) finds its entry without allocating.
+        let old = match self.entries.get_mut(name) {
+            Some(k) => Some(std::mem::replace(k, kind)),
+            None => self.entries.insert(name.into(), kind),
+        };
         self.count(old, -1);
         self.count(Some(kind), 1);
     }
