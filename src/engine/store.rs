@@ -145,7 +145,11 @@ pub(crate) struct Inner {
     pub merge_lock: Mutex<()>,
     /// The folders and their entries, so that listing one folder does not
     /// visit the store; changed with the active index, under the writer.
-    pub tree: RwLock<Tree>,
+    /// Built at the first question about folders: building it reads every
+    /// live record's header (seconds for a million keys), and keeping it
+    /// costs each new key a tree insert, which a store never listed by
+    /// folder need not pay.
+    pub tree: RwLock<Option<Tree>>,
     pub last_merge: Mutex<Option<MergeReport>>,
     pub signals: Mutex<Signals>,
     /// Wakes the merge thread: a roll, a request, or the store closing.
@@ -220,7 +224,6 @@ impl Store {
             active,
             closed: segments,
         };
-        let tree = build_tree(&version);
         let inner = Arc::new(Inner {
             dir,
             opts,
@@ -229,7 +232,7 @@ impl Store {
             manifest: Mutex::new(rec.manifest),
             synced: Mutex::new(synced),
             merge_lock: Mutex::new(()),
-            tree: RwLock::new(tree),
+            tree: RwLock::new(None),
             last_merge: Mutex::new(None),
             signals: Mutex::new(Signals::default()),
             compact_wake: Condvar::new(),
@@ -491,24 +494,36 @@ impl Store {
     /// `None` when `dir` is not a folder. Costs the folder's entries, not
     /// the store's.
     pub fn list(&self, dir: &[u8]) -> Option<Vec<(Vec<u8>, EntryKind)>> {
-        self.inner.tree.read().list(dir)
+        self.with_tree(|t| t.list(dir))
     }
 
     /// What `key` is in the tree of folders, if anything: folders implied
     /// by the keys below them included.
     pub fn kind(&self, key: &[u8]) -> Option<EntryKind> {
-        self.inner.tree.read().kind(key)
+        self.with_tree(|t| t.kind(key))
     }
 
     /// How many entries folder `dir` holds, and how many are folders.
     pub fn folder_counts(&self, dir: &[u8]) -> (usize, u32) {
-        self.inner.tree.read().counts(dir)
+        self.with_tree(|t| t.counts(dir))
     }
 
     /// Every key below folder `dir`, parents before their entries; `None`
     /// if there are more than `limit`.
     pub fn below(&self, dir: &[u8], limit: usize) -> Option<Vec<(Vec<u8>, EntryKind)>> {
-        self.inner.tree.read().below(dir, limit)
+        self.with_tree(|t| t.below(dir, limit))
+    }
+
+    /// Runs `f` on the tree of folders, building it first if no one asked
+    /// before (under the writer, so that no commit is missed meanwhile).
+    fn with_tree<R>(&self, f: impl FnOnce(&Tree) -> R) -> R {
+        if let Some(tree) = self.inner.tree.read().as_ref() {
+            return f(tree);
+        }
+        let _writer = self.inner.writer.lock();
+        let mut slot = self.inner.tree.write();
+        let tree = slot.get_or_insert_with(|| build_tree(&self.inner.version()));
+        f(tree)
     }
 
     /// A consistent, sorted snapshot of the live keys.
@@ -668,11 +683,14 @@ impl Inner {
                 index.insert(hash_key(op.key), op.key, e);
             }
             drop(index);
-            let mut tree = self.tree.write();
-            for op in ops.iter() {
-                match &op.change {
-                    Change::Put { meta, .. } => tree.insert(op.key, EntryKind::of_mode(meta.mode)),
-                    Change::Delete => tree.remove(op.key),
+            if let Some(tree) = self.tree.write().as_mut() {
+                for op in ops.iter() {
+                    match &op.change {
+                        Change::Put { meta, .. } => {
+                            tree.insert(op.key, EntryKind::of_mode(meta.mode))
+                        }
+                        Change::Delete => tree.remove(op.key),
+                    }
                 }
             }
             (w.seg.id, w.len)
