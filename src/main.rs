@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use caskfs::engine::{EntryKind, Options, Store, check, repair};
+use caskfs::engine::{BatchOp, EntryKind, Meta, Options, S_IFDIR, Store, check, repair};
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
@@ -22,7 +22,9 @@ struct Cli {
 enum Command {
     /// Mount DATA_DIR on MOUNTPOINT and serve it until unmounted.
     Mount(caskfs::mount::MountArgs),
-    /// Store a value (read from stdin when VALUE is omitted).
+    /// Store a value (read from stdin when VALUE is omitted). A KEY such
+    /// as a/b/c is a path: missing folders above it (a, a/b) are created
+    /// with it, as mkdir -p would.
     Put {
         data_dir: PathBuf,
         key: String,
@@ -81,6 +83,38 @@ fn open_existing(dir: &PathBuf, read_only: bool) -> Result<Store, String> {
     Store::open(dir, opts).map_err(|e| e.to_string())
 }
 
+/// Stores `value` at `key`, creating the folders above it that are missing,
+/// all in one atomic batch.
+fn put_with_parents(store: &Store, key: &[u8], value: &[u8]) -> Result<(), String> {
+    let mut parents = Vec::new();
+    for (i, _) in key.iter().enumerate().filter(|(_, b)| **b == b'/') {
+        let dir = &key[..i];
+        match store.kind(dir) {
+            Some(EntryKind::Folder) => {}
+            Some(_) => {
+                return Err(format!(
+                    "\"{}\" is not a folder",
+                    String::from_utf8_lossy(dir)
+                ));
+            }
+            None => parents.push(dir),
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let folder = Meta {
+        mode: S_IFDIR | 0o755,
+        ..Meta::file(now)
+    };
+    let mut batch: Vec<BatchOp> = parents
+        .into_iter()
+        .map(|dir| BatchOp::PutWith(dir, b"", folder))
+        .collect();
+    batch.push(BatchOp::Put(key, value));
+    store.write_batch(&batch).map_err(|e| e.to_string())
+}
+
 fn run(command: Command) -> Result<ExitCode, String> {
     let err = |e: caskfs::engine::Error| e.to_string();
     match command {
@@ -101,7 +135,7 @@ fn run(command: Command) -> Result<ExitCode, String> {
                     buf
                 }
             };
-            store.put(key.as_bytes(), &value).map_err(err)?;
+            put_with_parents(&store, key.as_bytes(), &value)?;
             store.close().map_err(err)?;
         }
         Command::Get { data_dir, key } => {

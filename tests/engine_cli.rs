@@ -96,7 +96,19 @@ fn put_get_rm_ls_stats_check() {
         "is not a folder",
     );
     ok(&caskfs(&["rm", "shop/cart"], &d, None), "rm a path");
+    fails(
+        &caskfs(&["put", "alpha/x", "v"], &d, None),
+        "put below a key",
+        "\"alpha\" is not a folder",
+    );
     ok(&caskfs(&["rm", "shop/products/42"], &d, None), "rm a path");
+    // put made the folders above the key, and they stay when emptied.
+    assert_eq!(
+        ok(&caskfs(&["ls", "-r", "shop"], &d, None), "ls -r"),
+        "shop/products/\n"
+    );
+    ok(&caskfs(&["rm", "shop/products"], &d, None), "rm a folder");
+    ok(&caskfs(&["rm", "shop"], &d, None), "rm a folder");
     let out = caskfs(&["get", "beta"], &d, None);
     ok(&out, "get");
     assert_eq!(out.stdout, binary, "get returns the raw bytes");
