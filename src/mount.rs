@@ -263,13 +263,11 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
             MountOption::RW
         },
     ];
+    // The kernel checks every access against the stored modes and owners,
+    // as on any filesystem (the owner of a 0444 file cannot write it).
+    config.mount_options.push(MountOption::DefaultPermissions);
     if args.allow_other {
-        // Other users get in: the kernel checks the fixed modes and owner.
-        // Without it only the mounting user does, who may do everything the
-        // modes allow (`access` answers the rest), and the kernel need not
-        // ask for the directory's attributes on every path walk.
         config.acl = SessionACL::All;
-        config.mount_options.push(MountOption::DefaultPermissions);
     }
     config.n_threads = Some(usize::from(args.threads));
     config.clone_fd = args.threads > 1;

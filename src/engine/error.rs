@@ -30,6 +30,13 @@ pub enum Error {
     /// headers) are larger than the maximum for one value; nothing was
     /// written.
     BatchTooLarge { changes: usize, len: u64, max: u64 },
+    /// A folder holds more than one rename may move (see
+    /// `Store::rename_folder`); nothing was written.
+    FolderTooLarge {
+        key: String,
+        entries: usize,
+        bytes: u64,
+    },
     /// No live value for the key.
     NotFound { key: String },
     /// Bytes on disk fail their checksum or do not parse.
@@ -97,6 +104,14 @@ impl fmt::Display for Error {
             Error::BatchTooLarge { changes, len, max } => write!(
                 f,
                 "a batch of {changes} changes takes {len} bytes, over the maximum of {max} bytes for one value"
+            ),
+            Error::FolderTooLarge {
+                key,
+                entries,
+                bytes,
+            } => write!(
+                f,
+                "folder \"{key}\" holds more than one rename moves (at least {entries} entries, {bytes} bytes)"
             ),
             Error::NotFound { key } => write!(f, "key \"{key}\" not found"),
             Error::Corrupt {

@@ -68,7 +68,8 @@ pub struct Metadata {
 }
 
 impl Metadata {
-    fn new(len: u64, meta: &Meta) -> Metadata {
+    /// A value of `len` bytes whose record has `meta`.
+    pub fn new(len: u64, meta: &Meta) -> Metadata {
         Metadata {
             len,
             mtime: to_system_time(meta.mtime),
@@ -160,7 +161,7 @@ pub(crate) struct Inner {
 }
 
 pub struct Store {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -177,7 +178,8 @@ fn to_system_time(ns: u64) -> SystemTime {
 
 /// Nanoseconds since the epoch; times before it count as the epoch, times
 /// past 2554 as the last one that fits.
-fn to_ns(t: SystemTime) -> u64 {
+/// Nanoseconds since the Unix epoch, as records store times.
+pub fn to_ns(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
         .unwrap_or(0)
@@ -516,7 +518,7 @@ impl Store {
 
     /// Runs `f` on the tree of folders, building it first if no one asked
     /// before (under the writer, so that no commit is missed meanwhile).
-    fn with_tree<R>(&self, f: impl FnOnce(&Tree) -> R) -> R {
+    pub(super) fn with_tree<R>(&self, f: impl FnOnce(&Tree) -> R) -> R {
         if let Some(tree) = self.inner.tree.read().as_ref() {
             return f(tree);
         }
@@ -633,7 +635,7 @@ fn not_found(key: &[u8]) -> Error {
     Error::NotFound { key: show_key(key) }
 }
 
-fn check_meta(key: &[u8], meta: &Meta) -> Result<()> {
+pub(super) fn check_meta(key: &[u8], meta: &Meta) -> Result<()> {
     match meta.invalid() {
         Some(reason) => Err(Error::InvalidMeta {
             key: show_key(key),
@@ -645,7 +647,7 @@ fn check_meta(key: &[u8], meta: &Meta) -> Result<()> {
 }
 
 /// The live record of `key` in `v`, or `NotFound`.
-fn live<'v>(v: &'v Version, key: &[u8]) -> Result<(&'v Arc<Segment>, Entry)> {
+pub(super) fn live<'v>(v: &'v Version, key: &[u8]) -> Result<(&'v Arc<Segment>, Entry)> {
     match v.lookup(hash_key(key), key) {
         Some((seg, e)) if !e.tombstone => Ok((seg, e)),
         _ => Err(not_found(key)),
@@ -661,7 +663,7 @@ impl Inner {
     /// so nothing changes in between) returns true for the current state;
     /// then indexes them, and syncs when the policy says so. Returns whether
     /// anything was written.
-    fn commit(
+    pub(super) fn commit(
         &self,
         ops: &mut [Op],
         precheck: impl FnOnce(&Inner) -> Result<bool>,

@@ -1,19 +1,20 @@
-//! File attributes as caskfs reports them: a root directory and regular
-//! files with a fixed mode and owner. No FUSE types here; the adapter
-//! converts.
+//! File attributes as caskfs reports them, from what each record stores
+//! (mode, owner, mtime, ctime). No FUSE types here; the adapter converts.
 
 use std::time::{Duration, SystemTime};
 
+use crate::engine::{self, EntryKind, Metadata, OWNER_UNSET, PERM_BITS};
+
 /// The root directory's inode number (FUSE's `FUSE_ROOT_ID`).
 pub const ROOT_INO: u64 = 1;
-/// Every key is a regular file with this mode.
-pub const FILE_PERM: u16 = 0o644;
+/// The permissions of the root, and of a folder that has no record of its
+/// own (implied by the keys below it).
 pub const DIR_PERM: u16 = 0o755;
 /// Reported by `stat` as the preferred I/O size.
 pub const BLOCK_SIZE: u32 = 128 * 1024;
 
 /// How long the kernel may trust a name → inode answer and an inode's
-/// size and mtime. Every change goes through the daemon, which keeps the
+/// attributes. Every change goes through the daemon, which keeps the
 /// kernel's caches true: a commit at close invalidates the inode's
 /// attributes before close returns (`fuse.rs`), renames and removals are
 /// seen by the kernel itself, and what may still vanish or change under
@@ -22,7 +23,9 @@ pub const BLOCK_SIZE: u32 = 128 * 1024;
 /// reported with `Attr::cacheable` false and a zero lifetime.
 pub const TTL: Duration = Duration::from_secs(60);
 
-/// Who owns every file: the mounting user unless mount options say other.
+/// Who owns what records no owner (stores written before owners were
+/// kept, and folders with no record): the mounting user unless mount
+/// options say other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Owner {
     pub uid: u32,
@@ -45,6 +48,17 @@ impl Owner {
 pub enum Kind {
     Directory,
     File,
+    Symlink,
+}
+
+impl From<EntryKind> for Kind {
+    fn from(k: EntryKind) -> Kind {
+        match k {
+            EntryKind::File => Kind::File,
+            EntryKind::Folder => Kind::Directory,
+            EntryKind::Symlink => Kind::Symlink,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +67,8 @@ pub struct Attr {
     pub kind: Kind,
     pub size: u64,
     pub mtime: SystemTime,
+    pub ctime: SystemTime,
+    /// The 12 permission bits.
     pub perm: u16,
     pub nlink: u32,
     pub owner: Owner,
@@ -63,30 +79,35 @@ pub struct Attr {
 }
 
 impl Attr {
-    pub fn file(ino: u64, size: u64, mtime: SystemTime, owner: Owner) -> Attr {
+    /// A key's attributes from its record; `owner` stands in for an owner
+    /// the record does not name.
+    pub fn of(ino: u64, m: &Metadata, owner: Owner) -> Attr {
+        let pick = |id: u32, default: u32| if id == OWNER_UNSET { default } else { id };
+        let kind = Kind::from(EntryKind::of_mode(m.mode));
         Attr {
             ino,
-            kind: Kind::File,
-            size,
-            mtime,
-            perm: FILE_PERM,
-            nlink: 1,
-            owner,
+            kind,
+            size: m.len,
+            mtime: m.mtime,
+            ctime: m.ctime,
+            perm: (m.mode & PERM_BITS) as u16,
+            nlink: if kind == Kind::Directory { 2 } else { 1 },
+            owner: Owner {
+                uid: pick(m.uid, owner.uid),
+                gid: pick(m.gid, owner.gid),
+            },
             cacheable: true,
         }
     }
 
-    pub fn root(mtime: SystemTime, owner: Owner) -> Attr {
-        Attr {
-            ino: ROOT_INO,
-            kind: Kind::Directory,
-            size: 0,
-            mtime,
-            perm: DIR_PERM,
-            nlink: 2,
-            owner,
-            cacheable: true,
-        }
+    /// A folder with no record of its own (the root, or one implied by
+    /// the keys below it).
+    pub fn implied_folder(ino: u64, mtime: SystemTime, owner: Owner) -> Attr {
+        let m = Metadata {
+            mode: engine::S_IFDIR | u32::from(DIR_PERM),
+            ..Metadata::file(0, mtime)
+        };
+        Attr::of(ino, &m, owner)
     }
 
     /// The lifetime to give the kernel for these attributes and the name.

@@ -25,7 +25,7 @@ use parking_lot::Mutex;
 
 use super::errno::{Error, Result};
 use super::process::Opener;
-use crate::engine::{Metadata, Store, Value};
+use crate::engine::{Meta, Metadata, Store, Value, to_ns};
 
 /// A buffer larger than this lives in a spill file instead of memory, so
 /// that many open writers cannot fill the daemon's memory.
@@ -226,6 +226,18 @@ impl Draft {
         }
     }
 
+    /// Sets the time the draft shows and commits as its mtime (`touch`,
+    /// `futimens`, `cp -p` before close), if it differs from the store;
+    /// says whether it did.
+    pub fn set_mtime(&self, mtime: SystemTime) -> bool {
+        let mut st = self.state.lock();
+        if matches!(st.body, Body::Committed(_)) {
+            return false;
+        }
+        st.changed_at = mtime;
+        true
+    }
+
     pub fn is_dirty(&self) -> bool {
         self.state.lock().dirty
     }
@@ -350,7 +362,8 @@ impl Draft {
     }
 
     /// Stores the buffer as the value of `key` if it holds changes, and
-    /// says whether it did. A failed commit is reported once and the
+    /// says whether it did; with `base`'s mode and owner (asked only then),
+    /// the time of the draft's last change as mtime, and ctime now. A failed commit is reported once and the
     /// changes are dropped, so a later flush or release does not store what
     /// close reported as lost.
     ///
@@ -373,6 +386,7 @@ impl Draft {
         store: &Store,
         key: Option<&[u8]>,
         closer: Option<Closer>,
+        base: impl FnOnce() -> Result<Meta>,
     ) -> Result<bool> {
         let mut st = self.state.lock();
         if let Some(code) = st.poisoned.take() {
@@ -406,14 +420,22 @@ impl Draft {
             log::debug!("dropping writes to a removed key");
             return Ok(true);
         };
+        if matches!(st.body, Body::Committed(_)) {
+            return Ok(true);
+        }
+        let meta = Meta {
+            mtime: to_ns(st.changed_at),
+            ctime: to_ns(SystemTime::now()),
+            ..base()?
+        };
         match &st.body {
-            Body::Mem(v) => store.put(key, v)?,
+            Body::Mem(v) => store.put_with(key, v, &meta)?,
             Body::Spill(s) => {
                 let mut reader = SpillReader {
                     file: &s.file,
                     pos: 0,
                 };
-                store.put_from(key, s.len, &mut reader)?
+                store.put_from_with(key, s.len, &mut reader, &meta)?
             }
             Body::Committed(_) => {}
         }

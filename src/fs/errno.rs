@@ -29,6 +29,8 @@ pub enum Error {
     Exists,
     /// A directory operation on a key, or a file operation on the root.
     NotADirectory,
+    /// rmdir or rename onto a folder that still has entries.
+    NotEmpty,
     IsADirectory,
     /// A value would grow past the configured maximum.
     TooBig,
@@ -66,6 +68,7 @@ impl fmt::Display for Error {
             Error::NotSupported(what) => write!(f, "caskfs does not support {what}"),
             Error::Exists => write!(f, "key exists"),
             Error::NotADirectory => write!(f, "not a directory"),
+            Error::NotEmpty => write!(f, "folder not empty"),
             Error::IsADirectory => write!(f, "is a directory"),
             Error::TooBig => write!(f, "value over the maximum size"),
             Error::ReadOnly => write!(f, "mounted read-only"),
@@ -88,6 +91,7 @@ pub fn errno(e: &Error) -> i32 {
         Error::NotSupported(_) => libc::EPERM,
         Error::Exists => libc::EEXIST,
         Error::NotADirectory => libc::ENOTDIR,
+        Error::NotEmpty => libc::ENOTEMPTY,
         Error::IsADirectory => libc::EISDIR,
         Error::TooBig => libc::EFBIG,
         Error::ReadOnly => libc::EROFS,
@@ -108,6 +112,8 @@ fn engine_errno(e: &engine::Error) -> i32 {
         E::InvalidMeta { .. } => libc::EINVAL,
         E::ValueTooLarge { .. } => libc::EFBIG,
         E::BatchTooLarge { .. } => libc::EFBIG,
+        // `mv` then copies the folder instead.
+        E::FolderTooLarge { .. } => libc::EXDEV,
         E::NotFound { .. } => libc::ENOENT,
         E::Corrupt { .. } => libc::EIO,
         E::Locked { .. } => libc::EBUSY,
@@ -122,7 +128,7 @@ fn engine_errno(e: &engine::Error) -> i32 {
 pub fn log_and_errno(op: &str, e: &Error) -> i32 {
     let code = errno(e);
     match code {
-        libc::ENOENT | libc::EEXIST | libc::ENOTDIR | libc::EISDIR => {
+        libc::ENOENT | libc::EEXIST | libc::ENOTDIR | libc::EISDIR | libc::ENOTEMPTY => {
             log::debug!("{op}: {e}")
         }
         _ => warn!("{op}: {e} (errno {code})"),

@@ -6,20 +6,23 @@ use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, warn};
-use parking_lot::Mutex;
+use parking_lot::{Mutex, RwLock};
 
-use super::attr::{Attr, Kind, Owner, ROOT_INO};
+use super::attr::{Attr, DIR_PERM, Kind, Owner};
 use super::draft::{Closer, Draft};
 use super::errno::{Error, Result};
 use super::handle::{Handle, HandleTable, OpenMode};
 use super::inode::InodeTable;
 use super::process::Opener;
-use crate::engine::{self, MAX_KEY_LEN, MAX_NAME_LEN, RECORD_HEADER_LEN, Store, validate_key};
+use crate::engine::{
+    EntryKind, MAX_KEY_LEN, MAX_NAME_LEN, Meta, Metadata, OWNER_UNSET, PERM_BITS,
+    RECORD_HEADER_LEN, S_IFDIR, S_IFMT, S_IFREG, Store, to_ns, tree, validate_key,
+};
 
 /// An open file: its handle number, and whether it may write.
 #[derive(Clone, Copy, Debug)]
@@ -31,8 +34,17 @@ pub struct Opened {
 /// How the filesystem presents the store.
 #[derive(Clone, Copy, Debug)]
 pub struct FsOptions {
+    /// Who owns what records no owner (see `Owner`).
     pub owner: Owner,
     pub read_only: bool,
+}
+
+/// Who asks: the thread, and the user and group a new entry belongs to.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller {
+    pub tid: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// The attribute changes one `setattr` asks for.
@@ -44,6 +56,28 @@ pub struct SetAttr {
     pub size: Option<u64>,
     pub mtime: Option<SystemTime>,
     pub fh: Option<u64>,
+}
+
+impl SetAttr {
+    fn changes_meta(&self) -> bool {
+        self.mode.is_some() || self.uid.is_some() || self.gid.is_some() || self.mtime.is_some()
+    }
+
+    /// Applies the mode, owner and mtime asked for to `m`.
+    fn apply(&self, m: &mut Meta) {
+        if let Some(mode) = self.mode {
+            m.mode = (m.mode & S_IFMT) | (mode & PERM_BITS);
+        }
+        if let Some(uid) = self.uid {
+            m.uid = uid;
+        }
+        if let Some(gid) = self.gid {
+            m.gid = gid;
+        }
+        if let Some(t) = self.mtime {
+            m.mtime = to_ns(t);
+        }
+    }
 }
 
 /// One directory entry; `offset` is where the next read continues.
@@ -71,40 +105,43 @@ pub struct StatFs {
 /// Bytes a record adds to its value at most: header and the longest key.
 const RECORD_OVERHEAD: u64 = (RECORD_HEADER_LEN + MAX_KEY_LEN) as u64;
 
-/// RENAME_NOREPLACE, RENAME_EXCHANGE and RENAME_WHITEOUT from renameat2(2).
-const RENAME_NOREPLACE: u32 = 1;
-const RENAME_EXCHANGE: u32 = 2;
-const RENAME_WHITEOUT: u32 = 4;
-
 /// What the kernel caches that the daemon must correct when it changes
 /// without a request the kernel saw: the adapter tells the kernel.
 pub trait KernelCache: Send + Sync {
     /// The size or mtime of `ino` changed: a commit stored a new value, or
     /// a process's draft began to differ from the store.
     fn attrs_changed(&self, ino: u64);
-    /// The root's listing changed: a created key whose first value was
-    /// never stored.
-    fn listing_changed(&self);
+    /// The listing of folder `dir` changed: a created key whose first
+    /// value was never stored.
+    fn listing_changed(&self, dir: u64);
 }
 
 pub struct CaskFs {
-    store: Arc<Store>,
-    opts: FsOptions,
-    inodes: InodeTable,
-    handles: HandleTable,
+    pub(super) store: Arc<Store>,
+    pub(super) opts: FsOptions,
+    pub(super) inodes: InodeTable,
+    pub(super) handles: HandleTable,
     /// Open directory streams: a snapshot of the names, taken at the
     /// first readdir (a listing the kernel serves from its cache never
     /// asks, so opendir itself must stay cheap).
-    dirs: Mutex<HashMap<u64, Option<Arc<Vec<DirEntry>>>>>,
-    kernel: OnceLock<Box<dyn KernelCache>>,
-    next_dir: AtomicU64,
-    mounted_at: SystemTime,
+    pub(super) dirs: Mutex<HashMap<u64, Option<Arc<Vec<DirEntry>>>>>,
+    pub(super) kernel: OnceLock<Box<dyn KernelCache>>,
+    pub(super) next_dir: AtomicU64,
+    /// Changes of names against a folder rename: a folder rename takes it
+    /// to write, so that no key is created, committed or moved below the
+    /// folder between its reading the folder and moving it; everything
+    /// else that names a key takes it to read.
+    pub(super) names: RwLock<()>,
+    /// The root has no record (a key cannot be empty): its mode, owner and
+    /// times live here, for as long as the mount.
+    root: Mutex<Meta>,
     /// When the data disk's free bytes were last asked, and the answer.
     free_space: Mutex<(Instant, u64)>,
 }
 
 impl CaskFs {
     pub fn new(store: Arc<Store>, opts: FsOptions) -> CaskFs {
+        let now = to_ns(SystemTime::now());
         CaskFs {
             store,
             opts,
@@ -113,7 +150,14 @@ impl CaskFs {
             dirs: Mutex::new(HashMap::new()),
             kernel: OnceLock::new(),
             next_dir: AtomicU64::new(0),
-            mounted_at: SystemTime::now(),
+            names: RwLock::new(()),
+            root: Mutex::new(Meta {
+                mode: S_IFDIR | u32::from(DIR_PERM),
+                uid: OWNER_UNSET,
+                gid: OWNER_UNSET,
+                mtime: now,
+                ctime: now,
+            }),
             free_space: Mutex::new((Instant::now(), 0)),
         }
     }
@@ -128,7 +172,7 @@ impl CaskFs {
         Error::NotSupported(what)
     }
 
-    fn writable(&self) -> Result<()> {
+    pub(super) fn writable(&self) -> Result<()> {
         if self.opts.read_only {
             Err(Error::ReadOnly)
         } else {
@@ -136,35 +180,96 @@ impl CaskFs {
         }
     }
 
-    /// The key a name in `parent` stands for.
-    fn key<'a>(&self, parent: u64, name: &'a [u8]) -> Result<&'a [u8]> {
-        if parent != ROOT_INO {
-            return Err(if self.inodes.key_of(parent).is_some() {
-                Error::NotADirectory
-            } else {
-                Error::NotFound
-            });
+    /// What `key` is: `Some` with its record's metadata, `None` with none
+    /// (a folder implied by the keys below it, or nothing).
+    pub(super) fn kind(&self, key: &[u8]) -> Result<Option<(Kind, Option<Metadata>)>> {
+        if key.is_empty() {
+            return Ok(Some((Kind::Directory, None)));
         }
+        if let Some(m) = self.store.metadata(key)? {
+            return Ok(Some((Kind::from(EntryKind::of_mode(m.mode)), Some(m))));
+        }
+        Ok(match self.store.kind(key) {
+            Some(EntryKind::Folder) => Some((Kind::Directory, None)),
+            _ => None,
+        })
+    }
+
+    /// The key of folder inode `dir`.
+    pub(super) fn folder(&self, dir: u64) -> Result<Vec<u8>> {
+        let key = self.inodes.key_of(dir).ok_or(Error::NotFound)?;
+        match self.kind(&key)? {
+            Some((Kind::Directory, _)) => Ok(key),
+            Some(_) => Err(Error::NotADirectory),
+            None => Err(Error::NotFound),
+        }
+    }
+
+    /// The key a name in folder `parent` stands for.
+    pub(super) fn key(&self, parent: u64, name: &[u8]) -> Result<Vec<u8>> {
         if name.len() > MAX_NAME_LEN {
             return Err(Error::NameTooLong);
         }
-        // One name in the root, until the mount shows keys' folders.
+        // A name is one component: `a/b` is `b` in folder `a`.
         if name.contains(&b'/') {
             return Err(Error::InvalidName);
         }
-        validate_key(name).map_err(|_| Error::InvalidName)?;
-        Ok(name)
+        let key = tree::join(&self.folder(parent)?, name);
+        validate_key(&key)?;
+        Ok(key)
     }
 
-    fn root_attr(&self) -> Attr {
-        Attr::root(self.mounted_at, self.opts.owner)
+    /// The mode, owner and times of the root, as a record would hold them.
+    pub(super) fn root_meta(&self) -> Meta {
+        *self.root.lock()
     }
 
-    /// The attributes of `key` as thread `tid` sees them: as its process's
-    /// draft has them, or as the store does, or as a pending creation
-    /// (empty) if only an open handle holds it. `own` is the draft of the
-    /// descriptor asked through, if any.
-    fn key_attr(&self, ino: u64, key: &[u8], tid: u32, own: Option<&Draft>) -> Result<Attr> {
+    /// The attributes of `key` (inode `ino`) as thread `tid` sees them;
+    /// `own` is the draft of the descriptor asked through, if any.
+    pub(super) fn attr(&self, ino: u64, key: &[u8], tid: u32, own: Option<&Draft>) -> Result<Attr> {
+        let base = if key.is_empty() {
+            Some(Metadata::new(0, &self.root_meta()))
+        } else {
+            self.store.metadata(key)?
+        };
+        match base {
+            Some(m) if EntryKind::of_mode(m.mode) == EntryKind::File => {
+                self.file_attr(ino, Some(m), tid, own)
+            }
+            Some(m) => Ok(self.with_links(Attr::of(ino, &m, self.opts.owner), key)),
+            None if self.inodes.is_pending(ino) => self.file_attr(ino, None, tid, own),
+            None if self.store.kind(key) == Some(EntryKind::Folder) => {
+                let a = Attr::implied_folder(ino, self.store_opened(), self.opts.owner);
+                Ok(self.with_links(a, key))
+            }
+            None => self.file_attr(ino, None, tid, own),
+        }
+    }
+
+    /// A folder links to itself, its parent's entry, and each subfolder's
+    /// `..` (`find` counts on it).
+    fn with_links(&self, mut a: Attr, key: &[u8]) -> Attr {
+        if a.kind == Kind::Directory {
+            a.nlink = 2 + self.store.folder_counts(key).1;
+        }
+        a
+    }
+
+    /// When the implied folders came to be, as far as the mount knows.
+    fn store_opened(&self) -> SystemTime {
+        Metadata::new(0, &self.root_meta()).ctime
+    }
+
+    /// A file's attributes as thread `tid` sees them: as its process's
+    /// draft has them, or as the store does (`committed`), or as a pending
+    /// creation (empty) if only an open handle holds it.
+    fn file_attr(
+        &self,
+        ino: u64,
+        committed: Option<Metadata>,
+        tid: u32,
+        own: Option<&Draft>,
+    ) -> Result<Attr> {
         let drafts = self.handles.drafts_of(ino);
         let changed: Vec<_> = drafts
             .iter()
@@ -177,47 +282,51 @@ impl CaskFs {
                 .find(|(d, _)| d.opener.is(tid))
                 .map(|(_, m)| *m),
         };
-        let committed = self.store.metadata(key)?;
-        let pending = committed.is_none() && self.inodes.is_pending(ino);
-        let m = match (mine, committed) {
-            (Some(m), _) | (None, Some(m)) => m,
-            (None, None) if pending => engine::Metadata::file(0, SystemTime::now()),
-            (None, None) => return Err(Error::NotFound),
+        let pending = match committed {
+            Some(_) => None,
+            None => self.inodes.pending_meta(ino),
         };
-        let mut attr = Attr::file(ino, m.len, m.mtime, self.opts.owner);
+        let mut m = match (committed, pending, mine) {
+            (Some(m), _, _) => m,
+            (None, Some(meta), _) => Metadata::new(0, &meta),
+            (None, None, Some(m)) => m,
+            (None, None, None) => return Err(Error::NotFound),
+        };
+        if let Some(mine) = mine {
+            m.len = mine.len;
+            m.mtime = mine.mtime;
+        }
+        let mut attr = Attr::of(ino, &m, self.opts.owner);
         // The kernel keeps one set of attributes for all processes: none
         // while they differ between processes, or while a creation's
         // commit may still fail.
-        attr.cacheable = changed.is_empty() && !pending;
+        attr.cacheable = changed.is_empty() && pending.is_none();
         Ok(attr)
     }
 
-    fn exists(&self, key: &[u8]) -> bool {
-        self.store.contains(key)
+    /// Whether `key` exists: in the store, as an implied folder, or as a
+    /// pending creation.
+    pub(super) fn exists(&self, key: &[u8]) -> Result<bool> {
+        Ok(self.kind(key)?.is_some()
             || self
                 .inodes
                 .lookup(key)
-                .is_some_and(|ino| self.inodes.is_pending(ino))
+                .is_some_and(|ino| self.inodes.is_pending(ino)))
     }
 
     pub fn lookup(&self, parent: u64, name: &[u8], tid: u32) -> Result<Attr> {
         let key = self.key(parent, name)?;
-        if self.store.contains(key) {
-            let ino = self.inodes.ino_for(key);
-            return self.key_attr(ino, key, tid, None);
-        }
-        match self.inodes.lookup(key) {
-            Some(ino) => self.key_attr(ino, key, tid, None),
-            None => Err(Error::NotFound),
-        }
+        let ino = match self.inodes.lookup(&key) {
+            Some(ino) => ino,
+            None if self.kind(&key)?.is_some() => self.inodes.ino_for(&key),
+            None => return Err(Error::NotFound),
+        };
+        self.attr(ino, &key, tid, None)
     }
 
     /// Attributes as thread `tid` sees them, through descriptor `fh` if
     /// the kernel names one (it does for `SEEK_END`, not for `fstat`).
     pub fn getattr(&self, ino: u64, fh: Option<u64>, tid: u32) -> Result<Attr> {
-        if ino == ROOT_INO {
-            return Ok(self.root_attr());
-        }
         let handle = fh
             .and_then(|fh| self.handles.get(fh).ok())
             .filter(|h| h.ino == ino);
@@ -233,83 +342,105 @@ impl CaskFs {
                 .local()
                 .or_else(|| h.draft.pinned())
                 .ok_or(Error::NotFound)?;
-            let mut attr = Attr::file(ino, m.len, m.mtime, self.opts.owner);
+            let mut attr = Attr::of(ino, &m, self.opts.owner);
             attr.nlink = 0;
             attr.cacheable = false;
             return Ok(attr);
         };
         let own = handle.as_ref().filter(|h| h.mode.write).map(|h| &*h.draft);
-        self.key_attr(ino, &key, tid, own)
+        self.attr(ino, &key, tid, own)
     }
 
+    /// chmod, chown, utimens and truncate. The kernel has checked the
+    /// caller may (`default_permissions`); mode, owner and mtime go into
+    /// the key's record (ctime now), or into a pending creation's.
     pub fn setattr(&self, ino: u64, req: SetAttr, tid: u32) -> Result<Attr> {
-        let perm = if ino == ROOT_INO {
-            super::attr::DIR_PERM
-        } else {
-            super::attr::FILE_PERM
-        };
-        if req.mode.is_some_and(|m| m & 0o7777 != u32::from(perm)) {
-            return Err(self.refuse("changing the mode (it is fixed)"));
-        }
-        if req.uid.is_some_and(|u| u != self.opts.owner.uid)
-            || req.gid.is_some_and(|g| g != self.opts.owner.gid)
-        {
-            return Err(self.refuse("changing the owner (it is fixed)"));
-        }
-        if ino == ROOT_INO {
-            if req.size.is_some() {
-                return Err(Error::IsADirectory);
-            }
-            return Ok(self.root_attr());
-        }
-        if req.size.is_some() || req.mtime.is_some() {
-            self.writable()?;
-        }
+        self.writable()?;
         let key = self.inodes.key_of(ino).ok_or(Error::NotFound)?;
         if let Some(size) = req.size {
+            if self.kind(&key)?.is_some_and(|(k, _)| k == Kind::Directory) {
+                return Err(Error::IsADirectory);
+            }
             self.truncate(ino, &key, size, req.fh, tid)?;
         }
-        if let Some(mtime) = req.mtime {
-            match self.set_mtime(&key, mtime) {
-                Ok(()) => {}
-                // A pending creation gets its mtime when it commits.
-                Err(engine::Error::NotFound { .. }) if self.inodes.is_pending(ino) => {}
-                Err(e) => return Err(e.into()),
-            }
+        if req.changes_meta() {
+            let _names = self.names.read();
+            self.set_meta(ino, &key, &req, tid)?;
+        }
+        if req.changes_meta()
+            && let Some(k) = self.kernel.get()
+        {
+            k.attrs_changed(ino);
         }
         self.getattr(ino, req.fh, tid)
     }
 
-    /// Sets the mtime of `key`, keeping the rest of its metadata.
-    fn set_mtime(&self, key: &[u8], mtime: SystemTime) -> engine::Result<()> {
-        let m = self
-            .store
-            .metadata(key)?
-            .ok_or_else(|| engine::Error::NotFound {
-                key: String::from_utf8_lossy(key).into_owned(),
-            })?;
-        let meta = engine::Metadata {
-            mtime,
-            ctime: SystemTime::now(),
-            ..m
+    fn set_meta(&self, ino: u64, key: &[u8], req: &SetAttr, tid: u32) -> Result<()> {
+        if let Some(t) = req.mtime {
+            // A writer's draft commits its own mtime, which this sets.
+            let draft = self.drafts_for(ino, req.fh, tid);
+            let only_mtime = req.mode.is_none() && req.uid.is_none() && req.gid.is_none();
+            if draft.is_some_and(|d| d.set_mtime(t)) && only_mtime {
+                return Ok(());
+            }
         }
-        .meta();
-        self.store.set_meta(key, &meta)
+        let change = |m: &mut Meta| {
+            req.apply(m);
+            m.ctime = to_ns(SystemTime::now());
+        };
+        if key.is_empty() {
+            change(&mut self.root.lock());
+            return Ok(());
+        }
+        if self.inodes.set_pending_meta(ino, change) {
+            return Ok(());
+        }
+        match self.kind(key)? {
+            Some((_, Some(m))) => {
+                let mut meta = m.meta();
+                change(&mut meta);
+                Ok(self.store.set_meta(key, &meta)?)
+            }
+            // An implied folder gets a record of its own.
+            Some((_, None)) => {
+                let mut meta = self.new_meta(S_IFDIR | u32::from(DIR_PERM), None);
+                change(&mut meta);
+                Ok(self.store.put_with(key, b"", &meta)?)
+            }
+            None => Err(Error::NotFound),
+        }
     }
 
-    /// ftruncate changes the descriptor's draft; truncate(2) by path the
-    /// caller's draft if its process is writing the key, else the store
-    /// at once.
-    fn truncate(&self, ino: u64, key: &[u8], size: u64, fh: Option<u64>, tid: u32) -> Result<()> {
-        let draft = match fh.and_then(|fh| self.handles.get(fh).ok()) {
+    /// The draft `fh` writes through, or else the one of `tid`'s process.
+    fn drafts_for(&self, ino: u64, fh: Option<u64>, tid: u32) -> Option<Arc<Draft>> {
+        match fh.and_then(|fh| self.handles.get(fh).ok()) {
             Some(h) if h.mode.write && h.ino == ino => Some(h.draft.clone()),
             _ => self
                 .handles
                 .drafts_of(ino)
                 .into_iter()
                 .find(|d| d.opener.is(tid)),
-        };
-        if let Some(d) = draft {
+        }
+    }
+
+    /// Metadata for a new entry of `mode` made by `caller` (by the mount
+    /// itself if `None`), now.
+    pub(super) fn new_meta(&self, mode: u32, caller: Option<&Caller>) -> Meta {
+        let now = to_ns(SystemTime::now());
+        Meta {
+            mode,
+            uid: caller.map_or(OWNER_UNSET, |c| c.uid),
+            gid: caller.map_or(OWNER_UNSET, |c| c.gid),
+            mtime: now,
+            ctime: now,
+        }
+    }
+
+    /// ftruncate changes the descriptor's draft; truncate(2) by path the
+    /// caller's draft if its process is writing the key, else the store
+    /// at once.
+    fn truncate(&self, ino: u64, key: &[u8], size: u64, fh: Option<u64>, tid: u32) -> Result<()> {
+        if let Some(d) = self.drafts_for(ino, fh, tid) {
             let r = d.truncate(&self.store, key, size, tid);
             return self.change(ino, r.map(|b| ((), b)));
         }
@@ -321,11 +452,24 @@ impl CaskFs {
             // commit wins, as always.
             None => {}
         }
+        let _names = self.names.read();
         let d = Draft::on_committed(Opener::new(0));
         d.truncate(&self.store, key, size, tid)?;
-        d.commit(&self.store, Some(key), None)?;
+        d.commit(&self.store, Some(key), None, || self.base_meta(ino, key))?;
         self.stored(ino, None);
         Ok(())
+    }
+
+    /// The mode and owner a commit of `key` keeps: the stored record's, or
+    /// the pending creation's.
+    pub(super) fn base_meta(&self, ino: u64, key: &[u8]) -> Result<Meta> {
+        if let Some(m) = self.store.metadata(key)? {
+            return Ok(m.meta());
+        }
+        Ok(self
+            .inodes
+            .pending_meta(ino)
+            .unwrap_or_else(|| self.new_meta(S_IFREG | 0o644, None)))
     }
 
     /// After a change to a draft: when the draft began to differ from the
@@ -338,75 +482,16 @@ impl CaskFs {
         Ok(out)
     }
 
-    /// Creates `name` and opens it. The key exists from now on, but its
-    /// value is committed only when the handle is flushed or released.
-    pub fn create(
-        &self,
-        parent: u64,
-        name: &[u8],
-        mode: u32,
-        flags: i32,
-        tid: u32,
-    ) -> Result<(Attr, Opened)> {
-        self.writable()?;
-        let key = self.key(parent, name)?;
-        let kind = mode & libc::S_IFMT;
-        if kind != 0 && kind != libc::S_IFREG {
-            return Err(self.refuse("files other than regular files"));
-        }
-        let exists = self.exists(key);
-        if exists && flags & libc::O_EXCL != 0 {
-            return Err(Error::Exists);
-        }
-        let ino = self.inodes.ino_for(key);
-        if exists {
-            let opened = self.open(ino, flags, tid)?;
-            return Ok((self.getattr(ino, Some(opened.fh), tid)?, opened));
-        }
-        let open = OpenMode {
-            write: true,
-            append: flags & libc::O_APPEND != 0,
-            truncate: true,
-        };
-        self.inodes.add_pending(ino);
-        let draft = self.handles.draft_for(ino, tid, Draft::empty);
-        draft.start_empty();
-        draft.mark_created();
-        let (fh, h) = self.handles.insert(Handle {
-            ino,
-            mode: open,
-            draft,
-        });
-        debug!("created {} as inode {ino}", show(key));
-        let opened = Opened { fh, write: true };
-        Ok((self.key_attr(ino, key, tid, Some(&h.draft))?, opened))
-    }
-
-    /// mknod: regular files only, stored empty at once.
-    pub fn mknod(&self, parent: u64, name: &[u8], mode: u32) -> Result<Attr> {
-        self.writable()?;
-        let key = self.key(parent, name)?;
-        if mode & libc::S_IFMT != libc::S_IFREG {
-            return Err(self.refuse("device nodes, FIFOs and sockets"));
-        }
-        if self.exists(key) {
-            return Err(Error::Exists);
-        }
-        self.store.put(key, b"")?;
-        let ino = self.inodes.ino_for(key);
-        self.key_attr(ino, key, 0, None)
-    }
-
     pub fn open(&self, ino: u64, flags: i32, tid: u32) -> Result<Opened> {
-        if ino == ROOT_INO {
-            return Err(Error::IsADirectory);
-        }
         // An inode whose key went away after the kernel looked it up (an
         // rm or mv raced this open): ESTALE makes the kernel look the name
         // up again, which creates it afresh for `echo v > k`.
         let key = self.inodes.key_of(ino).ok_or(Error::Stale)?;
-        if !self.exists(&key) {
-            return Err(Error::Stale);
+        match self.kind(&key)? {
+            Some((Kind::Directory, _)) => return Err(Error::IsADirectory),
+            Some(_) => {}
+            None if self.inodes.is_pending(ino) => {}
+            None => return Err(Error::Stale),
         }
         let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
         if write {
@@ -485,9 +570,11 @@ impl CaskFs {
     /// Commits `h`'s draft (see `Draft::commit` for `closer`). A created
     /// key stops being pending once its first commit is attempted: it is
     /// then in the store, or the commit failed and it never will be.
-    fn commit(&self, h: &Handle, closer: Option<Closer>) -> Result<()> {
+    pub(super) fn commit(&self, h: &Handle, closer: Option<Closer>) -> Result<()> {
+        let _names = self.names.read();
         let key = self.inodes.key_of(h.ino);
-        let result = h.draft.commit(&self.store, key.as_deref(), closer);
+        let base = || self.base_meta(h.ino, key.as_deref().unwrap_or_default());
+        let result = h.draft.commit(&self.store, key.as_deref(), closer, base);
         if !matches!(result, Ok(false)) && h.draft.end_pending() {
             match result {
                 Ok(_) => self.inodes.drop_pending(h.ino),
@@ -544,15 +631,10 @@ impl CaskFs {
         Ok(self.store.sync()?)
     }
 
-    /// access(2), asked only when the kernel does not check permissions
-    /// itself: the fixed modes, for the owner (the only user let in).
+    /// access(2): the kernel checks the modes itself
+    /// (`default_permissions`) and asks only whether the inode is there.
     pub fn access(&self, ino: u64, mask: i32) -> Result<()> {
-        if ino != ROOT_INO {
-            self.inodes.key_of(ino).ok_or(Error::NotFound)?;
-            if mask & libc::X_OK != 0 {
-                return Err(Error::Io(std::io::Error::from_raw_os_error(libc::EACCES)));
-            }
-        }
+        self.inodes.key_of(ino).ok_or(Error::NotFound)?;
         if mask & libc::W_OK != 0 {
             self.writable()?;
         }
@@ -563,137 +645,22 @@ impl CaskFs {
         Ok(self.store.sync()?)
     }
 
-    pub fn unlink(&self, parent: u64, name: &[u8]) -> Result<()> {
-        self.writable()?;
-        let key = self.key(parent, name)?;
-        match self.store.delete(key) {
-            Ok(()) => {}
-            Err(engine::Error::NotFound { .. }) if self.exists(key) => {}
-            Err(e) => return Err(e.into()),
-        }
-        self.inodes.remove(key);
-        Ok(())
-    }
-
-    /// rmdir: there are no directories below the root.
-    pub fn rmdir(&self, parent: u64, name: &[u8]) -> Result<()> {
-        let key = self.key(parent, name)?;
-        if self.exists(key) {
-            Err(Error::NotADirectory)
-        } else {
-            Err(Error::NotFound)
-        }
-    }
-
-    /// One engine rename: atomic, replacing `newname`. Uncommitted writes
-    /// to the file being moved are committed first, so they move with it.
-    pub fn rename(
-        &self,
-        parent: u64,
-        name: &[u8],
-        newparent: u64,
-        newname: &[u8],
-        flags: u32,
-    ) -> Result<()> {
-        self.writable()?;
-        if flags & (RENAME_EXCHANGE | RENAME_WHITEOUT) != 0 {
-            return Err(Error::InvalidArgument(
-                "RENAME_EXCHANGE and RENAME_WHITEOUT",
-            ));
-        }
-        let from = self.key(parent, name)?;
-        let to = self.key(newparent, newname)?;
-        if flags & RENAME_NOREPLACE != 0 && self.exists(to) {
-            return Err(Error::Exists);
-        }
-        if let Some(ino) = self.inodes.lookup(from) {
-            for h in self.handles.for_ino(ino) {
-                if h.draft.is_dirty() {
-                    self.commit(&h, None)?;
-                }
-            }
-        }
-        self.store.rename(from, to)?;
-        self.inodes.rename(from, to);
-        Ok(())
-    }
-
-    /// Opens the root for listing; the names are read at the first
-    /// `readdir`.
-    pub fn opendir(&self, ino: u64) -> Result<u64> {
-        if ino != ROOT_INO {
-            return Err(if self.inodes.key_of(ino).is_some() {
-                Error::NotADirectory
-            } else {
-                Error::NotFound
-            });
-        }
-        let fh = self.next_dir.fetch_add(1, Ordering::Relaxed) + 1;
-        self.dirs.lock().insert(fh, None);
-        Ok(fh)
-    }
-
-    /// The live keys and the keys being created, as they are now.
-    fn listing(&self) -> Vec<DirEntry> {
-        let mut names = self.store.keys();
-        // A key with a '/' (stored by the engine or the CLI) is in a folder,
-        // which the mount does not show yet: a name in a listing cannot
-        // hold a '/'.
-        names.retain(|k| !k.contains(&b'/'));
-        names.extend(self.inodes.pending_keys());
-        names.sort_unstable();
-        names.dedup();
-        let inos = self.inodes.inos_for(&names);
-        let dots = [&b"."[..], b".."].map(|name| (ROOT_INO, Kind::Directory, name.to_vec()));
-        let files = inos
-            .into_iter()
-            .zip(names)
-            .map(|(ino, name)| (ino, Kind::File, name));
-        dots.into_iter()
-            .chain(files)
-            .enumerate()
-            .map(|(i, (ino, kind, name))| DirEntry {
-                ino,
-                offset: i as u64 + 1,
-                kind,
-                name,
-            })
-            .collect()
-    }
-
-    /// An open listing, and where in it `offset` continues (no copy of
-    /// the rest: a listing of N keys takes N/k requests of k entries).
-    pub fn readdir(&self, fh: u64, offset: u64) -> Result<(Arc<Vec<DirEntry>>, usize)> {
-        let taken = self.dirs.lock().get(&fh).cloned().ok_or(Error::BadHandle)?;
-        let all = match taken {
-            Some(all) => all,
-            None => {
-                let all = Arc::new(self.listing());
-                if let Some(slot) = self.dirs.lock().get_mut(&fh) {
-                    *slot = Some(all.clone());
-                }
-                all
-            }
-        };
-        let start = usize::try_from(offset).unwrap_or(usize::MAX).min(all.len());
-        Ok((all, start))
-    }
-
     /// Who to tell when what the kernel caches changes behind its back.
     pub fn set_kernel_cache(&self, k: Box<dyn KernelCache>) {
         let _ = self.kernel.set(k);
     }
 
-    /// A created key ends without a stored value: it leaves the listing.
-    fn creation_abandoned(&self, ino: u64) {
+    /// A created key ends without a stored value: it leaves its folder's
+    /// listing.
+    pub(super) fn creation_abandoned(&self, ino: u64) {
         self.inodes.drop_pending(ino);
-        if let Some(k) = self.kernel.get() {
-            k.listing_changed();
+        let dir = self
+            .inodes
+            .key_of(ino)
+            .and_then(|key| self.inodes.lookup(tree::split(&key).0));
+        if let (Some(k), Some(dir)) = (self.kernel.get(), dir) {
+            k.listing_changed(dir);
         }
-    }
-
-    pub fn releasedir(&self, fh: u64) {
-        self.dirs.lock().remove(&fh);
     }
 
     /// The data directory's disk, so `df` on the mount shows real space.
@@ -742,7 +709,7 @@ impl CaskFs {
     }
 }
 
-fn show(key: &[u8]) -> String {
+pub(super) fn show(key: &[u8]) -> String {
     String::from_utf8_lossy(key).escape_debug().to_string()
 }
 
@@ -759,94 +726,3 @@ fn statvfs(dir: &Path) -> Result<libc::statvfs> {
     Ok(s)
 }
 
-#[cfg(test)]
-mod tests {
-    //! The order of closes, driven without a kernel: the kernel sends a
-    //! release after close(2) has returned, so it may arrive after another
-    //! handle's close.
-
-    use super::*;
-
-    fn mounted() -> (tempfile::TempDir, CaskFs) {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path(), engine::Options::default()).unwrap();
-        let opts = FsOptions {
-            owner: Owner::current(),
-            read_only: false,
-        };
-        (dir, CaskFs::new(Arc::new(store), opts))
-    }
-
-    /// `k` holding "old", a writer with "newer" not yet closed, and an
-    /// `O_TRUNC` open that writes nothing, closed first.
-    fn writer_and_truncation(fs: &CaskFs) -> (u64, u64) {
-        fs.store().put(b"k", b"old").unwrap();
-        let ino = fs.lookup(ROOT_INO, b"k", 0).unwrap().ino;
-        // Two processes: the writer, and the one truncating.
-        let writer = fs.open(ino, libc::O_WRONLY, 1).unwrap().fh;
-        fs.write(writer, 0, b"newer", false, Some(1)).unwrap();
-        let trunc = fs.open(ino, libc::O_WRONLY | libc::O_TRUNC, 2).unwrap().fh;
-        fs.flush(trunc, 2, 2).unwrap();
-        (writer, trunc)
-    }
-
-    #[test]
-    fn a_late_release_does_not_undo_a_later_close() {
-        let (_dir, fs) = mounted();
-        let (writer, trunc) = writer_and_truncation(&fs);
-        fs.flush(writer, 1, 1).unwrap();
-        fs.release(writer).unwrap();
-        fs.release(trunc).unwrap();
-        assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"newer");
-    }
-
-    #[test]
-    fn a_release_before_the_other_close_truncates_first() {
-        let (_dir, fs) = mounted();
-        let (writer, trunc) = writer_and_truncation(&fs);
-        fs.release(trunc).unwrap();
-        assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"");
-        fs.flush(writer, 1, 1).unwrap();
-        fs.release(writer).unwrap();
-        assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"newer");
-    }
-
-    /// A shell's `: > k` closes a dup first: its second flush is the close
-    /// the user sees, and here it is the latest.
-    #[test]
-    fn a_second_flush_commits_the_truncation_after_another_close() {
-        let (_dir, fs) = mounted();
-        let (writer, trunc) = writer_and_truncation(&fs);
-        fs.flush(writer, 1, 1).unwrap();
-        fs.release(writer).unwrap();
-        fs.flush(trunc, 2, 2).unwrap();
-        assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"");
-        fs.release(trunc).unwrap();
-        assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"");
-    }
-
-    /// A child that inherited the writer's descriptor closes it (at exec
-    /// or exit) without having written: the writer's changes stay its own.
-    #[test]
-    fn a_close_by_a_process_that_never_wrote_does_not_commit() {
-        let (_dir, fs) = mounted();
-        fs.store().put(b"k", b"old").unwrap();
-        let ino = fs.lookup(ROOT_INO, b"k", 0).unwrap().ino;
-        let fh = fs.open(ino, libc::O_WRONLY, 1).unwrap().fh;
-        fs.write(fh, 0, b"new", false, Some(10)).unwrap();
-        fs.flush(fh, 20, 20).unwrap();
-        assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"old");
-        fs.flush(fh, 10, 1).unwrap();
-        assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"new");
-        // An empty start flushed once by each of two tables stays
-        // uncommitted; the second flush of one table commits it.
-        let t = fs.open(ino, libc::O_WRONLY | libc::O_TRUNC, 1).unwrap().fh;
-        fs.flush(t, 20, 20).unwrap();
-        fs.flush(t, 30, 30).unwrap();
-        assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"new");
-        fs.flush(t, 20, 20).unwrap();
-        assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"");
-        fs.release(t).unwrap();
-        fs.release(fh).unwrap();
-    }
-}

@@ -19,9 +19,9 @@ use fuser::{
 };
 use log::{debug, warn};
 
-use super::attr::{Attr, BLOCK_SIZE, Kind, Owner, ROOT_INO, TTL};
+use super::attr::{Attr, BLOCK_SIZE, Kind, Owner, TTL};
 use super::errno::{Error, log_and_errno};
-use super::fs::{CaskFs, KernelCache, Opened, SetAttr};
+use super::fs::{Caller, CaskFs, KernelCache, Opened, SetAttr};
 
 pub struct CaskFuse {
     fs: CaskFs,
@@ -63,9 +63,9 @@ impl KernelCache for Invalidator {
     /// Listings are cached by the kernel (`opendir`), which drops them
     /// itself on every create, unlink and rename it sends; only a key that
     /// vanishes without one needs telling.
-    fn listing_changed(&self) {
+    fn listing_changed(&self, dir: u64) {
         if let Some(n) = self.0.get()
-            && let Err(e) = n.inval_inode(INodeNo(ROOT_INO), 0, 0)
+            && let Err(e) = n.inval_inode(INodeNo(dir), 0, 0)
         {
             warn!("invalidating the cached listing: {e}");
         }
@@ -95,8 +95,8 @@ fn to_file_attr(a: &Attr) -> FileAttr {
         blocks: a.blocks(),
         atime: a.mtime,
         mtime: a.mtime,
-        ctime: a.mtime,
-        crtime: a.mtime,
+        ctime: a.ctime,
+        crtime: a.ctime,
         kind: to_file_type(a.kind),
         perm: a.perm,
         nlink: a.nlink,
@@ -112,6 +112,7 @@ fn to_file_type(k: Kind) -> FileType {
     match k {
         Kind::Directory => FileType::Directory,
         Kind::File => FileType::RegularFile,
+        Kind::Symlink => FileType::Symlink,
     }
 }
 
@@ -119,6 +120,15 @@ fn time(t: TimeOrNow) -> SystemTime {
     match t {
         TimeOrNow::SpecificTime(t) => t,
         TimeOrNow::Now => SystemTime::now(),
+    }
+}
+
+/// Who sends a request.
+fn caller(req: &Request) -> Caller {
+    Caller {
+        tid: req.pid(),
+        uid: req.uid(),
+        gid: req.gid(),
     }
 }
 
@@ -163,9 +173,12 @@ impl Filesystem for CaskFuse {
             // A missing name stays missing until a create or rename that
             // the kernel itself sends: it may remember the answer (an
             // entry with inode 0).
-            Err(Error::NotFound) if parent.0 == ROOT_INO => {
-                let none =
-                    to_file_attr(&Attr::file(0, 0, SystemTime::UNIX_EPOCH, Owner::current()));
+            Err(Error::NotFound) => {
+                let none = Attr::implied_folder(0, SystemTime::UNIX_EPOCH, Owner::current());
+                let none = FileAttr {
+                    kind: FileType::RegularFile,
+                    ..to_file_attr(&none)
+                };
                 reply.entry_with_ttls(&Duration::ZERO, &TTL, &none, Generation(0));
             }
             r => reply_entry(reply, "lookup", r),
@@ -217,39 +230,42 @@ impl Filesystem for CaskFuse {
         }
     }
 
-    /// There are no symlinks.
-    fn readlink(&self, _req: &Request, _ino: INodeNo, reply: ReplyData) {
-        reply.error(Errno::EINVAL);
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        match self.fs.readlink(ino.0) {
+            Ok(target) => reply.data(&target),
+            Err(e) => reply.error(err("readlink", &e)),
+        }
     }
 
     fn mknod(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        reply_entry(
-            reply,
-            "mknod",
-            self.fs.mknod(parent.0, name.as_bytes(), mode),
-        );
+        let r = self
+            .fs
+            .mknod(parent.0, name.as_bytes(), mode, umask, &caller(req));
+        reply_entry(reply, "mknod", r);
     }
 
     fn mkdir(
         &self,
-        _req: &Request,
-        _parent: INodeNo,
+        req: &Request,
+        parent: INodeNo,
         name: &OsStr,
-        _mode: u32,
-        _umask: u32,
+        mode: u32,
+        umask: u32,
         reply: ReplyEntry,
     ) {
-        debug!("mkdir {name:?}");
-        reply.error(err("mkdir", &self.fs.refuse("directories")));
+        let r = self
+            .fs
+            .mkdir(parent.0, name.as_bytes(), mode, umask, &caller(req));
+        reply_entry(reply, "mkdir", r);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -262,14 +278,17 @@ impl Filesystem for CaskFuse {
 
     fn symlink(
         &self,
-        _req: &Request,
-        _parent: INodeNo,
+        req: &Request,
+        parent: INodeNo,
         link_name: &OsStr,
-        _target: &Path,
+        target: &Path,
         reply: ReplyEntry,
     ) {
-        debug!("symlink {link_name:?}");
-        reply.error(err("symlink", &self.fs.refuse("symbolic links")));
+        let target = target.as_os_str().as_bytes();
+        let r = self
+            .fs
+            .symlink(parent.0, link_name.as_bytes(), target, &caller(req));
+        reply_entry(reply, "symlink", r);
     }
 
     fn rename(
@@ -405,12 +424,12 @@ impl Filesystem for CaskFuse {
     fn readdir(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        match self.fs.readdir(fh.0, offset) {
+        match self.fs.readdir(ino.0, fh.0, offset) {
             Ok((entries, start)) => {
                 for e in &entries[start..] {
                     let name = OsStr::from_bytes(&e.name);
@@ -504,8 +523,8 @@ impl Filesystem for CaskFuse {
         reply.error(Errno::ENOSYS);
     }
 
-    /// Asked only without `default_permissions` (a mount without
-    /// `--allow-other`, where only the owner gets in): the fixed modes.
+    /// Not sent: the kernel checks permissions itself
+    /// (`default_permissions`).
     fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
         reply_empty(reply, "access", self.fs.access(ino.0, mask.bits()));
     }
@@ -516,13 +535,14 @@ impl Filesystem for CaskFuse {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
+        let name = name.as_bytes();
         match self
             .fs
-            .create(parent.0, name.as_bytes(), mode, flags, req.pid())
+            .create(parent.0, name, mode, umask, flags, &caller(req))
         {
             Ok((a, o)) => reply.created(
                 &a.ttl(),

@@ -1,19 +1,22 @@
-//! The inode table: a stable number for every key seen while mounted, and
-//! the keys created through an open handle that are not yet committed.
+//! The inode table: a stable number for every key (file, folder or
+//! symlink) seen while mounted, the root being the empty key, and the keys
+//! created through an open handle that are not yet committed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use parking_lot::Mutex;
 
 use super::attr::ROOT_INO;
+use crate::engine::{Meta, tree};
 
 #[derive(Default)]
 struct Tables {
-    by_key: HashMap<Vec<u8>, u64>,
+    /// Ordered, so that a folder's keys are one range (a folder rename).
+    by_key: BTreeMap<Vec<u8>, u64>,
     by_ino: HashMap<u64, Vec<u8>>,
-    /// Inodes created by `create` whose first value is still in a handle,
-    /// with the number of such handles.
-    pending: HashMap<u64, u32>,
+    /// Inodes created by `create` whose first value is still in a handle:
+    /// the number of such handles, and the metadata the first commit gets.
+    pending: HashMap<u64, (u32, Meta)>,
     next: u64,
 }
 
@@ -39,11 +42,14 @@ pub struct InodeTable {
 
 impl Default for InodeTable {
     fn default() -> Self {
+        let mut t = Tables {
+            next: ROOT_INO + 1,
+            ..Tables::default()
+        };
+        t.by_key.insert(Vec::new(), ROOT_INO);
+        t.by_ino.insert(ROOT_INO, Vec::new());
         InodeTable {
-            inner: Mutex::new(Tables {
-                next: ROOT_INO + 1,
-                ..Tables::default()
-            }),
+            inner: Mutex::new(t),
         }
     }
 }
@@ -77,27 +83,42 @@ impl InodeTable {
         Some(ino)
     }
 
-    /// After `from` was renamed to `to`: `to` takes `from`'s inode (so open
-    /// handles follow the file), and `to`'s old inode names nothing.
+    /// After `from` was renamed to `to`: `to` takes `from`'s inode, and
+    /// every key below `from` (a folder) moves with it, so open handles
+    /// follow their files; `to`'s old inode names nothing.
     pub fn rename(&self, from: &[u8], to: &[u8]) {
         let mut t = self.inner.lock();
         if let Some(old) = t.by_key.remove(to) {
             t.by_ino.remove(&old);
             t.pending.remove(&old);
         }
-        if let Some(ino) = t.by_key.remove(from) {
-            t.by_key.insert(to.to_vec(), ino);
-            t.by_ino.insert(ino, to.to_vec());
+        let mut prefix = from.to_vec();
+        prefix.push(b'/');
+        let below: Vec<Vec<u8>> = t
+            .by_key
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let moved = std::iter::once(from.to_vec()).chain(below);
+        for key in moved.collect::<Vec<_>>() {
+            if let Some(ino) = t.by_key.remove(&key) {
+                let new = [to, &key[from.len()..]].concat();
+                t.by_key.insert(new.clone(), ino);
+                t.by_ino.insert(ino, new);
+            }
         }
     }
 
-    pub fn add_pending(&self, ino: u64) {
-        *self.inner.lock().pending.entry(ino).or_insert(0) += 1;
+    /// One more handle holds `ino` as a creation not yet committed, which
+    /// will be stored with `meta` (the first creator's).
+    pub fn add_pending(&self, ino: u64, meta: Meta) {
+        self.inner.lock().pending.entry(ino).or_insert((0, meta)).0 += 1;
     }
 
     pub fn drop_pending(&self, ino: u64) {
         let mut t = self.inner.lock();
-        if let Some(n) = t.pending.get_mut(&ino) {
+        if let Some((n, _)) = t.pending.get_mut(&ino) {
             *n -= 1;
             if *n == 0 {
                 t.pending.remove(&ino);
@@ -109,12 +130,34 @@ impl InodeTable {
         self.inner.lock().pending.contains_key(&ino)
     }
 
-    /// Keys that exist only as pending creations.
-    pub fn pending_keys(&self) -> Vec<Vec<u8>> {
+    /// The metadata a pending creation will be stored with.
+    pub fn pending_meta(&self, ino: u64) -> Option<Meta> {
+        self.inner.lock().pending.get(&ino).map(|(_, m)| *m)
+    }
+
+    /// Changes the metadata a pending creation will be stored with (a
+    /// chmod, chown or utimens before its first commit); false if `ino` is
+    /// not pending.
+    pub fn set_pending_meta(&self, ino: u64, change: impl FnOnce(&mut Meta)) -> bool {
+        match self.inner.lock().pending.get_mut(&ino) {
+            Some((_, m)) => {
+                change(m);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The names in folder `dir` that exist only as pending creations.
+    pub fn pending_in(&self, dir: &[u8]) -> Vec<Vec<u8>> {
         let t = self.inner.lock();
         t.pending
             .keys()
-            .filter_map(|ino| t.by_ino.get(ino).cloned())
+            .filter_map(|ino| t.by_ino.get(ino))
+            .filter_map(|key| {
+                let (d, name) = tree::split(key);
+                (d == dir).then(|| name.to_vec())
+            })
             .collect()
     }
 }
@@ -139,14 +182,29 @@ mod tests {
     }
 
     #[test]
+    fn a_folder_rename_moves_the_keys_below() {
+        let t = InodeTable::default();
+        let d = t.ino_for(b"d");
+        let f = t.ino_for(b"d/e/f");
+        let other = t.ino_for(b"d2/x");
+        t.rename(b"d", b"n");
+        assert_eq!(t.key_of(d), Some(b"n".to_vec()));
+        assert_eq!(t.key_of(f), Some(b"n/e/f".to_vec()));
+        assert_eq!(t.key_of(other), Some(b"d2/x".to_vec()));
+        assert_eq!(t.lookup(b"d/e/f"), None);
+        assert_eq!(t.key_of(ROOT_INO), Some(Vec::new()));
+    }
+
+    #[test]
     fn pending_counts() {
         let t = InodeTable::default();
         let a = t.ino_for(b"a");
-        t.add_pending(a);
-        t.add_pending(a);
+        t.add_pending(a, Meta::file(1));
+        t.add_pending(a, Meta::file(2));
         t.drop_pending(a);
         assert!(t.is_pending(a));
-        assert_eq!(t.pending_keys(), vec![b"a".to_vec()]);
+        assert_eq!(t.pending_meta(a), Some(Meta::file(1)));
+        assert_eq!(t.pending_in(b""), vec![b"a".to_vec()]);
         t.drop_pending(a);
         assert!(!t.is_pending(a));
     }

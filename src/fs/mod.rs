@@ -1,6 +1,10 @@
-//! The filesystem: the store presented as one directory of regular files.
+//! The filesystem: the store presented as a tree of folders, files and
+//! symlinks, a key `a/b/c` being the file `c` in folder `a/b`.
 //!
-//! - `fs`: what each operation means, returning `Result` (no FUSE types)
+//! - `fs`: what each operation on a file means, returning `Result` (no
+//!   FUSE types)
+//! - `namespace`: creating, removing and renaming names
+//! - `listing`: listing a folder
 //! - `fuse`: the one adapter to the kernel protocol (fuser)
 //! - `inode`: key ↔ inode numbers, stable while mounted
 //! - `handle`: open files, and which draft each reads and writes through
@@ -11,6 +15,8 @@
 //! - `errno`: the layer's error type and its one errno mapping
 
 mod attr;
+#[cfg(test)]
+mod close_order;
 mod draft;
 mod errno;
 #[allow(
@@ -21,10 +27,12 @@ mod fs;
 mod fuse;
 mod handle;
 mod inode;
+mod listing;
+mod namespace;
 mod process;
 
 pub use attr::{Attr, Kind, Owner};
 pub use draft::SPILL_THRESHOLD;
 pub use errno::{Error, Result, errno};
-pub use fs::{CaskFs, DirEntry, FsOptions, KernelCache, Opened, SetAttr, StatFs};
+pub use fs::{Caller, CaskFs, DirEntry, FsOptions, KernelCache, Opened, SetAttr, StatFs};
 pub use fuse::CaskFuse;
