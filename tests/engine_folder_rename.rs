@@ -91,7 +91,10 @@ fn an_implied_folder_gets_a_record_of_its_own() {
     assert_eq!(store.metadata(b"d").unwrap().unwrap().mode, S_IFDIR | 0o751);
     assert_eq!(store.kind(b"c"), None);
     let missing = store.rename_folder(b"nothing", b"e", &folder(0o755));
-    assert!(matches!(missing, Err(Error::NotFound { .. })), "{missing:?}");
+    assert!(
+        matches!(missing, Err(Error::NotFound { .. })),
+        "{missing:?}"
+    );
 }
 
 #[test]
@@ -104,7 +107,9 @@ fn beyond_the_bounds_nothing_moves() {
     };
     let store = Store::open(dir.path(), opts).unwrap();
     for i in 0..3 {
-        store.put(format!("big/{i}").as_bytes(), &[7; 2000]).unwrap();
+        store
+            .put(format!("big/{i}").as_bytes(), &[7; 2000])
+            .unwrap();
     }
     let before = contents(&store);
     let r = store.rename_folder(b"big", b"moved", &folder(0o755));
@@ -145,7 +150,10 @@ fn a_crash_inside_the_rename_leaves_the_old_tree_or_the_new() {
     let new = contents(&store);
     let end = log_end();
     drop(store);
-    assert!(end > start + 6000, "the batch is in the same segment: {start}..{end}");
+    assert!(
+        end > start + 6000,
+        "the batch is in the same segment: {start}..{end}"
+    );
     let (mut olds, mut news) = (0, 0);
     for cut in (start..=end).step_by(97).chain([end - 1, end]) {
         let copy = tempdir();

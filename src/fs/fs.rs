@@ -725,4 +725,3 @@ fn statvfs(dir: &Path) -> Result<libc::statvfs> {
     }
     Ok(s)
 }
-

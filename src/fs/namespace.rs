@@ -21,7 +21,14 @@ impl CaskFs {
     /// The metadata of a new entry of type `kind` in `dir`, as `caller`
     /// makes it with `mode` under `umask`: in a set-group-ID folder it
     /// takes the folder's group (and a folder keeps the bit).
-    fn made_by(&self, kind: u32, mode: u32, umask: u32, dir: &[u8], caller: &Caller) -> engine::Meta {
+    fn made_by(
+        &self,
+        kind: u32,
+        mode: u32,
+        umask: u32,
+        dir: &[u8],
+        caller: &Caller,
+    ) -> engine::Meta {
         let mut meta = self.new_meta(kind | (mode & !umask & PERM_BITS), Some(caller));
         let parent = match dir.is_empty() {
             true => Some(self.root_meta()),
