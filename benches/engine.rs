@@ -1,7 +1,8 @@
 //! Engine benchmark (a plain program, `harness = false`): load N keys with
-//! `put`, N random `get`s on one thread, then reopen with hints and without
-//! them (scan), and print a table of medians over several runs beside the
-//! targets of issue 2.
+//! `put` (spread over `FOLDERS` folders: `123/0123456789ab`), N random
+//! `get`s on one thread, then reopen with hints and without them (scan),
+//! build the tree of folders and list one, and print a table of medians
+//! over several runs beside the targets of issues 2 and 11.
 //!
 //!     cargo bench --bench engine -- [--keys N] [--gets N] [--value-size B]
 //!                                   [--runs R] [--dir PATH]
@@ -20,6 +21,8 @@ use std::time::Instant;
 use caskfs::engine::{Options, Store};
 
 const KEY_LEN: usize = 16;
+/// Keys are spread over this many folders.
+const FOLDERS: u64 = 1000;
 
 struct Args {
     keys: u64,
@@ -83,7 +86,9 @@ fn mix(mut z: u64) -> u64 {
 
 fn key(i: u64) -> [u8; KEY_LEN] {
     let mut k = [0u8; KEY_LEN];
-    k.copy_from_slice(format!("{:016x}", mix(i)).as_bytes());
+    let h = mix(i);
+    let name = format!("{:03}/{:012x}", h % FOLDERS, h >> 16);
+    k.copy_from_slice(name.as_bytes());
     k
 }
 
@@ -115,7 +120,9 @@ fn dir_bytes(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Child mode: open the store, print "secs anon_delta hwm rss_file".
+/// Child mode: open the store, then build the tree of folders and list
+/// one; print "secs anon_delta hwm rss_file tree_secs tree_anon_delta
+/// list_secs".
 fn child_reopen(dir: &Path, keys: u64) {
     let anon_before = status_bytes("RssAnon");
     let t = Instant::now();
@@ -128,8 +135,22 @@ fn child_reopen(dir: &Path, keys: u64) {
         let v = store.get(&key(i)).expect("get").expect("key present");
         assert!(!v.is_empty() || keys == 0);
     }
+    let t = Instant::now();
+    let top = store.list(b"").expect("the top folder");
+    let tree_secs = t.elapsed().as_secs_f64();
+    let tree_anon = status_bytes("RssAnon").saturating_sub(anon_after);
+    assert_eq!(top.len() as u64, FOLDERS.min(keys));
+    let t = Instant::now();
+    let mut listed = 0;
+    for f in 0..FOLDERS {
+        listed += store
+            .list(format!("{f:03}").as_bytes())
+            .map_or(0, |l| l.len());
+    }
+    let list_secs = t.elapsed().as_secs_f64() / FOLDERS as f64;
+    assert_eq!(listed as u64, keys, "every key listed once");
     println!(
-        "{secs} {} {hwm} {file}",
+        "{secs} {} {hwm} {file} {tree_secs} {tree_anon} {list_secs}",
         anon_after.saturating_sub(anon_before)
     );
     drop(store);
@@ -139,6 +160,9 @@ struct Reopen {
     secs: f64,
     anon_delta: u64,
     hwm: u64,
+    tree_secs: f64,
+    tree_anon: u64,
+    list_secs: f64,
 }
 
 fn reopen_in_child(dir: &Path, keys: u64) -> Reopen {
@@ -160,11 +184,14 @@ fn reopen_in_child(dir: &Path, keys: u64) -> Reopen {
         .split_whitespace()
         .filter_map(|s| s.parse().ok())
         .collect();
-    assert_eq!(f.len(), 4, "bad child output: {text}");
+    assert_eq!(f.len(), 7, "bad child output: {text}");
     Reopen {
         secs: f[0],
         anon_delta: f[1] as u64,
         hwm: f[2] as u64,
+        tree_secs: f[4],
+        tree_anon: f[5] as u64,
+        list_secs: f[6],
     }
 }
 
@@ -336,6 +363,24 @@ fn main() {
             "  per key beyond the 16 key bytes",
             format!("{:.1} B", per_key(m(&|r| r.reopen_scan.anon_delta as f64))),
             "<= 64 B",
+        ),
+        (
+            "tree of folders: built at the first listing (s)",
+            format!("{:.3}", m(&|r| r.reopen_hint.tree_secs)),
+            "-",
+        ),
+        (
+            "  its RSS per key (RssAnon delta)",
+            format!(
+                "{:.1} B",
+                m(&|r| r.reopen_hint.tree_anon as f64) / a.keys as f64
+            ),
+            "reported",
+        ),
+        (
+            "list one folder of keys/1000 entries (µs)",
+            format!("{:.1}", m(&|r| r.reopen_hint.list_secs) * 1e6),
+            "-",
         ),
     ];
     println!();
