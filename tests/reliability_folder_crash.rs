@@ -54,7 +54,7 @@ fn kill_9_during_folder_renames_leaves_each_folder_whole() {
     let rng = common::pattern(64, 7);
     let mut next = 0u64;
     let mut acked_moves = BTreeSet::new();
-    for cycle in 0..6 {
+    for (cycle, &r) in rng.iter().take(6).enumerate() {
         let acks = m.scratch(&format!("acks{cycle}"));
         let mut writer = Command::new("python3")
             .arg("-c")
@@ -65,7 +65,7 @@ fn kill_9_during_folder_renames_leaves_each_folder_whole() {
             .stderr(Stdio::null())
             .spawn()
             .expect("python3");
-        let wait = 300 + u64::from(rng[cycle]) * 3;
+        let wait = 300 + u64::from(r) * 3;
         std::thread::sleep(Duration::from_millis(wait));
         m.crash();
         let _ = writer.wait();

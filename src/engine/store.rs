@@ -789,12 +789,23 @@ impl Inner {
 
 /// The tree of folders of the live keys in `version`. A record whose
 /// header cannot be read counts as a file (reading it reports the damage).
+/// The tree of the live records, newest segment first: a key already in
+/// the tree, or whose newer record is a tombstone, is an older record.
+/// Only the deleted keys are remembered apart, so a store of live keys
+/// costs no allocation per key beyond the tree's own.
 fn build_tree(version: &Version) -> Tree {
     let mut tree = Tree::default();
-    let mut seen = hashbrown::HashSet::new();
+    let mut deleted = hashbrown::HashSet::new();
     for seg in version.newest_first() {
         for (key, e) in seg.index().iter() {
-            if !seen.insert(key.to_vec()) || e.tombstone {
+            if tree.has_record(key) {
+                continue;
+            }
+            if e.tombstone {
+                deleted.insert(key.to_vec());
+                continue;
+            }
+            if !deleted.is_empty() && deleted.contains(key) {
                 continue;
             }
             let kind = seg

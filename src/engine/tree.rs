@@ -131,6 +131,16 @@ impl Tree {
         self.folders.get(dir)?.entries.get(name).copied()
     }
 
+    /// Whether a record of `key` is in the tree: a file or symlink entry,
+    /// or a folder's own record.
+    pub fn has_record(&self, key: &[u8]) -> bool {
+        match self.kind(key) {
+            Some(EntryKind::Folder) => self.folders.get(key).is_some_and(|f| f.explicit),
+            Some(_) => true,
+            None => false,
+        }
+    }
+
     /// The entries of folder `dir`, in name order; `None` if it is none.
     pub fn list(&self, dir: &[u8]) -> Option<Vec<(Vec<u8>, EntryKind)>> {
         if dir.is_empty() && !self.folders.contains_key(dir) {
