@@ -248,14 +248,15 @@ fn same_length_rewrite_is_not_served_from_stale_pages() {
     }
 }
 
-/// Permission answers without `default_permissions`: files are not
-/// executable, and a read-only mount refuses writes.
+/// access(2) follows the stored modes (the kernel checks them), and a
+/// read-only mount refuses writes.
 #[test]
-fn access_answers_the_fixed_modes() {
+fn access_follows_the_stored_modes() {
     require_fuse!();
     let mut m = Mount::start(&[]);
     m.ok("echo v > mnt/k");
     m.ok("test -r mnt/k && test -w mnt/k && ! test -x mnt/k && test -x mnt");
+    m.ok("chmod 755 mnt/k && test -x mnt/k && chmod 600 mnt/k && ! test -x mnt/k");
     m.unmount();
     m.args = vec!["--read-only".into()];
     m.mount();

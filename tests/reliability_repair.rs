@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use caskfs::engine::{LOST_AND_FOUND, Options, Store};
+use caskfs::engine::{LOST_AND_FOUND, Meta, Options, S_IFDIR, S_IFREG, Store};
 use reliability_common::{BIN, Mount, check, fuse_available};
 
 fn opts() -> Options {
@@ -23,6 +23,31 @@ fn value(key: &str, version: u32) -> Vec<u8> {
     format!("<{key}@{version}>").repeat(30).into_bytes()
 }
 
+/// A file and a folder with their own mode, owner and times, written
+/// beside `k7` (in the segment the first test damages).
+const KEPT: [(&str, Meta); 2] = [
+    (
+        "kept/mode",
+        Meta {
+            mode: S_IFREG | 0o4750,
+            uid: 7,
+            gid: 8,
+            mtime: 5_000_000_000,
+            ctime: 6_000_000_000,
+        },
+    ),
+    (
+        "kept",
+        Meta {
+            mode: S_IFDIR | 0o700,
+            uid: 9,
+            gid: 10,
+            mtime: 1_000_000_000,
+            ctime: 2_000_000_000,
+        },
+    ),
+];
+
 /// Keys k0..k19 written twice (the second time in later segments), k5
 /// deleted at the end (its older value is in an earlier segment), and a
 /// last segment with a few more writes. Every segment is 4 KiB.
@@ -31,6 +56,11 @@ fn build(dir: &Path) {
     for v in 1..=2 {
         for i in 0..20 {
             let k = format!("k{i}");
+            if v == 2 && i == 7 {
+                for (key, meta) in KEPT {
+                    s.put_with(key.as_bytes(), b"kept", &meta).unwrap();
+                }
+            }
             s.put(k.as_bytes(), &value(&k, v)).unwrap();
         }
     }
@@ -122,6 +152,17 @@ fn assert_served(dir: &Path, lost: &[&str]) {
         let want = (!lost.contains(&k)).then(|| value(k, 1));
         assert_eq!(get(dir, k).unwrap(), want, "{k}");
     }
+    let s = open(
+        dir,
+        Options {
+            read_only: true,
+            ..opts()
+        },
+    );
+    for (key, meta) in KEPT {
+        let m = s.metadata(key.as_bytes()).unwrap().unwrap();
+        assert_eq!(m.meta(), meta, "{key}: metadata kept through the repair");
+    }
 }
 
 /// After a repair: check is clean, opening (writable) keeps lost+found,
@@ -148,6 +189,11 @@ fn a_damaged_value_in_a_closed_segment_is_moved_aside_and_its_key_named() {
     build(d.path());
     let needle = value("k7", 2);
     let (seg, at) = find(d.path(), &needle);
+    assert_eq!(
+        find(d.path(), b"kept/mode").0,
+        seg,
+        "rewritten by the repair"
+    );
     flip(&seg, at + 30);
     let (clean, report) = check(d.path());
     assert!(!clean, "{report}");

@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, warn};
-use parking_lot::{Mutex, RwLock};
+use parking_lot::{Mutex, MutexGuard, RwLock};
 
 use super::attr::{Attr, DIR_PERM, Kind, Owner};
 use super::draft::{Closer, Draft};
@@ -102,6 +102,9 @@ pub struct StatFs {
     pub frsize: u32,
 }
 
+/// Stripes of `CaskFs::key_locks`.
+const KEY_LOCKS: usize = 16;
+
 /// Bytes a record adds to its value at most: header and the longest key.
 const RECORD_OVERHEAD: u64 = (RECORD_HEADER_LEN + MAX_KEY_LEN) as u64;
 
@@ -132,6 +135,11 @@ pub struct CaskFs {
     /// folder between its reading the folder and moving it; everything
     /// else that names a key takes it to read.
     pub(super) names: RwLock<()>,
+    /// A commit names its key and stores it under its inode's lock, and
+    /// an unlink or rename of the key takes the same lock: so a commit
+    /// never stores a key that was removed or renamed away meanwhile (the
+    /// release of a file being created races the `rm` that follows it).
+    key_locks: [Mutex<()>; KEY_LOCKS],
     /// The root has no record (a key cannot be empty): its mode, owner and
     /// times live here, for as long as the mount.
     root: Mutex<Meta>,
@@ -151,6 +159,7 @@ impl CaskFs {
             kernel: OnceLock::new(),
             next_dir: AtomicU64::new(0),
             names: RwLock::new(()),
+            key_locks: Default::default(),
             root: Mutex::new(Meta {
                 mode: S_IFDIR | u32::from(DIR_PERM),
                 uid: OWNER_UNSET,
@@ -217,6 +226,18 @@ impl CaskFs {
         let key = tree::join(&self.folder(parent)?, name);
         validate_key(&key)?;
         Ok(key)
+    }
+
+    /// The locks of the inodes `inos` (see `key_locks`), taken in one
+    /// order.
+    pub(super) fn key_locks(&self, inos: &[u64]) -> Vec<MutexGuard<'_, ()>> {
+        let mut stripes: Vec<usize> = inos.iter().map(|&i| (i as usize) % KEY_LOCKS).collect();
+        stripes.sort_unstable();
+        stripes.dedup();
+        stripes
+            .into_iter()
+            .map(|s| self.key_locks[s].lock())
+            .collect()
     }
 
     /// The mode, owner and times of the root, as a record would hold them.
@@ -453,6 +474,7 @@ impl CaskFs {
             None => {}
         }
         let _names = self.names.read();
+        let _key = self.key_locks(&[ino]);
         let d = Draft::on_committed(Opener::new(0));
         d.truncate(&self.store, key, size, tid)?;
         d.commit(&self.store, Some(key), None, || self.base_meta(ino, key))?;
@@ -502,8 +524,8 @@ impl CaskFs {
             append: write && flags & libc::O_APPEND != 0,
             truncate: write && flags & libc::O_TRUNC != 0,
         };
-        let draft = if write {
-            let d = self.handles.draft_for(ino, tid, |opener| {
+        let fh = if write {
+            let (fh, h) = self.handles.insert_writer(ino, mode, tid, |opener| {
                 if self.store.contains(&key) {
                     Draft::on_committed(opener)
                 } else {
@@ -513,18 +535,18 @@ impl CaskFs {
                 }
             });
             if mode.truncate {
-                d.start_empty();
+                h.draft.start_empty();
             }
-            d
+            fh
         } else {
             // A reader keeps the value it opened (or its growth); of a key
             // being created, the first value committed.
-            Arc::new(match self.store.value(&key)? {
+            let draft = Arc::new(match self.store.value(&key)? {
                 Some(v) => Draft::reader(v),
                 None => Draft::on_committed(Opener::new(0)),
-            })
+            });
+            self.handles.insert(Handle { ino, mode, draft }).0
         };
-        let (fh, _) = self.handles.insert(Handle { ino, mode, draft });
         Ok(Opened { fh, write })
     }
 
@@ -572,6 +594,12 @@ impl CaskFs {
     /// then in the store, or the commit failed and it never will be.
     pub(super) fn commit(&self, h: &Handle, closer: Option<Closer>) -> Result<()> {
         let _names = self.names.read();
+        let _key = self.key_locks(&[h.ino]);
+        self.commit_locked(h, closer)
+    }
+
+    /// `commit`, with `names` and the inode's key lock held.
+    pub(super) fn commit_locked(&self, h: &Handle, closer: Option<Closer>) -> Result<()> {
         let key = self.inodes.key_of(h.ino);
         let base = || self.base_meta(h.ino, key.as_deref().unwrap_or_default());
         let result = h.draft.commit(&self.store, key.as_deref(), closer, base);
@@ -612,12 +640,20 @@ impl CaskFs {
 
     /// The last close of an open file; the draft's last handle commits
     /// what flushes left (an empty start), the others leave it to that one.
+    ///
+    /// The handle leaves the table and its draft is committed under the
+    /// inode's key lock, so an `rm` or `mv` of the key (which the kernel
+    /// may send before this, as soon as close returned) sees either the
+    /// handle or what it committed.
     pub fn release(&self, fh: u64) -> Result<()> {
-        let h = self.handles.remove(fh)?;
-        if self.handles.shares(&h.draft) {
+        let ino = self.handles.get(fh)?.ino;
+        let _names = self.names.read();
+        let _key = self.key_locks(&[ino]);
+        let (h, last) = self.handles.remove(fh)?;
+        if !last {
             return Ok(());
         }
-        let result = self.commit(&h, None);
+        let result = self.commit_locked(&h, None);
         if h.draft.end_pending() {
             self.creation_abandoned(h.ino);
         }

@@ -50,18 +50,18 @@ impl HandleTable {
         self.map.lock().get(&fh).cloned().ok_or(Error::BadHandle)
     }
 
-    /// Takes handle `fh` out; its draft goes when the last handle holding
-    /// it is dropped.
-    pub fn remove(&self, fh: u64) -> Result<Arc<Handle>> {
-        self.map.lock().remove(&fh).ok_or(Error::BadHandle)
-    }
-
-    /// Whether a handle in the table writes through `draft`.
-    pub fn shares(&self, draft: &Arc<Draft>) -> bool {
-        self.map
-            .lock()
-            .values()
-            .any(|h| Arc::ptr_eq(&h.draft, draft))
+    /// Takes handle `fh` out, and says whether it was the last handle on
+    /// its draft; that draft then leaves the table, so an open from now on
+    /// starts a new one instead of sharing a draft being committed.
+    pub fn remove(&self, fh: u64) -> Result<(Arc<Handle>, bool)> {
+        let mut drafts = self.drafts.lock();
+        let mut map = self.map.lock();
+        let h = map.remove(&fh).ok_or(Error::BadHandle)?;
+        let last = !map.values().any(|o| Arc::ptr_eq(&o.draft, &h.draft));
+        if last && let Some(list) = drafts.get_mut(&h.ino) {
+            list.retain(|d| d.strong_count() > 0 && !std::ptr::eq(d.as_ptr(), &*h.draft));
+        }
+        Ok((h, last))
     }
 
     pub fn for_ino(&self, ino: u64) -> Vec<Arc<Handle>> {
@@ -73,22 +73,30 @@ impl HandleTable {
             .collect()
     }
 
-    /// The draft that thread `tid`'s process writes `ino` through, made
-    /// with `make` if it has none.
-    pub fn draft_for(&self, ino: u64, tid: u32, make: impl FnOnce(Opener) -> Draft) -> Arc<Draft> {
+    /// Opens a handle with `mode` on `ino` that writes through the draft
+    /// of thread `tid`'s process, made with `make` if it has none. Both
+    /// happen under the drafts lock, so a release (`remove`) sees the new
+    /// handle share the draft before it could commit and drop it.
+    pub fn insert_writer(
+        &self,
+        ino: u64,
+        mode: OpenMode,
+        tid: u32,
+        make: impl FnOnce(Opener) -> Draft,
+    ) -> (u64, Arc<Handle>) {
         let mut drafts = self.drafts.lock();
         let list = drafts.entry(ino).or_default();
         list.retain(|d| d.strong_count() > 0);
-        if let Some(d) = list
+        let found = list
             .iter()
             .filter_map(Weak::upgrade)
-            .find(|d| d.opener.is(tid))
-        {
-            return d;
-        }
-        let d = Arc::new(make(Opener::new(tid)));
-        list.push(Arc::downgrade(&d));
-        d
+            .find(|d| d.opener.is(tid));
+        let draft = found.unwrap_or_else(|| {
+            let d = Arc::new(make(Opener::new(tid)));
+            list.push(Arc::downgrade(&d));
+            d
+        });
+        self.insert(Handle { ino, mode, draft })
     }
 
     /// The live drafts of `ino`.
@@ -108,5 +116,31 @@ impl HandleTable {
 
     pub fn drain(&self) -> Vec<Arc<Handle>> {
         self.map.lock().drain().map(|(_, h)| h).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A release that found its handle the last on a draft commits that
+    /// draft after `remove` returns; an open meanwhile must not adopt it
+    /// (an `O_TRUNC` would empty it just before the release stores it).
+    #[test]
+    fn an_open_never_shares_a_draft_being_released() {
+        let t = HandleTable::default();
+        let mode = OpenMode {
+            write: true,
+            ..OpenMode::default()
+        };
+        let (a, ha) = t.insert_writer(5, mode, 1, Draft::empty);
+        let (b, hb) = t.insert_writer(5, mode, 1, Draft::empty);
+        assert!(Arc::ptr_eq(&ha.draft, &hb.draft), "one process, one draft");
+        assert!(!t.remove(a).unwrap().1);
+        let (_, last) = t.remove(b).unwrap();
+        assert!(last);
+        // `hb` is still held, as by the release committing it.
+        let (_, hc) = t.insert_writer(5, mode, 1, Draft::empty);
+        assert!(!Arc::ptr_eq(&hb.draft, &hc.draft));
     }
 }

@@ -7,7 +7,7 @@ use super::attr::{Attr, Kind};
 use super::draft::Draft;
 use super::errno::{Error, Result};
 use super::fs::{Caller, CaskFs, Opened, show};
-use super::handle::{Handle, OpenMode};
+use super::handle::OpenMode;
 use crate::engine::{self, PERM_BITS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, tree};
 
 /// RENAME_NOREPLACE, RENAME_EXCHANGE and RENAME_WHITEOUT from renameat2(2).
@@ -79,14 +79,11 @@ impl CaskFs {
         let dir = tree::split(&key).0;
         self.inodes
             .add_pending(ino, self.made_by(S_IFREG, mode, umask, dir, caller));
-        let draft = self.handles.draft_for(ino, caller.tid, Draft::empty);
-        draft.start_empty();
-        draft.mark_created();
-        let (fh, h) = self.handles.insert(Handle {
-            ino,
-            mode: open,
-            draft,
-        });
+        let (fh, h) = self
+            .handles
+            .insert_writer(ino, open, caller.tid, Draft::empty);
+        h.draft.start_empty();
+        h.draft.mark_created();
         debug!("created {} as inode {ino}", show(&key));
         let opened = Opened { fh, write: true };
         Ok((self.attr(ino, &key, caller.tid, Some(&h.draft))?, opened))
@@ -171,6 +168,8 @@ impl CaskFs {
         self.writable()?;
         let _names = self.names.read();
         let key = self.key(parent, name)?;
+        let ino = self.inodes.lookup(&key);
+        let _key = self.key_locks(ino.as_slice());
         match self.kind(&key)? {
             Some((Kind::Directory, _)) => return Err(Error::IsADirectory),
             Some(_) => {
@@ -237,16 +236,6 @@ impl CaskFs {
         let from = self.key(parent, name)?;
         let to = self.key(newparent, newname)?;
         let is_folder = matches!(self.kind(&from)?, Some((Kind::Directory, _)));
-        if !is_folder {
-            // Uncommitted writes to the file move with it.
-            if let Some(ino) = self.inodes.lookup(&from) {
-                for h in self.handles.for_ino(ino) {
-                    if h.draft.is_dirty() {
-                        self.commit(&h, None)?;
-                    }
-                }
-            }
-        }
         // A folder rename keeps everything below it still while it moves.
         let _read;
         let _write;
@@ -254,6 +243,19 @@ impl CaskFs {
             _write = self.names.write();
         } else {
             _read = self.names.read();
+        }
+        let inos: Vec<u64> = [&from, &to]
+            .iter()
+            .filter_map(|k| self.inodes.lookup(k))
+            .collect();
+        let _keys = self.key_locks(&inos);
+        if let Some(ino) = self.inodes.lookup(&from).filter(|_| !is_folder) {
+            // Uncommitted writes to the file move with it.
+            for h in self.handles.for_ino(ino) {
+                if h.draft.is_dirty() {
+                    self.commit_locked(&h, None)?;
+                }
+            }
         }
         let source = self.kind(&from)?.ok_or(Error::NotFound)?.0;
         if (source == Kind::Directory) != is_folder {
