@@ -1,10 +1,14 @@
 //! caskfs: a Bitcask-style log-structured key-value store (`engine`) and the
 //! FUSE filesystem that presents it as a directory (`fs`), mounted by
-//! `mount`.
+//! `mount`, which answers `caskfs stats` and friends on a socket
+//! (`control`, `report`); `exit` says how the command ends.
 
 // Nothing from disk, the kernel or a user may panic the daemon.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod control;
 pub mod engine;
+pub mod exit;
 pub mod fs;
 pub mod mount;
+pub mod report;

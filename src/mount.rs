@@ -14,7 +14,9 @@ use clap::Args;
 use fuser::{Config, MountOption, Session, SessionACL};
 use log::{debug, info, warn};
 
+use crate::control;
 use crate::engine::{Options, Store, SyncPolicy, parse_ratio, parse_secs, parse_size};
+use crate::exit::Failure;
 use crate::fs::{CaskFs, CaskFuse, FsOptions, Owner};
 
 #[derive(Args, Debug, Clone)]
@@ -71,7 +73,7 @@ pub struct MountArgs {
     pub log_file: Option<PathBuf>,
 }
 
-type Res<T> = Result<T, String>;
+type Res<T> = Result<T, Failure>;
 
 impl MountArgs {
     /// The engine options these arguments ask for.
@@ -113,15 +115,15 @@ fn check_mountpoint(path: &Path) -> Res<PathBuf> {
     let shown = path.display();
     let meta = fs::metadata(path).map_err(|e| format!("mountpoint {shown}: {e}"))?;
     if !meta.is_dir() {
-        return Err(format!("mountpoint {shown} is not a directory"));
+        return Err(format!("mountpoint {shown} is not a directory").into());
     }
     let canon = fs::canonicalize(path).map_err(|e| format!("mountpoint {shown}: {e}"))?;
     if is_mounted(&canon) {
-        return Err(format!("mountpoint {shown} is already a mount point"));
+        return Err(format!("mountpoint {shown} is already a mount point").into());
     }
     let mut entries = fs::read_dir(&canon).map_err(|e| format!("mountpoint {shown}: {e}"))?;
     if entries.next().is_some() {
-        return Err(format!("mountpoint {shown} is not empty"));
+        return Err(format!("mountpoint {shown} is not empty").into());
     }
     Ok(canon)
 }
@@ -167,14 +169,14 @@ fn daemonize(args: MountArgs) -> Res<()> {
     let mut fds = [0; 2];
     // SAFETY: `fds` is a valid two-element array for pipe(2) to fill.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(format!("pipe: {}", std::io::Error::last_os_error()));
+        return Err(format!("pipe: {}", std::io::Error::last_os_error()).into());
     }
     // SAFETY: the pipe fds are fresh and owned by nothing else.
     let (mut rd, wr) = unsafe { (File::from_raw_fd(fds[0]), File::from_raw_fd(fds[1])) };
     // SAFETY: no other threads exist yet (nothing has spawned any), so the
     // child may continue running arbitrary code.
     match unsafe { libc::fork() } {
-        -1 => Err(format!("fork: {}", std::io::Error::last_os_error())),
+        -1 => Err(format!("fork: {}", std::io::Error::last_os_error()).into()),
         0 => {
             drop(rd);
             let mut wr = Some(wr);
@@ -185,10 +187,10 @@ fn daemonize(args: MountArgs) -> Res<()> {
             };
             let code = match detach(&args).and_then(|()| serve(&args, &mut report)) {
                 Ok(()) => 0,
-                Err(msg) => {
-                    report(&msg);
-                    log::error!("{msg}");
-                    1
+                Err(f) => {
+                    report(&f.encode());
+                    log::error!("{f}");
+                    f.code as i32
                 }
             };
             std::process::exit(code);
@@ -198,9 +200,11 @@ fn daemonize(args: MountArgs) -> Res<()> {
             let mut msg = String::new();
             let _ = rd.read_to_string(&mut msg);
             match msg.as_str() {
-                "" => Err("the daemon exited before the mount was ready".into()),
+                "" => Err(Failure::from(
+                    "the daemon exited before the mount was ready".to_string(),
+                )),
                 "ready" => Ok(()),
-                m => Err(m.to_string()),
+                m => Err(Failure::decode(m)),
             }
         }
     }
@@ -241,15 +245,16 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
     // Block the stop signals and SIGUSR1 (merge now) in every thread (they
     // inherit the mask); one thread waits for them with sigwait.
     let signals = block_stop_signals()?;
-    let store =
-        Arc::new(Store::open(&args.data_dir, args.engine_options()).map_err(|e| e.to_string())?);
-    let fs = CaskFs::new(
+    let store = Arc::new(
+        Store::open(&args.data_dir, args.engine_options()).map_err(|e| Failure::engine(&e))?,
+    );
+    let fs = Arc::new(CaskFs::new(
         store.clone(),
         FsOptions {
             owner: Owner::current(),
             read_only: args.read_only,
         },
-    );
+    ));
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::FSName(args.data_dir.display().to_string()),
@@ -271,7 +276,8 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
     }
     config.n_threads = Some(usize::from(args.threads));
     config.clone_fd = args.threads > 1;
-    let fuse = CaskFuse::new(fs);
+    let fuse = CaskFuse::new(fs.clone());
+    let counters = fuse.counters();
     let notifier = fuse.notifier_slot();
     let mut session = Session::new(fuse, &args.mountpoint, &config)
         .map_err(|e| mount_error(&args.mountpoint, &e))?;
@@ -281,6 +287,21 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
         args.data_dir.display(),
         args.mountpoint.display()
     );
+    let control = control::Server::start(control::Daemon {
+        store: store.clone(),
+        fs,
+        counters,
+        mountpoint: args.mountpoint.clone(),
+        started: std::time::Instant::now(),
+    });
+    let control = match control {
+        Ok(c) => Some(c),
+        // The mount works without it; only live stats and control do not.
+        Err(e) => {
+            warn!("no control socket in {}: {e}", args.data_dir.display());
+            None
+        }
+    };
     ready("ready");
 
     let mut unmounter = session.unmount_callable();
@@ -322,6 +343,9 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
         }
     });
     info!("unmounted {}", args.mountpoint.display());
+    if let Some(c) = control {
+        c.stop();
+    }
     let closed = match Arc::try_unwrap(store) {
         Ok(store) => store.close().map_err(|e| e.to_string()),
         Err(store) => {
@@ -330,7 +354,7 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
         }
     };
     served.map_err(|e| format!("serving {}: {e}", args.mountpoint.display()))?;
-    closed
+    Ok(closed?)
 }
 
 fn mount_error(mountpoint: &Path, e: &std::io::Error) -> String {
@@ -358,7 +382,8 @@ fn block_stop_signals() -> Res<libc::sigset_t> {
             return Err(format!(
                 "blocking signals: {}",
                 std::io::Error::from_raw_os_error(rc)
-            ));
+            )
+            .into());
         }
         Ok(set)
     }

@@ -215,8 +215,9 @@ fn odd_names_values_and_operations_get_their_errno_and_change_nothing() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        !out.status.success() && err.contains("in use by another caskfs process (pid"),
-        "{err}"
+        out.status.code() == Some(3) && err.contains("in use by another caskfs process (pid"),
+        "exit {:?}: {err}",
+        out.status.code()
     );
     assert_eq!(m.ok("cat mnt/sentinel"), "still here\n");
     tried += 1;

@@ -12,6 +12,7 @@ use super::lock::DirLock;
 use super::manifest::Manifest;
 use super::recovery::scan_segment;
 use super::segment::Segment;
+use super::store::Store;
 
 #[derive(Debug, Default)]
 pub struct CheckReport {
@@ -63,61 +64,85 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
     note_strays(dir, &manifest, &mut report)?;
     let last = manifest.segments.len() - 1;
     for (i, &id) in manifest.segments.iter().enumerate() {
-        report.segments += 1;
-        let seg = match Segment::open(dir, id, false) {
-            Ok(s) => s,
+        match Segment::open(dir, id, false) {
+            Ok(seg) => check_segment(dir, &seg, i == last, &mut report)?,
             Err(e) => {
+                report.segments += 1;
                 report.problems.push(e.to_string());
-                continue;
             }
-        };
-        let len = seg.file_len();
-        report.bytes += len;
-        let scan = scan_segment(&seg, i == last)?;
-        report.records += scan.records;
-        let name = seg.path.display();
-        for d in &scan.damage {
-            report.problems.push(format!(
-                "{name}: bytes {}..{} damaged ({})",
-                d.start, d.end, d.detail
-            ));
-        }
-        if let Some(t) = &scan.bad_tail {
-            let msg = format!(
-                "{name}: {} bytes at offset {} are not a whole record ({})",
-                t.end - t.start,
-                t.start,
-                t.detail
-            );
-            if i == last {
-                report
-                    .notes
-                    .push(format!("{msg}; a torn tail, cut at the next open"));
-            } else {
-                report.problems.push(msg);
-            }
-        }
-        if i == last {
-            continue;
-        }
-        match hint::load(dir, id) {
-            Ok(Some(h)) if h.segment_len != len => report.problems.push(format!(
-                "{name} is {len} bytes, its hint describes {}",
-                h.segment_len
-            )),
-            Ok(Some(h)) if h.index.same_as(&seg.index()) => report.hints_ok += 1,
-            Ok(Some(_)) => report
-                .problems
-                .push(format!("hint for {name} does not match the segment")),
-            Ok(None) => report.notes.push(format!(
-                "{name} has no hint; it is rebuilt at the next open"
-            )),
-            Err(why) => report
-                .problems
-                .push(format!("hint for {name} is unusable: {why}")),
         }
     }
     Ok(report)
+}
+
+/// Checks one segment's records and, for a closed one, its hint; the
+/// active segment (`last`) may end in a torn tail.
+fn check_segment(dir: &Path, seg: &Segment, last: bool, report: &mut CheckReport) -> Result<()> {
+    report.segments += 1;
+    let len = seg.file_len();
+    report.bytes += len;
+    let scan = scan_segment(seg, last)?;
+    report.records += scan.records;
+    let name = seg.path.display();
+    for d in &scan.damage {
+        report.problems.push(format!(
+            "{name}: bytes {}..{} damaged ({})",
+            d.start, d.end, d.detail
+        ));
+    }
+    if let Some(t) = &scan.bad_tail {
+        let msg = format!(
+            "{name}: {} bytes at offset {} are not a whole record ({})",
+            t.end - t.start,
+            t.start,
+            t.detail
+        );
+        if last {
+            report
+                .notes
+                .push(format!("{msg}; a torn tail, cut at the next open"));
+        } else {
+            report.problems.push(msg);
+        }
+    }
+    if last {
+        return Ok(());
+    }
+    match hint::load(dir, seg.id) {
+        Ok(Some(h)) if h.segment_len != len => report.problems.push(format!(
+            "{name} is {len} bytes, its hint describes {}",
+            h.segment_len
+        )),
+        Ok(Some(h)) if h.index.same_as(&seg.index()) => report.hints_ok += 1,
+        Ok(Some(_)) => report
+            .problems
+            .push(format!("hint for {name} does not match the segment")),
+        Ok(None) => report.notes.push(format!(
+            "{name} has no hint; it is rebuilt at the next open"
+        )),
+        Err(why) => report
+            .problems
+            .push(format!("hint for {name} is unusable: {why}")),
+    }
+    Ok(())
+}
+
+impl Store {
+    /// `check` of this open store, changing nothing, while it serves:
+    /// every closed segment and its hint (no merge runs meanwhile), and the
+    /// records of the active one written so far.
+    pub fn check_live(&self) -> Result<CheckReport> {
+        let _merge = self.inner.merge_lock.lock();
+        let version = self.inner.version();
+        let mut report = CheckReport::default();
+        let mut closed: Vec<&Segment> = version.closed.iter().map(|s| &**s).collect();
+        closed.sort_by_key(|s| s.id);
+        for seg in closed {
+            check_segment(self.dir(), seg, false, &mut report)?;
+        }
+        check_segment(self.dir(), &version.active, true, &mut report)?;
+        Ok(report)
+    }
 }
 
 fn note_strays(dir: &Path, manifest: &Manifest, report: &mut CheckReport) -> Result<()> {

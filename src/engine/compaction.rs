@@ -12,6 +12,7 @@ use std::fs;
 use std::io::Write;
 use std::path::Path;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{info, warn};
@@ -139,6 +140,7 @@ impl Inner {
         info!("merged {report}");
         write_last_merge(&self.dir, &report);
         *self.last_merge.lock() = Some(report.clone());
+        self.merges_done.fetch_add(1, Ordering::Relaxed);
         Ok(report)
     }
 

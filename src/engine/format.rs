@@ -23,6 +23,8 @@ pub const LOCK_FILE: &str = "LOCK";
 pub const MANIFEST_FILE: &str = "MANIFEST";
 /// One line about the last merge, for `caskfs stats`.
 pub const LAST_MERGE_FILE: &str = "LAST_MERGE";
+/// The unix socket a mounted store's daemon answers on (`src/control.rs`).
+pub const CONTROL_FILE: &str = "control.sock";
 const SEGMENT_EXT: &str = "seg";
 const HINT_EXT: &str = "hint";
 pub const TEMP_SUFFIX: &str = ".tmp";
@@ -35,6 +37,7 @@ pub enum FileKind {
     Manifest,
     Lock,
     LastMerge,
+    Control,
     /// Left behind by an interrupted write; removed at open.
     Temp,
     /// Not ours.
@@ -74,6 +77,9 @@ pub fn parse_file_name(name: &str) -> FileKind {
     }
     if name == LAST_MERGE_FILE {
         return FileKind::LastMerge;
+    }
+    if name == CONTROL_FILE {
+        return FileKind::Control;
     }
     if name.ends_with(TEMP_SUFFIX) {
         return FileKind::Temp;

@@ -3,6 +3,7 @@
 //! knows about FUSE.
 
 mod background;
+mod backup;
 mod check;
 mod compaction;
 mod error;
@@ -26,10 +27,12 @@ mod store;
 pub mod tree;
 mod writer;
 
+pub use backup::BackupReport;
 pub use check::{CheckReport, check};
 pub use compaction::{CrashPoint, MergeOutlook, MergeReport};
 pub use error::{Error, Result};
 pub use folder_rename::{MAX_RENAME_BYTES, MAX_RENAME_ENTRIES};
+pub use format::{CONTROL_FILE, MANIFEST_FILE};
 pub use key::{MAX_KEY_LEN, MAX_NAME_LEN, validate_key};
 pub use meta::{DEFAULT_MODE, Meta, OWNER_UNSET, PERM_BITS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 pub use options::{Options, SyncPolicy, parse_ratio, parse_secs, parse_size};

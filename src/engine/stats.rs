@@ -2,6 +2,7 @@
 //! `caskfs stats` and for judging when a merge is worth it.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use super::compaction;
 use super::error::Result;
@@ -29,6 +30,9 @@ pub struct Stats {
     pub live_value_bytes: u64,
     /// A line about the last merge in this data directory, if any.
     pub last_merge: Option<String>,
+    /// Merges done since the store was opened, and whether one runs now.
+    pub merges_done: u64,
+    pub merge_running: bool,
 }
 
 impl Inner {
@@ -69,6 +73,8 @@ impl Inner {
             stats.segments.push(s);
         }
         stats.last_merge = compaction::read_last_merge(&self.dir);
+        stats.merges_done = self.merges_done.load(Ordering::Relaxed);
+        stats.merge_running = self.merge_lock.is_locked();
         Ok(stats)
     }
 }

@@ -9,7 +9,7 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -152,6 +152,8 @@ pub(crate) struct Inner {
     /// folder need not pay.
     pub tree: RwLock<Option<Tree>>,
     pub last_merge: Mutex<Option<MergeReport>>,
+    /// Merges done since the store was opened.
+    pub merges_done: AtomicU64,
     pub signals: Mutex<Signals>,
     /// Wakes the merge thread: a roll, a request, or the store closing.
     pub compact_wake: Condvar,
@@ -236,6 +238,7 @@ impl Store {
             merge_lock: Mutex::new(()),
             tree: RwLock::new(None),
             last_merge: Mutex::new(None),
+            merges_done: AtomicU64::new(0),
             signals: Mutex::new(Signals::default()),
             compact_wake: Condvar::new(),
             flush_wake: Condvar::new(),

@@ -175,6 +175,11 @@ impl CaskFs {
         &self.store
     }
 
+    /// Files open through the mount now.
+    pub fn open_handles(&self) -> usize {
+        self.handles.len()
+    }
+
     /// Refuses an operation caskfs does not support, with a log line.
     pub fn refuse(&self, what: &'static str) -> Error {
         debug!("refusing {what}");

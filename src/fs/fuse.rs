@@ -20,20 +20,31 @@ use fuser::{
 use log::{debug, warn};
 
 use super::attr::{Attr, BLOCK_SIZE, Kind, Owner, TTL};
+use super::counters::Counters;
 use super::errno::{Error, log_and_errno};
 use super::fs::{Caller, CaskFs, KernelCache, Opened, SetAttr};
 
 pub struct CaskFuse {
-    fs: CaskFs,
+    fs: Arc<CaskFs>,
+    counters: Arc<Counters>,
     /// Set once the session exists (`mount.rs`), before any request.
     notifier: Arc<OnceLock<Notifier>>,
 }
 
 impl CaskFuse {
-    pub fn new(fs: CaskFs) -> CaskFuse {
+    pub fn new(fs: Arc<CaskFs>) -> CaskFuse {
         let notifier: Arc<OnceLock<Notifier>> = Arc::new(OnceLock::new());
         fs.set_kernel_cache(Box::new(Invalidator(notifier.clone())));
-        CaskFuse { fs, notifier }
+        CaskFuse {
+            fs,
+            counters: Arc::default(),
+            notifier,
+        }
+    }
+
+    /// What it has served, counted as it goes.
+    pub fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
     }
 
     /// Where the session's notifier goes once the session is made.
@@ -169,6 +180,7 @@ impl Filesystem for CaskFuse {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.counters.request("lookup");
         match self.fs.lookup(parent.0, name.as_bytes(), req.pid()) {
             // A missing name stays missing until a create or rename that
             // the kernel itself sends: it may remember the answer (an
@@ -192,6 +204,7 @@ impl Filesystem for CaskFuse {
     // argument type is not exported by fuser 0.18.
 
     fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.counters.request("getattr");
         match self.fs.getattr(ino.0, fh.map(|f| f.0), req.pid()) {
             Ok(a) => reply.attr(&a.ttl(), &to_file_attr(&a)),
             Err(e) => reply.error(err("getattr", &e)),
@@ -216,6 +229,7 @@ impl Filesystem for CaskFuse {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        self.counters.request("setattr");
         let change = SetAttr {
             mode,
             uid,
@@ -231,6 +245,7 @@ impl Filesystem for CaskFuse {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.counters.request("readlink");
         match self.fs.readlink(ino.0) {
             Ok(target) => reply.data(&target),
             Err(e) => reply.error(err("readlink", &e)),
@@ -247,6 +262,7 @@ impl Filesystem for CaskFuse {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
+        self.counters.request("mknod");
         let r = self
             .fs
             .mknod(parent.0, name.as_bytes(), mode, umask, &caller(req));
@@ -262,6 +278,7 @@ impl Filesystem for CaskFuse {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        self.counters.request("mkdir");
         let r = self
             .fs
             .mkdir(parent.0, name.as_bytes(), mode, umask, &caller(req));
@@ -269,10 +286,12 @@ impl Filesystem for CaskFuse {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.counters.request("unlink");
         reply_empty(reply, "unlink", self.fs.unlink(parent.0, name.as_bytes()));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.counters.request("rmdir");
         reply_empty(reply, "rmdir", self.fs.rmdir(parent.0, name.as_bytes()));
     }
 
@@ -284,6 +303,7 @@ impl Filesystem for CaskFuse {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        self.counters.request("symlink");
         let target = target.as_os_str().as_bytes();
         let r = self
             .fs
@@ -301,6 +321,7 @@ impl Filesystem for CaskFuse {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        self.counters.request("rename");
         let r = self.fs.rename(
             parent.0,
             name.as_bytes(),
@@ -319,11 +340,13 @@ impl Filesystem for CaskFuse {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        self.counters.request("link");
         debug!("link {newname:?}");
         reply.error(err("link", &self.fs.refuse("hard links")));
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.counters.request("open");
         match self.fs.open(ino.0, flags.0, req.pid()) {
             Ok(o) => reply.opened(FileHandle(o.fh), open_flags(&o)),
             Err(e) => reply.error(err("open", &e)),
@@ -341,10 +364,12 @@ impl Filesystem for CaskFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        self.counters.request("read");
         // The reply is sent from inside: straight from the segment's
         // mapping, with no copy of a large value in between.
         let mut reply = Some(reply);
         let r = self.fs.read(fh.0, offset, size as usize, |data| {
+            self.counters.read(data.len());
             if let Some(reply) = reply.take() {
                 reply.data(data);
             }
@@ -366,10 +391,14 @@ impl Filesystem for CaskFuse {
         lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        self.counters.request("write");
         let from_cache = write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
         let owner = lock_owner.map(|o| o.0);
         match self.fs.write(fh.0, offset, data, from_cache, owner) {
-            Ok(n) => reply.written(n as u32),
+            Ok(n) => {
+                self.counters.written(n);
+                reply.written(n as u32)
+            }
             Err(e) => reply.error(err("write", &e)),
         }
     }
@@ -382,6 +411,7 @@ impl Filesystem for CaskFuse {
         lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        self.counters.request("flush");
         let r = self.fs.flush(fh.0, lock_owner.0, req.pid());
         reply_empty(reply, "flush", r);
     }
@@ -396,6 +426,7 @@ impl Filesystem for CaskFuse {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.counters.request("release");
         reply_empty(reply, "release", self.fs.release(fh.0));
     }
 
@@ -407,10 +438,12 @@ impl Filesystem for CaskFuse {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        self.counters.request("fsync");
         reply_empty(reply, "fsync", self.fs.fsync(fh.0));
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.counters.request("opendir");
         match self.fs.opendir(ino.0) {
             // The kernel keeps the listing in its page cache across opens.
             Ok(fh) => reply.opened(
@@ -429,6 +462,7 @@ impl Filesystem for CaskFuse {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        self.counters.request("readdir");
         match self.fs.readdir(ino.0, fh.0, offset) {
             Ok((entries, start)) => {
                 for e in &entries[start..] {
@@ -452,6 +486,7 @@ impl Filesystem for CaskFuse {
         _offset: u64,
         reply: ReplyDirectoryPlus,
     ) {
+        self.counters.request("readdirplus");
         reply.error(Errno::ENOSYS);
     }
 
@@ -463,6 +498,7 @@ impl Filesystem for CaskFuse {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
+        self.counters.request("releasedir");
         self.fs.releasedir(fh.0);
         reply.ok();
     }
@@ -476,10 +512,12 @@ impl Filesystem for CaskFuse {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        self.counters.request("fsyncdir");
         reply_empty(reply, "fsyncdir", self.fs.sync());
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        self.counters.request("statfs");
         match self.fs.statfs() {
             Ok(s) => reply.statfs(
                 s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
@@ -501,6 +539,7 @@ impl Filesystem for CaskFuse {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        self.counters.request("setxattr");
         reply.error(Errno::ENOSYS);
     }
 
@@ -512,20 +551,24 @@ impl Filesystem for CaskFuse {
         _size: u32,
         reply: ReplyXattr,
     ) {
+        self.counters.request("getxattr");
         reply.error(Errno::ENOSYS);
     }
 
     fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
+        self.counters.request("listxattr");
         reply.error(Errno::ENOSYS);
     }
 
     fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        self.counters.request("removexattr");
         reply.error(Errno::ENOSYS);
     }
 
     /// Not sent: the kernel checks permissions itself
     /// (`default_permissions`).
     fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        self.counters.request("access");
         reply_empty(reply, "access", self.fs.access(ino.0, mask.bits()));
     }
 
@@ -539,6 +582,7 @@ impl Filesystem for CaskFuse {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        self.counters.request("create");
         let name = name.as_bytes();
         match self
             .fs
@@ -569,6 +613,7 @@ impl Filesystem for CaskFuse {
         _pid: u32,
         reply: ReplyLock,
     ) {
+        self.counters.request("getlk");
         reply.error(Errno::ENOSYS);
     }
 
@@ -585,11 +630,13 @@ impl Filesystem for CaskFuse {
         _sleep: bool,
         reply: ReplyEmpty,
     ) {
+        self.counters.request("setlk");
         reply.error(Errno::ENOSYS);
     }
 
     /// Only for block-device filesystems.
     fn bmap(&self, _req: &Request, _ino: INodeNo, _blocksize: u32, _idx: u64, reply: ReplyBmap) {
+        self.counters.request("bmap");
         reply.error(Errno::ENOSYS);
     }
 
@@ -604,6 +651,7 @@ impl Filesystem for CaskFuse {
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
+        self.counters.request("ioctl");
         reply.error(Errno::ENOTTY);
     }
 
@@ -618,6 +666,7 @@ impl Filesystem for CaskFuse {
         _flags: PollFlags,
         reply: ReplyPoll,
     ) {
+        self.counters.request("poll");
         reply.error(Errno::ENOSYS);
     }
 
@@ -631,6 +680,7 @@ impl Filesystem for CaskFuse {
         _mode: i32,
         reply: ReplyEmpty,
     ) {
+        self.counters.request("other");
         reply.error(Errno::EOPNOTSUPP);
     }
 
@@ -644,6 +694,7 @@ impl Filesystem for CaskFuse {
         _whence: i32,
         reply: ReplyLseek,
     ) {
+        self.counters.request("other");
         reply.error(Errno::ENOSYS);
     }
 
@@ -661,6 +712,7 @@ impl Filesystem for CaskFuse {
         _flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
+        self.counters.request("other");
         reply.error(Errno::ENOSYS);
     }
 }

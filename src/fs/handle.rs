@@ -114,6 +114,10 @@ impl HandleTable {
         live
     }
 
+    pub fn len(&self) -> usize {
+        self.map.lock().len()
+    }
+
     pub fn drain(&self) -> Vec<Arc<Handle>> {
         self.map.lock().drain().map(|(_, h)| h).collect()
     }

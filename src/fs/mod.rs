@@ -12,11 +12,13 @@
 //!   (the write buffer, spilling to disk) or the value a reader pinned
 //! - `process`: which process a request comes from
 //! - `attr`: the attributes and cache lifetimes reported
+//! - `counters`: what the daemon served, for `caskfs stats`
 //! - `errno`: the layer's error type and its one errno mapping
 
 mod attr;
 #[cfg(test)]
 mod close_order;
+mod counters;
 mod draft;
 mod errno;
 #[allow(
@@ -32,6 +34,7 @@ mod namespace;
 mod process;
 
 pub use attr::{Attr, Kind, Owner};
+pub use counters::Counters;
 pub use draft::SPILL_THRESHOLD;
 pub use errno::{Error, Result, errno};
 pub use fs::{Caller, CaskFs, DirEntry, FsOptions, KernelCache, Opened, SetAttr, StatFs};

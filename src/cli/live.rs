@@ -1,0 +1,134 @@
+//! The subcommands that work on a mounted store too: given a mountpoint or
+//! a data directory that a running daemon serves, they ask the daemon on
+//! its control socket; otherwise they open the data directory themselves.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use caskfs::control;
+use caskfs::engine::MANIFEST_FILE;
+use caskfs::exit::{Code, Failure};
+
+use super::offline;
+
+/// The data directory `path` names: `path` itself, or the data directory
+/// mounted there if `path` is a caskfs mountpoint (a FUSE mount whose
+/// source in /proc/self/mountinfo is a data directory: the type shows as
+/// `fuse` when root mounts without fusermount3, `fuse.caskfs` otherwise).
+fn data_dir_of(path: &Path) -> PathBuf {
+    let Ok(canon) = std::fs::canonicalize(path) else {
+        return path.to_path_buf();
+    };
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for line in info.lines() {
+        let Some((before, after)) = line.split_once(" - ") else {
+            continue;
+        };
+        let mountpoint = before.split(' ').nth(4).map(unescape);
+        let mut rest = after.split(' ');
+        let (fstype, source) = (rest.next(), rest.next().map(unescape));
+        let fuse = matches!(fstype, Some("fuse" | "fuse.caskfs"));
+        if fuse
+            && mountpoint.as_deref() == Some(canon.as_os_str())
+            && let Some(s) = source.map(PathBuf::from)
+            && s.join(MANIFEST_FILE).exists()
+        {
+            return s;
+        }
+    }
+    path.to_path_buf()
+}
+
+/// A mountinfo field: spaces, tabs, newlines and backslashes come octal
+/// escaped (`\040`).
+fn unescape(field: &str) -> std::ffi::OsString {
+    use std::os::unix::ffi::OsStringExt;
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    std::ffi::OsString::from_vec(out)
+}
+
+/// Asks the daemon serving `dir`, printing its answer: `None` if no
+/// daemon answers there.
+fn ask(dir: &Path, request: &str) -> Option<Result<ExitCode, Failure>> {
+    let reply = control::ask(dir, request)?;
+    Some(match reply {
+        // A report (damage found included) goes to stdout; a failure is
+        // one line on stderr, as for every command.
+        Ok((code, text)) if code == 0 || code == Code::Damage as u8 => std::io::stdout()
+            .write_all(text.as_bytes())
+            .map(|()| ExitCode::from(code))
+            .map_err(|e| Failure::from(format!("writing stdout: {e}"))),
+        Ok((code, text)) => Err(Failure::new(
+            Code::from_u8(code),
+            format!("{}: {}", dir.display(), text.trim_end()),
+        )),
+        Err(e) => Err(Failure::from(format!(
+            "{}: asking the daemon: {e}",
+            control::socket_path(dir).display()
+        ))),
+    })
+}
+
+pub fn stats(path: &Path, json: bool) -> Result<ExitCode, Failure> {
+    let dir = data_dir_of(path);
+    let request = if json { "stats json" } else { "stats" };
+    if let Some(r) = ask(&dir, request) {
+        return r;
+    }
+    offline::stats(&dir, json).map(|()| ExitCode::SUCCESS)
+}
+
+pub fn compact(path: &Path) -> Result<ExitCode, Failure> {
+    let dir = data_dir_of(path);
+    if let Some(r) = ask(&dir, "compact") {
+        return r;
+    }
+    offline::compact(&dir).map(|()| ExitCode::SUCCESS)
+}
+
+/// A mounted store is checked read-only by its daemon; a repair needs it
+/// unmounted.
+pub fn check(path: &Path, repair: bool) -> Result<ExitCode, Failure> {
+    let dir = data_dir_of(path);
+    if repair {
+        if control::ask(&dir, "stats").is_some() {
+            return Err(Failure::new(
+                Code::InUse,
+                format!("{}: mounted; unmount it to repair", dir.display()),
+            ));
+        }
+        return offline::check(&dir, true);
+    }
+    if let Some(r) = ask(&dir, "check") {
+        return r;
+    }
+    offline::check(&dir, false)
+}
+
+pub fn backup(source: &Path, dest: &Path) -> Result<ExitCode, Failure> {
+    let dir = data_dir_of(source);
+    let dest =
+        std::path::absolute(dest).map_err(|e| Failure::from(format!("{}: {e}", dest.display())))?;
+    if let Some(r) = ask(&dir, &format!("backup {}", dest.display())) {
+        return r;
+    }
+    offline::backup(&dir, &dest).map(|()| ExitCode::SUCCESS)
+}

@@ -1,0 +1,123 @@
+//! The command line: its definition (clap), which also gives the manual
+//! pages and completion scripts, and what each subcommand does.
+//!
+//! - `offline`: the subcommands on an unmounted data directory
+//! - `live`: those that ask a mounted store's daemon, or work offline
+//! - `docs`: completion scripts and manual pages
+
+mod docs;
+mod live;
+mod offline;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use caskfs::exit::{EXIT_CODES, Failure};
+use clap::{Parser, Subcommand};
+use clap_complete::Shell;
+
+#[derive(Parser)]
+#[command(
+    name = "caskfs",
+    version,
+    about = "A log-structured key-value store mounted as a directory",
+    after_help = EXIT_CODES
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Mount DATA_DIR on MOUNTPOINT and serve it until unmounted.
+    Mount(caskfs::mount::MountArgs),
+    /// Store a value (read from stdin when VALUE is omitted). A KEY such
+    /// as a/b/c is a path: missing folders above it (a, a/b) are created
+    /// with it, as mkdir -p would.
+    Put {
+        data_dir: PathBuf,
+        key: String,
+        value: Option<String>,
+    },
+    /// Print a value's raw bytes to stdout.
+    Get { data_dir: PathBuf, key: String },
+    /// Delete a key.
+    Rm { data_dir: PathBuf, key: String },
+    /// List the entries of a folder (the top one by default), one per
+    /// line, folders ending in '/'.
+    Ls {
+        data_dir: PathBuf,
+        /// A folder: a key path such as shop/products.
+        folder: Option<String>,
+        /// Every key below the folder, as full paths.
+        #[arg(short, long)]
+        recursive: bool,
+    },
+    /// Show segments with their live and dead keys and bytes; of a mounted
+    /// store (a mountpoint, or its data directory) also what the daemon
+    /// served.
+    Stats {
+        /// A data directory, or the mountpoint of one.
+        path: PathBuf,
+        /// One JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify every record and hint; exit 1 on damage. A mounted store is
+    /// checked by its daemon, read-only, while it serves.
+    Check {
+        /// A data directory, or the mountpoint of one.
+        path: PathBuf,
+        /// Rewrite damaged hints and move damaged bytes aside into
+        /// DATA_DIR/lost+found, so the rest is served again; prints the keys
+        /// that lost their latest value.
+        #[arg(long)]
+        repair: bool,
+    },
+    /// Merge all closed segments now, printing sizes before and after (a
+    /// mounted store's daemon does it while it serves).
+    Compact {
+        /// A data directory, or the mountpoint of one.
+        path: PathBuf,
+    },
+    /// Copy the store as it is now into DEST, a data directory of its own,
+    /// while writers go on; into an earlier backup, only what it lacks.
+    Backup {
+        /// A data directory (mounted or not), or the mountpoint of one.
+        source: PathBuf,
+        dest: PathBuf,
+    },
+    /// Print a completion script for SHELL (e.g. `caskfs completions bash
+    /// > /etc/bash_completion.d/caskfs`).
+    Completions { shell: Shell },
+    /// Write the manual pages (caskfs.1 and one per subcommand) into DIR.
+    #[command(hide = true)]
+    Man { dir: PathBuf },
+}
+
+/// Runs one subcommand; a failure carries its exit code.
+pub fn run(command: Command) -> Result<ExitCode, Failure> {
+    match command {
+        Command::Mount(args) => caskfs::mount::run(args)?,
+        Command::Put {
+            data_dir,
+            key,
+            value,
+        } => offline::put(&data_dir, &key, value)?,
+        Command::Get { data_dir, key } => offline::get(&data_dir, &key)?,
+        Command::Rm { data_dir, key } => offline::rm(&data_dir, &key)?,
+        Command::Ls {
+            data_dir,
+            folder,
+            recursive,
+        } => offline::ls(&data_dir, folder.as_deref(), recursive)?,
+        Command::Stats { path, json } => return live::stats(&path, json),
+        Command::Compact { path } => return live::compact(&path),
+        Command::Check { path, repair } => return live::check(&path, repair),
+        Command::Backup { source, dest } => return live::backup(&source, &dest),
+        Command::Completions { shell } => docs::completions(shell)?,
+        Command::Man { dir } => docs::man_pages(&dir)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,99 @@
+//! What the daemon has served, for `caskfs stats` on a live mount:
+//! requests by kind, and the bytes read and written through the mount.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The kinds of request counted, named as the FUSE protocol names them.
+const KINDS: [&str; 36] = [
+    "lookup",
+    "forget",
+    "getattr",
+    "setattr",
+    "readlink",
+    "mknod",
+    "mkdir",
+    "unlink",
+    "rmdir",
+    "symlink",
+    "rename",
+    "link",
+    "open",
+    "read",
+    "write",
+    "flush",
+    "release",
+    "fsync",
+    "opendir",
+    "readdir",
+    "readdirplus",
+    "releasedir",
+    "fsyncdir",
+    "statfs",
+    "setxattr",
+    "getxattr",
+    "listxattr",
+    "removexattr",
+    "access",
+    "create",
+    "getlk",
+    "setlk",
+    "bmap",
+    "ioctl",
+    "poll",
+    "other",
+];
+
+pub struct Counters {
+    requests: [AtomicU64; KINDS.len()],
+    bytes_read: AtomicU64,
+    bytes_written: AtomicU64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Counters {
+            requests: std::array::from_fn(|_| AtomicU64::new(0)),
+            bytes_read: AtomicU64::new(0),
+            bytes_written: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Counters {
+    /// One request of kind `kind` (a name in `KINDS`; others count as
+    /// "other").
+    pub fn request(&self, kind: &str) {
+        let i = KINDS
+            .iter()
+            .position(|k| *k == kind)
+            .unwrap_or(KINDS.len() - 1);
+        self.requests[i].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn read(&self, bytes: usize) {
+        self.bytes_read.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    pub fn written(&self, bytes: usize) {
+        self.bytes_written
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    /// The request kinds served at least once, with their counts.
+    pub fn requests(&self) -> Vec<(&'static str, u64)> {
+        KINDS
+            .iter()
+            .zip(&self.requests)
+            .map(|(k, n)| (*k, n.load(Ordering::Relaxed)))
+            .filter(|(_, n)| *n > 0)
+            .collect()
+    }
+
+    pub fn bytes_read(&self) -> u64 {
+        self.bytes_read.load(Ordering::Relaxed)
+    }
+
+    pub fn bytes_written(&self) -> u64 {
+        self.bytes_written.load(Ordering::Relaxed)
+    }
+}
