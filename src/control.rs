@@ -123,7 +123,7 @@ fn reply(d: &Daemon, request: &str) -> (u8, String) {
             Err(e) => failed(&e),
         },
         ("backup", dest) if Path::new(dest).is_absolute() => {
-            match d.store.backup(Path::new(dest), &mut |_, _| {}) {
+            match d.store.backup(Path::new(dest)) {
                 Ok(r) => (0, format!("{r}\n")),
                 Err(e) => failed(&e),
             }

@@ -4,16 +4,20 @@
 //! - `offline`: the subcommands on an unmounted data directory
 //! - `live`: those that ask a mounted store's daemon, or work offline
 //! - `docs`: completion scripts and manual pages
+//! - `fstab`: the calling convention of mount(8) helpers
+//! - `progress`: progress bars for long work
 
 mod docs;
+mod fstab;
 mod live;
 mod offline;
+mod progress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use caskfs::exit::{EXIT_CODES, Failure};
-use clap::{Parser, Subcommand};
+use caskfs::exit::{Code, EXIT_CODES, Failure};
+use clap::{CommandFactory, Parser, Subcommand};
 use clap_complete::Shell;
 
 #[derive(Parser)]
@@ -96,8 +100,26 @@ pub enum Command {
     Man { dir: PathBuf },
 }
 
+/// The command line, also when mount(8) or `mount.fuse3` calls caskfs as
+/// a mount helper (see `fstab`).
+pub fn parse() -> Result<Cli, Failure> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let cmd = Cli::command();
+    let mut names: Vec<&str> = cmd.get_subcommands().map(|c| c.get_name()).collect();
+    names.push("help");
+    match fstab::translate(&args, &names) {
+        None => Ok(Cli::parse()),
+        Some(args) => Cli::try_parse_from(args?).map_err(|e| {
+            // One line, as every failure: clap's first.
+            let first = e.to_string().lines().next().unwrap_or_default().to_string();
+            Failure::new(Code::Usage, first.trim_start_matches("error: ").to_string())
+        }),
+    }
+}
+
 /// Runs one subcommand; a failure carries its exit code.
 pub fn run(command: Command) -> Result<ExitCode, Failure> {
+    progress::install();
     match command {
         Command::Mount(args) => caskfs::mount::run(args)?,
         Command::Put {

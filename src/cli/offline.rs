@@ -152,7 +152,7 @@ pub fn backup(dir: &Path, dest: &Path) -> Result<(), Failure> {
         ..Options::default()
     };
     let store = Store::open(dir, opts).map_err(engine_err)?;
-    let done = store.backup(dest, &mut |_, _| {}).map_err(engine_err)?;
+    let done = store.backup(dest).map_err(engine_err)?;
     println!("{done}");
     store.close().map_err(engine_err)
 }

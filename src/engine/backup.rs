@@ -15,6 +15,7 @@ use super::format::{self, FileKind};
 use super::hint;
 use super::lock::DirLock;
 use super::manifest::{Manifest, sync_dir};
+use super::progress::Task;
 use super::segment::Segment;
 use super::store::Store;
 
@@ -47,9 +48,8 @@ impl std::fmt::Display for BackupReport {
 
 impl Store {
     /// Copies the store as it is now into `dest` (created if missing),
-    /// which then opens as a data directory of its own. `progress` is told
-    /// the bytes copied so far and the bytes to look at in all.
-    pub fn backup(&self, dest: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<BackupReport> {
+    /// which then opens as a data directory of its own.
+    pub fn backup(&self, dest: &Path) -> Result<BackupReport> {
         let io_err = |what: String| move |e: io::Error| Error::io(what, e);
         fs::create_dir_all(dest).map_err(io_err(format!("creating {}", dest.display())))?;
         let _lock = DirLock::acquire(dest)?;
@@ -70,7 +70,7 @@ impl Store {
             bytes: closed.iter().map(|s| s.file_len()).sum(),
             ..BackupReport::default()
         };
-        let total = report.bytes;
+        let progress = Task::begin("backing up", report.bytes);
         for seg in &closed {
             let name = format::segment_file_name(seg.id);
             if copy_segment(seg, &dest.join(&name))? {
@@ -82,7 +82,7 @@ impl Store {
                 report.files_copied += 1;
                 report.bytes_copied += len;
             }
-            progress(report.bytes_copied, total);
+            progress.advance(seg.file_len());
         }
         let manifest = Manifest {
             segments: closed.iter().map(|s| s.id).collect(),

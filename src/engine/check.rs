@@ -10,6 +10,7 @@ use super::format::{self, FileKind};
 use super::hint;
 use super::lock::DirLock;
 use super::manifest::Manifest;
+use super::progress::Task;
 use super::recovery::scan_segment;
 use super::segment::Segment;
 use super::store::Store;
@@ -63,9 +64,14 @@ pub fn check(dir: &Path) -> Result<CheckReport> {
     let mut report = CheckReport::default();
     note_strays(dir, &manifest, &mut report)?;
     let last = manifest.segments.len() - 1;
+    let total = manifest.segment_bytes(dir);
+    let progress = Task::begin("checking", total);
     for (i, &id) in manifest.segments.iter().enumerate() {
         match Segment::open(dir, id, false) {
-            Ok(seg) => check_segment(dir, &seg, i == last, &mut report)?,
+            Ok(seg) => {
+                check_segment(dir, &seg, i == last, &mut report)?;
+                progress.advance(seg.file_len());
+            }
             Err(e) => {
                 report.segments += 1;
                 report.problems.push(e.to_string());

@@ -23,6 +23,7 @@ use super::index::hash_key;
 use super::manifest::sync_dir;
 use super::merge_output::{Output, Survivor};
 use super::options::Options;
+use super::progress::Task;
 use super::record::HEADER_LEN;
 use super::segment::Segment;
 use super::store::{Inner, Version};
@@ -159,10 +160,12 @@ impl Inner {
             .flatten()
             .fold((0u64, 0u64), |(n, b), s| (n + 1, b + s.record_len()));
         let per_output = count.min(count * self.opts.max_segment_size / bytes.max(1) + 1) as usize;
+        let progress = Task::begin("merging", bytes);
         let result = (|| -> Result<()> {
             for (seg, keep) in inputs.iter().zip(survivors) {
                 for s in keep {
                     let len = s.record_len();
+                    progress.advance(len);
                     let full = current
                         .as_ref()
                         .is_some_and(|o| output_full(o.len, len, self.opts.max_segment_size));

@@ -78,6 +78,14 @@ impl Manifest {
         }
     }
 
+    /// The bytes of the segment files it names in `dir`, as they are now.
+    pub fn segment_bytes(&self, dir: &Path) -> u64 {
+        self.segments
+            .iter()
+            .map(|&id| fs::metadata(format::segment_path(dir, id)).map_or(0, |m| m.len()))
+            .sum()
+    }
+
     /// Replaces the MANIFEST atomically and durably.
     pub fn store(&self, dir: &Path) -> Result<()> {
         let path = dir.join(MANIFEST_FILE);

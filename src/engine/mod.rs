@@ -17,6 +17,7 @@ mod manifest;
 mod merge_output;
 mod meta;
 mod options;
+pub mod progress;
 mod record;
 mod recovery;
 mod repair;

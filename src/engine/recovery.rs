@@ -17,6 +17,7 @@ use super::hint;
 use super::index::hash_key;
 use super::manifest::{Manifest, sync_dir};
 use super::options::Options;
+use super::progress::Task;
 use super::scan::{self, ScanReport};
 use super::segment::Segment;
 
@@ -40,8 +41,11 @@ pub fn recover(dir: &Path, opts: &Options) -> Result<Recovered> {
     let mut max_seq = 0;
     let mut active_len = 0;
     let last = manifest.segments.len() - 1;
+    let total = manifest.segment_bytes(dir);
+    let progress = Task::begin("opening", total);
     for (i, &id) in manifest.segments.iter().enumerate() {
         let seg = Segment::open(dir, id, !opts.read_only && i == last)?;
+        progress.advance(seg.file_len());
         if i == last {
             active_len = load_active(dir, &seg, opts)?;
         } else {

@@ -30,6 +30,7 @@ use super::hint;
 use super::index::{Entry, Index, hash_key};
 use super::lock::DirLock;
 use super::manifest::{Manifest, sync_dir};
+use super::progress::Task;
 use super::record::{self, Header, Layout};
 use super::scan::{self, Damage};
 use super::store::now_ns;
@@ -155,10 +156,13 @@ pub fn repair(dir: &Path) -> Result<RepairReport> {
     })?;
     let mut report = RepairReport::default();
     let last = manifest.segments.len() - 1;
+    let total = manifest.segment_bytes(dir);
+    let progress = Task::begin("repairing", total);
     // Newest first, so that "a newer segment has this key" is known.
     let mut newer: Vec<Index> = Vec::new();
     for (i, &id) in manifest.segments.iter().enumerate().rev() {
         let is_last = i == last;
+        progress.advance(fs::metadata(format::segment_path(dir, id)).map_or(0, |m| m.len()));
         let seg = match load(dir, id) {
             Ok(s) => s,
             Err(e) => {

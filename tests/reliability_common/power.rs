@@ -59,7 +59,8 @@ fn copy_dir(from: &Path, to: &Path) {
     fs::create_dir_all(to).unwrap();
     for e in fs::read_dir(from).unwrap() {
         let e = e.unwrap();
-        if e.file_name() != "LOCK" {
+        // Not LOCK, and not the control socket of the running daemon.
+        if e.file_name() != "LOCK" && e.file_type().unwrap().is_file() {
             fs::copy(e.path(), to.join(e.file_name())).unwrap();
         }
     }
