@@ -143,13 +143,16 @@ pub struct CaskFs {
     /// The root has no record (a key cannot be empty): its mode, owner and
     /// times live here, for as long as the mount.
     root: Mutex<Meta>,
+    /// The times folders with no record show.
+    mounted_at: SystemTime,
     /// When the data disk's free bytes were last asked, and the answer.
     free_space: Mutex<(Instant, u64)>,
 }
 
 impl CaskFs {
     pub fn new(store: Arc<Store>, opts: FsOptions) -> CaskFs {
-        let now = to_ns(SystemTime::now());
+        let mounted_at = SystemTime::now();
+        let now = to_ns(mounted_at);
         CaskFs {
             store,
             opts,
@@ -167,6 +170,7 @@ impl CaskFs {
                 mtime: now,
                 ctime: now,
             }),
+            mounted_at,
             free_space: Mutex::new((Instant::now(), 0)),
         }
     }
@@ -265,7 +269,7 @@ impl CaskFs {
             Some(m) => Ok(self.with_links(Attr::of(ino, &m, self.opts.owner), key)),
             None if self.inodes.is_pending(ino) => self.file_attr(ino, None, tid, own),
             None if self.store.kind(key) == Some(EntryKind::Folder) => {
-                let a = Attr::implied_folder(ino, self.store_opened(), self.opts.owner);
+                let a = Attr::implied_folder(ino, self.mounted_at, self.opts.owner);
                 Ok(self.with_links(a, key))
             }
             None => self.file_attr(ino, None, tid, own),
@@ -279,11 +283,6 @@ impl CaskFs {
             a.nlink = 2 + self.store.folder_counts(key).1;
         }
         a
-    }
-
-    /// When the implied folders came to be, as far as the mount knows.
-    fn store_opened(&self) -> SystemTime {
-        Metadata::new(0, &self.root_meta()).ctime
     }
 
     /// A file's attributes as thread `tid` sees them: as its process's
