@@ -389,7 +389,10 @@ impl CaskFs {
             self.truncate(ino, &key, size, req.fh, tid)?;
         }
         if req.changes_meta() {
+            // Under the key lock: a commit keeps the mode and owner it
+            // read, so a chmod must not fall between its read and store.
             let _names = self.names.read();
+            let _key = self.key_locks(&[ino]);
             self.set_meta(ino, &key, &req, tid)?;
         }
         if req.changes_meta()
