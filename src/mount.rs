@@ -248,6 +248,7 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
     let store = Arc::new(
         Store::open(&args.data_dir, args.engine_options()).map_err(|e| Failure::engine(&e))?,
     );
+    let folders = index_folders(&store);
     let fs = Arc::new(CaskFs::new(
         store.clone(),
         FsOptions {
@@ -346,6 +347,9 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
     if let Some(c) = control {
         c.stop();
     }
+    if let Some(f) = folders {
+        let _ = f.join();
+    }
     let closed = match Arc::try_unwrap(store) {
         Ok(store) => store.close().map_err(|e| e.to_string()),
         Err(store) => {
@@ -355,6 +359,28 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
     };
     served.map_err(|e| format!("serving {}: {e}", args.mountpoint.display()))?;
     Ok(closed?)
+}
+
+/// Builds the store's tree of folders in the background: the mount asks
+/// for it at the first stat of a folder or create (a second or more for a
+/// million keys), which this moves to while nobody waits, as a rule.
+fn index_folders(store: &Arc<Store>) -> Option<std::thread::JoinHandle<()>> {
+    let store = Arc::downgrade(store);
+    let spawned = std::thread::Builder::new()
+        .name("caskfs-folders".into())
+        .spawn(move || {
+            if let Some(store) = store.upgrade() {
+                let started = std::time::Instant::now();
+                let (entries, _) = store.folder_counts(b"");
+                info!(
+                    "tree of folders built in {:.3} s ({entries} entries at the top)",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        });
+    spawned
+        .map_err(|e| warn!("building the tree of folders in the background: {e}"))
+        .ok()
 }
 
 fn mount_error(mountpoint: &Path, e: &std::io::Error) -> String {
