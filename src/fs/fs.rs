@@ -431,7 +431,7 @@ impl CaskFs {
             }
             // An implied folder gets a record of its own.
             Some((_, None)) => {
-                let mut meta = self.new_meta(S_IFDIR | u32::from(DIR_PERM), None);
+                let mut meta = self.implied_folder_meta();
                 change(&mut meta);
                 Ok(self.store.put_with(key, b"", &meta)?)
             }
@@ -462,6 +462,12 @@ impl CaskFs {
             mtime: now,
             ctime: now,
         }
+    }
+
+    /// The record a folder implied by its entries gets when it needs one:
+    /// what it showed (mode 0755, the mounting user), changed now.
+    pub(super) fn implied_folder_meta(&self) -> Meta {
+        self.new_meta(S_IFDIR | u32::from(DIR_PERM), None)
     }
 
     /// ftruncate changes the descriptor's draft; truncate(2) by path the

@@ -211,7 +211,7 @@ impl CaskFs {
         if dir.is_empty() || self.store.metadata(dir)?.is_some() {
             return Ok(());
         }
-        let meta = self.new_meta(S_IFDIR | u32::from(super::attr::DIR_PERM), None);
+        let meta = self.implied_folder_meta();
         Ok(self.store.put_with(dir, b"", &meta)?)
     }
 
@@ -281,7 +281,7 @@ impl CaskFs {
         }
         self.keep_folder(tree::split(&from).0)?;
         if is_folder {
-            let meta = self.new_meta(S_IFDIR | u32::from(super::attr::DIR_PERM), None);
+            let meta = self.implied_folder_meta();
             let moved = self.store.rename_folder(&from, &to, &meta)?;
             debug!("renamed folder {} with {moved} keys below", show(&from));
         } else {
