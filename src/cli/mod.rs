@@ -107,14 +107,36 @@ pub fn parse() -> Result<Cli, Failure> {
     let cmd = Cli::command();
     let mut names: Vec<&str> = cmd.get_subcommands().map(|c| c.get_name()).collect();
     names.push("help");
-    match fstab::translate(&args, &names) {
-        None => Ok(Cli::parse()),
-        Some(args) => Cli::try_parse_from(args?).map_err(|e| {
-            // One line, as every failure: clap's first.
-            let first = e.to_string().lines().next().unwrap_or_default().to_string();
-            Failure::new(Code::Usage, first.trim_start_matches("error: ").to_string())
-        }),
-    }
+    let args = match fstab::translate(&args, &names) {
+        None => args,
+        Some(translated) => translated?,
+    };
+    Cli::try_parse_from(args).map_err(|e| {
+        use clap::error::ErrorKind;
+        if matches!(
+            e.kind(),
+            ErrorKind::DisplayHelp
+                | ErrorKind::DisplayVersion
+                | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+        ) {
+            // Help and version are answers, not failures: clap prints them.
+            e.exit();
+        }
+        // One line, as every failure: clap's message before its usage
+        // and tips, and where to look.
+        let text = e.to_string();
+        let words: Vec<&str> = text
+            .lines()
+            .take_while(|l| !l.starts_with("Usage:") && !l.trim_start().starts_with("tip:"))
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        let msg = words.join(" ");
+        Failure::new(
+            Code::Usage,
+            format!("{} (see caskfs --help)", msg.trim_start_matches("error: ")),
+        )
+    })
 }
 
 /// Runs one subcommand; a failure carries its exit code.
