@@ -329,3 +329,21 @@ fn executables_run_from_the_mount() {
     m.ok("chmod -x mnt/t");
     assert!(m.fails("mnt/t").contains("Permission denied"));
 }
+
+/// A folder with no record of its own (a key stored by the library, or a
+/// version-1 store) shows as a folder, and stays when its last entry goes.
+#[test]
+fn a_folder_implied_by_its_keys_stays_when_emptied() {
+    require_fuse!();
+    let mut m = Mount::start(&[]);
+    m.unmount();
+    let store = caskfs::engine::Store::open(&m.data, caskfs::engine::Options::default()).unwrap();
+    store.put(b"imp/x", b"v").unwrap();
+    store.close().unwrap();
+    m.mount();
+    assert_eq!(stat(&m, "%F %a", "imp"), "directory 755\n");
+    m.ok("rm mnt/imp/x");
+    assert_eq!(m.ok("ls mnt"), "imp\n");
+    m.ok("rmdir mnt/imp");
+    assert_eq!(m.ok("ls mnt"), "");
+}
