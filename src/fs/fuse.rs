@@ -20,7 +20,7 @@ use fuser::{
 use log::{debug, warn};
 
 use super::attr::{Attr, BLOCK_SIZE, Kind, Owner, TTL};
-use super::counters::Counters;
+use super::counters::{Counters, Req};
 use super::errno::{Error, log_and_errno};
 use super::fs::{Caller, CaskFs, KernelCache, Opened, SetAttr};
 
@@ -180,7 +180,7 @@ impl Filesystem for CaskFuse {
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.counters.request("lookup");
+        self.counters.request(Req::Lookup);
         match self.fs.lookup(parent.0, name.as_bytes(), req.pid()) {
             // A missing name stays missing until a create or rename that
             // the kernel itself sends: it may remember the answer (an
@@ -204,7 +204,7 @@ impl Filesystem for CaskFuse {
     // argument type is not exported by fuser 0.18.
 
     fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.counters.request("getattr");
+        self.counters.request(Req::Getattr);
         match self.fs.getattr(ino.0, fh.map(|f| f.0), req.pid()) {
             Ok(a) => reply.attr(&a.ttl(), &to_file_attr(&a)),
             Err(e) => reply.error(err("getattr", &e)),
@@ -229,7 +229,7 @@ impl Filesystem for CaskFuse {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        self.counters.request("setattr");
+        self.counters.request(Req::Setattr);
         let change = SetAttr {
             mode,
             uid,
@@ -245,7 +245,7 @@ impl Filesystem for CaskFuse {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        self.counters.request("readlink");
+        self.counters.request(Req::Readlink);
         match self.fs.readlink(ino.0) {
             Ok(target) => reply.data(&target),
             Err(e) => reply.error(err("readlink", &e)),
@@ -262,7 +262,7 @@ impl Filesystem for CaskFuse {
         _rdev: u32,
         reply: ReplyEntry,
     ) {
-        self.counters.request("mknod");
+        self.counters.request(Req::Mknod);
         let r = self
             .fs
             .mknod(parent.0, name.as_bytes(), mode, umask, &caller(req));
@@ -278,7 +278,7 @@ impl Filesystem for CaskFuse {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        self.counters.request("mkdir");
+        self.counters.request(Req::Mkdir);
         let r = self
             .fs
             .mkdir(parent.0, name.as_bytes(), mode, umask, &caller(req));
@@ -286,12 +286,12 @@ impl Filesystem for CaskFuse {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.counters.request("unlink");
+        self.counters.request(Req::Unlink);
         reply_empty(reply, "unlink", self.fs.unlink(parent.0, name.as_bytes()));
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.counters.request("rmdir");
+        self.counters.request(Req::Rmdir);
         reply_empty(reply, "rmdir", self.fs.rmdir(parent.0, name.as_bytes()));
     }
 
@@ -303,7 +303,7 @@ impl Filesystem for CaskFuse {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        self.counters.request("symlink");
+        self.counters.request(Req::Symlink);
         let target = target.as_os_str().as_bytes();
         let r = self
             .fs
@@ -321,7 +321,7 @@ impl Filesystem for CaskFuse {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        self.counters.request("rename");
+        self.counters.request(Req::Rename);
         let r = self.fs.rename(
             parent.0,
             name.as_bytes(),
@@ -340,13 +340,13 @@ impl Filesystem for CaskFuse {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        self.counters.request("link");
+        self.counters.request(Req::Link);
         debug!("link {newname:?}");
         reply.error(err("link", &self.fs.refuse("hard links")));
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        self.counters.request("open");
+        self.counters.request(Req::Open);
         match self.fs.open(ino.0, flags.0, req.pid()) {
             Ok(o) => reply.opened(FileHandle(o.fh), open_flags(&o)),
             Err(e) => reply.error(err("open", &e)),
@@ -364,7 +364,7 @@ impl Filesystem for CaskFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.counters.request("read");
+        self.counters.request(Req::Read);
         // The reply is sent from inside: straight from the segment's
         // mapping, with no copy of a large value in between.
         let mut reply = Some(reply);
@@ -391,7 +391,7 @@ impl Filesystem for CaskFuse {
         lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        self.counters.request("write");
+        self.counters.request(Req::Write);
         let from_cache = write_flags.contains(WriteFlags::FUSE_WRITE_CACHE);
         let owner = lock_owner.map(|o| o.0);
         match self.fs.write(fh.0, offset, data, from_cache, owner) {
@@ -411,7 +411,7 @@ impl Filesystem for CaskFuse {
         lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        self.counters.request("flush");
+        self.counters.request(Req::Flush);
         let r = self.fs.flush(fh.0, lock_owner.0, req.pid());
         reply_empty(reply, "flush", r);
     }
@@ -426,7 +426,7 @@ impl Filesystem for CaskFuse {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.counters.request("release");
+        self.counters.request(Req::Release);
         reply_empty(reply, "release", self.fs.release(fh.0));
     }
 
@@ -438,12 +438,12 @@ impl Filesystem for CaskFuse {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.counters.request("fsync");
+        self.counters.request(Req::Fsync);
         reply_empty(reply, "fsync", self.fs.fsync(fh.0));
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        self.counters.request("opendir");
+        self.counters.request(Req::Opendir);
         match self.fs.opendir(ino.0) {
             // The kernel keeps the listing in its page cache across opens.
             Ok(fh) => reply.opened(
@@ -462,7 +462,7 @@ impl Filesystem for CaskFuse {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        self.counters.request("readdir");
+        self.counters.request(Req::Readdir);
         match self.fs.readdir(ino.0, fh.0, offset) {
             Ok((entries, start)) => {
                 for e in &entries[start..] {
@@ -486,7 +486,7 @@ impl Filesystem for CaskFuse {
         _offset: u64,
         reply: ReplyDirectoryPlus,
     ) {
-        self.counters.request("readdirplus");
+        self.counters.request(Req::Readdirplus);
         reply.error(Errno::ENOSYS);
     }
 
@@ -498,7 +498,7 @@ impl Filesystem for CaskFuse {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.counters.request("releasedir");
+        self.counters.request(Req::Releasedir);
         self.fs.releasedir(fh.0);
         reply.ok();
     }
@@ -512,12 +512,12 @@ impl Filesystem for CaskFuse {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.counters.request("fsyncdir");
+        self.counters.request(Req::Fsyncdir);
         reply_empty(reply, "fsyncdir", self.fs.sync());
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        self.counters.request("statfs");
+        self.counters.request(Req::Statfs);
         match self.fs.statfs() {
             Ok(s) => reply.statfs(
                 s.blocks, s.bfree, s.bavail, s.files, s.ffree, s.bsize, s.namelen, s.frsize,
@@ -539,7 +539,7 @@ impl Filesystem for CaskFuse {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        self.counters.request("setxattr");
+        self.counters.request(Req::Setxattr);
         reply.error(Errno::ENOSYS);
     }
 
@@ -551,24 +551,24 @@ impl Filesystem for CaskFuse {
         _size: u32,
         reply: ReplyXattr,
     ) {
-        self.counters.request("getxattr");
+        self.counters.request(Req::Getxattr);
         reply.error(Errno::ENOSYS);
     }
 
     fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
-        self.counters.request("listxattr");
+        self.counters.request(Req::Listxattr);
         reply.error(Errno::ENOSYS);
     }
 
     fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        self.counters.request("removexattr");
+        self.counters.request(Req::Removexattr);
         reply.error(Errno::ENOSYS);
     }
 
     /// Not sent: the kernel checks permissions itself
     /// (`default_permissions`).
     fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        self.counters.request("access");
+        self.counters.request(Req::Access);
         reply_empty(reply, "access", self.fs.access(ino.0, mask.bits()));
     }
 
@@ -582,7 +582,7 @@ impl Filesystem for CaskFuse {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        self.counters.request("create");
+        self.counters.request(Req::Create);
         let name = name.as_bytes();
         match self
             .fs
@@ -613,7 +613,7 @@ impl Filesystem for CaskFuse {
         _pid: u32,
         reply: ReplyLock,
     ) {
-        self.counters.request("getlk");
+        self.counters.request(Req::Getlk);
         reply.error(Errno::ENOSYS);
     }
 
@@ -630,13 +630,13 @@ impl Filesystem for CaskFuse {
         _sleep: bool,
         reply: ReplyEmpty,
     ) {
-        self.counters.request("setlk");
+        self.counters.request(Req::Setlk);
         reply.error(Errno::ENOSYS);
     }
 
     /// Only for block-device filesystems.
     fn bmap(&self, _req: &Request, _ino: INodeNo, _blocksize: u32, _idx: u64, reply: ReplyBmap) {
-        self.counters.request("bmap");
+        self.counters.request(Req::Bmap);
         reply.error(Errno::ENOSYS);
     }
 
@@ -651,7 +651,7 @@ impl Filesystem for CaskFuse {
         _out_size: u32,
         reply: ReplyIoctl,
     ) {
-        self.counters.request("ioctl");
+        self.counters.request(Req::Ioctl);
         reply.error(Errno::ENOTTY);
     }
 
@@ -666,7 +666,7 @@ impl Filesystem for CaskFuse {
         _flags: PollFlags,
         reply: ReplyPoll,
     ) {
-        self.counters.request("poll");
+        self.counters.request(Req::Poll);
         reply.error(Errno::ENOSYS);
     }
 
@@ -680,7 +680,7 @@ impl Filesystem for CaskFuse {
         _mode: i32,
         reply: ReplyEmpty,
     ) {
-        self.counters.request("other");
+        self.counters.request(Req::Other);
         reply.error(Errno::EOPNOTSUPP);
     }
 
@@ -694,7 +694,7 @@ impl Filesystem for CaskFuse {
         _whence: i32,
         reply: ReplyLseek,
     ) {
-        self.counters.request("other");
+        self.counters.request(Req::Other);
         reply.error(Errno::ENOSYS);
     }
 
@@ -712,7 +712,7 @@ impl Filesystem for CaskFuse {
         _flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        self.counters.request("other");
+        self.counters.request(Req::Other);
         reply.error(Errno::ENOSYS);
     }
 }
