@@ -262,3 +262,48 @@ fn access_follows_the_stored_modes() {
     m.mount();
     m.ok("test -r mnt/k && ! test -w mnt/k");
 }
+
+/// How many requests of `kind` the daemon has served (`caskfs stats
+/// --json`).
+fn served(m: &Mount, kind: &str) -> u64 {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_caskfs"))
+        .args(["stats", "--json"])
+        .arg(&m.mnt)
+        .output()
+        .unwrap();
+    let json = String::from_utf8_lossy(&out.stdout);
+    let requests = json.split("\"requests\":").nth(1).unwrap_or("");
+    requests
+        .split(&format!("\"{kind}\":"))
+        .nth(1)
+        .map(|n| {
+            n.chars()
+                .take_while(char::is_ascii_digit)
+                .collect::<String>()
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+/// A new key's attributes are cached from its creation, so the `fstat`
+/// that follows `open(O_CREAT)` (python's `open` does one) asks nothing,
+/// while the writer's length is still seen at once.
+#[test]
+fn a_created_key_is_cached_from_its_creation() {
+    require_fuse!();
+    let m = Mount::start(&[]);
+    m.ok("mkdir mnt/d && echo warm > mnt/d/first");
+    let mut f = fs::File::create(m.path("d/k")).unwrap();
+    let before = served(&m, "getattr");
+    assert_eq!(f.metadata().unwrap().len(), 0);
+    assert_eq!(
+        served(&m, "getattr"),
+        before,
+        "fstat after create asked the daemon"
+    );
+    assert_eq!(fs::metadata(m.path("d/k")).unwrap().len(), 0);
+    f.write_all(b"12345").unwrap();
+    assert_eq!(f.metadata().unwrap().len(), 5);
+    drop(f);
+    assert_eq!(m.ok("stat -c %s mnt/d/k"), "5\n");
+}

@@ -17,10 +17,10 @@ pub const BLOCK_SIZE: u32 = 128 * 1024;
 /// attributes. Every change goes through the daemon, which keeps the
 /// kernel's caches true: a commit at close invalidates the inode's
 /// attributes before close returns (`fuse.rs`), renames and removals are
-/// seen by the kernel itself, and what may still vanish or change under
-/// the kernel's feet (a key being created, whose commit may fail with
-/// EFBIG or ENOSPC; the length a writer sees through its own handle) is
-/// reported with `Attr::cacheable` false and a zero lifetime.
+/// seen by the kernel itself, a key being created whose first commit
+/// fails (EFBIG, ENOSPC) is taken back from the kernel's names, and what
+/// differs between processes (the length a writer sees through its own
+/// handle) is reported with `Attr::cacheable` false and a zero lifetime.
 pub const TTL: Duration = Duration::from_secs(60);
 
 /// Who owns what records no owner (stores written before owners were
@@ -73,8 +73,8 @@ pub struct Attr {
     pub nlink: u32,
     pub owner: Owner,
     /// Whether the kernel may keep these attributes (and the name that led
-    /// to them) for `TTL`: false while the key is only a pending
-    /// creation or the size is a writer's uncommitted view.
+    /// to them) for `TTL`: false while the size is a writer's uncommitted
+    /// view.
     pub cacheable: bool,
 }
 

@@ -2,6 +2,7 @@
 //! return `Result`. The FUSE adapter (`fuse.rs`) calls these and replies;
 //! nothing here knows the FUSE protocol.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
@@ -117,6 +118,18 @@ pub trait KernelCache: Send + Sync {
     /// The listing of folder `dir` changed: a created key whose first
     /// value was never stored.
     fn listing_changed(&self, dir: u64);
+    /// `name` in folder `parent` leads to nothing now: a created key
+    /// whose first value was never stored. Returns once the kernel has
+    /// forgotten the name (or after a bound, should it be busy).
+    fn entry_gone(&self, parent: u64, name: &[u8]);
+}
+
+thread_local! {
+    /// Names whose kernel entries a request made stale, told to the kernel
+    /// at the end of the request (`CaskFs::announce`), when it holds no
+    /// lock: the kernel takes the folder's lock to drop a name, which an
+    /// operation in that folder may hold while it waits on one of ours.
+    static STALE_NAMES: RefCell<Vec<(u64, Vec<u8>)>> = const { RefCell::new(Vec::new()) };
 }
 
 pub struct CaskFs {
@@ -323,9 +336,11 @@ impl CaskFs {
         }
         let mut attr = Attr::of(ino, &m, self.opts.owner);
         // The kernel keeps one set of attributes for all processes: none
-        // while they differ between processes, or while a creation's
-        // commit may still fail.
-        attr.cacheable = changed.is_empty() && pending.is_none();
+        // while they differ between processes. A creation nothing was
+        // written to yet is empty to all; should its commit fail, the
+        // kernel is told (`creation_abandoned`).
+        let unwritten = pending.is_some() && changed.iter().all(|(_, m)| m.len == 0);
+        attr.cacheable = changed.is_empty() || unwritten;
         Ok(attr)
     }
 
@@ -380,6 +395,12 @@ impl CaskFs {
     /// caller may (`default_permissions`); mode, owner and mtime go into
     /// the key's record (ctime now), or into a pending creation's.
     pub fn setattr(&self, ino: u64, req: SetAttr, tid: u32) -> Result<Attr> {
+        let r = self.setattr_locked(ino, req, tid);
+        self.announce();
+        r
+    }
+
+    fn setattr_locked(&self, ino: u64, req: SetAttr, tid: u32) -> Result<Attr> {
         self.writable()?;
         let key = self.inodes.key_of(ino).ok_or(Error::NotFound)?;
         if let Some(size) = req.size {
@@ -648,7 +669,9 @@ impl CaskFs {
     /// close returns.
     pub fn flush(&self, fh: u64, owner: u64, tid: u32) -> Result<()> {
         let h = self.handles.get(fh)?;
-        self.commit(&h, Some(Closer { owner, tid }))
+        let r = self.commit(&h, Some(Closer { owner, tid }));
+        self.announce();
+        r
     }
 
     /// The last close of an open file; the draft's last handle commits
@@ -659,6 +682,12 @@ impl CaskFs {
     /// may send before this, as soon as close returned) sees either the
     /// handle or what it committed.
     pub fn release(&self, fh: u64) -> Result<()> {
+        let r = self.release_locked(fh);
+        self.announce();
+        r
+    }
+
+    fn release_locked(&self, fh: u64) -> Result<()> {
         let ino = self.handles.get(fh)?.ino;
         let _names = self.names.read();
         let _key = self.key_locks(&[ino]);
@@ -676,7 +705,9 @@ impl CaskFs {
     /// Commits the draft and forces everything to disk.
     pub fn fsync(&self, fh: u64) -> Result<()> {
         let h = self.handles.get(fh)?;
-        self.commit(&h, None)?;
+        let r = self.commit(&h, None);
+        self.announce();
+        r?;
         Ok(self.store.sync()?)
     }
 
@@ -703,12 +734,27 @@ impl CaskFs {
     /// listing.
     pub(super) fn creation_abandoned(&self, ino: u64) {
         self.inodes.drop_pending(ino);
-        let dir = self
-            .inodes
-            .key_of(ino)
-            .and_then(|key| self.inodes.lookup(tree::split(&key).0));
-        if let (Some(k), Some(dir)) = (self.kernel.get(), dir) {
+        let Some(key) = self.inodes.key_of(ino) else {
+            return;
+        };
+        let (dir, name) = tree::split(&key);
+        let Some(dir) = self.inodes.lookup(dir) else {
+            return;
+        };
+        STALE_NAMES.with(|s| s.borrow_mut().push((dir, name.to_vec())));
+        if let Some(k) = self.kernel.get() {
             k.listing_changed(dir);
+        }
+    }
+
+    /// Tells the kernel the names this request made stale; called with no
+    /// lock held, before the reply (a close must not return before).
+    fn announce(&self) {
+        let names = STALE_NAMES.with(|s| std::mem::take(&mut *s.borrow_mut()));
+        if let Some(k) = self.kernel.get() {
+            for (parent, name) in names {
+                k.entry_gone(parent, &name);
+            }
         }
     }
 

@@ -6,7 +6,7 @@ use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, mpsc};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
@@ -53,13 +53,17 @@ impl CaskFuse {
     }
 }
 
-/// Tells the kernel what changed behind its back. Both are called from
+/// How long a close waits for the kernel to drop a name (see
+/// `entry_gone`).
+const NAME_WAIT: Duration = Duration::from_millis(100);
+
+/// Tells the kernel what changed behind its back. All are called from
 /// inside request handlers, before the reply that lets the caller go on
 /// (a close, a write), so every later stat or listing asks again; an
 /// attribute reply already on its way is discarded by the kernel, whose
-/// attribute version this bumps. Neither drops data pages, so neither
-/// waits on a request in flight: data is never in the page cache (every
-/// open is direct I/O).
+/// attribute version this bumps. None drops data pages, so none waits on
+/// a request in flight: data is never in the page cache (every open is
+/// direct I/O).
 struct Invalidator(Arc<OnceLock<Notifier>>);
 
 impl KernelCache for Invalidator {
@@ -79,6 +83,35 @@ impl KernelCache for Invalidator {
             && let Err(e) = n.inval_inode(INodeNo(dir), 0, 0)
         {
             warn!("invalidating the cached listing: {e}");
+        }
+    }
+
+    /// Dropping a name takes its folder's lock in the kernel, which an
+    /// operation in that folder may hold while it waits on this daemon:
+    /// so a thread of its own does it, which the caller waits for up to a
+    /// bound.
+    fn entry_gone(&self, parent: u64, name: &[u8]) {
+        let Some(n) = self.0.get().cloned() else {
+            return;
+        };
+        let name = OsStr::from_bytes(name).to_os_string();
+        let (done, finished) = mpsc::channel();
+        let spawned = std::thread::Builder::new()
+            .name("inval-entry".into())
+            .spawn(move || {
+                // ENOENT: the kernel had no such name; nothing to drop.
+                if let Err(e) = n.inval_entry(INodeNo(parent), &name)
+                    && e.raw_os_error() != Some(libc::ENOENT)
+                {
+                    warn!("invalidating the name {name:?}: {e}");
+                }
+                let _ = done.send(());
+            });
+        match spawned {
+            Ok(_) => {
+                let _ = finished.recv_timeout(NAME_WAIT);
+            }
+            Err(e) => warn!("starting a thread to invalidate a name: {e}"),
         }
     }
 }
