@@ -4,16 +4,18 @@
 # fresh keys of 100 bytes in a mounted store, and the table shows requests
 # per file by kind. Run from the repository root (needs root or fuse3,
 # and python3):
-#   scripts/requests.sh [N]        (N defaults to 200)
+#   scripts/requests.sh [N] [MOUNT OPTIONS...]   (N defaults to 200;
+#   e.g. scripts/requests.sh 200 --cache-reads)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-200}
+shift || true
 cargo build --release --quiet
 bin=$PWD/target/release/caskfs
 work=$(mktemp -d)
-trap 'umount "$work/mnt" 2>/dev/null || fusermount3 -u "$work/mnt" 2>/dev/null || true; rm -rf "$work"' EXIT
+trap 'umount "$work/mnt" 2>/dev/null || umount -l "$work/mnt" 2>/dev/null || true; rm -rf "$work"' EXIT
 mkdir -p "$work/mnt"
-"$bin" mount --daemon "$work/data" "$work/mnt"
+"$bin" mount --daemon "$@" "$work/data" "$work/mnt"
 cd "$work"
 
 counts() { "$bin" stats --json mnt | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)["requests"]))'; }
@@ -34,10 +36,10 @@ workloads=(
 
 printf '%-36s %9s  %s\n' "workload ($n files)" "req/file" "by kind, per file"
 for w in "${workloads[@]}"; do
-  IFS='|' read -r name setup work <<< "$w"
+  IFS="|" read -r name setup load <<< "$w"
   sh -c "$setup"
   before=$(counts)
-  sh -c "$work"
+  sh -c "$load"
   after=$(counts)
   python3 - "$name" "$n" "$before" "$after" <<'EOF'
 import json, sys

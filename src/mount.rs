@@ -43,6 +43,11 @@ pub struct MountArgs {
     /// Mount read-only: every change fails with EROFS.
     #[arg(long)]
     pub read_only: bool,
+    /// Read through the kernel's page cache when no writer has the key
+    /// open, so that reading an unchanged value again costs only the open
+    /// (see docs/SEMANTICS.md for what differs).
+    #[arg(long, overrides_with = "cache_reads")]
+    pub cache_reads: bool,
     /// Let other users use the mount (non-root users need
     /// `user_allow_other` in /etc/fuse.conf).
     #[arg(long)]
@@ -254,6 +259,7 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
         FsOptions {
             owner: Owner::current(),
             read_only: args.read_only,
+            cache_reads: args.cache_reads,
         },
     ));
     let mut config = Config::default();

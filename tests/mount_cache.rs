@@ -287,23 +287,107 @@ fn served(m: &Mount, kind: &str) -> u64 {
 
 /// A new key's attributes are cached from its creation, so the `fstat`
 /// that follows `open(O_CREAT)` (python's `open` does one) asks nothing,
-/// while the writer's length is still seen at once.
+/// while the writer's length is still seen at once. (The descriptor is a
+/// shell's: a child process this test process forks would inherit one of
+/// its own, and close it.)
 #[test]
 fn a_created_key_is_cached_from_its_creation() {
     require_fuse!();
     let m = Mount::start(&[]);
-    m.ok("mkdir mnt/d && echo warm > mnt/d/first");
-    let mut f = fs::File::create(m.path("d/k")).unwrap();
+    m.ok("mkdir mnt/d && echo warm > mnt/d/first && stat mnt/d/first > /dev/null");
     let before = served(&m, "getattr");
-    assert_eq!(f.metadata().unwrap().len(), 0);
+    let size = m.ok("exec 3> mnt/d/k && stat -L -c %s /dev/fd/3");
+    assert_eq!(size, "0\n");
     assert_eq!(
         served(&m, "getattr"),
         before,
         "fstat after create asked the daemon"
     );
-    assert_eq!(fs::metadata(m.path("d/k")).unwrap().len(), 0);
-    f.write_all(b"12345").unwrap();
-    assert_eq!(f.metadata().unwrap().len(), 5);
-    drop(f);
+    let sizes = m.ok("exec 3> mnt/d/k && printf 12345 >&3 && stat -L -c %s /dev/fd/3 mnt/d/k");
+    assert_eq!(sizes, "5\n5\n");
     assert_eq!(m.ok("stat -c %s mnt/d/k"), "5\n");
+}
+
+/// An unchanged value is read again from the kernel's page cache, without
+/// a READ request; a changed one (same length too) is read from the store.
+#[test]
+fn an_unchanged_value_is_read_again_from_the_page_cache() {
+    require_fuse!();
+    let m = Mount::start(&["--cache-reads"]);
+    let v = common::pattern(20_000, 1);
+    fs::write(m.path("k"), &v).unwrap();
+    assert_eq!(fs::read(m.path("k")).unwrap(), v);
+    let before = served(&m, "read");
+    for _ in 0..3 {
+        assert_eq!(fs::read(m.path("k")).unwrap(), v);
+        let cat = std::process::Command::new("cat")
+            .arg(m.path("k"))
+            .output()
+            .unwrap();
+        assert_eq!(cat.stdout, v);
+    }
+    assert_eq!(
+        served(&m, "read"),
+        before,
+        "an unchanged value was read from the store again"
+    );
+    let w = common::pattern(20_000, 2);
+    fs::write(m.path("k"), &w).unwrap();
+    assert_eq!(fs::read(m.path("k")).unwrap(), w);
+    assert!(
+        served(&m, "read") > before,
+        "a new value must come from the store"
+    );
+}
+
+/// A reader that opened a value before it was replaced (by a shorter one,
+/// then by one of the same length) reads the whole old value to its end,
+/// through the page cache, while new opens read the new one; a value that
+/// only grew is read on into its growth. The reader's descriptor shows the
+/// key's inode number throughout (`tail -F` checks it).
+#[test]
+fn a_reader_keeps_its_value_across_a_rewrite_and_follows_growth() {
+    require_fuse!();
+    let m = Mount::start(&["--cache-reads"]);
+    let path = m.path("k");
+    for (round, new_len) in [5_000, 100_000].into_iter().enumerate() {
+        let old = common::pattern(100_000, 10 + round as u8);
+        let new = common::pattern(new_len, 20 + round as u8);
+        fs::write(&path, &old).unwrap();
+        let mut r = fs::File::open(&path).unwrap();
+        let mut head = vec![0u8; 10_000];
+        std::io::Read::read_exact(&mut r, &mut head).unwrap();
+        fs::write(&path, &new).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), new, "round {round}: a new open");
+        let mut rest = Vec::new();
+        std::io::Read::read_to_end(&mut r, &mut rest).unwrap();
+        head.extend_from_slice(&rest);
+        assert!(head == old, "round {round}: the open reader saw a mix");
+        let (held, named) = (r.metadata().unwrap(), fs::metadata(&path).unwrap());
+        assert_eq!((held.ino(), named.len()), (named.ino(), new_len as u64));
+        drop(r);
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            new,
+            "round {round}: after the reader"
+        );
+    }
+    fs::write(&path, b"line 1\n").unwrap();
+    let mut r = fs::File::open(&path).unwrap();
+    let mut got = String::new();
+    std::io::Read::read_to_string(&mut r, &mut got).unwrap();
+    for n in 2..5 {
+        m.ok(&format!("echo 'line {n}' >> mnt/k"));
+        std::io::Read::read_to_string(&mut r, &mut got).unwrap();
+        let (held, named) = (r.metadata().unwrap(), fs::metadata(&path).unwrap());
+        assert_eq!((held.ino(), held.len()), (named.ino(), named.len()));
+    }
+    assert_eq!(got, "line 1\nline 2\nline 3\nline 4\n");
+    assert_eq!(m.ok("cat mnt/k"), got);
+    // A truncate by path is a writer too.
+    let mut r = fs::File::open(&path).unwrap();
+    m.ok("truncate -s 3 mnt/k");
+    let mut held = String::new();
+    std::io::Read::read_to_string(&mut r, &mut held).unwrap();
+    assert_eq!((held, m.ok("cat mnt/k")), (got, "lin".to_string()));
 }

@@ -14,6 +14,7 @@ fn mounted() -> (tempfile::TempDir, CaskFs) {
     let opts = FsOptions {
         owner: Owner::current(),
         read_only: false,
+        cache_reads: false,
     };
     (dir, CaskFs::new(Arc::new(store), opts))
 }

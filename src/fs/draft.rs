@@ -226,6 +226,19 @@ impl Draft {
         }
     }
 
+    /// A reader's pinned value, moved on to the committed value of `key`
+    /// if that one grew from it (as `read` does at the end).
+    pub fn follow(&self, store: &Store, key: &[u8]) -> Option<Metadata> {
+        let mut st = self.state.lock();
+        let Body::Committed(Some(pin)) = &mut st.body else {
+            return None;
+        };
+        if let Some(longer) = grown(store, key, pin) {
+            *pin = Arc::new(longer);
+        }
+        Some(pin.metadata())
+    }
+
     /// Sets the time the draft shows and commits as its mtime (`touch`,
     /// `futimens`, `cp -p` before close), if it differs from the store;
     /// says whether it did.
@@ -500,7 +513,7 @@ fn write_locked(
 
 /// The key's committed value, if it is longer than `pinned` and begins
 /// with all of its bytes.
-fn grown(store: &Store, key: &[u8], pinned: &Value) -> Option<Value> {
+pub(super) fn grown(store: &Store, key: &[u8], pinned: &Value) -> Option<Value> {
     let old = pinned.metadata().len;
     if store.metadata(key).ok()??.len <= old {
         return None;

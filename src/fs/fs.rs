@@ -19,17 +19,20 @@ use super::draft::{Closer, Draft};
 use super::errno::{Error, Result};
 use super::handle::{Handle, HandleTable, OpenMode};
 use super::inode::InodeTable;
+use super::page_cache::ReadMode;
 use super::process::Opener;
 use crate::engine::{
     EntryKind, MAX_KEY_LEN, MAX_NAME_LEN, Meta, Metadata, OWNER_UNSET, PERM_BITS,
     RECORD_HEADER_LEN, S_IFDIR, S_IFMT, S_IFREG, Store, to_ns, tree, validate_key,
 };
 
-/// An open file: its handle number, and whether it may write.
+/// An open file: its handle number, whether it may write, and how it
+/// reads (a writer: always `Direct`).
 #[derive(Clone, Copy, Debug)]
 pub struct Opened {
     pub fh: u64,
     pub write: bool,
+    pub read: ReadMode,
 }
 
 /// How the filesystem presents the store.
@@ -38,6 +41,8 @@ pub struct FsOptions {
     /// Who owns what records no owner (see `Owner`).
     pub owner: Owner,
     pub read_only: bool,
+    /// Readers may read through the kernel's page cache (`page_cache.rs`).
+    pub cache_reads: bool,
 }
 
 /// Who asks: the thread, and the user and group a new entry belongs to.
@@ -371,21 +376,7 @@ impl CaskFs {
             .and_then(|fh| self.handles.get(fh).ok())
             .filter(|h| h.ino == ino);
         let Some(key) = self.inodes.key_of(ino) else {
-            // fstat of a file removed (or replaced by mv) while open: what
-            // the descriptor still reads, with no link left. The kernel
-            // may not say which descriptor: any open one will do.
-            let h = handle
-                .or_else(|| self.handles.for_ino(ino).into_iter().next())
-                .ok_or(Error::NotFound)?;
-            let m = h
-                .draft
-                .local()
-                .or_else(|| h.draft.pinned())
-                .ok_or(Error::NotFound)?;
-            let mut attr = Attr::of(ino, &m, self.opts.owner);
-            attr.nlink = 0;
-            attr.cacheable = false;
-            return Ok(attr);
+            return self.detached_attr(ino, handle);
         };
         let own = handle.as_ref().filter(|h| h.mode.write).map(|h| &*h.draft);
         self.attr(ino, &key, tid, own)
@@ -509,6 +500,7 @@ impl CaskFs {
         }
         let _names = self.names.read();
         let _key = self.key_locks(&[ino]);
+        self.make_way_for_writer(ino, key)?;
         let d = Draft::on_committed(Opener::new(0));
         d.truncate(&self.store, key, size, tid)?;
         d.commit(&self.store, Some(key), None, || self.base_meta(ino, key))?;
@@ -558,30 +550,31 @@ impl CaskFs {
             append: write && flags & libc::O_APPEND != 0,
             truncate: write && flags & libc::O_TRUNC != 0,
         };
-        let fh = if write {
-            let (fh, h) = self.handles.insert_writer(ino, mode, tid, |opener| {
-                if self.store.contains(&key) {
-                    Draft::on_committed(opener)
-                } else {
-                    // Being created by another process: empty until that
-                    // commits.
-                    Draft::empty(opener)
-                }
-            });
-            if mode.truncate {
-                h.draft.start_empty();
+        if !write {
+            return self.open_reader(ino, &key, mode);
+        }
+        // Under the key lock, so that no reader starts reading through the
+        // cache between the check and the writer's arrival.
+        let _key = self.key_locks(&[ino]);
+        self.make_way_for_writer(ino, &key)?;
+        self.inodes.with_cache(ino, |c| c.writer_opened());
+        let (fh, h) = self.handles.insert_writer(ino, mode, tid, |opener| {
+            if self.store.contains(&key) {
+                Draft::on_committed(opener)
+            } else {
+                // Being created by another process: empty until that
+                // commits.
+                Draft::empty(opener)
             }
-            fh
-        } else {
-            // A reader keeps the value it opened (or its growth); of a key
-            // being created, the first value committed.
-            let draft = Arc::new(match self.store.value(&key)? {
-                Some(v) => Draft::reader(v),
-                None => Draft::on_committed(Opener::new(0)),
-            });
-            self.handles.insert(Handle { ino, mode, draft }).0
-        };
-        Ok(Opened { fh, write })
+        });
+        if mode.truncate {
+            h.draft.start_empty();
+        }
+        Ok(Opened {
+            fh,
+            write,
+            read: ReadMode::Direct,
+        })
     }
 
     /// Reads through handle `fh`, handing the bytes to `give`.
@@ -593,7 +586,12 @@ impl CaskFs {
         give: impl FnOnce(&[u8]) -> R,
     ) -> Result<R> {
         let h = self.handles.get(fh)?;
-        let key = self.inodes.key_of(h.ino).unwrap_or_default();
+        if h.cached
+            && let Some(v) = self.retired_value(h.ino, offset.saturating_add(size as u64))
+        {
+            return Ok(give(&v.bytes(offset, size)?));
+        }
+        let key = self.key_read_by(h.ino).unwrap_or_default();
         h.draft.read(&self.store, &key, offset, size, give)
     }
 
@@ -650,12 +648,17 @@ impl CaskFs {
     }
 
     /// A new value of `ino` was stored (from draft `by`): the kernel's
-    /// cached size and mtime are out of date, and truncations other drafts
-    /// left for their release (their close returned before this) are now
-    /// older.
+    /// cached size and mtime are out of date, so is what its page cache
+    /// holds, and truncations other drafts left for their release (their
+    /// close returned before this) are now older.
     fn stored(&self, ino: u64, by: Option<&Draft>) {
+        self.inodes.with_cache(ino, |c| c.value_stored());
         if let Some(k) = self.kernel.get() {
             k.attrs_changed(ino);
+            // Readers left on older inodes of the key may follow its growth.
+            for old in self.inodes.predecessors(ino) {
+                k.attrs_changed(old);
+            }
         }
         for other in self.handles.drafts_of(ino) {
             if !by.is_some_and(|by| std::ptr::eq(by, &*other)) {
@@ -692,6 +695,12 @@ impl CaskFs {
         let _names = self.names.read();
         let _key = self.key_locks(&[ino]);
         let (h, last) = self.handles.remove(fh)?;
+        if h.cached {
+            self.inodes.with_cache(h.ino, |c| c.close_reader());
+        }
+        if self.inodes.key_of(h.ino).is_none() && self.handles.for_ino(h.ino).is_empty() {
+            self.inodes.forget_retired(h.ino);
+        }
         if !last {
             return Ok(());
         }

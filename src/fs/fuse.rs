@@ -23,6 +23,7 @@ use super::attr::{Attr, BLOCK_SIZE, Kind, Owner, TTL};
 use super::counters::{Counters, Req};
 use super::errno::{Error, log_and_errno};
 use super::fs::{Caller, CaskFs, KernelCache, Opened, SetAttr};
+use super::page_cache::ReadMode;
 
 pub struct CaskFuse {
     fs: Arc<CaskFs>,
@@ -62,8 +63,9 @@ const NAME_WAIT: Duration = Duration::from_millis(100);
 /// (a close, a write), so every later stat or listing asks again; an
 /// attribute reply already on its way is discarded by the kernel, whose
 /// attribute version this bumps. None drops data pages, so none waits on
-/// a request in flight: data is never in the page cache (every open is
-/// direct I/O).
+/// a read in flight: the cache of a value that changed is dropped by the
+/// next open (`page_cache.rs`), or by the kernel itself when it sees the
+/// size change.
 struct Invalidator(Arc<OnceLock<Notifier>>);
 
 impl KernelCache for Invalidator {
@@ -116,15 +118,18 @@ impl KernelCache for Invalidator {
     }
 }
 
-/// How the kernel is to treat an open file. Every open is direct I/O:
-/// reads and writes go to the handle, which holds the writer's own view or
-/// the value a reader pinned, and no page cache can hold parts of two
-/// values. Read-only opens need no flush.
+/// How the kernel is to treat an open file. A writer's is direct I/O:
+/// reads and writes go to its handle, which holds the writer's own view.
+/// A reader's goes through the page cache when `page_cache.rs` allows,
+/// else straight to the value it pinned. Read-only opens need no flush.
 fn open_flags(o: &Opened) -> FopenFlags {
-    if o.write {
-        FopenFlags::FOPEN_DIRECT_IO
-    } else {
-        FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NOFLUSH
+    match (o.write, o.read) {
+        (true, _) => FopenFlags::FOPEN_DIRECT_IO,
+        (false, ReadMode::Direct) => FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NOFLUSH,
+        (false, ReadMode::Cached { keep: true }) => {
+            FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH
+        }
+        (false, ReadMode::Cached { keep: false }) => FopenFlags::FOPEN_NOFLUSH,
     }
 }
 

@@ -26,6 +26,8 @@ pub struct Handle {
     pub ino: u64,
     pub mode: OpenMode,
     pub draft: Arc<Draft>,
+    /// A reader reading through the kernel's page cache.
+    pub cached: bool,
 }
 
 /// Open handles by number, and the writers' drafts by inode.
@@ -96,7 +98,12 @@ impl HandleTable {
             list.push(Arc::downgrade(&d));
             d
         });
-        self.insert(Handle { ino, mode, draft })
+        self.insert(Handle {
+            ino,
+            mode,
+            draft,
+            cached: false,
+        })
     }
 
     /// The live drafts of `ino`.

@@ -1,19 +1,46 @@
-//! The inode table: a stable number for every key (file, folder or
-//! symlink) seen while mounted, the root being the empty key, and the keys
-//! created through an open handle that are not yet committed.
+//! The inode table: a number for every key (file, folder or symlink) seen
+//! while mounted, the root being the empty key, what the kernel's page
+//! cache of each may hold, and the keys created through an open handle
+//! that are not yet committed.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 
 use super::attr::ROOT_INO;
-use crate::engine::{Meta, tree};
+use super::page_cache::CacheState;
+use crate::engine::{Meta, Value, tree};
+
+struct Node {
+    key: Vec<u8>,
+    cache: CacheState,
+}
+
+impl Node {
+    fn new(key: Vec<u8>) -> Node {
+        Node {
+            key,
+            cache: CacheState::default(),
+        }
+    }
+}
+
+/// A number its key left to the readers that read it through the page
+/// cache, which all read one value.
+struct Retired {
+    /// The number the key has since.
+    next: u64,
+    value: Option<Arc<Value>>,
+}
 
 #[derive(Default)]
 struct Tables {
     /// Ordered, so that a folder's keys are one range (a folder rename).
     by_key: BTreeMap<Vec<u8>, u64>,
-    by_ino: HashMap<u64, Vec<u8>>,
+    by_ino: HashMap<u64, Node>,
+    /// Numbers `retire` took from their keys, while open files hold them.
+    retired: HashMap<u64, Retired>,
     /// Inodes created by `create` whose first value is still in a handle:
     /// the number of such handles, and the metadata the first commit gets.
     pending: HashMap<u64, (u32, Meta)>,
@@ -25,17 +52,22 @@ impl Tables {
         if let Some(&ino) = self.by_key.get(key) {
             return ino;
         }
+        self.new_ino(key)
+    }
+
+    fn new_ino(&mut self, key: &[u8]) -> u64 {
         let ino = self.next;
         self.next += 1;
         self.by_key.insert(key.to_vec(), ino);
-        self.by_ino.insert(ino, key.to_vec());
+        self.by_ino.insert(ino, Node::new(key.to_vec()));
         ino
     }
 }
 
 /// Key ↔ inode number. A number, once given to a key, stays with it (and
-/// follows it through a rename) until the key is removed; numbers are
-/// never reused while mounted.
+/// follows it through a rename) until the key is removed, or a writer
+/// opens it while readers hold its pages in the kernel's cache (`retire`);
+/// numbers are never reused while mounted.
 pub struct InodeTable {
     inner: Mutex<Tables>,
 }
@@ -47,7 +79,7 @@ impl Default for InodeTable {
             ..Tables::default()
         };
         t.by_key.insert(Vec::new(), ROOT_INO);
-        t.by_ino.insert(ROOT_INO, Vec::new());
+        t.by_ino.insert(ROOT_INO, Node::new(Vec::new()));
         InodeTable {
             inner: Mutex::new(t),
         }
@@ -67,7 +99,73 @@ impl InodeTable {
     }
 
     pub fn key_of(&self, ino: u64) -> Option<Vec<u8>> {
-        self.inner.lock().by_ino.get(&ino).cloned()
+        self.inner.lock().by_ino.get(&ino).map(|n| n.key.clone())
+    }
+
+    /// Runs `f` on what the kernel's page cache of `ino` may hold; `None`
+    /// if `ino` names no key any more.
+    pub fn with_cache<R>(&self, ino: u64, f: impl FnOnce(&mut CacheState) -> R) -> Option<R> {
+        self.inner
+            .lock()
+            .by_ino
+            .get_mut(&ino)
+            .map(|n| f(&mut n.cache))
+    }
+
+    /// Gives `key` a new inode number, leaving its old one to the open
+    /// files that read it, whose page cache holds `value`; returns the new
+    /// one.
+    pub fn retire(&self, key: &[u8], value: Option<Arc<Value>>) -> Option<u64> {
+        let mut t = self.inner.lock();
+        let old = t.by_key.remove(key)?;
+        t.by_ino.remove(&old);
+        let pending = t.pending.remove(&old);
+        let new = t.new_ino(key);
+        if let Some(p) = pending {
+            t.pending.insert(new, p);
+        }
+        for r in t.retired.values_mut().filter(|r| r.next == old) {
+            r.next = new;
+        }
+        t.retired.insert(old, Retired { next: new, value });
+        Some(new)
+    }
+
+    /// The number the key of retired number `ino` has now (under whatever
+    /// name it has now), if it was not removed since.
+    pub fn successor(&self, ino: u64) -> Option<u64> {
+        let t = self.inner.lock();
+        t.retired
+            .get(&ino)
+            .map(|r| r.next)
+            .filter(|n| t.by_ino.contains_key(n))
+    }
+
+    /// The value the page cache of retired number `ino` holds.
+    pub fn retired_value(&self, ino: u64) -> Option<Arc<Value>> {
+        self.inner.lock().retired.get(&ino)?.value.clone()
+    }
+
+    /// The value of retired `ino` grew: its readers read on into `value`.
+    pub fn set_retired_value(&self, ino: u64, value: Arc<Value>) {
+        if let Some(r) = self.inner.lock().retired.get_mut(&ino) {
+            r.value = Some(value);
+        }
+    }
+
+    /// The retired numbers whose key has number `ino` now.
+    pub fn predecessors(&self, ino: u64) -> Vec<u64> {
+        let t = self.inner.lock();
+        t.retired
+            .iter()
+            .filter(|(_, r)| r.next == ino)
+            .map(|(old, _)| *old)
+            .collect()
+    }
+
+    /// The last open file on a retired number closed.
+    pub fn forget_retired(&self, ino: u64) {
+        self.inner.lock().retired.remove(&ino);
     }
 
     pub fn lookup(&self, key: &[u8]) -> Option<u64> {
@@ -105,7 +203,9 @@ impl InodeTable {
             if let Some(ino) = t.by_key.remove(&key) {
                 let new = [to, &key[from.len()..]].concat();
                 t.by_key.insert(new.clone(), ino);
-                t.by_ino.insert(ino, new);
+                if let Some(n) = t.by_ino.get_mut(&ino) {
+                    n.key = new;
+                }
             }
         }
     }
@@ -154,8 +254,8 @@ impl InodeTable {
         t.pending
             .keys()
             .filter_map(|ino| t.by_ino.get(ino))
-            .filter_map(|key| {
-                let (d, name) = tree::split(key);
+            .filter_map(|n| {
+                let (d, name) = tree::split(&n.key);
                 (d == dir).then(|| name.to_vec())
             })
             .collect()
@@ -193,6 +293,23 @@ mod tests {
         assert_eq!(t.key_of(other), Some(b"d2/x".to_vec()));
         assert_eq!(t.lookup(b"d/e/f"), None);
         assert_eq!(t.key_of(ROOT_INO), Some(Vec::new()));
+    }
+
+    #[test]
+    fn a_retired_number_names_nothing() {
+        let t = InodeTable::default();
+        let a = t.ino_for(b"a");
+        let b = t.retire(b"a", None).unwrap();
+        assert_ne!(a, b);
+        assert_eq!(t.key_of(a), None);
+        assert_eq!(t.successor(a), Some(b));
+        assert_eq!(t.lookup(b"a"), Some(b));
+        let c = t.retire(b"a", None).unwrap();
+        assert_eq!((t.successor(a), t.successor(b)), (Some(c), Some(c)));
+        t.remove(b"a");
+        assert_eq!(t.successor(a), None, "the key went away");
+        assert!(t.with_cache(a, |_| ()).is_none());
+        assert_eq!(t.retire(b"nothing", None), None);
     }
 
     #[test]

@@ -31,6 +31,7 @@ mod handle;
 mod inode;
 mod listing;
 mod namespace;
+mod page_cache;
 mod process;
 
 pub use attr::{Attr, Kind, Owner};

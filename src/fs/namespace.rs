@@ -8,6 +8,7 @@ use super::draft::Draft;
 use super::errno::{Error, Result};
 use super::fs::{Caller, CaskFs, Opened, show};
 use super::handle::OpenMode;
+use super::page_cache::ReadMode;
 use crate::engine::{self, PERM_BITS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, tree};
 
 /// RENAME_NOREPLACE, RENAME_EXCHANGE and RENAME_WHITEOUT from renameat2(2).
@@ -85,7 +86,11 @@ impl CaskFs {
         h.draft.start_empty();
         h.draft.mark_created();
         debug!("created {} as inode {ino}", show(&key));
-        let opened = Opened { fh, write: true };
+        let opened = Opened {
+            fh,
+            write: true,
+            read: ReadMode::Direct,
+        };
         Ok((self.attr(ino, &key, caller.tid, Some(&h.draft))?, opened))
     }
 

@@ -135,9 +135,13 @@ impl Mount {
             .append(true)
             .open(self.log_path())
             .expect("log file");
+        // CASKFS_MOUNT_ARGS: options every test's mount gets (to run the
+        // suite with `--cache-reads`, say).
+        let extra = std::env::var("CASKFS_MOUNT_ARGS").unwrap_or_default();
         let child = Command::new(BIN)
             .arg("mount")
             .args(&self.args)
+            .args(extra.split_whitespace())
             .arg(&self.data)
             .arg(&self.mnt)
             .env("RUST_LOG", "caskfs=info")

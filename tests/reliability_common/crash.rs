@@ -24,6 +24,9 @@ pub struct CrashConfig {
     pub keys_per_writer: usize,
     /// Load before each kill, in ms: chosen uniformly in this range.
     pub load_ms: (u64, u64),
+    /// Mount with `--cache-reads`: the readers read through the page cache
+    /// while the writers replace and append to the values they read.
+    pub cache_reads: bool,
 }
 
 type State = BTreeMap<String, Option<Vec<u8>>>;
@@ -289,7 +292,11 @@ fn verify(m: &Mount, results: &mut [WriterResult]) -> Result<u64, String> {
 /// Runs the crash loop; panics (naming the seed) on any loss.
 pub fn crash_loop(cfg: &CrashConfig) -> Figures {
     let mut rng = Rng::new(cfg.seed);
-    let mut m = Mount::start(&["--max-segment-size", "256K"]);
+    let mut args = vec!["--max-segment-size", "256K"];
+    if cfg.cache_reads {
+        args.push("--cache-reads");
+    }
+    let mut m = Mount::start(&args);
     let mut states: Vec<WriterResult> = (0..cfg.writers)
         .map(|w| WriterResult {
             state: (0..cfg.keys_per_writer)
