@@ -698,7 +698,7 @@ impl CaskFs {
         if h.cached {
             self.inodes.with_cache(h.ino, |c| c.close_reader());
         }
-        if self.inodes.key_of(h.ino).is_none() && self.handles.for_ino(h.ino).is_empty() {
+        if self.inodes.is_retired(h.ino) && self.handles.for_ino(h.ino).is_empty() {
             self.inodes.forget_retired(h.ino);
         }
         if !last {

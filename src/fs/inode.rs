@@ -163,6 +163,10 @@ impl InodeTable {
             .collect()
     }
 
+    pub fn is_retired(&self, ino: u64) -> bool {
+        self.inner.lock().retired.contains_key(&ino)
+    }
+
     /// The last open file on a retired number closed.
     pub fn forget_retired(&self, ino: u64) {
         self.inner.lock().retired.remove(&ino);

@@ -23,6 +23,7 @@
 //!   (`tail -f`).
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use log::debug;
 
@@ -47,10 +48,15 @@ pub struct CacheState {
     /// The cache may hold bytes that are not the committed value's: those
     /// of a value since replaced, or a writer's mapped pages.
     stale: bool,
-    /// A writer is about to open the inode (it was given to the key for
-    /// one): readers read direct until it has.
-    writer_expected: bool,
+    /// Until when a writer is expected to open the inode (it was given
+    /// to the key for one, whose open the kernel retries): readers read
+    /// direct until then, so that the retry finds no cached reader either,
+    /// even if another writer came and went first.
+    writer_expected: Option<Instant>,
 }
+
+/// How long a writer's retried open is waited for (`writer_expected`).
+const WRITER_RETRY: Duration = Duration::from_secs(1);
 
 /// How a read-only open reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -65,9 +71,11 @@ impl CacheState {
     /// A read-only open; `direct` says it may not use the cache (a writer
     /// has the key open, say).
     pub fn open_reader(&mut self, direct: bool) -> ReadMode {
-        if direct || self.writer_expected {
+        let expecting = self.writer_expected.is_some_and(|t| Instant::now() < t);
+        if direct || expecting {
             return ReadMode::Direct;
         }
+        self.writer_expected = None;
         let keep = !self.stale;
         self.stale = false;
         self.readers += 1;
@@ -85,14 +93,13 @@ impl CacheState {
 
     /// The inode is new, for a writer whose open will follow.
     pub fn expect_writer(&mut self) {
-        self.writer_expected = true;
+        self.writer_expected = Some(Instant::now() + WRITER_RETRY);
     }
 
     /// A writer opened the key: a mapping of its may put its bytes in the
     /// cache.
     pub fn writer_opened(&mut self) {
         self.stale = true;
-        self.writer_expected = false;
     }
 
     /// A new value was stored: what the cache holds is the old one's.
@@ -242,8 +249,10 @@ mod tests {
         c.expect_writer();
         assert_eq!(c.open_reader(false), ReadMode::Direct);
         c.writer_opened();
+        assert_eq!(c.open_reader(false), ReadMode::Direct, "still expected");
         assert_eq!(c.open_reader(true), ReadMode::Direct);
         assert!(c.writer_may_open(), "a direct reader holds no pages");
+        c.writer_expected = Some(Instant::now());
         assert_eq!(c.open_reader(false), ReadMode::Cached { keep: false });
     }
 }
