@@ -19,7 +19,7 @@ use super::draft::{Closer, Draft};
 use super::errno::{Error, Result};
 use super::handle::{Handle, HandleTable, OpenMode};
 use super::inode::InodeTable;
-use super::page_cache::ReadMode;
+use super::page_cache::{CacheState, ReadMode};
 use super::process::Opener;
 use crate::engine::{
     EntryKind, MAX_KEY_LEN, MAX_NAME_LEN, Meta, Metadata, OWNER_UNSET, PERM_BITS,
@@ -557,7 +557,7 @@ impl CaskFs {
         // cache between the check and the writer's arrival.
         let _key = self.key_locks(&[ino]);
         self.make_way_for_writer(ino, &key)?;
-        self.inodes.with_cache(ino, |c| c.writer_opened());
+        self.cache_event(ino, CacheState::writer_opened);
         let (fh, h) = self.handles.insert_writer(ino, mode, tid, |opener| {
             if self.store.contains(&key) {
                 Draft::on_committed(opener)
@@ -652,12 +652,14 @@ impl CaskFs {
     /// holds, and truncations other drafts left for their release (their
     /// close returned before this) are now older.
     fn stored(&self, ino: u64, by: Option<&Draft>) {
-        self.inodes.with_cache(ino, |c| c.value_stored());
+        self.cache_event(ino, CacheState::value_stored);
         if let Some(k) = self.kernel.get() {
             k.attrs_changed(ino);
             // Readers left on older inodes of the key may follow its growth.
-            for old in self.inodes.predecessors(ino) {
-                k.attrs_changed(old);
+            if self.opts.cache_reads {
+                for old in self.inodes.predecessors(ino) {
+                    k.attrs_changed(old);
+                }
             }
         }
         for other in self.handles.drafts_of(ino) {
@@ -698,7 +700,10 @@ impl CaskFs {
         if h.cached {
             self.inodes.with_cache(h.ino, |c| c.close_reader());
         }
-        if self.inodes.is_retired(h.ino) && self.handles.for_ino(h.ino).is_empty() {
+        if self.opts.cache_reads
+            && self.inodes.is_retired(h.ino)
+            && self.handles.for_ino(h.ino).is_empty()
+        {
             self.inodes.forget_retired(h.ino);
         }
         if !last {

@@ -109,6 +109,14 @@ impl CacheState {
 }
 
 impl CaskFs {
+    /// Tells what the daemon knows of `ino`'s page cache what happened;
+    /// nothing to keep without `--cache-reads`.
+    pub(super) fn cache_event(&self, ino: u64, event: impl FnOnce(&mut CacheState)) {
+        if self.opts.cache_reads {
+            self.inodes.with_cache(ino, event);
+        }
+    }
+
     /// fstat of a file removed or replaced by `mv` while open: what the
     /// descriptor still reads, with no link left. Or of a file a writer
     /// moved to a new inode (`make_way_for_writer`): the same, but with
@@ -153,7 +161,9 @@ impl CaskFs {
     /// page cache (`page_cache.rs`): the key moves to a new inode, and
     /// ESTALE makes the kernel look the name up again and open that one.
     pub(super) fn make_way_for_writer(&self, ino: u64, key: &[u8]) -> Result<()> {
-        if self.inodes.with_cache(ino, |c| c.writer_may_open()) != Some(false) {
+        if !self.opts.cache_reads
+            || self.inodes.with_cache(ino, |c| c.writer_may_open()) != Some(false)
+        {
             return Ok(());
         }
         // Its cached readers all read the committed value: no writer can
