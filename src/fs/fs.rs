@@ -553,9 +553,9 @@ impl CaskFs {
         if !write {
             return self.open_reader(ino, &key, mode);
         }
-        // Under the key lock, so that no reader starts reading through the
-        // cache between the check and the writer's arrival.
-        let _key = self.key_locks(&[ino]);
+        // No reader may start reading through the cache between the check
+        // and the writer's arrival.
+        let _key = self.cache_lock(ino);
         self.make_way_for_writer(ino, &key)?;
         self.cache_event(ino, CacheState::writer_opened);
         let (fh, h) = self.handles.insert_writer(ino, mode, tid, |opener| {

@@ -109,6 +109,16 @@ impl CacheState {
 }
 
 impl CaskFs {
+    /// The key lock of `ino` when opens must be counted against each other
+    /// (`--cache-reads`); without it, nothing.
+    pub(super) fn cache_lock(&self, ino: u64) -> Vec<parking_lot::MutexGuard<'_, ()>> {
+        if self.opts.cache_reads {
+            self.key_locks(&[ino])
+        } else {
+            Vec::new()
+        }
+    }
+
     /// Tells what the daemon knows of `ino`'s page cache what happened;
     /// nothing to keep without `--cache-reads`.
     pub(super) fn cache_event(&self, ino: u64, event: impl FnOnce(&mut CacheState)) {
@@ -177,10 +187,11 @@ impl CaskFs {
 
     /// A reader keeps the value it opened (or its growth); of a key being
     /// created, the first value committed. It reads through the kernel's
-    /// page cache when `page_cache.rs` allows. Under the key lock, so that
-    /// no writer arrives between the choice and the count of readers.
+    /// page cache when `page_cache.rs` allows. Under the key lock (with
+    /// `--cache-reads`), so that no writer arrives between the choice and
+    /// the count of readers.
     pub(super) fn open_reader(&self, ino: u64, key: &[u8], mode: OpenMode) -> Result<Opened> {
-        let _key = self.key_locks(&[ino]);
+        let _key = self.cache_lock(ino);
         let draft = Arc::new(match self.store.value(key)? {
             Some(v) => Draft::reader(v),
             None => Draft::on_committed(Opener::new(0)),
