@@ -17,7 +17,7 @@ use log::{debug, info, warn};
 use crate::control;
 use crate::engine::{Options, Store, SyncPolicy, parse_ratio, parse_secs, parse_size};
 use crate::exit::Failure;
-use crate::fs::{CaskFs, CaskFuse, FsOptions, Owner};
+use crate::fs::{Bitcask, CaskFs, CaskFuse, FsOptions, Owner};
 
 #[derive(Args, Debug, Clone)]
 pub struct MountArgs {
@@ -255,7 +255,7 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
     );
     let folders = index_folders(&store);
     let fs = Arc::new(CaskFs::new(
-        store.clone(),
+        Arc::new(Bitcask::new(store.clone())),
         FsOptions {
             owner: Owner::current(),
             read_only: args.read_only,

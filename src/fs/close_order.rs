@@ -5,24 +5,26 @@
 use std::sync::Arc;
 
 use super::attr::{Owner, ROOT_INO};
+use super::bitcask::Bitcask;
 use super::fs::{CaskFs, FsOptions};
 use crate::engine::{self, Store};
 
-fn mounted() -> (tempfile::TempDir, CaskFs) {
+fn mounted() -> (tempfile::TempDir, Arc<Store>, CaskFs) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(dir.path(), engine::Options::default()).unwrap();
+    let store = Arc::new(Store::open(dir.path(), engine::Options::default()).unwrap());
     let opts = FsOptions {
         owner: Owner::current(),
         read_only: false,
         cache_reads: false,
     };
-    (dir, CaskFs::new(Arc::new(store), opts))
+    let fs = CaskFs::new(Arc::new(Bitcask::new(store.clone())), opts);
+    (dir, store, fs)
 }
 
 /// `k` holding "old", a writer with "newer" not yet closed, and an
 /// `O_TRUNC` open that writes nothing, closed first.
-fn writer_and_truncation(fs: &CaskFs) -> (u64, u64) {
-    fs.store().put(b"k", b"old").unwrap();
+fn writer_and_truncation(store: &Store, fs: &CaskFs) -> (u64, u64) {
+    store.put(b"k", b"old").unwrap();
     let ino = fs.lookup(ROOT_INO, b"k", 0).unwrap().ino;
     // Two processes: the writer, and the one truncating.
     let writer = fs.open(ino, libc::O_WRONLY, 1).unwrap().fh;
@@ -34,60 +36,60 @@ fn writer_and_truncation(fs: &CaskFs) -> (u64, u64) {
 
 #[test]
 fn a_late_release_does_not_undo_a_later_close() {
-    let (_dir, fs) = mounted();
-    let (writer, trunc) = writer_and_truncation(&fs);
+    let (_dir, store, fs) = mounted();
+    let (writer, trunc) = writer_and_truncation(&store, &fs);
     fs.flush(writer, 1, 1).unwrap();
     fs.release(writer).unwrap();
     fs.release(trunc).unwrap();
-    assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"newer");
+    assert_eq!(store.get(b"k").unwrap().unwrap(), b"newer");
 }
 
 #[test]
 fn a_release_before_the_other_close_truncates_first() {
-    let (_dir, fs) = mounted();
-    let (writer, trunc) = writer_and_truncation(&fs);
+    let (_dir, store, fs) = mounted();
+    let (writer, trunc) = writer_and_truncation(&store, &fs);
     fs.release(trunc).unwrap();
-    assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"");
+    assert_eq!(store.get(b"k").unwrap().unwrap(), b"");
     fs.flush(writer, 1, 1).unwrap();
     fs.release(writer).unwrap();
-    assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"newer");
+    assert_eq!(store.get(b"k").unwrap().unwrap(), b"newer");
 }
 
 /// A shell's `: > k` closes a dup first: its second flush is the close
 /// the user sees, and here it is the latest.
 #[test]
 fn a_second_flush_commits_the_truncation_after_another_close() {
-    let (_dir, fs) = mounted();
-    let (writer, trunc) = writer_and_truncation(&fs);
+    let (_dir, store, fs) = mounted();
+    let (writer, trunc) = writer_and_truncation(&store, &fs);
     fs.flush(writer, 1, 1).unwrap();
     fs.release(writer).unwrap();
     fs.flush(trunc, 2, 2).unwrap();
-    assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"");
+    assert_eq!(store.get(b"k").unwrap().unwrap(), b"");
     fs.release(trunc).unwrap();
-    assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"");
+    assert_eq!(store.get(b"k").unwrap().unwrap(), b"");
 }
 
 /// A child that inherited the writer's descriptor closes it (at exec
 /// or exit) without having written: the writer's changes stay its own.
 #[test]
 fn a_close_by_a_process_that_never_wrote_does_not_commit() {
-    let (_dir, fs) = mounted();
-    fs.store().put(b"k", b"old").unwrap();
+    let (_dir, store, fs) = mounted();
+    store.put(b"k", b"old").unwrap();
     let ino = fs.lookup(ROOT_INO, b"k", 0).unwrap().ino;
     let fh = fs.open(ino, libc::O_WRONLY, 1).unwrap().fh;
     fs.write(fh, 0, b"new", false, Some(10)).unwrap();
     fs.flush(fh, 20, 20).unwrap();
-    assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"old");
+    assert_eq!(store.get(b"k").unwrap().unwrap(), b"old");
     fs.flush(fh, 10, 1).unwrap();
-    assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"new");
+    assert_eq!(store.get(b"k").unwrap().unwrap(), b"new");
     // An empty start flushed once by each of two tables stays
     // uncommitted; the second flush of one table commits it.
     let t = fs.open(ino, libc::O_WRONLY | libc::O_TRUNC, 1).unwrap().fh;
     fs.flush(t, 20, 20).unwrap();
     fs.flush(t, 30, 30).unwrap();
-    assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"new");
+    assert_eq!(store.get(b"k").unwrap().unwrap(), b"new");
     fs.flush(t, 20, 20).unwrap();
-    assert_eq!(fs.store().get(b"k").unwrap().unwrap(), b"");
+    assert_eq!(store.get(b"k").unwrap().unwrap(), b"");
     fs.release(t).unwrap();
     fs.release(fh).unwrap();
 }

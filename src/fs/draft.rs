@@ -25,7 +25,8 @@ use parking_lot::Mutex;
 
 use super::errno::{Error, Result};
 use super::process::Opener;
-use crate::engine::{Meta, Metadata, Store, Value, to_ns};
+use super::storage::{Meta, Metadata, Storage, Value};
+use crate::engine::to_ns;
 
 /// A buffer larger than this lives in a spill file instead of memory, so
 /// that many open writers cannot fill the daemon's memory.
@@ -228,7 +229,7 @@ impl Draft {
 
     /// A reader's pinned value, moved on to the committed value of `key`
     /// if that one grew from it (as `read` does at the end).
-    pub fn follow(&self, store: &Store, key: &[u8]) -> Option<Metadata> {
+    pub fn follow(&self, store: &dyn Storage, key: &[u8]) -> Option<Metadata> {
         let mut st = self.state.lock();
         let Body::Committed(Some(pin)) = &mut st.body else {
             return None;
@@ -266,7 +267,7 @@ impl Draft {
     /// in both, so it still sees one value, and `tail -f` follows the key.
     pub fn read<R>(
         &self,
-        store: &Store,
+        store: &dyn Storage,
         key: &[u8],
         offset: u64,
         size: usize,
@@ -306,7 +307,7 @@ impl Draft {
     #[allow(clippy::too_many_arguments, reason = "one write request's fields")]
     pub fn write(
         &self,
-        store: &Store,
+        store: &dyn Storage,
         key: &[u8],
         offset: u64,
         data: &[u8],
@@ -336,8 +337,8 @@ impl Draft {
 
     /// Sets the length for thread `tid`; says, as `write` does, whether
     /// the draft newly differs from the store.
-    pub fn truncate(&self, store: &Store, key: &[u8], len: u64, tid: u32) -> Result<bool> {
-        if len > store.options().max_value_size {
+    pub fn truncate(&self, store: &dyn Storage, key: &[u8], len: u64, tid: u32) -> Result<bool> {
+        if len > store.max_value_size() {
             return Err(Error::TooBig);
         }
         let mut st = self.state.lock();
@@ -347,7 +348,7 @@ impl Draft {
         } else {
             materialize(&mut st, store, key)?;
             if len > SPILL_THRESHOLD {
-                spill(&mut st, store.dir())?;
+                spill(&mut st, store.spill_dir())?;
             }
             match &mut st.body {
                 Body::Mem(v) => v.resize(len as usize, 0),
@@ -396,7 +397,7 @@ impl Draft {
     /// (`superseded`).
     pub fn commit(
         &self,
-        store: &Store,
+        store: &dyn Storage,
         key: Option<&[u8]>,
         closer: Option<Closer>,
         base: impl FnOnce() -> Result<Meta>,
@@ -442,13 +443,13 @@ impl Draft {
             ..base()?
         };
         match &st.body {
-            Body::Mem(v) => store.put_with(key, v, &meta)?,
+            Body::Mem(v) => store.put(key, v, &meta)?,
             Body::Spill(s) => {
                 let mut reader = SpillReader {
                     file: &s.file,
                     pos: 0,
                 };
-                store.put_from_with(key, s.len, &mut reader, &meta)?
+                store.put_from(key, s.len, &mut reader, &meta)?
             }
             Body::Committed(_) => {}
         }
@@ -477,7 +478,7 @@ impl Closer {
 
 fn write_locked(
     st: &mut State,
-    store: &Store,
+    store: &dyn Storage,
     key: &[u8],
     offset: u64,
     data: &[u8],
@@ -487,12 +488,12 @@ fn write_locked(
     materialize(st, store, key)?;
     let offset = if append { body_len(&st.body) } else { offset };
     let end = offset.saturating_add(data.len() as u64);
-    if end > store.options().max_value_size {
+    if end > store.max_value_size() {
         return Err(Error::TooBig);
     }
     room(end)?;
     if end > SPILL_THRESHOLD {
-        spill(st, store.dir())?;
+        spill(st, store.spill_dir())?;
     }
     match &mut st.body {
         Body::Mem(v) => {
@@ -513,7 +514,7 @@ fn write_locked(
 
 /// The key's committed value, if it is longer than `pinned` and begins
 /// with all of its bytes.
-pub(super) fn grown(store: &Store, key: &[u8], pinned: &Value) -> Option<Value> {
+pub(super) fn grown(store: &dyn Storage, key: &[u8], pinned: &Value) -> Option<Value> {
     let old = pinned.metadata().len;
     if store.metadata(key).ok()??.len <= old {
         return None;
@@ -550,7 +551,7 @@ fn body_len(body: &Body) -> u64 {
 
 /// Replaces an unloaded body with the committed value (the pinned one, or
 /// the current one), in memory or in a spill file by size.
-fn materialize(st: &mut State, store: &Store, key: &[u8]) -> Result<()> {
+fn materialize(st: &mut State, store: &dyn Storage, key: &[u8]) -> Result<()> {
     let Body::Committed(pin) = &mut st.body else {
         return Ok(());
     };
@@ -567,7 +568,7 @@ fn materialize(st: &mut State, store: &Store, key: &[u8]) -> Result<()> {
         st.body = Body::Mem(value.read(0, len as usize)?);
         return Ok(());
     }
-    let mut s = Spill::create(store.dir())?;
+    let mut s = Spill::create(store.spill_dir())?;
     let mut offset = 0;
     while offset < len {
         let chunk = value.read(offset, COPY_CHUNK)?;

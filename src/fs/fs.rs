@@ -4,12 +4,9 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::ffi::CString;
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use log::{debug, warn};
 use parking_lot::{Mutex, MutexGuard, RwLock};
@@ -21,9 +18,9 @@ use super::handle::{Handle, HandleTable, OpenMode};
 use super::inode::InodeTable;
 use super::page_cache::{CacheState, ReadMode};
 use super::process::Opener;
+use super::storage::{EntryKind, Meta, Metadata, Storage};
 use crate::engine::{
-    EntryKind, MAX_KEY_LEN, MAX_NAME_LEN, Meta, Metadata, OWNER_UNSET, PERM_BITS,
-    RECORD_HEADER_LEN, S_IFDIR, S_IFMT, S_IFREG, Store, to_ns, tree, validate_key,
+    MAX_NAME_LEN, OWNER_UNSET, PERM_BITS, S_IFDIR, S_IFMT, S_IFREG, to_ns, tree, validate_key,
 };
 
 /// An open file: its handle number, whether it may write, and how it
@@ -111,9 +108,6 @@ pub struct StatFs {
 /// Stripes of `CaskFs::key_locks`.
 const KEY_LOCKS: usize = 16;
 
-/// Bytes a record adds to its value at most: header and the longest key.
-const RECORD_OVERHEAD: u64 = (RECORD_HEADER_LEN + MAX_KEY_LEN) as u64;
-
 /// What the kernel caches that the daemon must correct when it changes
 /// without a request the kernel saw: the adapter tells the kernel.
 pub trait KernelCache: Send + Sync {
@@ -138,7 +132,7 @@ thread_local! {
 }
 
 pub struct CaskFs {
-    pub(super) store: Arc<Store>,
+    pub(super) store: Arc<dyn Storage>,
     pub(super) opts: FsOptions,
     pub(super) inodes: InodeTable,
     pub(super) handles: HandleTable,
@@ -163,12 +157,10 @@ pub struct CaskFs {
     root: Mutex<Meta>,
     /// The times folders with no record show.
     mounted_at: SystemTime,
-    /// When the data disk's free bytes were last asked, and the answer.
-    free_space: Mutex<(Instant, u64)>,
 }
 
 impl CaskFs {
-    pub fn new(store: Arc<Store>, opts: FsOptions) -> CaskFs {
+    pub fn new(store: Arc<dyn Storage>, opts: FsOptions) -> CaskFs {
         let mounted_at = SystemTime::now();
         let now = to_ns(mounted_at);
         CaskFs {
@@ -189,12 +181,7 @@ impl CaskFs {
                 ctime: now,
             }),
             mounted_at,
-            free_space: Mutex::new((Instant::now(), 0)),
         }
-    }
-
-    pub fn store(&self) -> &Arc<Store> {
-        &self.store
     }
 
     /// Files open through the mount now.
@@ -225,7 +212,7 @@ impl CaskFs {
         if let Some(m) = self.store.metadata(key)? {
             return Ok(Some((Kind::from(EntryKind::of_mode(m.mode)), Some(m))));
         }
-        Ok(match self.store.kind(key) {
+        Ok(match self.store.kind(key)? {
             Some(EntryKind::Folder) => Some((Kind::Directory, None)),
             _ => None,
         })
@@ -284,11 +271,11 @@ impl CaskFs {
             Some(m) if EntryKind::of_mode(m.mode) == EntryKind::File => {
                 self.file_attr(ino, Some(m), tid, own)
             }
-            Some(m) => Ok(self.with_links(Attr::of(ino, &m, self.opts.owner), key)),
+            Some(m) => self.with_links(Attr::of(ino, &m, self.opts.owner), key),
             None if self.inodes.is_pending(ino) => self.file_attr(ino, None, tid, own),
-            None if self.store.kind(key) == Some(EntryKind::Folder) => {
+            None if self.store.kind(key)? == Some(EntryKind::Folder) => {
                 let a = Attr::implied_folder(ino, self.mounted_at, self.opts.owner);
-                Ok(self.with_links(a, key))
+                self.with_links(a, key)
             }
             None => self.file_attr(ino, None, tid, own),
         }
@@ -296,11 +283,11 @@ impl CaskFs {
 
     /// A folder links to itself, its parent's entry, and each subfolder's
     /// `..` (`find` counts on it).
-    fn with_links(&self, mut a: Attr, key: &[u8]) -> Attr {
+    fn with_links(&self, mut a: Attr, key: &[u8]) -> Result<Attr> {
         if a.kind == Kind::Directory {
-            a.nlink = 2 + self.store.folder_counts(key).1;
+            a.nlink = 2 + self.store.folder_counts(key)?.1;
         }
-        a
+        Ok(a)
     }
 
     /// A file's attributes as thread `tid` sees them: as its process's
@@ -445,7 +432,7 @@ impl CaskFs {
             Some((_, None)) => {
                 let mut meta = self.implied_folder_meta();
                 change(&mut meta);
-                Ok(self.store.put_with(key, b"", &meta)?)
+                Ok(self.store.put(key, b"", &meta)?)
             }
             None => Err(Error::NotFound),
         }
@@ -487,7 +474,7 @@ impl CaskFs {
     /// at once.
     fn truncate(&self, ino: u64, key: &[u8], size: u64, fh: Option<u64>, tid: u32) -> Result<()> {
         if let Some(d) = self.drafts_for(ino, fh, tid) {
-            let r = d.truncate(&self.store, key, size, tid);
+            let r = d.truncate(&*self.store, key, size, tid);
             return self.change(ino, r.map(|b| ((), b)));
         }
         match self.store.metadata(key)? {
@@ -502,8 +489,8 @@ impl CaskFs {
         let _key = self.key_locks(&[ino]);
         self.make_way_for_writer(ino, key)?;
         let d = Draft::on_committed(Opener::new(0));
-        d.truncate(&self.store, key, size, tid)?;
-        d.commit(&self.store, Some(key), None, || self.base_meta(ino, key))?;
+        d.truncate(&*self.store, key, size, tid)?;
+        d.commit(&*self.store, Some(key), None, || self.base_meta(ino, key))?;
         self.stored(ino, None);
         Ok(())
     }
@@ -559,7 +546,9 @@ impl CaskFs {
         self.make_way_for_writer(ino, &key)?;
         self.cache_event(ino, CacheState::writer_opened);
         let (fh, h) = self.handles.insert_writer(ino, mode, tid, |opener| {
-            if self.store.contains(&key) {
+            // Should the store not answer, the draft loads the value when
+            // first used, and reports the error then.
+            if self.store.contains(&key).unwrap_or(true) {
                 Draft::on_committed(opener)
             } else {
                 // Being created by another process: empty until that
@@ -592,7 +581,7 @@ impl CaskFs {
             return Ok(give(&v.bytes(offset, size)?));
         }
         let key = self.key_read_by(h.ino).unwrap_or_default();
-        h.draft.read(&self.store, &key, offset, size, give)
+        h.draft.read(&*self.store, &key, offset, size, give)
     }
 
     /// Writes through handle `fh` for file table `owner` (the lock owner,
@@ -613,11 +602,11 @@ impl CaskFs {
             return Err(Error::BadHandle);
         }
         let key = self.inodes.key_of(h.ino).unwrap_or_default();
-        let room = |len| self.check_space(len);
+        let room = |len| self.store.room(len);
         let append = h.mode.append && !from_cache;
         let r = h
             .draft
-            .write(&self.store, &key, offset, data, append, owner, &room);
+            .write(&*self.store, &key, offset, data, append, owner, &room);
         self.change(h.ino, r)
     }
 
@@ -634,7 +623,7 @@ impl CaskFs {
     pub(super) fn commit_locked(&self, h: &Handle, closer: Option<Closer>) -> Result<()> {
         let key = self.inodes.key_of(h.ino);
         let base = || self.base_meta(h.ino, key.as_deref().unwrap_or_default());
-        let result = h.draft.commit(&self.store, key.as_deref(), closer, base);
+        let result = h.draft.commit(&*self.store, key.as_deref(), closer, base);
         if !matches!(result, Ok(false)) && h.draft.end_pending() {
             match result {
                 Ok(_) => self.inodes.drop_pending(h.ino),
@@ -722,7 +711,7 @@ impl CaskFs {
         let r = self.commit(&h, None);
         self.announce();
         r?;
-        Ok(self.store.sync()?)
+        self.store.sync()
     }
 
     /// access(2): the kernel checks the modes itself
@@ -736,7 +725,7 @@ impl CaskFs {
     }
 
     pub fn sync(&self) -> Result<()> {
-        Ok(self.store.sync()?)
+        self.store.sync()
     }
 
     /// Who to tell when what the kernel caches changes behind its back.
@@ -772,40 +761,11 @@ impl CaskFs {
         }
     }
 
-    /// The data directory's disk, so `df` on the mount shows real space.
     pub fn statfs(&self) -> Result<StatFs> {
-        let s = statvfs(self.store.dir())?;
-        #[allow(clippy::useless_conversion)]
         Ok(StatFs {
-            blocks: u64::from(s.f_blocks),
-            bfree: u64::from(s.f_bfree),
-            bavail: u64::from(s.f_bavail),
-            files: u64::from(s.f_files),
-            ffree: u64::from(s.f_ffree),
-            bsize: s.f_bsize as u32,
             namelen: MAX_NAME_LEN as u32,
-            frsize: s.f_frsize as u32,
+            ..self.store.space()?
         })
-    }
-
-    /// ENOSPC now, at write, when the data disk cannot take a value of
-    /// `len` bytes: the commit at close would fail, and some writers (shell
-    /// builtins restoring their descriptors) never look at close's result.
-    /// The disk is asked only when the last answer is old or was close.
-    fn check_space(&self, len: u64) -> Result<()> {
-        let needed = len + RECORD_OVERHEAD;
-        let mut known = self.free_space.lock();
-        let plenty = known.1 > needed.saturating_mul(2) + (64 << 20);
-        if !plenty || known.0.elapsed() > Duration::from_millis(500) {
-            let s = statvfs(self.store.dir())?;
-            #[allow(clippy::useless_conversion)]
-            let free = u64::from(s.f_bavail).saturating_mul(u64::from(s.f_frsize));
-            *known = (Instant::now(), free);
-        }
-        if known.1 < needed {
-            return Err(Error::Io(std::io::Error::from_raw_os_error(libc::ENOSPC)));
-        }
-        Ok(())
     }
 
     /// At unmount: commits whatever open handles still hold.
@@ -820,17 +780,4 @@ impl CaskFs {
 
 pub(super) fn show(key: &[u8]) -> String {
     String::from_utf8_lossy(key).escape_debug().to_string()
-}
-
-/// statvfs(2) of `dir`'s filesystem.
-fn statvfs(dir: &Path) -> Result<libc::statvfs> {
-    let path = CString::new(dir.as_os_str().as_bytes())
-        .map_err(|_| Error::InvalidArgument("data directory path contains NUL"))?;
-    // SAFETY: statvfs is plain old data; all-zero is a valid value.
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `path` is a valid C string and `s` a valid out-pointer.
-    if unsafe { libc::statvfs(path.as_ptr(), &mut s) } != 0 {
-        return Err(Error::Io(std::io::Error::last_os_error()));
-    }
-    Ok(s)
 }

@@ -10,7 +10,8 @@ use parking_lot::Mutex;
 
 use super::attr::ROOT_INO;
 use super::page_cache::CacheState;
-use crate::engine::{Meta, Value, tree};
+use super::storage::{Meta, Value};
+use crate::engine::tree;
 
 struct Node {
     key: Vec<u8>,

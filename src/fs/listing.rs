@@ -8,7 +8,8 @@ use std::sync::atomic::Ordering;
 use super::attr::{Kind, ROOT_INO};
 use super::errno::{Error, Result};
 use super::fs::{CaskFs, DirEntry};
-use crate::engine::{EntryKind, tree};
+use super::storage::EntryKind;
+use crate::engine::tree;
 
 impl CaskFs {
     /// Opens folder `ino` for listing; the names are read at the first
@@ -22,8 +23,8 @@ impl CaskFs {
 
     /// The entries of folder `dir` (inode `ino`) and the files being
     /// created in it, as they are now.
-    fn listing(&self, ino: u64, dir: &[u8]) -> Vec<DirEntry> {
-        let mut names = self.store.list(dir).unwrap_or_default();
+    fn listing(&self, ino: u64, dir: &[u8]) -> Result<Vec<DirEntry>> {
+        let mut names = self.store.list(dir)?.unwrap_or_default();
         names.extend(
             self.inodes
                 .pending_in(dir)
@@ -44,7 +45,8 @@ impl CaskFs {
             .into_iter()
             .zip(names)
             .map(|(ino, (name, kind))| (ino, Kind::from(kind), name));
-        dots.into_iter()
+        Ok(dots
+            .into_iter()
             .chain(entries)
             .enumerate()
             .map(|(i, (ino, kind, name))| DirEntry {
@@ -53,7 +55,7 @@ impl CaskFs {
                 kind,
                 name,
             })
-            .collect()
+            .collect())
     }
 
     /// An open listing, and where in it `offset` continues (no copy of
@@ -65,7 +67,7 @@ impl CaskFs {
             None => {
                 // The folder's key now: it may have moved since opendir.
                 let dir = self.inodes.key_of(ino).unwrap_or_default();
-                let all = Arc::new(self.listing(ino, &dir));
+                let all = Arc::new(self.listing(ino, &dir)?);
                 if let Some(slot) = self.dirs.lock().get_mut(&fh) {
                     *slot = Some(all.clone());
                 }

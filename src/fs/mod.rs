@@ -14,8 +14,11 @@
 //! - `attr`: the attributes and cache lifetimes reported
 //! - `counters`: what the daemon served, for `caskfs stats`
 //! - `errno`: the layer's error type and its one errno mapping
+//! - `storage`: the one interface to what holds the keys
+//! - `bitcask`: that interface on the embedded Bitcask log
 
 mod attr;
+mod bitcask;
 #[cfg(test)]
 mod close_order;
 mod counters;
@@ -33,10 +36,13 @@ mod listing;
 mod namespace;
 mod page_cache;
 mod process;
+mod storage;
 
 pub use attr::{Attr, Kind, Owner};
+pub use bitcask::Bitcask;
 pub use counters::Counters;
 pub use draft::SPILL_THRESHOLD;
 pub use errno::{Error, Result, errno};
 pub use fs::{Caller, CaskFs, DirEntry, FsOptions, KernelCache, Opened, SetAttr, StatFs};
 pub use fuse::CaskFuse;
+pub use storage::{Pinned, Storage, Value};

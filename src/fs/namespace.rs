@@ -153,8 +153,7 @@ impl CaskFs {
         if self.exists(&key)? {
             return Err(Error::Exists);
         }
-        self.store
-            .put_with(&key, value, &meta(tree::split(&key).0))?;
+        self.store.put(&key, value, &meta(tree::split(&key).0))?;
         let ino = self.inodes.ino_for(&key);
         self.attr(ino, &key, caller.tid, None)
     }
@@ -166,7 +165,8 @@ impl CaskFs {
             Some(_) => return Err(Error::InvalidArgument("not a symlink")),
             None => return Err(Error::NotFound),
         }
-        self.store.get(&key)?.ok_or(Error::NotFound)
+        let value = self.store.value(&key)?.ok_or(Error::NotFound)?;
+        value.read(0, value.metadata().len as usize)
     }
 
     pub fn unlink(&self, parent: u64, name: &[u8]) -> Result<()> {
@@ -199,7 +199,7 @@ impl CaskFs {
             None if self.exists(&key)? => return Err(Error::NotADirectory),
             None => return Err(Error::NotFound),
         }
-        if self.store.folder_counts(&key).0 > 0 || !self.inodes.pending_in(&key).is_empty() {
+        if self.store.folder_counts(&key)?.0 > 0 || !self.inodes.pending_in(&key).is_empty() {
             return Err(Error::NotEmpty);
         }
         self.keep_folder(tree::split(&key).0)?;
@@ -217,7 +217,7 @@ impl CaskFs {
             return Ok(());
         }
         let meta = self.implied_folder_meta();
-        Ok(self.store.put_with(dir, b"", &meta)?)
+        self.store.put(dir, b"", &meta)
     }
 
     /// rename(2) and renameat2(2) without RENAME_EXCHANGE: a file or
@@ -277,7 +277,7 @@ impl CaskFs {
             (true, _) if to.starts_with(&from) && to.get(from.len()) == Some(&b'/') => {
                 return Err(Error::InvalidArgument("a folder into itself"));
             }
-            (true, Some(Kind::Directory)) if self.store.folder_counts(&to).0 > 0 => {
+            (true, Some(Kind::Directory)) if self.store.folder_counts(&to)?.0 > 0 => {
                 return Err(Error::NotEmpty);
             }
             (true, Some(Kind::File | Kind::Symlink)) => return Err(Error::NotADirectory),

@@ -33,7 +33,7 @@ use super::errno::{Error, Result};
 use super::fs::{CaskFs, Opened, show};
 use super::handle::{Handle, OpenMode};
 use super::process::Opener;
-use crate::engine::Value;
+use super::storage::Value;
 
 /// Larger values are read direct: 1 MiB requests answered from the
 /// segment's mapping outrun the kernel's readahead through the cache, in
@@ -152,7 +152,7 @@ impl CaskFs {
                 handles
                     .iter()
                     .filter_map(|h| match &key {
-                        Some(key) => h.draft.follow(&self.store, key),
+                        Some(key) => h.draft.follow(&*self.store, key),
                         None => h.draft.local().or_else(|| h.draft.pinned()),
                     })
                     .max_by_key(|m| m.len)
@@ -236,7 +236,7 @@ impl CaskFs {
             return Some(value);
         }
         let key = self.key_read_by(ino)?;
-        match grown(&self.store, &key, &value) {
+        match grown(&*self.store, &key, &value) {
             Some(longer) => {
                 let longer = Arc::new(longer);
                 self.inodes.set_retired_value(ino, longer.clone());
