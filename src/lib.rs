@@ -8,6 +8,7 @@
 
 pub mod control;
 pub mod engine;
+pub mod etcd;
 pub mod exit;
 pub mod fs;
 pub mod mount;

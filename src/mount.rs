@@ -16,15 +16,27 @@ use log::{debug, info, warn};
 
 use crate::control;
 use crate::engine::{Options, Store, SyncPolicy, parse_ratio, parse_secs, parse_size};
+use crate::etcd::{Etcd, EtcdUrl};
 use crate::exit::Failure;
-use crate::fs::{Bitcask, CaskFs, CaskFuse, FsOptions, Owner};
+use crate::fs::{Bitcask, CaskFs, CaskFuse, FsOptions, Owner, Storage};
 
 #[derive(Args, Debug, Clone)]
 pub struct MountArgs {
-    /// The data directory (created if missing).
+    /// The data directory (created if missing), then an existing, empty
+    /// directory to mount on; with --backend, only the mountpoint.
+    #[arg(value_name = "[DATA_DIR] MOUNTPOINT", num_args = 1..=2, required = true)]
+    pub paths: Vec<PathBuf>,
+    /// The data directory, from `paths` (none with --backend).
+    #[arg(skip)]
     pub data_dir: PathBuf,
-    /// An existing, empty directory to mount on.
+    #[arg(skip)]
     pub mountpoint: PathBuf,
+    /// Serve the keys under PREFIX of an etcd cluster (etcd 3.4 or later,
+    /// its client URLs) instead of a data directory, for a namespace that
+    /// several hosts share: `caskfs mount --backend
+    /// etcd://HOST:PORT[,HOST:PORT...]/PREFIX MOUNTPOINT`.
+    #[arg(long, value_name = "URL")]
+    pub backend: Option<EtcdUrl>,
     /// Run in the background; return once the mount is ready.
     #[arg(long)]
     pub daemon: bool,
@@ -99,10 +111,28 @@ impl MountArgs {
     }
 }
 
-pub fn run(args: MountArgs) -> Res<()> {
+pub fn run(mut args: MountArgs) -> Res<()> {
+    (args.data_dir, args.mountpoint) = match (&args.backend, args.paths.as_slice()) {
+        (None, [dir, mountpoint]) => (dir.clone(), mountpoint.clone()),
+        (Some(_), [mountpoint]) => (PathBuf::new(), mountpoint.clone()),
+        (None, _) => {
+            return Err("usage: caskfs mount DATA_DIR MOUNTPOINT".to_string().into());
+        }
+        (Some(_), _) => {
+            let usage =
+                "with --backend, give only the mountpoint: caskfs mount --backend URL MOUNTPOINT";
+            return Err(usage.to_string().into());
+        }
+    };
+    if args.backend.is_some() && args.cache_reads {
+        return Err("--cache-reads is not available with --backend yet: another host's change would not drop this host's cached pages".to_string().into());
+    }
     let mountpoint = check_mountpoint(&args.mountpoint)?;
-    let data_dir = std::path::absolute(&args.data_dir)
-        .map_err(|e| format!("data directory {}: {e}", args.data_dir.display()))?;
+    let data_dir = match args.backend {
+        Some(_) => PathBuf::new(),
+        None => std::path::absolute(&args.data_dir)
+            .map_err(|e| format!("data directory {}: {e}", args.data_dir.display()))?,
+    };
     let args = MountArgs {
         mountpoint,
         data_dir,
@@ -250,21 +280,40 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
     // Block the stop signals and SIGUSR1 (merge now) in every thread (they
     // inherit the mask); one thread waits for them with sigwait.
     let signals = block_stop_signals()?;
-    let store = Arc::new(
-        Store::open(&args.data_dir, args.engine_options()).map_err(|e| Failure::engine(&e))?,
-    );
-    let folders = index_folders(&store);
+    // The local store, or none when the keys live in etcd.
+    let (local, storage, source, shared): (Option<Arc<Store>>, Arc<dyn Storage>, _, _) = match &args
+        .backend
+    {
+        None => {
+            let store = Store::open(&args.data_dir, args.engine_options())
+                .map_err(|e| Failure::engine(&e))?;
+            let store = Arc::new(store);
+            let bitcask = Arc::new(Bitcask::new(store.clone()));
+            (
+                Some(store),
+                bitcask,
+                args.data_dir.display().to_string(),
+                false,
+            )
+        }
+        Some(url) => {
+            let etcd = Etcd::open(url, args.max_value_size).map_err(|e| format!("{url}: {e}"))?;
+            (None, Arc::new(etcd), url.to_string(), true)
+        }
+    };
+    let folders = local.as_ref().and_then(index_folders);
     let fs = Arc::new(CaskFs::new(
-        Arc::new(Bitcask::new(store.clone())),
+        storage,
         FsOptions {
             owner: Owner::current(),
             read_only: args.read_only,
             cache_reads: args.cache_reads,
+            shared,
         },
     ));
     let mut config = Config::default();
     config.mount_options = vec![
-        MountOption::FSName(args.data_dir.display().to_string()),
+        MountOption::FSName(source.clone()),
         MountOption::Subtype("caskfs".into()),
         MountOption::NoAtime,
         MountOption::NoDev,
@@ -289,32 +338,27 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
     let mut session = Session::new(fuse, &args.mountpoint, &config)
         .map_err(|e| mount_error(&args.mountpoint, &e))?;
     let _ = notifier.set(session.notifier());
-    info!(
-        "mounted {} on {}",
-        args.data_dir.display(),
-        args.mountpoint.display()
-    );
-    let control = control::Server::start(control::Daemon {
-        store: store.clone(),
-        fs,
-        counters,
-        mountpoint: args.mountpoint.clone(),
-        started: std::time::Instant::now(),
-    });
-    let control = match control {
-        Ok(c) => Some(c),
+    info!("mounted {source} on {}", args.mountpoint.display());
+    // Live stats and control speak for a local store only, for now.
+    let control = local.as_ref().and_then(|store| {
+        let started = control::Server::start(control::Daemon {
+            store: store.clone(),
+            fs,
+            counters,
+            mountpoint: args.mountpoint.clone(),
+            started: std::time::Instant::now(),
+        });
         // The mount works without it; only live stats and control do not.
-        Err(e) => {
-            warn!("no control socket in {}: {e}", args.data_dir.display());
-            None
-        }
-    };
+        started
+            .inspect_err(|e| warn!("no control socket in {}: {e}", args.data_dir.display()))
+            .ok()
+    });
     ready("ready");
 
     let mut unmounter = session.unmount_callable();
     let mountpoint = args.mountpoint.clone();
     // Weak, so that the store can be closed once the session ends.
-    let merger = Arc::downgrade(&store);
+    let merger = local.as_ref().map(Arc::downgrade);
     std::thread::Builder::new()
         .name("caskfs-signals".into())
         .spawn(move || {
@@ -322,7 +366,7 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
                 match wait_for(&signals) {
                     libc::SIGUSR1 => {
                         info!("SIGUSR1: merging closed segments");
-                        if let Some(store) = merger.upgrade() {
+                        if let Some(store) = merger.as_ref().and_then(|m| m.upgrade()) {
                             store.request_compaction();
                         }
                     }
@@ -356,9 +400,10 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
     if let Some(f) = folders {
         let _ = f.join();
     }
-    let closed = match Arc::try_unwrap(store) {
-        Ok(store) => store.close().map_err(|e| e.to_string()),
-        Err(store) => {
+    let closed = match local.map(Arc::try_unwrap) {
+        None => Ok(()),
+        Some(Ok(store)) => store.close().map_err(|e| e.to_string()),
+        Some(Err(store)) => {
             warn!("the store is still in use after unmounting; syncing it without closing");
             store.sync().map_err(|e| e.to_string())
         }

@@ -180,5 +180,5 @@ fn errors_go_to_stderr_with_a_failure_status() {
         );
     }
     drop(s);
-    assert_eq!(caskfs(&["get", "k"], &d, None).stdout, b"v");
+    assert_eq!(ok(&caskfs(&["get", "k"], &d, None), "get once closed"), "v");
 }

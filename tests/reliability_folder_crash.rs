@@ -67,8 +67,13 @@ fn kill_9_during_folder_renames_leaves_each_folder_whole() {
             .expect("python3");
         let wait = 300 + u64::from(r) * 3;
         std::thread::sleep(Duration::from_millis(wait));
-        m.crash();
+        // The writer goes before the dead mount is detached: after that,
+        // what it still made would land in the empty mountpoint beneath.
+        m.signal(libc::SIGKILL);
+        let _ = m.wait_exit(Duration::from_secs(30));
+        let _ = writer.kill();
         let _ = writer.wait();
+        common::detach(&m.mnt);
         m.mount();
         let log = fs::read_to_string(&acks).unwrap();
         let mut made = BTreeSet::new();

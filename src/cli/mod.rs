@@ -34,7 +34,8 @@ pub struct Cli {
 
 #[derive(Subcommand)]
 pub enum Command {
-    /// Mount DATA_DIR on MOUNTPOINT and serve it until unmounted.
+    /// Mount DATA_DIR (or, with --backend, a prefix of an etcd cluster) on
+    /// MOUNTPOINT and serve it until unmounted.
     Mount(caskfs::mount::MountArgs),
     /// Store a value (read from stdin when VALUE is omitted). A KEY such
     /// as a/b/c is a path: missing folders above it (a, a/b) are created

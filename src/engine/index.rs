@@ -270,7 +270,7 @@ mod tests {
         assert_eq!(ix.iter().count(), 1000);
         assert_eq!(
             ix.key_bytes(),
-            (0..1000).map(|i| format!("key{i}").len()).sum()
+            (0..1000).map(|i| format!("key{i}").len()).sum::<usize>()
         );
     }
 

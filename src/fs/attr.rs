@@ -23,6 +23,11 @@ pub const BLOCK_SIZE: u32 = 128 * 1024;
 /// handle) is reported with `Attr::cacheable` false and a zero lifetime.
 pub const TTL: Duration = Duration::from_secs(60);
 
+/// The same on a namespace that other hosts change too (the etcd
+/// backend), whose changes reach this kernel only as these lifetimes end:
+/// a change elsewhere is seen here within this.
+pub const SHARED_TTL: Duration = Duration::from_millis(500);
+
 /// Who owns what records no owner (stores written before owners were
 /// kept, and folders with no record): the mounting user unless mount
 /// options say other.
@@ -110,9 +115,10 @@ impl Attr {
         Attr::of(ino, &m, owner)
     }
 
-    /// The lifetime to give the kernel for these attributes and the name.
-    pub fn ttl(&self) -> Duration {
-        if self.cacheable { TTL } else { Duration::ZERO }
+    /// The lifetime to give the kernel for these attributes and the name,
+    /// `most` if they may be cached at all.
+    pub fn ttl(&self, most: Duration) -> Duration {
+        if self.cacheable { most } else { Duration::ZERO }
     }
 
     /// 512-byte blocks, as `stat` counts them.

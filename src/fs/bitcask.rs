@@ -3,9 +3,7 @@
 //! may add.
 
 use std::borrow::Cow;
-use std::ffi::CString;
 use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,7 +12,9 @@ use parking_lot::Mutex;
 
 use super::errno::{Error, Result};
 use super::fs::StatFs;
-use super::storage::{EntryKind, Listing, Meta, Metadata, Pinned, Storage, Value};
+use super::storage::{
+    EntryKind, Listing, Meta, Metadata, Pinned, Storage, Value, disk_space, statvfs,
+};
 use crate::engine::{self, MAX_KEY_LEN, RECORD_HEADER_LEN, Store};
 
 /// Bytes a record adds to its value at most: header and the longest key.
@@ -124,34 +124,10 @@ impl Storage for Bitcask {
 
     /// The data directory's disk, so `df` on the mount shows real space.
     fn space(&self) -> Result<StatFs> {
-        let s = statvfs(self.store.dir())?;
-        #[allow(clippy::useless_conversion)]
-        Ok(StatFs {
-            blocks: u64::from(s.f_blocks),
-            bfree: u64::from(s.f_bfree),
-            bavail: u64::from(s.f_bavail),
-            files: u64::from(s.f_files),
-            ffree: u64::from(s.f_ffree),
-            bsize: s.f_bsize as u32,
-            namelen: 0,
-            frsize: s.f_frsize as u32,
-        })
+        disk_space(self.store.dir())
     }
 
     fn spill_dir(&self) -> &Path {
         self.store.dir()
     }
-}
-
-/// statvfs(2) of `dir`'s filesystem.
-fn statvfs(dir: &Path) -> Result<libc::statvfs> {
-    let path = CString::new(dir.as_os_str().as_bytes())
-        .map_err(|_| Error::InvalidArgument("data directory path contains NUL"))?;
-    // SAFETY: statvfs is plain old data; all-zero is a valid value.
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `path` is a valid C string and `s` a valid out-pointer.
-    if unsafe { libc::statvfs(path.as_ptr(), &mut s) } != 0 {
-        return Err(Error::Io(std::io::Error::last_os_error()));
-    }
-    Ok(s)
 }

@@ -16,6 +16,7 @@ fn mounted() -> (tempfile::TempDir, Arc<Store>, CaskFs) {
         owner: Owner::current(),
         read_only: false,
         cache_reads: false,
+        shared: false,
     };
     let fs = CaskFs::new(Arc::new(Bitcask::new(store.clone())), opts);
     (dir, store, fs)

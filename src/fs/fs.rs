@@ -6,12 +6,12 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use log::{debug, warn};
 use parking_lot::{Mutex, MutexGuard, RwLock};
 
-use super::attr::{Attr, DIR_PERM, Kind, Owner};
+use super::attr::{Attr, DIR_PERM, Kind, Owner, SHARED_TTL, TTL};
 use super::draft::{Closer, Draft};
 use super::errno::{Error, Result};
 use super::handle::{Handle, HandleTable, OpenMode};
@@ -40,6 +40,9 @@ pub struct FsOptions {
     pub read_only: bool,
     /// Readers may read through the kernel's page cache (`page_cache.rs`).
     pub cache_reads: bool,
+    /// Other hosts change the keys too, unseen by the kernel: it may keep
+    /// names and attributes for `SHARED_TTL` only.
+    pub shared: bool,
 }
 
 /// Who asks: the thread, and the user and group a new entry belongs to.
@@ -182,6 +185,17 @@ impl CaskFs {
             }),
             mounted_at,
         }
+    }
+
+    /// Whether other hosts change the keys too.
+    pub fn shared(&self) -> bool {
+        self.opts.shared
+    }
+
+    /// How long the kernel may keep a name or attributes that nothing on
+    /// this host has changed since.
+    pub fn cache_lifetime(&self) -> Duration {
+        if self.opts.shared { SHARED_TTL } else { TTL }
     }
 
     /// Files open through the mount now.

@@ -19,7 +19,7 @@ use fuser::{
 };
 use log::{debug, warn};
 
-use super::attr::{Attr, BLOCK_SIZE, Kind, Owner, TTL};
+use super::attr::{Attr, BLOCK_SIZE, Kind, Owner};
 use super::counters::{Counters, Req};
 use super::errno::{Error, log_and_errno};
 use super::fs::{Caller, CaskFs, KernelCache, Opened, SetAttr};
@@ -27,6 +27,8 @@ use super::page_cache::ReadMode;
 
 pub struct CaskFuse {
     fs: Arc<CaskFs>,
+    /// How long the kernel may keep names and attributes.
+    ttl: Duration,
     counters: Arc<Counters>,
     /// Set once the session exists (`mount.rs`), before any request.
     notifier: Arc<OnceLock<Notifier>>,
@@ -37,6 +39,7 @@ impl CaskFuse {
         let notifier: Arc<OnceLock<Notifier>> = Arc::new(OnceLock::new());
         fs.set_kernel_cache(Box::new(Invalidator(notifier.clone())));
         CaskFuse {
+            ttl: fs.cache_lifetime(),
             fs,
             counters: Arc::default(),
             notifier,
@@ -46,6 +49,16 @@ impl CaskFuse {
     /// What it has served, counted as it goes.
     pub fn counters(&self) -> Arc<Counters> {
         self.counters.clone()
+    }
+
+    fn reply_entry(&self, reply: ReplyEntry, op: &str, r: Result<Attr, Error>) {
+        match r {
+            Ok(a) => {
+                let ttl = a.ttl(self.ttl);
+                reply.entry_with_ttls(&ttl, &ttl, &to_file_attr(&a), Generation(0))
+            }
+            Err(e) => reply.error(err(op, &e)),
+        }
     }
 
     /// Where the session's notifier goes once the session is made.
@@ -181,13 +194,6 @@ fn caller(req: &Request) -> Caller {
     }
 }
 
-fn reply_entry(reply: ReplyEntry, op: &str, r: Result<Attr, Error>) {
-    match r {
-        Ok(a) => reply.entry_with_ttls(&a.ttl(), &a.ttl(), &to_file_attr(&a), Generation(0)),
-        Err(e) => reply.error(err(op, &e)),
-    }
-}
-
 fn reply_empty(reply: ReplyEmpty, op: &str, r: Result<(), Error>) {
     match r {
         Ok(()) => reply.ok(),
@@ -229,9 +235,9 @@ impl Filesystem for CaskFuse {
                     kind: FileType::RegularFile,
                     ..to_file_attr(&none)
                 };
-                reply.entry_with_ttls(&Duration::ZERO, &TTL, &none, Generation(0));
+                reply.entry_with_ttls(&Duration::ZERO, &self.ttl, &none, Generation(0));
             }
-            r => reply_entry(reply, "lookup", r),
+            r => self.reply_entry(reply, "lookup", r),
         }
     }
 
@@ -244,7 +250,7 @@ impl Filesystem for CaskFuse {
     fn getattr(&self, req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         self.counters.request(Req::Getattr);
         match self.fs.getattr(ino.0, fh.map(|f| f.0), req.pid()) {
-            Ok(a) => reply.attr(&a.ttl(), &to_file_attr(&a)),
+            Ok(a) => reply.attr(&a.ttl(self.ttl), &to_file_attr(&a)),
             Err(e) => reply.error(err("getattr", &e)),
         }
     }
@@ -277,7 +283,7 @@ impl Filesystem for CaskFuse {
             fh: fh.map(|f| f.0),
         };
         match self.fs.setattr(ino.0, change, req.pid()) {
-            Ok(a) => reply.attr(&a.ttl(), &to_file_attr(&a)),
+            Ok(a) => reply.attr(&a.ttl(self.ttl), &to_file_attr(&a)),
             Err(e) => reply.error(err("setattr", &e)),
         }
     }
@@ -304,7 +310,7 @@ impl Filesystem for CaskFuse {
         let r = self
             .fs
             .mknod(parent.0, name.as_bytes(), mode, umask, &caller(req));
-        reply_entry(reply, "mknod", r);
+        self.reply_entry(reply, "mknod", r);
     }
 
     fn mkdir(
@@ -320,7 +326,7 @@ impl Filesystem for CaskFuse {
         let r = self
             .fs
             .mkdir(parent.0, name.as_bytes(), mode, umask, &caller(req));
-        reply_entry(reply, "mkdir", r);
+        self.reply_entry(reply, "mkdir", r);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -346,7 +352,7 @@ impl Filesystem for CaskFuse {
         let r = self
             .fs
             .symlink(parent.0, link_name.as_bytes(), target, &caller(req));
-        reply_entry(reply, "symlink", r);
+        self.reply_entry(reply, "symlink", r);
     }
 
     fn rename(
@@ -482,12 +488,14 @@ impl Filesystem for CaskFuse {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         self.counters.request(Req::Opendir);
+        // The kernel keeps the listing in its page cache across opens,
+        // unless other hosts change it unseen.
+        let keep = match self.fs.shared() {
+            false => FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
+            true => FopenFlags::empty(),
+        };
         match self.fs.opendir(ino.0) {
-            // The kernel keeps the listing in its page cache across opens.
-            Ok(fh) => reply.opened(
-                FileHandle(fh),
-                FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
-            ),
+            Ok(fh) => reply.opened(FileHandle(fh), keep),
             Err(e) => reply.error(err("opendir", &e)),
         }
     }
@@ -627,7 +635,7 @@ impl Filesystem for CaskFuse {
             .create(parent.0, name, mode, umask, flags, &caller(req))
         {
             Ok((a, o)) => reply.created(
-                &a.ttl(),
+                &a.ttl(self.ttl),
                 &to_file_attr(&a),
                 Generation(0),
                 FileHandle(o.fh),

@@ -13,6 +13,8 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod etcd;
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_caskfs");
 
 /// Whether mount tests can run here: /dev/fuse, and as a user other than
@@ -90,6 +92,8 @@ pub struct Mount {
     pub data: PathBuf,
     pub mnt: PathBuf,
     pub args: Vec<String>,
+    /// `--backend` URL: the keys live there, and `data` is unused.
+    pub backend: Option<String>,
     child: Option<Child>,
 }
 
@@ -118,6 +122,27 @@ impl Mount {
             data,
             mnt,
             args: args.iter().map(|s| s.to_string()).collect(),
+            backend: None,
+            child: None,
+        };
+        m.mount();
+        m
+    }
+
+    /// Mounts the etcd prefix `url` (`etcd://.../PREFIX`) on a fresh
+    /// temporary mountpoint.
+    pub fn start_backend(url: &str, args: &[&str]) -> Mount {
+        let root = temp_root();
+        let mnt = fs::canonicalize(root.path())
+            .expect("canonical temp dir")
+            .join("mnt");
+        fs::create_dir_all(&mnt).expect("mountpoint");
+        let mut m = Mount {
+            data: root.path().join("unused"),
+            root,
+            mnt,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            backend: Some(url.to_string()),
             child: None,
         };
         m.mount();
@@ -138,11 +163,13 @@ impl Mount {
         // CASKFS_MOUNT_ARGS: options every test's mount gets (to run the
         // suite with `--cache-reads`, say).
         let extra = std::env::var("CASKFS_MOUNT_ARGS").unwrap_or_default();
-        let child = Command::new(BIN)
-            .arg("mount")
-            .args(&self.args)
-            .args(extra.split_whitespace())
-            .arg(&self.data)
+        let mut cmd = Command::new(BIN);
+        cmd.arg("mount").args(&self.args);
+        match &self.backend {
+            Some(url) => cmd.arg("--backend").arg(url),
+            None => cmd.args(extra.split_whitespace()).arg(&self.data),
+        };
+        let child = cmd
             .arg(&self.mnt)
             .env("RUST_LOG", "caskfs=info")
             .stdin(Stdio::null())

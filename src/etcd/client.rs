@@ -1,0 +1,510 @@
+//! etcd's v3 key-value API through its JSON gateway (etcd 3.4 and later):
+//! ranges, transactions and watches. A request goes to the endpoint that
+//! answered last and moves on to the next when one cannot be reached or
+//! has no leader, until a deadline; what then fails is reported with the
+//! errno a caller can act on.
+
+use std::io;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use log::{debug, warn};
+use parking_lot::Mutex;
+use serde_json::{Value as Json, json};
+
+use super::http::Conn;
+
+/// Why a request failed.
+#[derive(Debug)]
+pub enum Error {
+    /// No endpoint answered, or none had a quorum, before the deadline.
+    Unavailable(String),
+    /// The cluster's database reached its quota.
+    NoSpace,
+    /// A request over the cluster's size or operation limits.
+    TooLarge(String),
+    /// Anything else etcd refused or sent that made no sense.
+    Failed(String),
+}
+
+impl Error {
+    pub fn errno(&self) -> i32 {
+        match self {
+            Error::Unavailable(_) => libc::ETIMEDOUT,
+            Error::NoSpace => libc::ENOSPC,
+            Error::TooLarge(_) => libc::EFBIG,
+            Error::Failed(_) => libc::EIO,
+        }
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Unavailable(m) => write!(f, "etcd unavailable: {m}"),
+            Error::NoSpace => write!(f, "etcd database space exceeded (its quota)"),
+            Error::TooLarge(m) => write!(f, "request too large for etcd: {m}"),
+            Error::Failed(m) => write!(f, "etcd: {m}"),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// A watch that reports nothing for this long is opened anew.
+const WATCH_QUIET: Duration = Duration::from_secs(10);
+
+/// One stored key as a range or a watch returns it.
+#[derive(Clone, Debug)]
+pub struct Kv {
+    pub key: Vec<u8>,
+    pub value: Vec<u8>,
+    pub mod_rev: i64,
+}
+
+/// One operation of a transaction.
+pub enum Op {
+    Put(Vec<u8>, Vec<u8>),
+    Get(Vec<u8>),
+    Delete(Vec<u8>),
+    /// Every key that starts with this.
+    DeletePrefix(Vec<u8>),
+}
+
+/// A transaction's condition: `key`'s last change was at revision `rev`
+/// (0: the key does not exist).
+pub struct ModRev(pub Vec<u8>, pub i64);
+
+/// What a transaction did.
+pub struct Txn {
+    pub succeeded: bool,
+    /// The revision the transaction ran at (the puts' revision).
+    pub revision: i64,
+    /// For each `Get` of the branch that ran, in order: the key, if it
+    /// existed (before the operations after it).
+    pub got: Vec<Option<Kv>>,
+}
+
+pub struct Client {
+    endpoints: Vec<String>,
+    /// The endpoint that answered last.
+    preferred: AtomicUsize,
+    idle: Mutex<Vec<(usize, Conn)>>,
+    /// How long one attempt may wait.
+    timeout: Duration,
+    /// How long a request keeps trying other endpoints.
+    deadline: Duration,
+}
+
+impl Client {
+    pub fn new(endpoints: Vec<String>, timeout: Duration, deadline: Duration) -> Client {
+        Client {
+            endpoints,
+            preferred: AtomicUsize::new(0),
+            idle: Mutex::new(Vec::new()),
+            timeout,
+            deadline,
+        }
+    }
+
+    /// The value of `key`, with the store's revision.
+    pub fn get(&self, key: &[u8]) -> Result<(Option<Kv>, i64)> {
+        let reply = self.call("/v3/kv/range", &json!({ "key": enc(key) }))?;
+        let kvs = kvs(&reply)?;
+        Ok((kvs.into_iter().next(), revision(&reply)?))
+    }
+
+    /// Every key starting with `prefix` as of one revision (which is
+    /// returned), read in pages of `page` keys; without values if
+    /// `keys_only`.
+    pub fn get_prefix(
+        &self,
+        prefix: &[u8],
+        page: usize,
+        keys_only: bool,
+    ) -> Result<(Vec<Kv>, i64)> {
+        let end = prefix_end(prefix);
+        let mut out = Vec::new();
+        let mut from = prefix.to_vec();
+        let mut at = 0;
+        loop {
+            let mut req = json!({
+                "key": enc(&from),
+                "range_end": enc(&end),
+                "limit": page,
+                "keys_only": keys_only,
+            });
+            if at != 0 {
+                req["revision"] = json!(at.to_string());
+            }
+            let reply = self.call("/v3/kv/range", &req)?;
+            if at == 0 {
+                at = revision(&reply)?;
+            }
+            let got = kvs(&reply)?;
+            let more = reply["more"].as_bool().unwrap_or(false);
+            match got.last() {
+                Some(last) if more => {
+                    from = last.key.clone();
+                    from.push(0);
+                }
+                _ => {
+                    out.extend(got);
+                    return Ok((out, at));
+                }
+            }
+            out.extend(got);
+        }
+    }
+
+    /// The value of `key` as it was at revision `rev`.
+    pub fn get_at(&self, key: &[u8], rev: i64) -> Result<Option<Kv>> {
+        let req = json!({ "key": enc(key), "revision": rev.to_string() });
+        let reply = self.call("/v3/kv/range", &req)?;
+        Ok(kvs(&reply)?.into_iter().next())
+    }
+
+    pub fn put(&self, key: &[u8], value: &[u8]) -> Result<i64> {
+        let reply = self.call(
+            "/v3/kv/put",
+            &json!({ "key": enc(key), "value": enc(value) }),
+        )?;
+        revision(&reply)
+    }
+
+    /// Runs `then` if every condition holds, else `otherwise`, as one
+    /// atomic step.
+    pub fn txn(&self, when: &[ModRev], then: &[Op], otherwise: &[Op]) -> Result<Txn> {
+        let compare: Vec<Json> = when
+            .iter()
+            .map(|ModRev(key, rev)| {
+                json!({
+                    "key": enc(key),
+                    "target": "MOD",
+                    "result": "EQUAL",
+                    "mod_revision": rev.to_string(),
+                })
+            })
+            .collect();
+        let ops = |ops: &[Op]| -> Vec<Json> { ops.iter().map(op_json).collect() };
+        let req = json!({
+            "compare": compare,
+            "success": ops(then),
+            "failure": ops(otherwise),
+        });
+        let reply = self.call("/v3/kv/txn", &req)?;
+        let mut got = Vec::new();
+        if let Some(responses) = reply["responses"].as_array() {
+            for r in responses {
+                if let Some(range) = r.get("response_range") {
+                    got.push(kvs(range)?.into_iter().next());
+                }
+            }
+        }
+        Ok(Txn {
+            succeeded: reply["succeeded"].as_bool().unwrap_or(false),
+            revision: revision(&reply)?,
+            got,
+        })
+    }
+
+    /// Opens a watch of every key starting with `prefix`, from revision
+    /// `from` on.
+    pub fn watch(&self, prefix: &[u8], from: i64) -> Result<Watch> {
+        let req = json!({ "create_request": {
+            "key": enc(prefix),
+            "range_end": enc(&prefix_end(prefix)),
+            "start_revision": from.to_string(),
+        }});
+        let body = req.to_string();
+        let mut last = String::from("no endpoint");
+        for i in self.order() {
+            let attempt = Conn::connect(&self.endpoints[i], self.timeout).and_then(|mut c| {
+                let status = c.post_stream("/v3/watch", body.as_bytes())?;
+                c.set_read_timeout(Some(WATCH_QUIET))?;
+                Ok((status, c))
+            });
+            match attempt {
+                Ok((200, conn)) => {
+                    return Ok(Watch {
+                        conn,
+                        pending: Vec::new(),
+                    });
+                }
+                Ok((status, _)) => last = format!("{}: HTTP {status}", self.endpoints[i]),
+                Err(e) => last = format!("{}: {e}", self.endpoints[i]),
+            }
+        }
+        Err(Error::Unavailable(last))
+    }
+
+    /// POSTs `req` to `path`, on the preferred endpoint first, retrying
+    /// what certainly did not reach the cluster or found no leader.
+    fn call(&self, path: &str, req: &Json) -> Result<Json> {
+        let body = req.to_string();
+        let start = Instant::now();
+        let mut pause = Duration::from_millis(20);
+        loop {
+            let mut last = String::new();
+            for i in self.order() {
+                match self.attempt(i, path, body.as_bytes()) {
+                    Ok(reply) => match reply_error(&reply) {
+                        None => {
+                            self.preferred.store(i, Ordering::Relaxed);
+                            return Ok(reply);
+                        }
+                        Some(Retry::No(e)) => return Err(e),
+                        Some(Retry::Elsewhere(m)) => last = format!("{}: {m}", self.endpoints[i]),
+                    },
+                    Err(e) => last = format!("{}: {e}", self.endpoints[i]),
+                }
+                debug!("etcd {path}: {last}");
+            }
+            if start.elapsed() + pause > self.deadline {
+                warn!("etcd {path} failed for {:?}: {last}", start.elapsed());
+                return Err(Error::Unavailable(last));
+            }
+            thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(500));
+        }
+    }
+
+    /// One request to endpoint `i`, on an idle connection to it if there
+    /// is one (a dead one is replaced once).
+    fn attempt(&self, i: usize, path: &str, body: &[u8]) -> io::Result<Json> {
+        let reused = {
+            let mut idle = self.idle.lock();
+            idle.iter()
+                .position(|(e, _)| *e == i)
+                .map(|p| idle.swap_remove(p).1)
+        };
+        let (status, reply, keep, conn) = match reused {
+            Some(mut c) => match c.post(path, body) {
+                Ok((s, r, k)) => (s, r, k, c),
+                // The server may have closed an idle connection.
+                Err(_) => {
+                    let mut c = Conn::connect(&self.endpoints[i], self.timeout)?;
+                    let (s, r, k) = c.post(path, body)?;
+                    (s, r, k, c)
+                }
+            },
+            None => {
+                let mut c = Conn::connect(&self.endpoints[i], self.timeout)?;
+                let (s, r, k) = c.post(path, body)?;
+                (s, r, k, c)
+            }
+        };
+        if keep {
+            self.idle.lock().push((i, conn));
+        }
+        let json: Json = serde_json::from_slice(&reply).map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("HTTP {status}, reply is not JSON: {e}"),
+            )
+        })?;
+        Ok(json)
+    }
+
+    /// Endpoint indexes, the preferred one first.
+    fn order(&self) -> impl Iterator<Item = usize> {
+        let n = self.endpoints.len();
+        let first = self.preferred.load(Ordering::Relaxed) % n.max(1);
+        (0..n).map(move |k| (first + k) % n)
+    }
+}
+
+enum Retry {
+    /// Try another endpoint, or the same later.
+    Elsewhere(String),
+    No(Error),
+}
+
+/// The error a gateway reply carries, if any (gRPC status codes).
+fn reply_error(reply: &Json) -> Option<Retry> {
+    let code = reply.get("code")?.as_i64().unwrap_or(2);
+    let message = reply["message"]
+        .as_str()
+        .or(reply["error"].as_str())
+        .unwrap_or("")
+        .to_string();
+    Some(match code {
+        0 => return None,
+        8 if message.contains("space exceeded") => Retry::No(Error::NoSpace),
+        3 if message.contains("too large") || message.contains("too many") => {
+            Retry::No(Error::TooLarge(message))
+        }
+        // UNAVAILABLE: no leader, or the member is stopping.
+        14 => Retry::Elsewhere(message),
+        _ if message.contains("no leader") || message.contains("leader changed") => {
+            Retry::Elsewhere(message)
+        }
+        _ => Retry::No(Error::Failed(message)),
+    })
+}
+
+fn op_json(op: &Op) -> Json {
+    match op {
+        Op::Put(k, v) => json!({ "request_put": { "key": enc(k), "value": enc(v) } }),
+        Op::Get(k) => json!({ "request_range": { "key": enc(k) } }),
+        Op::Delete(k) => json!({ "request_delete_range": { "key": enc(k) } }),
+        Op::DeletePrefix(p) => json!({ "request_delete_range": {
+            "key": enc(p),
+            "range_end": enc(&prefix_end(p)),
+        }}),
+    }
+}
+
+/// A watch's stream of changes.
+pub struct Watch {
+    conn: Conn,
+    pending: Vec<u8>,
+}
+
+/// One change a watch reports.
+pub enum Event {
+    Put(Kv),
+    Delete(Vec<u8>, i64),
+}
+
+impl Watch {
+    /// The next batch of changes, with the revision it brings the watcher
+    /// to; an error or `None` when the stream ended (the caller opens a
+    /// new watch from the last revision it saw).
+    pub fn next(&mut self) -> Result<Option<(Vec<Event>, i64)>> {
+        let line = match self.conn.next_line(&mut self.pending) {
+            Ok(Some(line)) => line,
+            Ok(None) => return Ok(None),
+            // Quiet for long: the member may be cut off without the
+            // connection breaking, so the caller watches anew.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                return Ok(None);
+            }
+            Err(e) => return Err(Error::Unavailable(e.to_string())),
+        };
+        let msg: Json =
+            serde_json::from_slice(&line).map_err(|e| Error::Failed(format!("watch: {e}")))?;
+        match reply_error(&msg) {
+            None => {}
+            Some(Retry::No(e)) => return Err(e),
+            Some(Retry::Elsewhere(m)) => return Err(Error::Unavailable(m)),
+        }
+        let result = &msg["result"];
+        if result["canceled"].as_bool() == Some(true) {
+            let why = result["cancel_reason"].as_str().unwrap_or("canceled");
+            return Err(Error::Failed(format!("watch canceled: {why}")));
+        }
+        let mut events = Vec::new();
+        for e in result["events"]
+            .as_array()
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+        {
+            let kv = kv(&e["kv"])?;
+            events.push(match e["type"].as_str() {
+                Some("DELETE") => Event::Delete(kv.key, kv.mod_rev),
+                _ => Event::Put(kv),
+            });
+        }
+        Ok(Some((events, revision(result)?)))
+    }
+}
+
+/// The first key after every key that starts with `prefix`.
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xff {
+            end.push(last + 1);
+            return end;
+        }
+    }
+    // Every key: etcd's "\0" range end.
+    vec![0]
+}
+
+fn enc(bytes: &[u8]) -> String {
+    B64.encode(bytes)
+}
+
+fn dec(field: &Json) -> Result<Vec<u8>> {
+    match field.as_str() {
+        None => Ok(Vec::new()),
+        Some(s) => B64
+            .decode(s)
+            .map_err(|e| Error::Failed(format!("bad base64 from etcd: {e}"))),
+    }
+}
+
+/// etcd's JSON gives 64-bit numbers as strings, and leaves out zeros.
+fn int(field: &Json) -> Result<i64> {
+    match field {
+        Json::Null => Ok(0),
+        Json::String(s) => s
+            .parse()
+            .map_err(|_| Error::Failed(format!("bad number from etcd: {s:?}"))),
+        Json::Number(n) => n
+            .as_i64()
+            .ok_or_else(|| Error::Failed(format!("bad number from etcd: {n}"))),
+        other => Err(Error::Failed(format!("bad number from etcd: {other}"))),
+    }
+}
+
+fn revision(reply: &Json) -> Result<i64> {
+    int(&reply["header"]["revision"])
+}
+
+fn kv(j: &Json) -> Result<Kv> {
+    Ok(Kv {
+        key: dec(&j["key"])?,
+        value: dec(&j["value"])?,
+        mod_rev: int(&j["mod_revision"])?,
+    })
+}
+
+fn kvs(reply: &Json) -> Result<Vec<Kv>> {
+    reply["kvs"]
+        .as_array()
+        .map(Vec::as_slice)
+        .unwrap_or(&[])
+        .iter()
+        .map(kv)
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefix_ends() {
+        assert_eq!(prefix_end(b"ab"), b"ac");
+        assert_eq!(prefix_end(b"a\xff"), b"b");
+        assert_eq!(prefix_end(b"\xff\xff"), b"\0");
+    }
+
+    #[test]
+    fn gateway_errors_map_to_what_a_caller_can_do() {
+        let quota = json!({"code": 8, "message": "etcdserver: mvcc: database space exceeded"});
+        assert!(matches!(
+            reply_error(&quota),
+            Some(Retry::No(Error::NoSpace))
+        ));
+        let no_leader = json!({"code": 14, "message": "etcdserver: no leader"});
+        assert!(matches!(reply_error(&no_leader), Some(Retry::Elsewhere(_))));
+        let big = json!({"code": 3, "message": "etcdserver: request is too large"});
+        assert!(matches!(
+            reply_error(&big),
+            Some(Retry::No(Error::TooLarge(_)))
+        ));
+        assert!(reply_error(&json!({"header": {"revision": "3"}})).is_none());
+    }
+}

@@ -1,0 +1,112 @@
+//! The namespace's records held in memory: loaded at mount, kept current
+//! by this mount's own commits at once and by a watch for everyone
+//! else's. Stat, lookup and listings read it, so they cost no round trip;
+//! opens read values from the cluster itself.
+
+use std::collections::HashMap;
+
+use crate::engine::{EntryKind, Tree};
+
+use super::record::Record;
+
+#[derive(Default)]
+pub struct Mirror {
+    records: HashMap<Vec<u8>, (Record, i64)>,
+    /// Keys this mount deleted, at which revision, until the watch has
+    /// passed it: an older put it still reports must not bring one back.
+    deleted: HashMap<Vec<u8>, i64>,
+    tree: Tree,
+    /// The revision the watch has delivered everything up to.
+    seen: i64,
+}
+
+impl Mirror {
+    pub fn get(&self, key: &[u8]) -> Option<Record> {
+        self.records.get(key).map(|(r, _)| *r)
+    }
+
+    /// The revision of `key`'s record, 0 if none.
+    pub fn revision(&self, key: &[u8]) -> i64 {
+        self.records.get(key).map_or(0, |(_, rev)| *rev)
+    }
+
+    pub fn tree(&self) -> &Tree {
+        &self.tree
+    }
+
+    pub fn records(&self) -> impl Iterator<Item = (&Vec<u8>, &Record)> {
+        self.records.iter().map(|(k, (r, _))| (k, r))
+    }
+
+    /// `key` holds `record` since revision `rev`, unless the mirror
+    /// already knows of something newer.
+    pub fn put(&mut self, key: &[u8], record: Record, rev: i64) {
+        if self.revision(key) >= rev || self.deleted.get(key).is_some_and(|&d| d >= rev) {
+            return;
+        }
+        self.deleted.remove(key);
+        let old = self.records.insert(key.to_vec(), (record, rev));
+        let kind = EntryKind::of_mode(record.meta.mode);
+        if let Some((o, _)) = old
+            && EntryKind::of_mode(o.meta.mode) != kind
+        {
+            self.tree.remove(key);
+        }
+        self.tree.insert(key, kind);
+    }
+
+    /// `key` was deleted at revision `rev`.
+    pub fn delete(&mut self, key: &[u8], rev: i64) {
+        if self.revision(key) > rev {
+            return;
+        }
+        if self.records.remove(key).is_some() {
+            self.tree.remove(key);
+        }
+        if rev > self.seen {
+            self.deleted.insert(key.to_vec(), rev);
+        }
+    }
+
+    /// The watch has delivered every change up to `rev`.
+    pub fn seen(&mut self, rev: i64) {
+        self.seen = self.seen.max(rev);
+        let seen = self.seen;
+        self.deleted.retain(|_, d| *d > seen);
+    }
+
+    pub fn seen_revision(&self) -> i64 {
+        self.seen
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::Meta;
+    use crate::etcd::record::Body;
+
+    fn file(len: u64) -> Record {
+        Record {
+            meta: Meta::file(1),
+            len,
+            body: Body::Inline,
+        }
+    }
+
+    #[test]
+    fn older_news_never_undoes_newer() {
+        let mut m = Mirror::default();
+        m.put(b"a/k", file(1), 5);
+        m.put(b"a/k", file(2), 4);
+        assert_eq!(m.get(b"a/k").map(|r| r.len), Some(1));
+        m.delete(b"a/k", 7);
+        // The watch reports the put at 6 after this mount's delete at 7.
+        m.put(b"a/k", file(3), 6);
+        assert!(m.get(b"a/k").is_none());
+        assert_eq!(m.tree().kind(b"a"), None);
+        m.seen(7);
+        m.put(b"a/k", file(4), 8);
+        assert_eq!(m.tree().list(b"a").map(|l| l.len()), Some(1));
+    }
+}

@@ -1,0 +1,279 @@
+//! etcd clusters for the etcd backend's tests: members on 127.0.0.1 with
+//! free ports and temporary data directories, run as our own processes
+//! (ended by pid when the `Cluster` drops, or by the kernel should the
+//! test process die first), killed and restarted at will.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// Whether etcd is installed (Debian's etcd-server). Without it the test
+/// is skipped with a note, except under `CI=true`, where that is a
+/// failure: `scripts/test.sh` installs it.
+pub fn etcd_available() -> bool {
+    let found = Command::new("etcd")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if found {
+        return true;
+    }
+    let missing = "etcd is not installed (Debian's etcd-server; scripts/test.sh installs it)";
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{missing}, and CI=true: the etcd tests must run in CI");
+    }
+    eprintln!("skipping etcd test: {missing}");
+    false
+}
+
+/// Returns from the test early (a skip) when etcd or FUSE is missing.
+#[macro_export]
+macro_rules! require_etcd {
+    () => {
+        if !common::fuse_available() || !common::etcd::etcd_available() {
+            return;
+        }
+    };
+}
+
+struct Member {
+    name: String,
+    client: u16,
+    peer: u16,
+    child: Option<Child>,
+}
+
+pub struct Cluster {
+    dir: TempDir,
+    members: Vec<Member>,
+    /// Extra flags every member gets.
+    flags: Vec<String>,
+}
+
+impl Cluster {
+    /// Starts `n` members and waits until they have a leader.
+    pub fn start(n: usize, flags: &[&str]) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("caskfs-etcd-")
+            .tempdir()
+            .expect("temp dir");
+        let members = (0..n)
+            .map(|i| Member {
+                name: format!("m{i}"),
+                client: free_port(),
+                peer: free_port(),
+                child: None,
+            })
+            .collect();
+        let mut c = Cluster {
+            dir,
+            members,
+            flags: flags.iter().map(|s| s.to_string()).collect(),
+        };
+        for i in 0..n {
+            c.spawn(i, "new");
+        }
+        c.wait_for_leader(Duration::from_secs(30));
+        c
+    }
+
+    fn spawn(&mut self, i: usize, state: &str) {
+        let initial: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer))
+            .collect();
+        let m = &self.members[i];
+        let data: PathBuf = self.dir.path().join(&m.name);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(format!("{}.log", m.name)))
+            .expect("etcd log");
+        let client = format!("http://127.0.0.1:{}", m.client);
+        let peer = format!("http://127.0.0.1:{}", m.peer);
+        let mut cmd = Command::new("etcd");
+        cmd.args(["--name", &m.name])
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--listen-client-urls", &client])
+            .args(["--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &peer])
+            .args(["--initial-advertise-peer-urls", &peer])
+            .args(["--initial-cluster", &initial.join(",")])
+            .args(["--initial-cluster-state", state])
+            .args(["--initial-cluster-token", &self.token()])
+            // Quick elections, so a killed leader is replaced in a second.
+            .args(["--heartbeat-interval", "50", "--election-timeout", "500"])
+            .args(&self.flags)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log);
+        // SAFETY: prctl in the child before exec; it only sets the signal
+        // the child gets when the thread that spawned it ends.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().expect("start etcd");
+        self.members[i].child = Some(child);
+    }
+
+    fn token(&self) -> String {
+        self.dir
+            .path()
+            .file_name()
+            .map_or("caskfs".into(), |n| n.to_string_lossy().into_owned())
+    }
+
+    /// `etcd://` URL of every member, for keys under `prefix`.
+    pub fn url(&self, prefix: &str) -> String {
+        let hosts: Vec<String> = self
+            .members
+            .iter()
+            .map(|m| format!("127.0.0.1:{}", m.client))
+            .collect();
+        format!("etcd://{}/{prefix}", hosts.join(","))
+    }
+
+    /// kill -9 member `i`.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.members[i].child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts member `i` again on its data directory.
+    pub fn restart(&mut self, i: usize) {
+        self.kill(i);
+        self.spawn(i, "existing");
+    }
+
+    /// The index of the member that leads now, if one answers so.
+    pub fn leader(&self) -> Option<usize> {
+        for m in self.members.iter().filter(|m| m.child.is_some()) {
+            let Some(reply) = post(m.client, "/v3/maintenance/status", "{}") else {
+                continue;
+            };
+            let own = field(&reply, "member_id");
+            let leader = field(&reply, "leader");
+            if own.is_some() && own == leader {
+                return self.members.iter().position(|x| x.client == m.client);
+            }
+        }
+        None
+    }
+
+    pub fn wait_for_leader(&self, within: Duration) -> usize {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(l) = self.leader() {
+                return l;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "etcd has no leader after {within:?}:\n{}",
+                self.logs()
+            );
+            sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// How many etcd keys start with `prefix`, asked of a live member.
+    pub fn count(&self, prefix: &str) -> usize {
+        let end = {
+            let mut e = prefix.as_bytes().to_vec();
+            if let Some(last) = e.last_mut() {
+                *last += 1;
+            }
+            e
+        };
+        let body = format!(
+            r#"{{"key":"{}","range_end":"{}","count_only":true}}"#,
+            b64(prefix.as_bytes()),
+            b64(&end)
+        );
+        for m in self.members.iter().filter(|m| m.child.is_some()) {
+            if let Some(reply) = post(m.client, "/v3/kv/range", &body) {
+                return field(&reply, "count").map_or(0, |c| c.parse().unwrap_or(0));
+            }
+        }
+        panic!("no etcd member answered:\n{}", self.logs());
+    }
+
+    /// The members' logs, for a failure message.
+    pub fn logs(&self) -> String {
+        let mut out = String::new();
+        for m in &self.members {
+            let log = std::fs::read_to_string(self.dir.path().join(format!("{}.log", m.name)));
+            let log = log.unwrap_or_default();
+            out += &format!("--- {}:\n{}\n", m.name, super::tail(&log, 1500));
+        }
+        out
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for i in 0..self.members.len() {
+            self.kill(i);
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// POSTs `body` to a member's gateway; the reply body, or `None` if it
+/// does not answer (within a second).
+fn post(port: u16, path: &str, body: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).ok()?;
+    let mut reply = String::new();
+    s.read_to_string(&mut reply).ok()?;
+    let (head, body) = reply.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+/// The string value of `"name":"..."` in a flat reading of JSON (etcd
+/// writes its 64-bit numbers as strings).
+fn field(json: &str, name: &str) -> Option<String> {
+    let at = json.find(&format!("\"{name}\":\""))? + name.len() + 4;
+    let rest = &json[at..];
+    Some(rest[..rest.find('"')?].to_string())
+}
+
+fn b64(bytes: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for c in bytes.chunks(3) {
+        let n = c.iter().fold(0u32, |n, &b| n << 8 | u32::from(b)) << (8 * (3 - c.len()));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(ABC[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
