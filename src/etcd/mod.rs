@@ -19,4 +19,5 @@ mod record;
 mod url;
 
 pub use backend::Etcd;
+pub use client::{Client, Error as ClientError};
 pub use url::EtcdUrl;
