@@ -8,6 +8,7 @@
 //! - `progress`: progress bars for long work
 
 mod docs;
+mod etcd;
 mod fstab;
 mod live;
 mod offline;
@@ -149,18 +150,39 @@ pub fn run(command: Command) -> Result<ExitCode, Failure> {
             data_dir,
             key,
             value,
-        } => offline::put(&data_dir, &key, value)?,
-        Command::Get { data_dir, key } => offline::get(&data_dir, &key)?,
-        Command::Rm { data_dir, key } => offline::rm(&data_dir, &key)?,
+        } => match etcd::url(&data_dir).transpose()? {
+            Some(url) => etcd::put(&url, &key, offline::value_or_stdin(value)?)?,
+            None => offline::put(&data_dir, &key, value)?,
+        },
+        Command::Get { data_dir, key } => match etcd::url(&data_dir).transpose()? {
+            Some(url) => etcd::get(&url, &key)?,
+            None => offline::get(&data_dir, &key)?,
+        },
+        Command::Rm { data_dir, key } => match etcd::url(&data_dir).transpose()? {
+            Some(url) => etcd::rm(&url, &key)?,
+            None => offline::rm(&data_dir, &key)?,
+        },
         Command::Ls {
             data_dir,
             folder,
             recursive,
-        } => offline::ls(&data_dir, folder.as_deref(), recursive)?,
-        Command::Stats { path, json } => return live::stats(&path, json),
+        } => match etcd::url(&data_dir).transpose()? {
+            Some(url) => etcd::ls(&url, folder.as_deref(), recursive)?,
+            None => offline::ls(&data_dir, folder.as_deref(), recursive)?,
+        },
+        Command::Stats { path, json } => match etcd::url(&path).transpose()? {
+            Some(url) => etcd::stats(&url, json)?,
+            None => return live::stats(&path, json),
+        },
         Command::Compact { path } => return live::compact(&path),
         Command::Check { path, repair } => return live::check(&path, repair),
-        Command::Backup { source, dest } => return live::backup(&source, &dest),
+        Command::Backup { source, dest } => {
+            if etcd::url(&source).is_some() || etcd::url(&dest).is_some() {
+                etcd::backup(&source, &dest)?;
+            } else {
+                return live::backup(&source, &dest);
+            }
+        }
         Command::Completions { shell } => docs::completions(shell)?,
         Command::Man { dir } => docs::man_pages(&dir)?,
     }

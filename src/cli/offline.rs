@@ -40,16 +40,7 @@ fn stdout_err(e: std::io::Error) -> Failure {
 /// it that are missing, all in one atomic batch.
 pub fn put(dir: &Path, key: &str, value: Option<String>) -> Result<(), Failure> {
     let store = Store::open(dir, Options::default()).map_err(engine_err)?;
-    let value = match value {
-        Some(v) => v.into_bytes(),
-        None => {
-            let mut buf = Vec::new();
-            std::io::stdin()
-                .read_to_end(&mut buf)
-                .map_err(|e| format!("reading stdin: {e}"))?;
-            buf
-        }
-    };
+    let value = value_or_stdin(value)?;
     let key = key.as_bytes();
     let mut parents = Vec::new();
     for (i, _) in key.iter().enumerate().filter(|(_, b)| **b == b'/') {
@@ -75,6 +66,20 @@ pub fn put(dir: &Path, key: &str, value: Option<String>) -> Result<(), Failure> 
     batch.push(BatchOp::Put(key, &value));
     store.write_batch(&batch).map_err(key_err(dir))?;
     store.close().map_err(engine_err)
+}
+
+/// `value`, or else what stdin holds.
+pub fn value_or_stdin(value: Option<String>) -> Result<Vec<u8>, Failure> {
+    match value {
+        Some(v) => Ok(v.into_bytes()),
+        None => {
+            let mut buf = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut buf)
+                .map_err(|e| format!("reading stdin: {e}"))?;
+            Ok(buf)
+        }
+    }
 }
 
 pub fn get(dir: &Path, key: &str) -> Result<(), Failure> {

@@ -1,0 +1,610 @@
+//! etcd backend benchmark (a plain program, `harness = false`): the same
+//! small-file workload three ways, in the same run, against an etcd
+//! cluster of its own:
+//!
+//! 1. the cluster driven directly through `caskfs::etcd::Client` (put of a
+//!    new key, get, put over an existing key, delete): what etcd costs;
+//! 2. an etcd-backed mount of the real binary (`--backend etcd://...`):
+//!    create (open O_CREAT|O_TRUNC + write + close), stat, read (open +
+//!    read to EOF + close), overwrite, delete;
+//! 3. the same on a mount of a local data directory (the default backend),
+//!    and on a plain directory on the same disk, for reference.
+//!
+//!     cargo bench --bench etcd -- [--keys N] [--runs R] [--members M] [--dir PATH]
+//!
+//! Every operation is timed on its own: the table gives, per operation and
+//! way, the rate (ops/s) and the p50 and p99 latency in µs, medians over
+//! the runs, and two ratios of rates: etcd mount ÷ direct client (what the
+//! filesystem layer costs on etcd) and etcd mount ÷ local mount.
+//!
+//! The direct client has no delete: `Client::txn` takes `Op`s, which
+//! `caskfs::etcd` does not export. Its delete row is a DeleteRange sent
+//! to the same JSON gateway on one kept-alive connection, as the client
+//! sends its own requests.
+//!
+//! The cluster (`--members`, default 1) runs on free 127.0.0.1 ports with
+//! its data under `--dir` (default `target/bench-etcd`), on the same disk
+//! as the local mount and the plain directory; it is killed, every mount
+//! unmounted and the directory removed on the way out, also on failure.
+
+use std::fs::{self, File};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use caskfs::etcd::Client;
+
+const VALUE_LEN: usize = 100;
+const BIN: &str = env!("CARGO_BIN_EXE_caskfs");
+/// The backend's own limits on one request (src/etcd/backend.rs).
+const ATTEMPT: Duration = Duration::from_secs(2);
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Operations in table order.
+const OPS: [&str; 5] = ["create", "stat", "read", "overwrite", "delete"];
+/// The ways, in table order.
+const WAYS: [&str; 4] = ["client", "etcd mount", "local mount", "plain dir"];
+
+struct Args {
+    keys: usize,
+    runs: usize,
+    members: usize,
+    dir: PathBuf,
+}
+
+fn usage() -> ! {
+    eprintln!("usage: etcd [--keys N] [--runs R] [--members M] [--dir PATH]");
+    std::process::exit(2)
+}
+
+fn parse_args() -> Args {
+    let mut a = Args {
+        keys: 2000,
+        runs: 3,
+        members: 1,
+        dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-etcd"),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(arg) = it.next() {
+        let mut val = || it.next().unwrap_or_else(|| usage());
+        let mut num = || {
+            val()
+                .replace('_', "")
+                .parse::<usize>()
+                .ok()
+                .filter(|&n| n > 0)
+                .unwrap_or_else(|| usage())
+        };
+        match arg.as_str() {
+            "--keys" => a.keys = num(),
+            "--runs" => a.runs = num(),
+            "--members" => a.members = num(),
+            "--dir" => a.dir = PathBuf::from(val()),
+            "--bench" => {} // passed by `cargo bench`
+            "-h" | "--help" => usage(),
+            _ => {
+                eprintln!("unknown argument {arg}");
+                usage()
+            }
+        }
+    }
+    a
+}
+
+/// splitmix64: keys, values and shuffles, the same for every way.
+fn mix(mut z: u64) -> u64 {
+    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn key(i: usize) -> String {
+    format!("k{:016x}", mix(i as u64))
+}
+
+/// The value of key `i` in generation `g`: pseudo-random bytes.
+fn value(i: usize, g: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(VALUE_LEN + 8);
+    let mut s = mix((i as u64) << 8 ^ g);
+    while out.len() < VALUE_LEN {
+        s = mix(s);
+        out.extend_from_slice(&s.to_le_bytes());
+    }
+    out.truncate(VALUE_LEN);
+    out
+}
+
+fn shuffled(n: usize, seed: u64) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = (mix(seed ^ i as u64) % (i as u64 + 1)) as usize;
+        v.swap(i, j);
+    }
+    v
+}
+
+/// One operation over all its keys: rate, p50 and p99 latency in µs.
+#[derive(Clone, Copy)]
+struct Figure {
+    rate: f64,
+    p50: f64,
+    p99: f64,
+}
+
+/// Times `op(i)` for every `i` of `order`, each on its own.
+fn timed(order: &[usize], mut op: impl FnMut(usize)) -> Figure {
+    let mut lat = Vec::with_capacity(order.len());
+    let start = Instant::now();
+    for &i in order {
+        let t = Instant::now();
+        op(i);
+        lat.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    let total = start.elapsed().as_secs_f64();
+    lat.sort_by(f64::total_cmp);
+    let at = |q: f64| lat[((lat.len() as f64 * q).ceil() as usize).clamp(1, lat.len()) - 1];
+    Figure {
+        rate: order.len() as f64 / total.max(1e-9),
+        p50: at(0.50),
+        p99: at(0.99),
+    }
+}
+
+/// The overwrite order: N random keys (some twice, some not at all).
+fn overwrites(n: usize) -> Vec<usize> {
+    (0..n)
+        .map(|j| (mix(0x5eed ^ j as u64) % n as u64) as usize)
+        .collect()
+}
+
+/// The workload on a directory: one figure per operation of `OPS`.
+fn on_dir(root: &Path, n: usize, run: usize) -> Vec<Option<Figure>> {
+    let paths: Vec<PathBuf> = (0..n).map(|i| root.join(key(i))).collect();
+    let all: Vec<usize> = (0..n).collect();
+    let mut gen_of = vec![0u64; n];
+    let mut buf = Vec::with_capacity(4096);
+    let write = |p: &Path, v: &[u8]| {
+        let mut f = File::create(p).unwrap_or_else(|e| panic!("create {}: {e}", p.display()));
+        f.write_all(v)
+            .unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+    };
+    let create = timed(&all, |i| write(&paths[i], &value(i, 0)));
+    let stat = timed(&shuffled(n, 1 + run as u64), |i| {
+        let m = fs::metadata(&paths[i]).unwrap_or_else(|e| panic!("stat: {e}"));
+        assert_eq!(m.len(), VALUE_LEN as u64, "stat: size of key {i}");
+    });
+    let read_into = |p: &Path, buf: &mut Vec<u8>| {
+        buf.clear();
+        File::open(p)
+            .and_then(|mut f| f.read_to_end(buf))
+            .unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+    };
+    let mut wrong = 0;
+    let read = timed(&shuffled(n, 2 + run as u64), |i| {
+        read_into(&paths[i], &mut buf);
+        wrong += usize::from(buf != value(i, 0));
+    });
+    assert_eq!(wrong, 0, "read: wrong values");
+    let overwrite = timed(&overwrites(n), |i| {
+        gen_of[i] += 1;
+        write(&paths[i], &value(i, gen_of[i]));
+    });
+    for &i in shuffled(n, 3).iter().take(200) {
+        read_into(&paths[i], &mut buf);
+        assert!(buf == value(i, gen_of[i]), "after overwrite: key {i}");
+    }
+    let delete = timed(&all, |i| {
+        fs::remove_file(&paths[i]).unwrap_or_else(|e| panic!("unlink: {e}"))
+    });
+    assert_eq!(fs::read_dir(root).expect("readdir").count(), 0);
+    [create, stat, read, overwrite, delete].map(Some).to_vec()
+}
+
+/// The workload on the cluster directly, under `prefix`: put of new keys
+/// (create), get (read), put over existing keys (overwrite), delete; etcd
+/// has nothing to stat.
+fn on_client(
+    c: &Client,
+    gw: &mut Gateway,
+    prefix: &str,
+    n: usize,
+    run: usize,
+) -> Vec<Option<Figure>> {
+    let keys: Vec<Vec<u8>> = (0..n)
+        .map(|i| format!("{prefix}{}", key(i)).into_bytes())
+        .collect();
+    let all: Vec<usize> = (0..n).collect();
+    let mut gen_of = vec![0u64; n];
+    let create = timed(&all, |i| {
+        c.put(&keys[i], &value(i, 0)).expect("put");
+    });
+    let mut wrong = 0;
+    let read = timed(&shuffled(n, 2 + run as u64), |i| {
+        let (kv, _) = c.get(&keys[i]).expect("get");
+        wrong += usize::from(kv.is_none_or(|kv| kv.value != value(i, 0)));
+    });
+    assert_eq!(wrong, 0, "get: wrong values");
+    let overwrite = timed(&overwrites(n), |i| {
+        gen_of[i] += 1;
+        c.put(&keys[i], &value(i, gen_of[i])).expect("put");
+    });
+    let delete = timed(&all, |i| {
+        let body = format!(r#"{{"key":"{}"}}"#, b64(&keys[i]));
+        let reply = gw.post("/v3/kv/deleterange", &body);
+        assert!(reply.contains("\"deleted\":\"1\""), "delete: {reply}");
+    });
+    vec![
+        Some(create),
+        None,
+        Some(read),
+        Some(overwrite),
+        Some(delete),
+    ]
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// A kept-alive HTTP/1.1 connection to a member's JSON gateway, for what
+/// the public client cannot do (delete) or say (the version).
+struct Gateway {
+    r: BufReader<TcpStream>,
+}
+
+impl Gateway {
+    fn connect(port: u16) -> Gateway {
+        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect to etcd");
+        s.set_nodelay(true).expect("nodelay");
+        s.set_read_timeout(Some(DEADLINE)).expect("timeout");
+        Gateway {
+            r: BufReader::new(s),
+        }
+    }
+
+    /// The reply body to `method path` with `body`; only 200 with a length.
+    fn call(&mut self, method: &str, path: &str, body: &str) -> String {
+        let req = format!(
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.r
+            .get_mut()
+            .write_all(req.as_bytes())
+            .expect("send to etcd");
+        let (mut status, mut len, mut line) = (String::new(), None, String::new());
+        self.r.read_line(&mut status).expect("etcd reply");
+        loop {
+            line.clear();
+            self.r.read_line(&mut line).expect("etcd reply");
+            if line.trim().is_empty() {
+                break;
+            }
+            if let Some((k, v)) = line.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                len = v.trim().parse::<usize>().ok();
+            }
+        }
+        let mut out = vec![0; len.unwrap_or_else(|| panic!("etcd {path}: no length: {status}"))];
+        self.r.read_exact(&mut out).expect("etcd reply body");
+        let out = String::from_utf8_lossy(&out).into_owned();
+        assert!(status.contains(" 200 "), "etcd {path}: {status}{out}");
+        out
+    }
+
+    fn post(&mut self, path: &str, body: &str) -> String {
+        self.call("POST", path, body)
+    }
+}
+
+/// An etcd cluster of our own on 127.0.0.1, killed when dropped (or by
+/// the kernel, should this process die first).
+struct Cluster {
+    children: Vec<Child>,
+    clients: Vec<u16>,
+    dir: PathBuf,
+}
+
+impl Cluster {
+    fn start(n: usize, dir: &Path) -> Cluster {
+        let free = || {
+            let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+            l.local_addr().expect("local addr").port()
+        };
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free(), free())).collect();
+        let initial: Vec<String> = (0..n)
+            .map(|i| format!("m{i}=http://127.0.0.1:{}", ports[i].1))
+            .collect();
+        let mut c = Cluster {
+            children: Vec::new(),
+            clients: ports.iter().map(|p| p.0).collect(),
+            dir: dir.to_path_buf(),
+        };
+        fs::create_dir_all(dir).expect("etcd directory");
+        for (i, &(client, peer)) in ports.iter().enumerate() {
+            let log = File::create(dir.join(format!("m{i}.log"))).expect("etcd log");
+            let (client, peer) = (
+                format!("http://127.0.0.1:{client}"),
+                format!("http://127.0.0.1:{peer}"),
+            );
+            let mut cmd = Command::new("etcd");
+            cmd.args(["--name", &format!("m{i}")])
+                .arg("--data-dir")
+                .arg(dir.join(format!("m{i}")))
+                .args(["--listen-client-urls", &client])
+                .args(["--advertise-client-urls", &client])
+                .args(["--listen-peer-urls", &peer])
+                .args(["--initial-advertise-peer-urls", &peer])
+                .args(["--initial-cluster", &initial.join(",")])
+                .args(["--initial-cluster-state", "new"])
+                .args(["--initial-cluster-token", "caskfs-bench"])
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log fd"))
+                .stderr(log);
+            // SAFETY: prctl in the child before exec; it only sets the
+            // signal the child gets when the thread that spawned it ends.
+            unsafe {
+                cmd.pre_exec(|| {
+                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                    Ok(())
+                });
+            }
+            c.children
+                .push(cmd.spawn().expect("start etcd (is it installed?)"));
+        }
+        // A linearizable read answers once there is a leader.
+        let probe = Client::new(c.endpoints(), ATTEMPT, Duration::from_secs(30));
+        if let Err(e) = probe.get(b"caskfs-bench-probe") {
+            panic!("etcd did not come up: {e}\n{}", c.logs());
+        }
+        c
+    }
+
+    fn endpoints(&self) -> Vec<String> {
+        self.clients
+            .iter()
+            .map(|p| format!("127.0.0.1:{p}"))
+            .collect()
+    }
+
+    fn url(&self, prefix: &str) -> String {
+        format!("etcd://{}/{prefix}", self.endpoints().join(","))
+    }
+
+    fn logs(&self) -> String {
+        (0..self.clients.len())
+            .map(|i| {
+                let log = fs::read_to_string(self.dir.join(format!("m{i}.log")));
+                let log = log.unwrap_or_default();
+                format!("--- m{i}:\n{}\n", &log[log.len().saturating_sub(2000)..])
+            })
+            .collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn is_mounted(path: &Path) -> bool {
+    let want = path.to_string_lossy().replace(' ', "\\040");
+    fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+}
+
+/// The real binary serving `mnt` in the foreground as our child;
+/// unmounted (lazily if it must) and reaped when dropped.
+struct Mounted {
+    mnt: PathBuf,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Mounted {
+    /// `caskfs mount SOURCE... MNT`: a data directory, or `--backend URL`.
+    fn start(source: &[&std::ffi::OsStr], mnt: &Path, log: &Path) -> Mounted {
+        fs::create_dir_all(mnt).expect("mountpoint");
+        let out = File::create(log).expect("mount log");
+        let child = Command::new(BIN)
+            .arg("mount")
+            .args(source)
+            .arg(mnt)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone().expect("log fd"))
+            .stderr(out)
+            .spawn()
+            .expect("starting caskfs");
+        let mut m = Mounted {
+            mnt: mnt.to_path_buf(),
+            child,
+            log: log.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !is_mounted(&m.mnt) {
+            let exited = m.child.try_wait().ok().flatten();
+            if exited.is_some() || Instant::now() > deadline {
+                let log = fs::read_to_string(&m.log).unwrap_or_default();
+                panic!("caskfs mount did not come up ({exited:?}):\n{log}");
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+        m
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        for (cmd, args) in [
+            ("fusermount3", &["-u"][..]),
+            ("fusermount3", &["-u", "-z"][..]),
+            ("umount", &["-l"][..]),
+        ] {
+            if is_mounted(&self.mnt) {
+                let _ = Command::new(cmd)
+                    .args(args)
+                    .arg(&self.mnt)
+                    .stderr(Stdio::null())
+                    .status();
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait().ok().flatten().is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                break;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Removes the bench directory when dropped (after the mounts are gone).
+struct Cleanup(PathBuf);
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    match v.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => v[n / 2],
+        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
+    }
+}
+
+fn main() {
+    let a = parse_args();
+    let _ = fs::remove_dir_all(&a.dir);
+    fs::create_dir_all(&a.dir).expect("bench directory");
+    // Dropped last: after the cluster and the mounts.
+    let _cleanup = Cleanup(a.dir.clone());
+    let base = fs::canonicalize(&a.dir).expect("canonical bench directory");
+    let cluster = Cluster::start(a.members, &base.join("etcd"));
+    let mut gw = Gateway::connect(cluster.clients[0]);
+    let version = gw.call("GET", "/version", "");
+    let version = version
+        .split('"')
+        .skip_while(|s| *s != "etcdserver")
+        .nth(2)
+        .unwrap_or("unknown")
+        .to_string();
+    let client = Client::new(cluster.endpoints(), ATTEMPT, DEADLINE);
+    println!(
+        "caskfs etcd bench: etcd {version}, {} member(s); {} keys of {VALUE_LEN} bytes, \
+         {} run(s), one client thread, in {}",
+        a.members,
+        a.keys,
+        a.runs,
+        base.display()
+    );
+
+    // runs[way][run][op]
+    let mut runs: Vec<Vec<Vec<Option<Figure>>>> = vec![Vec::new(); WAYS.len()];
+    for run in 0..a.runs {
+        let dir = base.join(format!("run{run}"));
+        let t = Instant::now();
+        runs[0].push(on_client(
+            &client,
+            &mut gw,
+            &format!("direct{run}/"),
+            a.keys,
+            run,
+        ));
+        let took_client = t.elapsed();
+        let t = Instant::now();
+        let url = cluster.url(&format!("mount{run}"));
+        {
+            let m = Mounted::start(
+                &["--backend".as_ref(), url.as_ref()],
+                &dir.join("etcd-mnt"),
+                &dir.join("etcd-mount.log"),
+            );
+            runs[1].push(on_dir(&m.mnt, a.keys, run));
+        }
+        let took_etcd = t.elapsed();
+        let t = Instant::now();
+        {
+            let data = dir.join("data");
+            let m = Mounted::start(
+                &[data.as_os_str()],
+                &dir.join("local-mnt"),
+                &dir.join("local-mount.log"),
+            );
+            runs[2].push(on_dir(&m.mnt, a.keys, run));
+        }
+        let took_local = t.elapsed();
+        let t = Instant::now();
+        let plain = dir.join("plain");
+        fs::create_dir_all(&plain).expect("plain directory");
+        runs[3].push(on_dir(&plain, a.keys, run));
+        eprintln!(
+            "run {run}: client {:.1}s, etcd mount {:.1}s, local mount {:.1}s, plain {:.1}s",
+            took_client.as_secs_f64(),
+            took_etcd.as_secs_f64(),
+            took_local.as_secs_f64(),
+            t.elapsed().as_secs_f64()
+        );
+        let _ = fs::remove_dir_all(&dir);
+    }
+
+    // Medians over the runs, per way and operation.
+    let med = |way: usize, op: usize| -> Option<Figure> {
+        let figs: Vec<Figure> = runs[way].iter().filter_map(|r| r[op]).collect();
+        let of = |f: fn(&Figure) -> f64| median(figs.iter().map(f).collect());
+        (!figs.is_empty()).then(|| Figure {
+            rate: of(|f| f.rate),
+            p50: of(|f| f.p50),
+            p99: of(|f| f.p99),
+        })
+    };
+    println!();
+    print!("{:<10}", "");
+    for w in WAYS {
+        print!(" {w:^22}");
+    }
+    println!(" {:>9} {:>9}", "etcd mnt", "etcd mnt");
+    print!("{:<10}", "operation");
+    for _ in WAYS {
+        print!(" {:>8} {:>6} {:>6}", "ops/s", "p50", "p99");
+    }
+    println!(" {:>9} {:>9}", "÷ client", "÷ local");
+    for (op, name) in OPS.iter().enumerate() {
+        print!("{name:<10}");
+        for w in 0..WAYS.len() {
+            match med(w, op) {
+                Some(f) => print!(" {:>8.0} {:>6.0} {:>6.0}", f.rate, f.p50, f.p99),
+                None => print!(" {:>8} {:>6} {:>6}", "-", "", ""),
+            }
+        }
+        let ratio = |w: usize| match (med(1, op), med(w, op)) {
+            (Some(e), Some(o)) => format!("{:.3}", e.rate / o.rate),
+            _ => "-".into(),
+        };
+        println!(" {:>9} {:>9}", ratio(0), ratio(2));
+    }
+    println!(
+        "(p50/p99: latency of one operation in µs; ratios of ops/s. client: create and \
+         overwrite = put, read = get, delete = DeleteRange on the gateway; etcd has no stat. \
+         The local mount runs with its default --sync none; etcd syncs its log at every commit.)"
+    );
+}

@@ -1,0 +1,107 @@
+//! The offline commands on an etcd prefix, and backups that move a
+//! namespace between a local data directory and etcd in both directions.
+
+mod common;
+
+use std::fs;
+use std::process::{Command, Output};
+
+use common::Mount;
+use common::etcd::Cluster;
+
+fn caskfs(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut cmd = Command::new(common::BIN);
+    cmd.args(args);
+    if let Some(input) = stdin {
+        use std::io::Write;
+        use std::process::Stdio;
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("caskfs");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(input)
+            .expect("stdin");
+        return child.wait_with_output().expect("caskfs");
+    }
+    cmd.output().expect("caskfs")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = caskfs(args, None);
+    assert!(
+        out.status.success(),
+        "caskfs {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn put_get_ls_rm_and_stats_work_on_a_prefix() {
+    require_etcd!();
+    let cluster = Cluster::start(1, &[]);
+    let url = cluster.url("cli");
+    ok(&["put", &url, "shop/products/42", "seven"]);
+    let out = caskfs(&["put", &url, "greeting"], Some(b"hi\n"));
+    assert!(out.status.success());
+    assert_eq!(ok(&["ls", &url]), "greeting\nshop/\n");
+    assert_eq!(
+        ok(&["ls", "-r", &url]),
+        "greeting\nshop/\nshop/products/\nshop/products/42\n"
+    );
+    assert_eq!(ok(&["get", &url, "shop/products/42"]), "seven");
+    assert_eq!(
+        ok(&["stats", "--json", &url]),
+        format!(
+            "{{\"backend\":\"etcd\",\"url\":\"{url}\",\"keys\":2,\"folders\":2,\"bytes\":8}}\n"
+        )
+    );
+    ok(&["rm", &url, "greeting"]);
+    let missing = caskfs(&["get", &url, "greeting"], None);
+    assert_eq!(missing.status.code(), Some(4), "a missing key's exit code");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("not found"));
+    let bad = caskfs(&["ls", "etcd://nowhere"], None);
+    assert_eq!(bad.status.code(), Some(2));
+}
+
+#[test]
+fn a_namespace_moves_from_etcd_to_a_data_directory_and_back() {
+    require_etcd!();
+    let cluster = Cluster::start(1, &[]);
+    let from = cluster.url("from");
+    let big = common::pattern(3 << 20, 9);
+    {
+        let m = Mount::start_backend(&from, &[]);
+        fs::write(m.path("big"), &big).unwrap();
+        m.ok("mkdir -p mnt/a/empty && echo x > mnt/a/x && chmod 640 mnt/a/x && ln -s a/x mnt/link");
+    }
+    let root = common::temp_root();
+    let local = root.path().join("local");
+    let local = local.to_str().unwrap();
+    assert!(ok(&["backup", &from, local]).contains("copied 5 records"));
+    // The local copy mounts as any data directory, modes and all.
+    {
+        let m = Mount::start_with(common::temp_root(), local.into(), &[]);
+        assert!(fs::read(m.path("big")).unwrap() == big);
+        assert_eq!(
+            m.ok("stat -c %a mnt/a/x && readlink mnt/link && ls mnt/a"),
+            "640\na/x\nempty\nx\n"
+        );
+    }
+    let to = cluster.url("to");
+    assert!(ok(&["backup", local, &to]).contains("copied 5 records"));
+    let again = caskfs(&["backup", local, &to], None);
+    assert!(!again.status.success(), "a backup into a non-empty prefix");
+    let m = Mount::start_backend(&to, &[]);
+    assert!(fs::read(m.path("big")).unwrap() == big);
+    assert_eq!(
+        m.ok("stat -c %a mnt/a/x && cat mnt/link && ls mnt/a"),
+        "640\nx\nempty\nx\n"
+    );
+}
