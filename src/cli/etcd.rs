@@ -205,7 +205,7 @@ pub fn backup(source: &Path, dest: &Path) -> Result<(), Failure> {
 fn walk(
     s: &dyn Storage,
     dir: &[u8],
-    f: &mut dyn FnMut(&[u8], EntryKind) -> Result<(), Error>,
+    f: &mut impl FnMut(&[u8], EntryKind) -> Result<(), Error>,
 ) -> Result<(), Error> {
     let mut todo = vec![dir.to_vec()];
     while let Some(d) = todo.pop() {
