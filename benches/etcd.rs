@@ -449,8 +449,10 @@ impl Mounted {
 
 impl Drop for Mounted {
     fn drop(&mut self) {
+        // fusermount3 as a user, umount as root; lazily if it must.
         for (cmd, args) in [
             ("fusermount3", &["-u"][..]),
+            ("umount", &[][..]),
             ("fusermount3", &["-u", "-z"][..]),
             ("umount", &["-l"][..]),
         ] {

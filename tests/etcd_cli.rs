@@ -105,3 +105,25 @@ fn a_namespace_moves_from_etcd_to_a_data_directory_and_back() {
         "640\nx\nempty\nx\n"
     );
 }
+
+#[test]
+fn stats_and_backup_take_the_mountpoint_of_a_prefix() {
+    require_etcd!();
+    let cluster = Cluster::start(1, &[]);
+    let m = Mount::start_backend(&cluster.url("mounted"), &[]);
+    m.ok("mkdir mnt/d && printf 12345 > mnt/d/k");
+    let mnt = m.mnt.to_str().unwrap();
+    assert_eq!(
+        ok(&["stats", mnt]),
+        format!(
+            "{}: keys 1, folders 1, bytes of values 5\n",
+            cluster.url("mounted")
+        )
+    );
+    let dest = m.scratch("copy");
+    assert!(ok(&["backup", mnt, dest.to_str().unwrap()]).contains("copied 2 records"));
+    assert_eq!(ok(&["get", dest.to_str().unwrap(), "d/k"]), "12345");
+    let compact = caskfs(&["compact", mnt], None);
+    assert_eq!(compact.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&compact.stderr).contains("etcd compacts its own history"));
+}

@@ -95,6 +95,27 @@ fn a_large_value_is_stored_in_chunks_and_its_old_chunks_go() {
     assert_eq!(cluster.count("large/"), 0);
 }
 
+/// A crash between writing a large value's chunks and committing it
+/// leaves chunks no record points to: a later mount removes them once they
+/// are an hour old (younger ones may be another host's commit under way).
+#[test]
+fn chunks_no_record_uses_are_removed_once_old() {
+    require_etcd!();
+    let cluster = Cluster::start(1, &[]);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let old = format!("gc/c/{:016x}/00000000", (now - 7200) << 32 | 1);
+    let young = format!("gc/c/{:016x}/00000000", now << 32 | 2);
+    cluster.put(&old, b"left by a crash");
+    cluster.put(&young, b"a commit under way");
+    let m = Mount::start_backend(&cluster.url("gc"), &[]);
+    assert_eq!(cluster.count(&old), 0, "the old chunk stayed");
+    assert_eq!(cluster.count(&young), 1, "the young chunk went");
+    assert!(m.log().contains("which no key uses"));
+}
+
 #[test]
 fn two_mounts_see_each_others_changes_within_a_second() {
     require_etcd!();

@@ -20,6 +20,24 @@ pub fn url(arg: &Path) -> Option<Result<EtcdUrl, Failure>> {
         .then(|| s.parse().map_err(|e: String| Failure::new(Code::Usage, e)))
 }
 
+/// The etcd prefix mounted on `path` if it is the mountpoint of one (so
+/// `caskfs stats MOUNTPOINT` and `backup` work on such a mount), else
+/// `path` itself.
+pub fn prefix_of(path: &Path) -> std::path::PathBuf {
+    super::live::etcd_mounted_on(path).map_or_else(|| path.to_path_buf(), Into::into)
+}
+
+/// Refuses a command that has no meaning for an etcd prefix.
+pub fn not_for_a_prefix(path: &Path, why: &str) -> Result<(), Failure> {
+    match url(&prefix_of(path)) {
+        Some(_) => Err(Failure::new(
+            Code::Usage,
+            format!("{}: not on an etcd prefix ({why})", path.display()),
+        )),
+        None => Ok(()),
+    }
+}
+
 fn open(url: &EtcdUrl) -> Result<Etcd, Failure> {
     Etcd::open(url, Options::default().max_value_size).map_err(|e| fail(url, e))
 }
@@ -133,7 +151,7 @@ pub fn stats(url: &EtcdUrl, json: bool) -> Result<(), Failure> {
             url.to_string().escape_default()
         );
     } else {
-        println!("{url}: {files} keys and {folders} folders, {bytes} bytes of values");
+        println!("{url}: keys {files}, folders {folders}, bytes of values {bytes}");
     }
     Ok(())
 }

@@ -17,9 +17,20 @@ use super::offline;
 /// source in /proc/self/mountinfo is a data directory: the type shows as
 /// `fuse` when root mounts without fusermount3, `fuse.caskfs` otherwise).
 fn data_dir_of(path: &Path) -> PathBuf {
-    let Ok(canon) = std::fs::canonicalize(path) else {
-        return path.to_path_buf();
-    };
+    match mounted_source(path) {
+        Some(s) if Path::new(&s).join(MANIFEST_FILE).exists() => PathBuf::from(s),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// The etcd prefix mounted on `path`, if `path` is the mountpoint of one.
+pub fn etcd_mounted_on(path: &Path) -> Option<std::ffi::OsString> {
+    mounted_source(path).filter(|s| s.as_encoded_bytes().starts_with(b"etcd://"))
+}
+
+/// The source of the FUSE mount on `path`, if it is one.
+fn mounted_source(path: &Path) -> Option<std::ffi::OsString> {
+    let canon = std::fs::canonicalize(path).ok()?;
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     for line in info.lines() {
         let Some((before, after)) = line.split_once(" - ") else {
@@ -29,15 +40,11 @@ fn data_dir_of(path: &Path) -> PathBuf {
         let mut rest = after.split(' ');
         let (fstype, source) = (rest.next(), rest.next().map(unescape));
         let fuse = matches!(fstype, Some("fuse" | "fuse.caskfs"));
-        if fuse
-            && mountpoint.as_deref() == Some(canon.as_os_str())
-            && let Some(s) = source.map(PathBuf::from)
-            && s.join(MANIFEST_FILE).exists()
-        {
-            return s;
+        if fuse && mountpoint.as_deref() == Some(canon.as_os_str()) {
+            return source;
         }
     }
-    path.to_path_buf()
+    None
 }
 
 /// A mountinfo field: spaces, tabs, newlines and backslashes come octal

@@ -170,13 +170,20 @@ pub fn run(command: Command) -> Result<ExitCode, Failure> {
             Some(url) => etcd::ls(&url, folder.as_deref(), recursive)?,
             None => offline::ls(&data_dir, folder.as_deref(), recursive)?,
         },
-        Command::Stats { path, json } => match etcd::url(&path).transpose()? {
+        Command::Stats { path, json } => match etcd::url(&etcd::prefix_of(&path)).transpose()? {
             Some(url) => etcd::stats(&url, json)?,
             None => return live::stats(&path, json),
         },
-        Command::Compact { path } => return live::compact(&path),
-        Command::Check { path, repair } => return live::check(&path, repair),
+        Command::Compact { path } => {
+            etcd::not_for_a_prefix(&path, "compact: etcd compacts its own history")?;
+            return live::compact(&path);
+        }
+        Command::Check { path, repair } => {
+            etcd::not_for_a_prefix(&path, "check: etcd checks its own data")?;
+            return live::check(&path, repair);
+        }
         Command::Backup { source, dest } => {
+            let source = etcd::prefix_of(&source);
             if etcd::url(&source).is_some() || etcd::url(&dest).is_some() {
                 etcd::backup(&source, &dest)?;
             } else {

@@ -212,6 +212,21 @@ impl Cluster {
         panic!("no etcd member answered:\n{}", self.logs());
     }
 
+    /// Stores `value` at etcd key `key` directly, through a live member.
+    pub fn put(&self, key: &str, value: &[u8]) {
+        let body = format!(
+            r#"{{"key":"{}","value":"{}"}}"#,
+            b64(key.as_bytes()),
+            b64(value)
+        );
+        let put = self
+            .members
+            .iter()
+            .filter(|m| m.child.is_some())
+            .find_map(|m| post(m.client, "/v3/kv/put", &body));
+        assert!(put.is_some(), "no etcd member took a put:\n{}", self.logs());
+    }
+
     /// The members' logs, for a failure message.
     pub fn logs(&self) -> String {
         let mut out = String::new();

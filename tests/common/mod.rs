@@ -94,6 +94,8 @@ pub struct Mount {
     pub args: Vec<String>,
     /// `--backend` URL: the keys live there, and `data` is unused.
     pub backend: Option<String>,
+    /// The cluster `CASKFS_TEST_BACKEND=etcd` started for this mount.
+    cluster: Option<etcd::Cluster>,
     child: Option<Child>,
 }
 
@@ -117,12 +119,18 @@ impl Mount {
             .expect("canonical temp dir")
             .join("mnt");
         fs::create_dir_all(&mnt).expect("mountpoint");
+        // CASKFS_TEST_BACKEND=etcd runs a test on a one-member etcd
+        // cluster of its own instead of `data` (tests that look into the
+        // data directory then fail: they are about the local log).
+        let cluster = (std::env::var("CASKFS_TEST_BACKEND").as_deref() == Ok("etcd"))
+            .then(|| etcd::Cluster::start(1, &[]));
         let mut m = Mount {
             root,
             data,
             mnt,
             args: args.iter().map(|s| s.to_string()).collect(),
-            backend: None,
+            backend: cluster.as_ref().map(|c| c.url("test")),
+            cluster,
             child: None,
         };
         m.mount();
@@ -143,6 +151,7 @@ impl Mount {
             mnt,
             args: args.iter().map(|s| s.to_string()).collect(),
             backend: Some(url.to_string()),
+            cluster: None,
             child: None,
         };
         m.mount();
