@@ -383,11 +383,10 @@ impl Storage for Etcd {
             if tree.kind(from) != Some(EntryKind::Folder) {
                 return Err(Error::NotFound);
             }
-            let keys = tree.below(from, MAX_FOLDER_KEYS + 1);
-            let keys = keys.unwrap_or_default();
-            if keys.len() > MAX_FOLDER_KEYS {
-                return Err(too_large(from, keys.len(), 0));
-            }
+            // None: more than that.
+            let Some(keys) = tree.below(from, MAX_FOLDER_KEYS) else {
+                return Err(too_large(from, MAX_FOLDER_KEYS + 1, 0));
+            };
             keys.into_iter()
                 .map(|(k, _)| k)
                 .filter(|k| tree.has_record(k))

@@ -241,6 +241,13 @@ impl Mount {
             .map_or(0, |kb| kb * 1024)
     }
 
+    /// Whether the keys live in a local data directory (`data`), as
+    /// opposed to an etcd cluster (`CASKFS_TEST_BACKEND=etcd`): steps that
+    /// look into the data directory run only then.
+    pub fn local(&self) -> bool {
+        self.backend.is_none()
+    }
+
     /// A path inside the mount.
     pub fn path(&self, key: &str) -> PathBuf {
         self.mnt.join(key)
