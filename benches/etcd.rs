@@ -175,7 +175,8 @@ fn on_dir(root: &Path, n: usize, run: usize) -> Vec<Option<Figure>> {
     };
     let create = timed(&all, |i| write(&paths[i], &value(i, 0)));
     let stat = timed(&shuffled(n, 1 + run as u64), |i| {
-        let m = fs::metadata(&paths[i]).unwrap_or_else(|e| panic!("stat: {e}"));
+        let m =
+            fs::metadata(&paths[i]).unwrap_or_else(|e| panic!("stat {}: {e}", paths[i].display()));
         assert_eq!(m.len(), VALUE_LEN as u64, "stat: size of key {i}");
     });
     let read_into = |p: &Path, buf: &mut Vec<u8>| {

@@ -311,6 +311,7 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
             shared,
         },
     ));
+    fs.follow_remote_changes();
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::FSName(source.clone()),
@@ -364,12 +365,13 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
         .spawn(move || {
             let sig = loop {
                 match wait_for(&signals) {
-                    libc::SIGUSR1 => {
-                        info!("SIGUSR1: merging closed segments");
-                        if let Some(store) = merger.as_ref().and_then(|m| m.upgrade()) {
+                    libc::SIGUSR1 => match merger.as_ref().and_then(|m| m.upgrade()) {
+                        Some(store) => {
+                            info!("SIGUSR1: merging closed segments");
                             store.request_compaction();
                         }
-                    }
+                        None => info!("SIGUSR1: no segments to merge (etcd compacts its own)"),
+                    },
                     sig => break sig,
                 }
             };

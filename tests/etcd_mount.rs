@@ -129,6 +129,7 @@ fn two_mounts_see_each_others_changes_within_a_second() {
         fs::read_to_string(b.path("d/k")).is_ok_and(|v| v == "one\n")
     });
     assert!(seen.is_some(), "b did not see a's new key within 1 s");
+    eprintln!("b saw a's new key after {seen:?}");
     // b has the name and attributes cached now; a changes the value.
     assert_eq!(b.ok("stat -c %s mnt/d/k"), "4\n");
     a.ok("echo longer > mnt/d/k");
@@ -137,6 +138,7 @@ fn two_mounts_see_each_others_changes_within_a_second() {
             && fs::read_to_string(b.path("d/k")).unwrap() == "longer\n"
     });
     assert!(seen.is_some(), "b did not see a's new value within 1 s");
+    eprintln!("b saw a's new value (its stat cached before) after {seen:?}");
     b.ok("mv mnt/d/k mnt/d/moved");
     let seen = within(second, || {
         !a.path("d/k").exists() && a.ok("ls mnt/d") == "moved\n"

@@ -7,8 +7,8 @@ use std::borrow::Cow;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,7 +20,7 @@ use super::mirror::Mirror;
 use super::record::{Body, CHUNK, INLINE_MAX, Layout, Record};
 use super::url::EtcdUrl;
 use crate::engine::{self, EntryKind, Meta, Metadata, tree};
-use crate::fs::{Error, Listing, Pinned, Result, StatFs, Storage, Value, disk_space};
+use crate::fs::{Error, Listing, Pinned, RemoteChange, Result, StatFs, Storage, Value, disk_space};
 
 /// How long one request to one member may take.
 const ATTEMPT: Duration = Duration::from_secs(2);
@@ -39,6 +39,8 @@ pub struct Etcd {
     client: Arc<Client>,
     layout: Layout,
     mirror: Arc<RwLock<Mirror>>,
+    /// Told of each key another host changed.
+    remote: Arc<OnceLock<RemoteChange>>,
     spill: PathBuf,
     max_value_size: u64,
 }
@@ -55,6 +57,7 @@ impl Etcd {
             client,
             layout,
             mirror,
+            remote: Arc::default(),
             spill,
             max_value_size,
         };
@@ -72,10 +75,11 @@ impl Etcd {
     /// Follows everyone's changes to the records from where the load
     /// left off; reloads should etcd have compacted that history away.
     fn watch(&self) {
-        let (client, layout, mirror) = (
+        let (client, layout, mirror, remote) = (
             self.client.clone(),
             self.layout.clone(),
             self.mirror.clone(),
+            self.remote.clone(),
         );
         let spawned = thread::Builder::new()
             .name("etcd-watch".into())
@@ -83,7 +87,7 @@ impl Etcd {
                 let mut pause = Duration::from_millis(50);
                 loop {
                     let from = mirror.read().seen_revision() + 1;
-                    match follow(&client, &layout, &mirror, from) {
+                    match follow(&client, &layout, &mirror, &remote, from) {
                         Ok(()) => pause = Duration::from_millis(50),
                         Err(e) if e.to_string().contains("compacted") => {
                             warn!("etcd watch: {e}; reloading the records");
@@ -491,6 +495,10 @@ impl Storage for Etcd {
     fn spill_dir(&self) -> &Path {
         &self.spill
     }
+
+    fn on_remote_change(&self, tell: RemoteChange) {
+        let _ = self.remote.set(tell);
+    }
 }
 
 impl Drop for Etcd {
@@ -516,7 +524,9 @@ fn load(client: &Client, layout: &Layout, mirror: &RwLock<Mirror>) -> Result<()>
             continue;
         };
         match Record::decode(&kv.value) {
-            Some(r) => fresh.put(key, r, kv.mod_rev),
+            Some(r) => {
+                fresh.put(key, r, kv.mod_rev);
+            }
             None => warn!("{}: not a caskfs record, skipped", show(&kv.key)),
         }
     }
@@ -526,33 +536,45 @@ fn load(client: &Client, layout: &Layout, mirror: &RwLock<Mirror>) -> Result<()>
 }
 
 /// Applies the changes a watch from revision `from` reports until it
-/// ends.
+/// ends, telling `remote` of each key another host changed.
 fn follow(
     client: &Client,
     layout: &Layout,
     mirror: &RwLock<Mirror>,
+    remote: &OnceLock<RemoteChange>,
     from: i64,
 ) -> client::Result<()> {
     let mut w = client.watch(&layout.records(), from)?;
     while let Some((events, rev)) = w.next()? {
+        let mut changed: Vec<Vec<u8>> = Vec::new();
         let mut m = mirror.write();
         for e in events {
+            // This mount's own changes are in the mirror already.
             match e {
                 Event::Put(kv) => {
                     if let (Some(key), Some(r)) =
                         (layout.key_of_record(&kv.key), Record::decode(&kv.value))
+                        && m.put(key, r, kv.mod_rev)
                     {
-                        m.put(key, r, kv.mod_rev);
+                        changed.push(key.to_vec());
                     }
                 }
                 Event::Delete(k, rev) => {
-                    if let Some(key) = layout.key_of_record(&k) {
-                        m.delete(key, rev);
+                    if let Some(key) = layout.key_of_record(&k)
+                        && m.delete(key, rev)
+                    {
+                        changed.push(key.to_vec());
                     }
                 }
             }
         }
         m.seen(rev);
+        drop(m);
+        if let Some(tell) = remote.get() {
+            for key in &changed {
+                tell(key);
+            }
+        }
     }
     Ok(())
 }

@@ -39,10 +39,10 @@ impl Mirror {
     }
 
     /// `key` holds `record` since revision `rev`, unless the mirror
-    /// already knows of something newer.
-    pub fn put(&mut self, key: &[u8], record: Record, rev: i64) {
+    /// already knows of it or of something newer; whether it did not.
+    pub fn put(&mut self, key: &[u8], record: Record, rev: i64) -> bool {
         if self.revision(key) >= rev || self.deleted.get(key).is_some_and(|&d| d >= rev) {
-            return;
+            return false;
         }
         self.deleted.remove(key);
         let old = self.records.insert(key.to_vec(), (record, rev));
@@ -53,19 +53,22 @@ impl Mirror {
             self.tree.remove(key);
         }
         self.tree.insert(key, kind);
+        true
     }
 
-    /// `key` was deleted at revision `rev`.
-    pub fn delete(&mut self, key: &[u8], rev: i64) {
+    /// `key` was deleted at revision `rev`; whether the mirror held it.
+    pub fn delete(&mut self, key: &[u8], rev: i64) -> bool {
         if self.revision(key) > rev {
-            return;
+            return false;
         }
-        if self.records.remove(key).is_some() {
+        let held = self.records.remove(key).is_some();
+        if held {
             self.tree.remove(key);
         }
         if rev > self.seen {
             self.deleted.insert(key.to_vec(), rev);
         }
+        held
     }
 
     /// The watch has delivered every change up to `rev`.

@@ -24,9 +24,10 @@ pub const BLOCK_SIZE: u32 = 128 * 1024;
 pub const TTL: Duration = Duration::from_secs(60);
 
 /// The same on a namespace that other hosts change too (the etcd
-/// backend), whose changes reach this kernel only as these lifetimes end:
-/// a change elsewhere is seen here within this.
-pub const SHARED_TTL: Duration = Duration::from_millis(500);
+/// backend): their changes reach the daemon by a watch, which has the
+/// kernel forget what they change at once; should the watch lag, a
+/// change is still seen within this.
+pub const SHARED_TTL: Duration = Duration::from_secs(1);
 
 /// Who owns what records no owner (stores written before owners were
 /// kept, and folders with no record): the mounting user unless mount

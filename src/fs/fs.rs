@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use log::{debug, warn};
 use parking_lot::{Mutex, MutexGuard, RwLock};
 
-use super::attr::{Attr, DIR_PERM, Kind, Owner, SHARED_TTL, TTL};
+use super::attr::{Attr, DIR_PERM, Kind, Owner, ROOT_INO, SHARED_TTL, TTL};
 use super::draft::{Closer, Draft};
 use super::errno::{Error, Result};
 use super::handle::{Handle, HandleTable, OpenMode};
@@ -124,6 +124,10 @@ pub trait KernelCache: Send + Sync {
     /// whose first value was never stored. Returns once the kernel has
     /// forgotten the name (or after a bound, should it be busy).
     fn entry_gone(&self, parent: u64, name: &[u8]);
+    /// Another host changed what `name` in folder `parent` leads to: the
+    /// kernel forgets the name. Called outside requests, so it may wait
+    /// for the folder's lock.
+    fn name_changed(&self, parent: u64, name: &[u8]);
 }
 
 thread_local! {
@@ -184,6 +188,34 @@ impl CaskFs {
                 ctime: now,
             }),
             mounted_at,
+        }
+    }
+
+    /// Has the kernel forget what it holds of each key another host
+    /// changes (a shared backend).
+    pub fn follow_remote_changes(self: &Arc<Self>) {
+        let fs = Arc::downgrade(self);
+        self.store.on_remote_change(Box::new(move |key| {
+            if let Some(fs) = fs.upgrade() {
+                fs.changed_elsewhere(key);
+            }
+        }));
+    }
+
+    fn changed_elsewhere(&self, key: &[u8]) {
+        let Some(k) = self.kernel.get() else {
+            return;
+        };
+        if let Some(ino) = self.inodes.lookup(key) {
+            k.attrs_changed(ino);
+        }
+        let (dir, name) = tree::split(key);
+        let parent = match dir.is_empty() {
+            true => Some(ROOT_INO),
+            false => self.inodes.lookup(dir),
+        };
+        if let Some(parent) = parent {
+            k.name_changed(parent, name);
         }
     }
 

@@ -114,12 +114,7 @@ impl KernelCache for Invalidator {
         let spawned = std::thread::Builder::new()
             .name("inval-entry".into())
             .spawn(move || {
-                // ENOENT: the kernel had no such name; nothing to drop.
-                if let Err(e) = n.inval_entry(INodeNo(parent), &name)
-                    && e.raw_os_error() != Some(libc::ENOENT)
-                {
-                    warn!("invalidating the name {name:?}: {e}");
-                }
+                drop_name(&n, parent, &name);
                 let _ = done.send(());
             });
         match spawned {
@@ -128,6 +123,22 @@ impl KernelCache for Invalidator {
             }
             Err(e) => warn!("starting a thread to invalidate a name: {e}"),
         }
+    }
+
+    fn name_changed(&self, parent: u64, name: &[u8]) {
+        if let Some(n) = self.0.get() {
+            drop_name(n, parent, OsStr::from_bytes(name));
+        }
+    }
+}
+
+/// Has the kernel forget `name` in folder `parent`.
+fn drop_name(n: &Notifier, parent: u64, name: &OsStr) {
+    // ENOENT: the kernel had no such name; nothing to drop.
+    if let Err(e) = n.inval_entry(INodeNo(parent), name)
+        && e.raw_os_error() != Some(libc::ENOENT)
+    {
+        warn!("invalidating the name {name:?}: {e}");
     }
 }
 

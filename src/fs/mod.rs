@@ -45,4 +45,4 @@ pub use draft::SPILL_THRESHOLD;
 pub use errno::{Error, Result, errno};
 pub use fs::{Caller, CaskFs, DirEntry, FsOptions, KernelCache, Opened, SetAttr, StatFs};
 pub use fuse::CaskFuse;
-pub use storage::{Listing, Pinned, Storage, Value, disk_space};
+pub use storage::{Listing, Pinned, RemoteChange, Storage, Value, disk_space};

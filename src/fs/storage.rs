@@ -53,7 +53,14 @@ pub trait Storage: Send + Sync {
     fn space(&self) -> Result<StatFs>;
     /// A local directory where drafts too large for memory spill.
     fn spill_dir(&self) -> &Path;
+    /// Has `tell` called with each key that another host changes, once
+    /// this storage answers with the change (a shared backend; a local
+    /// store has no other host).
+    fn on_remote_change(&self, _tell: RemoteChange) {}
 }
+
+/// Told the key another host changed (`Storage::on_remote_change`).
+pub type RemoteChange = Box<dyn Fn(&[u8]) + Send + Sync>;
 
 /// The names in a folder, and what each is.
 pub type Listing = Vec<(Vec<u8>, EntryKind)>;
