@@ -168,6 +168,7 @@ impl Etcd {
     /// Stores `record` (and inline `data`) as `key`'s, replacing whatever
     /// was there.
     fn commit(&self, key: &[u8], record: Record, data: Option<&[u8]>) -> Result<()> {
+        let _own = Own::new(&self.mirror, vec![key.to_vec()]);
         let rk = self.layout.record(key);
         let dk = self.layout.data(key);
         let data_op = match data {
@@ -221,12 +222,12 @@ impl Storage for Etcd {
             .client
             .txn(&[], &[Op::Get(rk), Op::Get(dk)], &[])
             .map_err(fail)?;
+        // The mirror learns of what this finds from the watch, which
+        // also has the kernel forget what it changed.
         let Some(Some(kv)) = t.got.first() else {
-            self.mirror.write().delete(key, t.revision);
             return Ok(None);
         };
         let record = decode(key, &kv.value)?;
-        self.mirror.write().put(key, record, kv.mod_rev);
         let body = match record.body {
             Body::Inline => {
                 let data = t.got.get(1).cloned().flatten().map(|d| d.value);
@@ -290,6 +291,7 @@ impl Storage for Etcd {
     }
 
     fn set_meta(&self, key: &[u8], meta: &Meta) -> Result<()> {
+        let _own = Own::new(&self.mirror, vec![key.to_vec()]);
         for _ in 0..TRIES {
             let Some((record, rev)) = self.current(key)? else {
                 return Err(Error::NotFound);
@@ -313,6 +315,7 @@ impl Storage for Etcd {
     }
 
     fn delete(&self, key: &[u8]) -> Result<()> {
+        let _own = Own::new(&self.mirror, vec![key.to_vec()]);
         let rk = self.layout.record(key);
         let ops = [
             Op::Get(rk.clone()),
@@ -331,6 +334,7 @@ impl Storage for Etcd {
     }
 
     fn rename(&self, from: &[u8], to: &[u8]) -> Result<()> {
+        let _own = Own::new(&self.mirror, vec![from.to_vec(), to.to_vec()]);
         for _ in 0..TRIES {
             let (rf, df) = (self.layout.record(from), self.layout.data(from));
             let (rt, dt) = (self.layout.record(to), self.layout.data(to));
@@ -339,7 +343,6 @@ impl Storage for Etcd {
                 .txn(&[], &[Op::Get(rf.clone()), Op::Get(df.clone())], &[])
                 .map_err(fail)?;
             let Some(Some(kv)) = t.got.first() else {
-                self.mirror.write().delete(from, t.revision);
                 return Err(Error::NotFound);
             };
             let record = decode(from, &kv.value)?;
@@ -396,6 +399,12 @@ impl Storage for Etcd {
                 .filter(|k| tree.has_record(k))
                 .collect()
         };
+        let mut keys = vec![from.to_vec(), to.to_vec()];
+        for k in &below {
+            keys.push(k.clone());
+            keys.push(tree::join(to, &k[from.len() + 1..]));
+        }
+        let _own = Own::new(&self.mirror, keys);
         for _ in 0..TRIES {
             let mut reads = vec![Op::Get(self.layout.record(from))];
             for k in &below {
@@ -531,7 +540,7 @@ fn load(client: &Client, layout: &Layout, mirror: &RwLock<Mirror>) -> Result<()>
         }
     }
     fresh.seen(rev);
-    *mirror.write() = fresh;
+    mirror.write().replace(fresh);
     Ok(())
 }
 
@@ -549,12 +558,14 @@ fn follow(
         let mut changed: Vec<Vec<u8>> = Vec::new();
         let mut m = mirror.write();
         for e in events {
-            // This mount's own changes are in the mirror already.
+            // This mount's own changes are in the mirror already, or under
+            // way (`Own`).
             match e {
                 Event::Put(kv) => {
                     if let (Some(key), Some(r)) =
                         (layout.key_of_record(&kv.key), Record::decode(&kv.value))
                         && m.put(key, r, kv.mod_rev)
+                        && !m.is_own(key)
                     {
                         changed.push(key.to_vec());
                     }
@@ -562,6 +573,7 @@ fn follow(
                 Event::Delete(k, rev) => {
                     if let Some(key) = layout.key_of_record(&k)
                         && m.delete(key, rev)
+                        && !m.is_own(key)
                     {
                         changed.push(key.to_vec());
                     }
@@ -577,6 +589,32 @@ fn follow(
         }
     }
     Ok(())
+}
+
+/// Marks keys as this mount's own change while it is under way, so that
+/// the watch does not take it for another host's.
+struct Own<'a> {
+    mirror: &'a RwLock<Mirror>,
+    keys: Vec<Vec<u8>>,
+}
+
+impl<'a> Own<'a> {
+    fn new(mirror: &'a RwLock<Mirror>, keys: Vec<Vec<u8>>) -> Own<'a> {
+        let mut m = mirror.write();
+        for k in &keys {
+            m.begin_own(k);
+        }
+        Own { mirror, keys }
+    }
+}
+
+impl Drop for Own<'_> {
+    fn drop(&mut self) {
+        let mut m = self.mirror.write();
+        for k in &self.keys {
+            m.end_own(k);
+        }
+    }
 }
 
 /// A value pinned at one revision.

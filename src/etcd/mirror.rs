@@ -18,6 +18,10 @@ pub struct Mirror {
     tree: Tree,
     /// The revision the watch has delivered everything up to.
     seen: i64,
+    /// Keys this mount is changing now (how many changes of each): the
+    /// watch may bring such a change before the mount has put it here,
+    /// and it is no other host's.
+    own: HashMap<Vec<u8>, u32>,
 }
 
 impl Mirror {
@@ -80,6 +84,29 @@ impl Mirror {
 
     pub fn seen_revision(&self) -> i64 {
         self.seen
+    }
+
+    /// Takes the records of a fresh load, keeping the changes under way.
+    pub fn replace(&mut self, mut fresh: Mirror) {
+        fresh.own = std::mem::take(&mut self.own);
+        *self = fresh;
+    }
+
+    pub fn begin_own(&mut self, key: &[u8]) {
+        *self.own.entry(key.to_vec()).or_default() += 1;
+    }
+
+    pub fn end_own(&mut self, key: &[u8]) {
+        if let Some(n) = self.own.get_mut(key) {
+            *n -= 1;
+            if *n == 0 {
+                self.own.remove(key);
+            }
+        }
+    }
+
+    pub fn is_own(&self, key: &[u8]) -> bool {
+        self.own.contains_key(key)
     }
 }
 
