@@ -1,8 +1,8 @@
 //! Engine benchmark (a plain program, `harness = false`): load N keys with
 //! `put` (spread over `FOLDERS` folders: `123/0123456789ab`), N random
-//! `get`s on one thread, then reopen with hints and without them (scan),
+//! `get`s on one thread and N on each of two threads at once, then reopen with hints and without them (scan),
 //! build the tree of folders and list one, and print a table of medians
-//! over several runs beside the targets of issues 2 and 11.
+//! over several runs beside the targets of issues 2, 11 and 12.
 //!
 //!     cargo bench --bench engine -- [--keys N] [--gets N] [--value-size B]
 //!                                   [--runs R] [--dir PATH]
@@ -198,6 +198,8 @@ fn reopen_in_child(dir: &Path, keys: u64) -> Reopen {
 struct Run {
     puts_per_sec: f64,
     gets_per_sec: f64,
+    /// Gets of both threads together, over the time both took.
+    gets_per_sec_2: f64,
     reopen_hint: Reopen,
     reopen_scan: Reopen,
     disk_bytes: u64,
@@ -235,6 +237,39 @@ fn one_run(a: &Args, dir: &Path) -> Run {
     }
     let gets_per_sec = a.gets as f64 / t.elapsed().as_secs_f64();
     assert_eq!(found, a.gets, "a get missed");
+
+    // The same gets on two threads, each in its own order.
+    let orders: Vec<Vec<u32>> = (0..2u64)
+        .map(|t| {
+            (0..a.gets)
+                .map(|j| (mix(j ^ ((t + 1) << 40)) % a.keys) as u32)
+                .collect()
+        })
+        .collect();
+    let t = Instant::now();
+    let found: u64 = std::thread::scope(|s| {
+        let threads: Vec<_> = orders
+            .iter()
+            .map(|order| {
+                let (store, keys) = (&store, &keys);
+                s.spawn(move || {
+                    let mut found = 0u64;
+                    for &i in order {
+                        if let Some(v) = store.get(&keys[i as usize]).expect("get") {
+                            found += (v.len() == a.value_size) as u64;
+                        }
+                    }
+                    found
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("a get thread"))
+            .sum()
+    });
+    let gets_per_sec_2 = 2.0 * a.gets as f64 / t.elapsed().as_secs_f64();
+    assert_eq!(found, 2 * a.gets, "a get missed");
     let load_hwm = status_bytes("VmHWM");
     store.close().expect("close");
 
@@ -250,6 +285,7 @@ fn one_run(a: &Args, dir: &Path) -> Run {
     Run {
         puts_per_sec,
         gets_per_sec,
+        gets_per_sec_2,
         reopen_hint,
         reopen_scan,
         disk_bytes,
@@ -286,10 +322,12 @@ fn main() {
     for r in 0..a.runs {
         let run = one_run(&a, &a.dir.join(format!("run{r}")));
         println!(
-            "  run {}: {:.0} puts/s, {:.0} gets/s, reopen {:.3} s with hints, {:.3} s by scan",
+            "  run {}: {:.0} puts/s, {:.0} gets/s, {:.0} gets/s on 2 threads, reopen {:.3} s with \
+             hints, {:.3} s by scan",
             r + 1,
             run.puts_per_sec,
             run.gets_per_sec,
+            run.gets_per_sec_2,
             run.reopen_hint.secs,
             run.reopen_scan.secs
         );
@@ -309,6 +347,11 @@ fn main() {
             "gets/s (1 thread)",
             format!("{:.0}", m(&|r| r.gets_per_sec)),
             ">= 1,500,000",
+        ),
+        (
+            "gets/s (2 threads)",
+            format!("{:.0}", m(&|r| r.gets_per_sec_2)),
+            ">= 2,500,000",
         ),
         (
             "reopen with hints (s)",
