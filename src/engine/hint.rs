@@ -19,7 +19,7 @@ use std::path::Path;
 
 use super::error::{Error, Result};
 use super::format::{self, FORMAT_VERSION, HINT_MAGIC, le_u16, le_u32, le_u64};
-use super::index::{Entry, Index, hash_key};
+use super::index::{Entry, Index};
 use super::key::MAX_KEY_LEN;
 use super::manifest::sync_dir;
 
@@ -110,6 +110,7 @@ pub fn decode(bytes: &[u8], id: u64) -> std::result::Result<Hint, String> {
         count as usize,
         body.len() - HEADER_LEN - count as usize * fixed_len,
     );
+    let mut bulk = index.bulk_insert();
     let mut pos = HEADER_LEN;
     for _ in 0..count {
         let fixed = body.get(pos..pos + fixed_len).ok_or("entry cut short")?;
@@ -132,9 +133,10 @@ pub fn decode(bytes: &[u8], id: u64) -> std::result::Result<Hint, String> {
         if u64::from(entry.offset) >= segment_len {
             return Err("entry points past the end of the segment".into());
         }
-        index.insert(hash_key(key), key, entry);
+        bulk.insert(key, entry);
         pos += fixed_len + key_len;
     }
+    drop(bulk);
     if pos != body.len() {
         return Err("trailing bytes after the entries".into());
     }
@@ -174,6 +176,7 @@ pub fn load(dir: &Path, id: u64) -> std::result::Result<Option<Hint>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::index::hash_key;
 
     fn sample() -> Index {
         let mut ix = Index::default();

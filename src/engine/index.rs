@@ -1,15 +1,16 @@
 //! A segment's in-memory hash index: key → where the key's latest record in
 //! that segment lives. Keys are kept once, in an arena, each behind a length
 //! of one byte (two for keys of 128 bytes and more), and each slot is 20
-//! bytes, so a million keys cost little beyond their own bytes. A record's
-//! other metadata (mode, owner, ctime) stays in its header on disk.
+//! bytes, three to a cache line in the table (see `table.rs`), so a million
+//! keys cost little beyond their own bytes. A record's other metadata
+//! (mode, owner, ctime) stays in its header on disk.
 
+use std::collections::VecDeque;
 use std::hash::BuildHasher;
-use std::ptr::NonNull;
 use std::sync::LazyLock;
 
-use allocator_api2::alloc::{AllocError, Allocator, Global, Layout};
-use hashbrown::HashTable;
+use super::huge_pages;
+use super::table::{Bucket, Table};
 
 /// One hash function for every segment, so a lookup hashes its key once and
 /// probes each segment's table with the same hash.
@@ -33,7 +34,7 @@ pub struct Entry {
 /// because record offsets and lengths must fit in a segment's u32 offsets.
 const TOMBSTONE_LEN: u32 = u32::MAX;
 
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Default)]
 #[repr(C, packed(4))]
 struct Slot {
     /// Where the key sits in the arena: its length (see `push_key`), then
@@ -72,42 +73,12 @@ impl Slot {
 
 #[derive(Default)]
 pub struct Index {
-    table: HashTable<Slot, HugePages>,
+    table: Table<Slot>,
     arena: Vec<u8>,
 }
 
-const HUGE_PAGE: usize = 2 << 20;
-
-/// Asks for transparent huge pages on the whole 2 MiB pages inside
-/// `[ptr, ptr + len)`. A lookup touches a random spot of tables tens of MiB
-/// large; with 4 KiB pages nearly every touch also misses the TLB.
-fn advise_huge_pages(ptr: *const u8, len: usize) {
-    let start = (ptr as usize).next_multiple_of(HUGE_PAGE);
-    let end = (ptr as usize + len) / HUGE_PAGE * HUGE_PAGE;
-    if end > start {
-        // SAFETY: advisory only, on memory this process allocated; it
-        // changes no contents. A refusal just leaves small pages.
-        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
-    }
-}
-
-/// The global allocator, asking for huge pages on large blocks.
-#[derive(Clone, Copy, Default)]
-struct HugePages;
-
-// SAFETY: every block comes from and goes back to `Global` unchanged.
-unsafe impl Allocator for HugePages {
-    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        let block = Global.allocate(layout)?;
-        advise_huge_pages(block.as_ptr() as *const u8, block.len());
-        Ok(block)
-    }
-
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        // SAFETY: the caller passes a block `allocate` gave out, as `Global` requires.
-        unsafe { Global.deallocate(ptr, layout) }
-    }
-}
+// Three slots and their tags fill one cache line.
+const _: () = assert!(size_of::<Bucket<Slot>>() == 64);
 
 /// Marks a two-byte key length in the arena.
 const LONG_LEN: u8 = 0x80;
@@ -143,9 +114,9 @@ fn arena_key(arena: &[u8], pos: u32) -> &[u8] {
 impl Index {
     pub fn with_capacity(entries: usize, key_bytes: usize) -> Self {
         let arena = Vec::with_capacity(key_bytes + entries);
-        advise_huge_pages(arena.as_ptr(), arena.capacity());
+        huge_pages::advise(arena.as_ptr(), arena.capacity());
         Index {
-            table: HashTable::with_capacity_in(entries, HugePages),
+            table: Table::with_capacity(entries),
             arena,
         }
     }
@@ -202,8 +173,21 @@ impl Index {
         table.insert_unique(hash, slot, |s| hash_key(arena_key(arena, s.key_pos)));
     }
 
+    /// A way to insert many entries fast: see `BulkInsert`.
+    pub fn bulk_insert<'k>(&mut self) -> BulkInsert<'_, 'k> {
+        BulkInsert {
+            index: self,
+            pending: VecDeque::with_capacity(BULK_AHEAD),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.table.len()
+    }
+
+    /// Starts loading where a lookup of `hash` will look first.
+    pub fn prefetch(&self, hash: u64) {
+        self.table.prefetch(hash);
     }
 
     /// Total bytes of all keys: what a hint file needs to size its arena.
@@ -229,8 +213,48 @@ impl Index {
     pub fn shrink_to_fit(&mut self) {
         let Index { table, arena } = self;
         arena.shrink_to_fit();
-        advise_huge_pages(arena.as_ptr(), arena.capacity());
+        huge_pages::advise(arena.as_ptr(), arena.capacity());
         table.shrink_to_fit(|s| hash_key(arena_key(arena, s.key_pos)));
+    }
+}
+
+/// How many entries a `BulkInsert` keeps between the prefetch of an
+/// entry's bucket and its insert: enough for the memory to answer.
+const BULK_AHEAD: usize = 16;
+
+/// Inserts entries a few behind the caller (in the same order), starting
+/// the load of each one's bucket as it comes in. Loading an index (a hint,
+/// a scan) inserts keys in no order the table knows, so each insert would
+/// otherwise wait on memory for its bucket, one after the other.
+pub struct BulkInsert<'i, 'k> {
+    index: &'i mut Index,
+    pending: VecDeque<(u64, &'k [u8], Entry)>,
+}
+
+impl<'k> BulkInsert<'_, 'k> {
+    /// `Index::insert`, done a few calls later.
+    pub fn insert(&mut self, key: &'k [u8], entry: Entry) {
+        let hash = hash_key(key);
+        self.index.prefetch(hash);
+        if self.pending.len() == BULK_AHEAD {
+            self.flush_one();
+        }
+        self.pending.push_back((hash, key, entry));
+    }
+
+    fn flush_one(&mut self) {
+        if let Some((hash, key, entry)) = self.pending.pop_front() {
+            self.index.insert(hash, key, entry);
+        }
+    }
+}
+
+impl Drop for BulkInsert<'_, '_> {
+    /// Inserts what is still pending.
+    fn drop(&mut self) {
+        while !self.pending.is_empty() {
+            self.flush_one();
+        }
     }
 }
 
@@ -272,6 +296,27 @@ mod tests {
             ix.key_bytes(),
             (0..1000).map(|i| format!("key{i}").len()).sum::<usize>()
         );
+    }
+
+    #[test]
+    fn bulk_insert_keeps_the_order() {
+        let mut ix = Index::default();
+        let keys: Vec<String> = (0..100).map(|i| format!("key{}", i % 40)).collect();
+        {
+            let mut bulk = ix.bulk_insert();
+            for (i, k) in keys.iter().enumerate() {
+                bulk.insert(k.as_bytes(), put(i as u32, 1));
+            }
+        }
+        assert_eq!(ix.len(), 40);
+        // The last of each key's three entries wins.
+        for i in 60..100u32 {
+            let k = &keys[i as usize];
+            assert_eq!(
+                ix.get(hash_key(k.as_bytes()), k.as_bytes()),
+                Some(put(i, 1))
+            );
+        }
     }
 
     #[test]

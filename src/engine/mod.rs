@@ -10,6 +10,7 @@ mod error;
 mod folder_rename;
 mod format;
 mod hint;
+mod huge_pages;
 mod index;
 mod key;
 mod lock;
@@ -25,6 +26,7 @@ mod scan;
 mod segment;
 mod stats;
 mod store;
+mod table;
 pub mod tree;
 mod writer;
 

@@ -14,7 +14,6 @@ use memmap2::Mmap;
 use super::error::{Error, Result};
 use super::format::{self, FileKind, SEGMENT_HEADER_LEN};
 use super::hint;
-use super::index::hash_key;
 use super::manifest::{Manifest, sync_dir};
 use super::options::Options;
 use super::progress::Task;
@@ -142,9 +141,9 @@ fn map(seg: &Segment) -> Result<Mmap> {
 /// Builds a segment's index by reading all of its records.
 pub fn scan_into(seg: &Segment, data: &[u8], last: bool) -> ScanReport {
     let mut index = seg.index_mut();
-    let report = scan::scan(data, seg.layout, last, |s| {
-        index.insert(hash_key(s.key), s.key, s.entry())
-    });
+    let mut bulk = index.bulk_insert();
+    let report = scan::scan(data, seg.layout, last, |s| bulk.insert(s.key, s.entry()));
+    drop(bulk);
     seg.set_max_seq(report.max_seq);
     for d in &report.damage {
         error!(

@@ -61,11 +61,11 @@ pub struct ScanReport {
 /// nothing written after it is a write cut short by a crash, and it is
 /// reported as `bad_tail`, not visited. Only where a header cannot be read
 /// does the scan search byte by byte for the next whole record.
-pub fn scan(
-    data: &[u8],
+pub fn scan<'d>(
+    data: &'d [u8],
     layout: Layout,
     tail_may_be_torn: bool,
-    mut visit: impl FnMut(Scanned<'_>),
+    mut visit: impl FnMut(Scanned<'d>),
 ) -> ScanReport {
     let mut report = ScanReport {
         end: SEGMENT_HEADER_LEN as u64,
@@ -176,7 +176,7 @@ pub fn validate(
 /// Visits the entries of the record at `off`. The record may be damaged
 /// (its extent is within `data`, its CRC unchecked), so every inner record
 /// and key is bounds-checked, and keys that are not valid are skipped.
-fn emit(data: &[u8], off: usize, h: &Header, visit: &mut impl FnMut(Scanned<'_>)) {
+fn emit<'d>(data: &'d [u8], off: usize, h: &Header, visit: &mut impl FnMut(Scanned<'d>)) {
     let head_len = h.header_len();
     let mut one = |at: usize, h: &Header| {
         let key = &data[at + head_len..at + head_len + h.key_len as usize];

@@ -291,6 +291,15 @@ impl Segment {
         self.index.write()
     }
 
+    /// Starts loading where `lookup` of `hash` will look first. Only a
+    /// closed segment's index is reached without its lock; the active
+    /// segment is searched first, so it has no time to gain by this.
+    pub fn prefetch(&self, hash: u64) {
+        if let Some(index) = self.frozen.get() {
+            index.prefetch(hash);
+        }
+    }
+
     /// This segment's latest record for `key`, if any.
     pub fn lookup(&self, hash: u64, key: &[u8]) -> Option<Entry> {
         let index = self.index();

@@ -34,6 +34,10 @@ use super::stats::Stats;
 use super::tree::{EntryKind, Tree};
 use super::writer::{self, Change, Op, Source, Writer};
 
+/// How many closed segments' tables a lookup prefetches ahead of the one
+/// it searches.
+const PREFETCH_AHEAD: usize = 4;
+
 /// The segments readers search: the active one first, then closed ones
 /// newest to oldest.
 pub struct Version {
@@ -47,9 +51,27 @@ impl Version {
     }
 
     /// The newest record for `key`, tombstones included.
+    ///
+    /// The probes of the segments' tables are independent memory accesses,
+    /// most of them misses: started together they overlap instead of each
+    /// waiting for the one before. Only a few segments ahead are started,
+    /// since the first hit ends the search.
     pub fn lookup(&self, hash: u64, key: &[u8]) -> Option<(&Arc<Segment>, Entry)> {
-        self.newest_first()
-            .find_map(|seg| seg.lookup(hash, key).map(|e| (seg, e)))
+        for seg in self.closed.iter().take(PREFETCH_AHEAD) {
+            seg.prefetch(hash);
+        }
+        if let Some(e) = self.active.lookup(hash, key) {
+            return Some((&self.active, e));
+        }
+        for (i, seg) in self.closed.iter().enumerate() {
+            if let Some(ahead) = self.closed.get(i + PREFETCH_AHEAD) {
+                ahead.prefetch(hash);
+            }
+            if let Some(e) = seg.lookup(hash, key) {
+                return Some((seg, e));
+            }
+        }
+        None
     }
 }
 
