@@ -17,26 +17,23 @@
 //! the runs, and two ratios of rates: etcd mount ÷ direct client (what the
 //! filesystem layer costs on etcd) and etcd mount ÷ local mount.
 //!
-//! The direct client has no delete: `Client::txn` takes `Op`s, which
-//! `caskfs::etcd` does not export. Its delete row is a DeleteRange sent
-//! to the same JSON gateway on one kept-alive connection, as the client
-//! sends its own requests.
-//!
 //! The cluster (`--members`, default 1) runs on free 127.0.0.1 ports with
 //! its data under `--dir` (default `target/bench-etcd`), on the same disk
 //! as the local mount and the plain directory; it is killed, every mount
 //! unmounted and the directory removed on the way out, also on failure.
 
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::os::unix::process::CommandExt;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use caskfs::etcd::Client;
+
+#[allow(dead_code)]
+#[path = "../tests/common/etcd.rs"]
+mod etcd;
 
 const VALUE_LEN: usize = 100;
 const BIN: &str = env!("CARGO_BIN_EXE_caskfs");
@@ -209,13 +206,7 @@ fn on_dir(root: &Path, n: usize, run: usize) -> Vec<Option<Figure>> {
 /// The workload on the cluster directly, under `prefix`: put of new keys
 /// (create), get (read), put over existing keys (overwrite), delete; etcd
 /// has nothing to stat.
-fn on_client(
-    c: &Client,
-    gw: &mut Gateway,
-    prefix: &str,
-    n: usize,
-    run: usize,
-) -> Vec<Option<Figure>> {
+fn on_client(c: &Client, prefix: &str, n: usize, run: usize) -> Vec<Option<Figure>> {
     let keys: Vec<Vec<u8>> = (0..n)
         .map(|i| format!("{prefix}{}", key(i)).into_bytes())
         .collect();
@@ -235,9 +226,7 @@ fn on_client(
         c.put(&keys[i], &value(i, gen_of[i])).expect("put");
     });
     let delete = timed(&all, |i| {
-        let body = format!(r#"{{"key":"{}"}}"#, b64(&keys[i]));
-        let reply = gw.post("/v3/kv/deleterange", &body);
-        assert!(reply.contains("\"deleted\":\"1\""), "delete: {reply}");
+        assert!(c.delete(&keys[i]).expect("delete"), "delete: no such key");
     });
     vec![
         Some(create),
@@ -246,158 +235,6 @@ fn on_client(
         Some(overwrite),
         Some(delete),
     ]
-}
-
-fn b64(bytes: &[u8]) -> String {
-    use base64::Engine as _;
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// A kept-alive HTTP/1.1 connection to a member's JSON gateway, for what
-/// the public client cannot do (delete) or say (the version).
-struct Gateway {
-    r: BufReader<TcpStream>,
-}
-
-impl Gateway {
-    fn connect(port: u16) -> Gateway {
-        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect to etcd");
-        s.set_nodelay(true).expect("nodelay");
-        s.set_read_timeout(Some(DEADLINE)).expect("timeout");
-        Gateway {
-            r: BufReader::new(s),
-        }
-    }
-
-    /// The reply body to `method path` with `body`; only 200 with a length.
-    fn call(&mut self, method: &str, path: &str, body: &str) -> String {
-        let req = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        self.r
-            .get_mut()
-            .write_all(req.as_bytes())
-            .expect("send to etcd");
-        let (mut status, mut len, mut line) = (String::new(), None, String::new());
-        self.r.read_line(&mut status).expect("etcd reply");
-        loop {
-            line.clear();
-            self.r.read_line(&mut line).expect("etcd reply");
-            if line.trim().is_empty() {
-                break;
-            }
-            if let Some((k, v)) = line.split_once(':')
-                && k.eq_ignore_ascii_case("content-length")
-            {
-                len = v.trim().parse::<usize>().ok();
-            }
-        }
-        let mut out = vec![0; len.unwrap_or_else(|| panic!("etcd {path}: no length: {status}"))];
-        self.r.read_exact(&mut out).expect("etcd reply body");
-        let out = String::from_utf8_lossy(&out).into_owned();
-        assert!(status.contains(" 200 "), "etcd {path}: {status}{out}");
-        out
-    }
-
-    fn post(&mut self, path: &str, body: &str) -> String {
-        self.call("POST", path, body)
-    }
-}
-
-/// An etcd cluster of our own on 127.0.0.1, killed when dropped (or by
-/// the kernel, should this process die first).
-struct Cluster {
-    children: Vec<Child>,
-    clients: Vec<u16>,
-    dir: PathBuf,
-}
-
-impl Cluster {
-    fn start(n: usize, dir: &Path) -> Cluster {
-        let free = || {
-            let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-            l.local_addr().expect("local addr").port()
-        };
-        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free(), free())).collect();
-        let initial: Vec<String> = (0..n)
-            .map(|i| format!("m{i}=http://127.0.0.1:{}", ports[i].1))
-            .collect();
-        let mut c = Cluster {
-            children: Vec::new(),
-            clients: ports.iter().map(|p| p.0).collect(),
-            dir: dir.to_path_buf(),
-        };
-        fs::create_dir_all(dir).expect("etcd directory");
-        for (i, &(client, peer)) in ports.iter().enumerate() {
-            let log = File::create(dir.join(format!("m{i}.log"))).expect("etcd log");
-            let (client, peer) = (
-                format!("http://127.0.0.1:{client}"),
-                format!("http://127.0.0.1:{peer}"),
-            );
-            let mut cmd = Command::new("etcd");
-            cmd.args(["--name", &format!("m{i}")])
-                .arg("--data-dir")
-                .arg(dir.join(format!("m{i}")))
-                .args(["--listen-client-urls", &client])
-                .args(["--advertise-client-urls", &client])
-                .args(["--listen-peer-urls", &peer])
-                .args(["--initial-advertise-peer-urls", &peer])
-                .args(["--initial-cluster", &initial.join(",")])
-                .args(["--initial-cluster-state", "new"])
-                .args(["--initial-cluster-token", "caskfs-bench"])
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("log fd"))
-                .stderr(log);
-            // SAFETY: prctl in the child before exec; it only sets the
-            // signal the child gets when the thread that spawned it ends.
-            unsafe {
-                cmd.pre_exec(|| {
-                    libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                    Ok(())
-                });
-            }
-            c.children
-                .push(cmd.spawn().expect("start etcd (is it installed?)"));
-        }
-        // A linearizable read answers once there is a leader.
-        let probe = Client::new(c.endpoints(), ATTEMPT, Duration::from_secs(30));
-        if let Err(e) = probe.get(b"caskfs-bench-probe") {
-            panic!("etcd did not come up: {e}\n{}", c.logs());
-        }
-        c
-    }
-
-    fn endpoints(&self) -> Vec<String> {
-        self.clients
-            .iter()
-            .map(|p| format!("127.0.0.1:{p}"))
-            .collect()
-    }
-
-    fn url(&self, prefix: &str) -> String {
-        format!("etcd://{}/{prefix}", self.endpoints().join(","))
-    }
-
-    fn logs(&self) -> String {
-        (0..self.clients.len())
-            .map(|i| {
-                let log = fs::read_to_string(self.dir.join(format!("m{i}.log")));
-                let log = log.unwrap_or_default();
-                format!("--- m{i}:\n{}\n", &log[log.len().saturating_sub(2000)..])
-            })
-            .collect()
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
 }
 
 fn is_mounted(path: &Path) -> bool {
@@ -502,13 +339,13 @@ fn main() {
     // Dropped last: after the cluster and the mounts.
     let _cleanup = Cleanup(a.dir.clone());
     let base = fs::canonicalize(&a.dir).expect("canonical bench directory");
-    let cluster = Cluster::start(a.members, &base.join("etcd"));
-    let mut gw = Gateway::connect(cluster.clients[0]);
-    let version = gw.call("GET", "/version", "");
+    let cluster = etcd::Cluster::start_in(&base.join("etcd"), a.members, &[]);
+    let version = Command::new("etcd").arg("--version").output();
+    let version = version.map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    let version = version.unwrap_or_default();
     let version = version
-        .split('"')
-        .skip_while(|s| *s != "etcdserver")
-        .nth(2)
+        .lines()
+        .find_map(|l| l.strip_prefix("etcd Version: "))
         .unwrap_or("unknown")
         .to_string();
     let client = Client::new(cluster.endpoints(), ATTEMPT, DEADLINE);
@@ -526,13 +363,7 @@ fn main() {
     for run in 0..a.runs {
         let dir = base.join(format!("run{run}"));
         let t = Instant::now();
-        runs[0].push(on_client(
-            &client,
-            &mut gw,
-            &format!("direct{run}/"),
-            a.keys,
-            run,
-        ));
+        runs[0].push(on_client(&client, &format!("direct{run}/"), a.keys, run));
         let took_client = t.elapsed();
         let t = Instant::now();
         let url = cluster.url(&format!("mount{run}"));

@@ -175,6 +175,12 @@ impl Client {
         revision(&reply)
     }
 
+    /// Deletes `key`; whether it existed.
+    pub fn delete(&self, key: &[u8]) -> Result<bool> {
+        let reply = self.call("/v3/kv/deleterange", &json!({ "key": enc(key) }))?;
+        Ok(int(&reply["deleted"])? > 0)
+    }
+
     /// Runs `then` if every condition holds, else `otherwise`, as one
     /// atomic step.
     pub fn txn(&self, when: &[ModRev], then: &[Op], otherwise: &[Op]) -> Result<Txn> {

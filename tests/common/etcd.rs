@@ -1,12 +1,13 @@
-//! etcd clusters for the etcd backend's tests: members on 127.0.0.1 with
-//! free ports and temporary data directories, run as our own processes
-//! (ended by pid when the `Cluster` drops, or by the kernel should the
-//! test process die first), killed and restarted at will.
+//! etcd clusters for the etcd backend's tests and its benchmark
+//! (`benches/etcd.rs` includes this file): members on 127.0.0.1 with free
+//! ports and their own data directories, run as our own processes (ended
+//! by pid when the `Cluster` drops, or by the kernel should the test
+//! process die first), killed and restarted at will.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::thread::sleep;
 use std::time::{Duration, Instant};
@@ -52,19 +53,30 @@ struct Member {
 }
 
 pub struct Cluster {
-    dir: TempDir,
+    dir: PathBuf,
+    /// Removes `dir` when the cluster goes, if it is a temporary one.
+    _temp: Option<TempDir>,
     members: Vec<Member>,
     /// Extra flags every member gets.
     flags: Vec<String>,
 }
 
 impl Cluster {
-    /// Starts `n` members and waits until they have a leader.
+    /// Starts `n` members in a temporary directory and waits until they
+    /// have a leader.
     pub fn start(n: usize, flags: &[&str]) -> Cluster {
-        let dir = tempfile::Builder::new()
+        let temp = tempfile::Builder::new()
             .prefix("caskfs-etcd-")
             .tempdir()
             .expect("temp dir");
+        let mut c = Cluster::start_in(temp.path(), n, flags);
+        c._temp = Some(temp);
+        c
+    }
+
+    /// The same with the members' data and logs in `dir` (created).
+    pub fn start_in(dir: &Path, n: usize, flags: &[&str]) -> Cluster {
+        std::fs::create_dir_all(dir).expect("etcd directory");
         let members = (0..n)
             .map(|i| Member {
                 name: format!("m{i}"),
@@ -74,7 +86,8 @@ impl Cluster {
             })
             .collect();
         let mut c = Cluster {
-            dir,
+            dir: dir.to_path_buf(),
+            _temp: None,
             members,
             flags: flags.iter().map(|s| s.to_string()).collect(),
         };
@@ -92,11 +105,11 @@ impl Cluster {
             .map(|m| format!("{}=http://127.0.0.1:{}", m.name, m.peer))
             .collect();
         let m = &self.members[i];
-        let data: PathBuf = self.dir.path().join(&m.name);
+        let data: PathBuf = self.dir.join(&m.name);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.dir.path().join(format!("{}.log", m.name)))
+            .open(self.dir.join(format!("{}.log", m.name)))
             .expect("etcd log");
         let client = format!("http://127.0.0.1:{}", m.client);
         let peer = format!("http://127.0.0.1:{}", m.peer);
@@ -131,19 +144,21 @@ impl Cluster {
 
     fn token(&self) -> String {
         self.dir
-            .path()
             .file_name()
             .map_or("caskfs".into(), |n| n.to_string_lossy().into_owned())
     }
 
-    /// `etcd://` URL of every member, for keys under `prefix`.
-    pub fn url(&self, prefix: &str) -> String {
-        let hosts: Vec<String> = self
-            .members
+    /// `host:port` of every member's client URL.
+    pub fn endpoints(&self) -> Vec<String> {
+        self.members
             .iter()
             .map(|m| format!("127.0.0.1:{}", m.client))
-            .collect();
-        format!("etcd://{}/{prefix}", hosts.join(","))
+            .collect()
+    }
+
+    /// `etcd://` URL of every member, for keys under `prefix`.
+    pub fn url(&self, prefix: &str) -> String {
+        format!("etcd://{}/{prefix}", self.endpoints().join(","))
     }
 
     /// kill -9 member `i`.
@@ -231,9 +246,10 @@ impl Cluster {
     pub fn logs(&self) -> String {
         let mut out = String::new();
         for m in &self.members {
-            let log = std::fs::read_to_string(self.dir.path().join(format!("{}.log", m.name)));
+            let log = std::fs::read_to_string(self.dir.join(format!("{}.log", m.name)));
             let log = log.unwrap_or_default();
-            out += &format!("--- {}:\n{}\n", m.name, super::tail(&log, 1500));
+            let tail = log.char_indices().rev().nth(1500).map_or(0, |(i, _)| i);
+            out += &format!("--- {}:\n{}\n", m.name, &log[tail..]);
         }
         out
     }
