@@ -17,7 +17,7 @@ use log::{debug, info, warn};
 use crate::control;
 use crate::engine::{Options, Store, SyncPolicy, parse_ratio, parse_secs, parse_size};
 use crate::etcd::{Etcd, EtcdUrl};
-use crate::exit::Failure;
+use crate::exit::{Code, Failure};
 use crate::fs::{Bitcask, CaskFs, CaskFuse, FsOptions, Owner, Storage};
 
 #[derive(Args, Debug, Clone)]
@@ -111,28 +111,32 @@ impl MountArgs {
     }
 }
 
-pub fn run(mut args: MountArgs) -> Res<()> {
-    (args.data_dir, args.mountpoint) = match (&args.backend, args.paths.as_slice()) {
-        (None, [dir, mountpoint]) => (dir.clone(), mountpoint.clone()),
-        (Some(_), [mountpoint]) => (PathBuf::new(), mountpoint.clone()),
+pub fn run(args: MountArgs) -> Res<()> {
+    let (data_dir, mountpoint) = match (&args.backend, args.paths.as_slice()) {
+        (None, [dir, mountpoint]) => {
+            let dir = std::path::absolute(dir)
+                .map_err(|e| format!("data directory {}: {e}", dir.display()))?;
+            (dir, mountpoint)
+        }
+        (Some(_), [mountpoint]) => (PathBuf::new(), mountpoint),
         (None, _) => {
-            return Err("usage: caskfs mount DATA_DIR MOUNTPOINT".to_string().into());
+            return Err(Failure::new(
+                Code::Usage,
+                "usage: caskfs mount DATA_DIR MOUNTPOINT",
+            ));
         }
         (Some(_), _) => {
             let usage =
                 "with --backend, give only the mountpoint: caskfs mount --backend URL MOUNTPOINT";
-            return Err(usage.to_string().into());
+            return Err(Failure::new(Code::Usage, usage));
         }
     };
     if args.backend.is_some() && args.cache_reads {
-        return Err("--cache-reads is not available with --backend yet: another host's change would not drop this host's cached pages".to_string().into());
+        let why = "--cache-reads is not available with --backend yet: \
+                   another host's change would not drop this host's cached pages";
+        return Err(Failure::new(Code::Usage, why));
     }
-    let mountpoint = check_mountpoint(&args.mountpoint)?;
-    let data_dir = match args.backend {
-        Some(_) => PathBuf::new(),
-        None => std::path::absolute(&args.data_dir)
-            .map_err(|e| format!("data directory {}: {e}", args.data_dir.display()))?,
-    };
+    let mountpoint = check_mountpoint(mountpoint)?;
     let args = MountArgs {
         mountpoint,
         data_dir,

@@ -127,3 +127,33 @@ fn stats_and_backup_take_the_mountpoint_of_a_prefix() {
     assert_eq!(compact.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&compact.stderr).contains("etcd compacts its own history"));
 }
+
+#[test]
+fn mount_with_a_backend_takes_only_the_mountpoint() {
+    let root = common::temp_root();
+    let mnt = root.path().to_str().unwrap();
+    let url = "etcd://127.0.0.1:1/p";
+    for (args, says) in [
+        (
+            vec!["mount", "--backend", url, mnt, mnt],
+            "give only the mountpoint",
+        ),
+        (
+            vec!["mount", "--backend", url, "--cache-reads", mnt],
+            "--cache-reads is not available",
+        ),
+        (
+            vec!["mount", "--backend", "etcd://nowhere", mnt],
+            "expected etcd://HOST:PORT",
+        ),
+        (
+            vec!["mount", mnt],
+            "usage: caskfs mount DATA_DIR MOUNTPOINT",
+        ),
+    ] {
+        let out = caskfs(&args, None);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+}
