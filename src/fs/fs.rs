@@ -40,8 +40,10 @@ pub struct FsOptions {
     pub read_only: bool,
     /// Readers may read through the kernel's page cache (`page_cache.rs`).
     pub cache_reads: bool,
-    /// Other hosts change the keys too, unseen by the kernel: it may keep
-    /// names and attributes for `SHARED_TTL` only.
+    /// Other hosts change the keys too: the storage tells of their changes
+    /// (`follow_remote_changes`), and the kernel keeps names and
+    /// attributes for `SHARED_TTL` at most and lists folders afresh, in
+    /// case it tells late.
     pub shared: bool,
 }
 
