@@ -267,11 +267,11 @@ fn without_a_quorum_writes_fail_in_bounded_time_and_the_mount_recovers() {
     cluster.restart(1);
     cluster.restart(2);
     cluster.wait_for_leader(Duration::from_secs(30));
-    assert_eq!(
-        m.ok("cat mnt/k"),
-        "before\n",
-        "the failed write left a trace"
-    );
+    // A timed-out write's outcome is unknown: the member left alone had
+    // the transaction in its log, and may commit it once it has a quorum
+    // again. Either value, whole.
+    let now = m.ok("cat mnt/k");
+    assert!(now == "before\n" || now == "during\n", "a mix: {now:?}");
     m.ok("echo after > mnt/k");
     assert_eq!(m.ok("cat mnt/k"), "after\n");
 }

@@ -722,23 +722,28 @@ fn decode(key: &[u8], bytes: &[u8]) -> Result<Record> {
 }
 
 fn damaged(key: &[u8], why: &str) -> Error {
-    let what = format!("key {}: {why}", show(key));
-    warn!("{what}");
-    Error::Io(io::Error::other(what))
+    Error::Backend {
+        errno: libc::EIO,
+        why: format!("key {}: {why}", show(key)),
+    }
 }
 
-/// The errno a failed request gives, its reason logged.
+/// A failed request, with the errno it gives.
 fn fail(e: client::Error) -> Error {
-    warn!("{e}");
-    Error::Io(io::Error::from_raw_os_error(e.errno()))
+    Error::Backend {
+        errno: e.errno(),
+        why: e.to_string(),
+    }
 }
 
 fn busy(key: &[u8]) -> Error {
-    warn!(
-        "key {}: other hosts kept changing it; gave up after {TRIES} tries",
-        show(key)
-    );
-    Error::Io(io::Error::from_raw_os_error(libc::EAGAIN))
+    Error::Backend {
+        errno: libc::EAGAIN,
+        why: format!(
+            "key {}: other hosts kept changing it; gave up after {TRIES} tries",
+            show(key)
+        ),
+    }
 }
 
 fn too_large(from: &[u8], entries: usize, bytes: u64) -> Error {

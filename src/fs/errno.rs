@@ -16,6 +16,11 @@ pub enum Error {
     Engine(engine::Error),
     /// An I/O error outside the engine (spill files, statvfs).
     Io(std::io::Error),
+    /// Another storage backend failed: the errno it chose, and why.
+    Backend {
+        errno: i32,
+        why: String,
+    },
     /// No such key or inode.
     NotFound,
     /// A name over 255 bytes.
@@ -62,6 +67,7 @@ impl fmt::Display for Error {
         match self {
             Error::Engine(e) => write!(f, "{e}"),
             Error::Io(e) => write!(f, "{e}"),
+            Error::Backend { why, .. } => write!(f, "{why}"),
             Error::NotFound => write!(f, "no such key"),
             Error::NameTooLong => write!(f, "name longer than 255 bytes"),
             Error::InvalidName => write!(f, "name is not a valid key"),
@@ -85,6 +91,7 @@ pub fn errno(e: &Error) -> i32 {
     match e {
         Error::Engine(inner) => engine_errno(inner),
         Error::Io(io) => io.raw_os_error().unwrap_or(libc::EIO),
+        Error::Backend { errno, .. } => *errno,
         Error::NotFound => libc::ENOENT,
         Error::NameTooLong => libc::ENAMETOOLONG,
         Error::InvalidName => libc::EINVAL,
