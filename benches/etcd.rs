@@ -31,6 +31,10 @@ use std::time::{Duration, Instant};
 
 use caskfs::etcd::Client;
 
+mod common;
+
+use common::{is_mounted, median, mix, shuffled, value};
+
 #[allow(dead_code)]
 #[path = "../tests/common/etcd.rs"]
 mod etcd;
@@ -92,37 +96,8 @@ fn parse_args() -> Args {
     a
 }
 
-/// splitmix64: keys, values and shuffles, the same for every way.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 fn key(i: usize) -> String {
     format!("k{:016x}", mix(i as u64))
-}
-
-/// The value of key `i` in generation `g`: pseudo-random bytes.
-fn value(i: usize, g: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(VALUE_LEN + 8);
-    let mut s = mix((i as u64) << 8 ^ g);
-    while out.len() < VALUE_LEN {
-        s = mix(s);
-        out.extend_from_slice(&s.to_le_bytes());
-    }
-    out.truncate(VALUE_LEN);
-    out
-}
-
-fn shuffled(n: usize, seed: u64) -> Vec<usize> {
-    let mut v: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        let j = (mix(seed ^ i as u64) % (i as u64 + 1)) as usize;
-        v.swap(i, j);
-    }
-    v
 }
 
 /// One operation over all its keys: rate, p50 and p99 latency in µs.
@@ -170,7 +145,7 @@ fn on_dir(root: &Path, n: usize, run: usize) -> Vec<Option<Figure>> {
         f.write_all(v)
             .unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
     };
-    let create = timed(&all, |i| write(&paths[i], &value(i, 0)));
+    let create = timed(&all, |i| write(&paths[i], &value(i, 0, VALUE_LEN)));
     let stat = timed(&shuffled(n, 1 + run as u64), |i| {
         let m =
             fs::metadata(&paths[i]).unwrap_or_else(|e| panic!("stat {}: {e}", paths[i].display()));
@@ -185,16 +160,19 @@ fn on_dir(root: &Path, n: usize, run: usize) -> Vec<Option<Figure>> {
     let mut wrong = 0;
     let read = timed(&shuffled(n, 2 + run as u64), |i| {
         read_into(&paths[i], &mut buf);
-        wrong += usize::from(buf != value(i, 0));
+        wrong += usize::from(buf != value(i, 0, VALUE_LEN));
     });
     assert_eq!(wrong, 0, "read: wrong values");
     let overwrite = timed(&overwrites(n), |i| {
         gen_of[i] += 1;
-        write(&paths[i], &value(i, gen_of[i]));
+        write(&paths[i], &value(i, gen_of[i], VALUE_LEN));
     });
     for &i in shuffled(n, 3).iter().take(200) {
         read_into(&paths[i], &mut buf);
-        assert!(buf == value(i, gen_of[i]), "after overwrite: key {i}");
+        assert!(
+            buf == value(i, gen_of[i], VALUE_LEN),
+            "after overwrite: key {i}"
+        );
     }
     let delete = timed(&all, |i| {
         fs::remove_file(&paths[i]).unwrap_or_else(|e| panic!("unlink: {e}"))
@@ -213,17 +191,18 @@ fn on_client(c: &Client, prefix: &str, n: usize, run: usize) -> Vec<Option<Figur
     let all: Vec<usize> = (0..n).collect();
     let mut gen_of = vec![0u64; n];
     let create = timed(&all, |i| {
-        c.put(&keys[i], &value(i, 0)).expect("put");
+        c.put(&keys[i], &value(i, 0, VALUE_LEN)).expect("put");
     });
     let mut wrong = 0;
     let read = timed(&shuffled(n, 2 + run as u64), |i| {
         let (kv, _) = c.get(&keys[i]).expect("get");
-        wrong += usize::from(kv.is_none_or(|kv| kv.value != value(i, 0)));
+        wrong += usize::from(kv.is_none_or(|kv| kv.value != value(i, 0, VALUE_LEN)));
     });
     assert_eq!(wrong, 0, "get: wrong values");
     let overwrite = timed(&overwrites(n), |i| {
         gen_of[i] += 1;
-        c.put(&keys[i], &value(i, gen_of[i])).expect("put");
+        c.put(&keys[i], &value(i, gen_of[i], VALUE_LEN))
+            .expect("put");
     });
     let delete = timed(&all, |i| {
         assert!(c.delete(&keys[i]).expect("delete"), "delete: no such key");
@@ -235,14 +214,6 @@ fn on_client(c: &Client, prefix: &str, n: usize, run: usize) -> Vec<Option<Figur
         Some(overwrite),
         Some(delete),
     ]
-}
-
-fn is_mounted(path: &Path) -> bool {
-    let want = path.to_string_lossy().replace(' ', "\\040");
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
 }
 
 /// The real binary serving `mnt` in the foreground as our child;
@@ -320,15 +291,6 @@ struct Cleanup(PathBuf);
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
     }
 }
 

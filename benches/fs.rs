@@ -44,6 +44,10 @@ use std::process::{Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::{is_mounted, median, mix, shuffled, value};
+
 const VALUE_LEN: usize = 100;
 const APPENDS: usize = 1000;
 const APPEND_LEN: usize = 10;
@@ -142,37 +146,8 @@ fn on_path(name: &str) -> bool {
     })
 }
 
-/// splitmix64: keys, values and shuffles, the same on both targets.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 fn key(prefix: &str, i: usize) -> String {
     format!("{prefix}{:016x}", mix(i as u64))
-}
-
-/// The value of key `i` in generation `g`: pseudo-random, incompressible.
-fn value(i: usize, g: u64, len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    let mut s = mix((i as u64) << 8 ^ g);
-    while out.len() < len {
-        s = mix(s);
-        out.extend_from_slice(&s.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
-
-fn shuffled(n: usize, seed: u64) -> Vec<usize> {
-    let mut v: Vec<usize> = (0..n).collect();
-    for i in (1..n).rev() {
-        let j = (mix(seed ^ i as u64) % (i as u64 + 1)) as usize;
-        v.swap(i, j);
-    }
-    v
 }
 
 fn put(path: &Path, data: &[u8]) {
@@ -508,14 +483,6 @@ fn transport(mnt: &Path) -> String {
         .unwrap_or_else(|| "classic (/dev/fuse)".into())
 }
 
-fn is_mounted(path: &Path) -> bool {
-    let want = path.to_string_lossy().replace(' ', "\\040");
-    fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
-}
-
 /// A mounted caskfs; unmounted (lazily if it must) when dropped.
 struct Mounted {
     mnt: PathBuf,
@@ -609,15 +576,6 @@ struct Cleanup(PathBuf);
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
-    }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    match v.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => v[n / 2],
-        n => (v[n / 2 - 1] + v[n / 2]) / 2.0,
     }
 }
 
