@@ -124,9 +124,11 @@ impl Conn {
             self.host,
             body.len()
         );
+        // One write, so that the request goes out in one segment.
+        let mut request = head.into_bytes();
+        request.extend_from_slice(body);
         let s = self.reader.get_mut();
-        s.write_all(head.as_bytes())?;
-        s.write_all(body)?;
+        s.write_all(&request)?;
         s.flush()?;
         self.head()
     }
