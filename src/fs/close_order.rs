@@ -94,3 +94,25 @@ fn a_close_by_a_process_that_never_wrote_does_not_commit() {
     fs.release(t).unwrap();
     fs.release(fh).unwrap();
 }
+
+/// rsync's way: write, close, then set the time by path. The release the
+/// kernel sends after that close may come after the time was set; the
+/// time must stay.
+#[test]
+fn a_time_set_after_close_survives_a_late_release() {
+    let (_dir, store, fs) = mounted();
+    store.put(b"k", b"old").unwrap();
+    let ino = fs.lookup(ROOT_INO, b"k", 0).unwrap().ino;
+    let fh = fs.open(ino, libc::O_WRONLY | libc::O_TRUNC, 1).unwrap().fh;
+    fs.write(fh, 0, b"new", false, Some(1)).unwrap();
+    fs.flush(fh, 1, 1).unwrap();
+    let then = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    let touch = super::fs::SetAttr {
+        mtime: Some(then),
+        ..Default::default()
+    };
+    fs.setattr(ino, touch, 1).unwrap();
+    fs.release(fh).unwrap();
+    assert_eq!(store.get(b"k").unwrap().unwrap(), b"new");
+    assert_eq!(fs.getattr(ino, None, 1).unwrap().mtime, then);
+}

@@ -241,11 +241,13 @@ impl Draft {
     }
 
     /// Sets the time the draft shows and commits as its mtime (`touch`,
-    /// `futimens`, `cp -p` before close), if it differs from the store;
-    /// says whether it did.
+    /// `futimens`, `cp -p` before close), if it has changes still to
+    /// commit; says whether it did. A draft its close already committed
+    /// commits nothing more, even while its RELEASE is on the way, so a
+    /// time set then (rsync's `utime` after close) goes to the record.
     pub fn set_mtime(&self, mtime: SystemTime) -> bool {
         let mut st = self.state.lock();
-        if matches!(st.body, Body::Committed(_)) {
+        if matches!(st.body, Body::Committed(_)) || !st.dirty {
             return false;
         }
         st.changed_at = mtime;
