@@ -1,11 +1,18 @@
 #!/usr/bin/env bash
 # The whole test suite: `cargo test --release`, with what the tests need,
-# then the mount contract again on the etcd backend.
+# then the mount suites again on the other FUSE transport, and the mount
+# contract again on the etcd backend.
 # The etcd backend's tests start etcd clusters of their own, so etcd must
 # be installed (Debian's etcd-server): as root with apt-get this installs
 # it when missing, and stops the system service the package starts (the
 # tests use their own ports). Otherwise those tests skip, saying so, and
 # under CI=true they fail. Arguments go to `cargo test`.
+#
+# FUSE over io_uring (Linux 6.14 and later) is off until root turns on the
+# fuse module's enable_uring parameter: as root this turns it on for the
+# run (and back as it was at the end), so that the suite runs on io_uring
+# (`--transport auto`) and the mount suites again on /dev/fuse. A kernel
+# without it runs everything on /dev/fuse, saying so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -24,7 +31,22 @@ if ! command -v etcd >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get
         systemctl disable --now etcd >/dev/null 2>&1 || true
     fi
 fi
+uring=/sys/module/fuse/parameters/enable_uring
+if [ -w "$uring" ]; then
+    was=$(cat "$uring")
+    echo Y > "$uring"
+    trap 'echo "$was" > "$uring"' EXIT
+fi
 cargo test --release "$@"
+mount_suites=(--test mount_files --test mount_posix --test mount_tree --test mount_errors
+    --test mount_concurrency --test mount_cache --test mount_lifecycle --test mount_faults
+    --test mount_control --test reliability_random_io --test reliability_crash_loop)
+if [ "$(cat "$uring" 2>/dev/null)" = Y ]; then
+    # The first pass ran on io_uring; the mount suites once more on /dev/fuse.
+    CASKFS_MOUNT_ARGS="--transport classic" cargo test --release "${mount_suites[@]}" "$@"
+else
+    echo "test.sh: FUSE over io_uring is not on here ($uring); every mount ran on /dev/fuse" >&2
+fi
 # The mount contract once more with every mount on an etcd cluster of its
 # own (CASKFS_TEST_BACKEND, tests/common): the same semantics on both
 # backends. Without etcd the first pass has said so already.

@@ -6,6 +6,7 @@
 //! exit code, then the text to print.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
@@ -32,12 +33,16 @@ pub struct Daemon {
     pub counters: Arc<Counters>,
     pub mountpoint: PathBuf,
     pub started: Instant,
+    /// Whether requests come through io_uring rather than /dev/fuse.
+    pub uring: Arc<AtomicBool>,
 }
 
 /// The serving thread; `stop` ends it and removes the socket.
 pub struct Server {
     path: PathBuf,
     stop: Arc<AtomicBool>,
+    /// The listening socket, shut down to wake the accept at stop.
+    listener: UnixListener,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -54,6 +59,7 @@ impl Server {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
+        let kept = listener.try_clone()?;
         let thread = std::thread::Builder::new()
             .name("caskfs-control".into())
             .spawn(move || {
@@ -75,14 +81,17 @@ impl Server {
         Ok(Server {
             path,
             stop,
+            listener: kept,
             thread: Some(thread),
         })
     }
 
     pub fn stop(mut self) {
         self.stop.store(true, Ordering::Release);
-        // Wakes the accept.
-        let _ = UnixStream::connect(&self.path);
+        // Wakes the accept, also when the socket's file is gone (a
+        // connect would not reach it then).
+        // SAFETY: shutdown on a descriptor this owns; no memory involved.
+        unsafe { libc::shutdown(self.listener.as_raw_fd(), libc::SHUT_RDWR) };
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
@@ -132,12 +141,20 @@ fn reply(d: &Daemon, request: &str) -> (u8, String) {
     }
 }
 
+/// How requests reach the daemon, as the log and `caskfs stats` say it.
+pub fn transport(uring: &AtomicBool) -> &'static str {
+    match uring.load(Ordering::Acquire) {
+        true => "io_uring",
+        false => "/dev/fuse",
+    }
+}
+
 fn live(d: &Daemon) -> Live {
     Live {
         pid: std::process::id(),
         mountpoint: d.mountpoint.display().to_string(),
         uptime_secs: d.started.elapsed().as_secs_f64(),
-        transport: "/dev/fuse",
+        transport: transport(&d.uring),
         sync: format!("{:?}", d.store.options().sync).to_lowercase(),
         open_handles: d.fs.open_handles(),
         bytes_read: d.counters.bytes_read(),

@@ -5,9 +5,10 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::{AsRawFd, FromRawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::Args;
@@ -18,7 +19,7 @@ use crate::control;
 use crate::engine::{Options, Store, SyncPolicy, parse_ratio, parse_secs, parse_size};
 use crate::etcd::{Etcd, EtcdUrl};
 use crate::exit::{Code, Failure};
-use crate::fs::{Bitcask, CaskFs, CaskFuse, FsOptions, Owner, Storage};
+use crate::fs::{Bitcask, CaskFs, CaskFuse, FsOptions, Owner, Storage, uring};
 
 #[derive(Args, Debug, Clone)]
 pub struct MountArgs {
@@ -49,9 +50,15 @@ pub struct MountArgs {
     /// Refuse values larger than this with EFBIG (K, M, G suffixes).
     #[arg(long, value_parser = parse_size, default_value = "1G")]
     pub max_value_size: u64,
-    /// FUSE worker threads.
+    /// FUSE worker threads (with io_uring, spread over the CPUs' queues,
+    /// at least one each).
     #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
     pub threads: u16,
+    /// How requests reach the daemon: `uring` (FUSE over io_uring, which
+    /// the fuse module's enable_uring parameter turns on), `classic`
+    /// (/dev/fuse), or `auto`, io_uring when the kernel has it on.
+    #[arg(long, value_enum, default_value_t = Transport::Auto)]
+    pub transport: Transport,
     /// Mount read-only: every change fails with EROFS.
     #[arg(long)]
     pub read_only: bool,
@@ -91,6 +98,38 @@ pub struct MountArgs {
 }
 
 type Res<T> = Result<T, Failure>;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Transport {
+    Auto,
+    Uring,
+    Classic,
+}
+
+/// The io_uring rings to offer the kernel, if `--transport` and the
+/// kernel allow: made before mounting, so that once INIT has asked for
+/// them only their registration can fail (on which the kernel falls back
+/// to /dev/fuse by itself).
+fn prepare_uring(args: &MountArgs) -> Res<Option<uring::Prepared>> {
+    let forced = match args.transport {
+        Transport::Classic => return Ok(None),
+        Transport::Auto => false,
+        Transport::Uring => true,
+    };
+    let prepared = match uring::unavailable() {
+        Some(why) => Err(why),
+        None => uring::prepare(usize::from(args.threads))
+            .map_err(|e| format!("setting up io_uring: {e}")),
+    };
+    match prepared {
+        Ok(p) => Ok(Some(p)),
+        Err(why) if forced => Err(format!("--transport uring: {why}").into()),
+        Err(why) => {
+            info!("serving through /dev/fuse: {why}");
+            Ok(None)
+        }
+    }
+}
 
 impl MountArgs {
     /// The engine options these arguments ask for.
@@ -337,13 +376,38 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
     }
     config.n_threads = Some(usize::from(args.threads));
     config.clone_fd = args.threads > 1;
-    let fuse = CaskFuse::new(fs.clone());
+    let prepared = prepare_uring(args)?;
+    let mut fuse = CaskFuse::new(fs.clone());
     let counters = fuse.counters();
     let notifier = fuse.notifier_slot();
+    // The rings, the flag INIT sets if the kernel agreed to them, and what
+    // serves their requests (which holds the store: dropped unless used).
+    let offer = prepared.map(|p| (p, fuse.ask_for_uring(), Arc::new(fuse.uring_server())));
     let mut session = Session::new(fuse, &args.mountpoint, &config)
         .map_err(|e| mount_error(&args.mountpoint, &e))?;
     let _ = notifier.set(session.notifier());
-    info!("mounted {source} on {}", args.mountpoint.display());
+    let rings = match offer {
+        Some((p, agreed, server)) if agreed.load(Ordering::Acquire) => {
+            let dev = session
+                .as_fd()
+                .try_clone_to_owned()
+                .map_err(|e| format!("io_uring: {e}"))?;
+            Some(p.start(dev, server).map_err(|e| format!("io_uring: {e}"))?)
+        }
+        Some(_) => {
+            warn!("the kernel did not offer io_uring at INIT; serving through /dev/fuse");
+            None
+        }
+        None => None,
+    };
+    let uring = rings
+        .as_ref()
+        .map_or_else(Arc::default, uring::Rings::serving);
+    info!(
+        "mounted {source} on {} (transport {})",
+        args.mountpoint.display(),
+        control::transport(&uring)
+    );
     // Live stats and control speak for a local store only, for now.
     let control = local.as_ref().and_then(|store| {
         let started = control::Server::start(control::Daemon {
@@ -352,6 +416,7 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
             counters,
             mountpoint: args.mountpoint.clone(),
             started: std::time::Instant::now(),
+            uring,
         });
         // The mount works without it; only live stats and control do not.
         started
@@ -399,6 +464,9 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
             Err(e)
         }
     });
+    if let Some(r) = rings {
+        r.join();
+    }
     info!("unmounted {}", args.mountpoint.display());
     if let Some(c) = control {
         c.stop();

@@ -11,7 +11,7 @@ pub struct Live {
     pub pid: u32,
     pub mountpoint: String,
     pub uptime_secs: f64,
-    /// How requests reach the daemon: "/dev/fuse".
+    /// How requests reach the daemon: "io_uring" or "/dev/fuse".
     pub transport: &'static str,
     pub sync: String,
     pub open_handles: usize,

@@ -266,15 +266,32 @@ fn access_follows_the_stored_modes() {
 /// How many requests of `kind` the daemon has served (`caskfs stats
 /// --json`).
 fn served(m: &Mount, kind: &str) -> u64 {
+    let json = stats_json(m);
+    let requests = json.split("\"requests\":").nth(1).unwrap_or("");
+    number(requests, kind).unwrap_or(0)
+}
+
+fn stats_json(m: &Mount) -> String {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_caskfs"))
         .args(["stats", "--json"])
         .arg(&m.mnt)
         .output()
         .unwrap();
-    let json = String::from_utf8_lossy(&out.stdout);
-    let requests = json.split("\"requests\":").nth(1).unwrap_or("");
-    requests
-        .split(&format!("\"{kind}\":"))
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits until the daemon holds no open file: every RELEASE has come.
+fn all_released(m: &Mount) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while number(&stats_json(m), "open_handles") != Some(0) {
+        assert!(std::time::Instant::now() < deadline, "a handle stayed open");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// The number after `"name":` in `json`.
+fn number(json: &str, name: &str) -> Option<u64> {
+    json.split(&format!("\"{name}\":"))
         .nth(1)
         .map(|n| {
             n.chars()
@@ -282,7 +299,6 @@ fn served(m: &Mount, kind: &str) -> u64 {
                 .collect::<String>()
         })
         .and_then(|n| n.parse().ok())
-        .unwrap_or(0)
 }
 
 /// A new key's attributes are cached from its creation, so the `fstat`
@@ -316,6 +332,10 @@ fn an_unchanged_value_is_read_again_from_the_page_cache() {
     let m = Mount::start(&["--cache-reads"]);
     let v = common::pattern(20_000, 1);
     fs::write(m.path("k"), &v).unwrap();
+    // A reader that opens while the writer's RELEASE (which the kernel
+    // sends after close returns) is still on its way reads direct; the
+    // cache is filled by the first open after it.
+    all_released(&m);
     assert_eq!(fs::read(m.path("k")).unwrap(), v);
     let before = served(&m, "read");
     for _ in 0..3 {

@@ -6,6 +6,7 @@ use std::ffi::OsStr;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock, mpsc};
 use std::time::{Duration, SystemTime};
 
@@ -24,6 +25,7 @@ use super::counters::{Counters, Req};
 use super::errno::{Error, log_and_errno};
 use super::fs::{Caller, CaskFs, KernelCache, Opened, SetAttr};
 use super::page_cache::ReadMode;
+use super::uring::{MAX_REQUEST, Server as UringServer};
 
 pub struct CaskFuse {
     fs: Arc<CaskFs>,
@@ -32,6 +34,9 @@ pub struct CaskFuse {
     counters: Arc<Counters>,
     /// Set once the session exists (`mount.rs`), before any request.
     notifier: Arc<OnceLock<Notifier>>,
+    /// Whether to ask INIT for FUSE over io_uring, and whether the kernel
+    /// agreed (`uring`).
+    uring: Option<Arc<AtomicBool>>,
 }
 
 impl CaskFuse {
@@ -43,6 +48,23 @@ impl CaskFuse {
             fs,
             counters: Arc::default(),
             notifier,
+            uring: None,
+        }
+    }
+
+    /// Has INIT ask for FUSE over io_uring; the flag returned tells,
+    /// once the session is made, whether the kernel agreed.
+    pub fn ask_for_uring(&mut self) -> Arc<AtomicBool> {
+        self.uring.get_or_insert_with(Arc::default).clone()
+    }
+
+    /// What serves requests that come through io_uring rings: the same
+    /// filesystem, counters and cache lifetime as this adapter.
+    pub fn uring_server(&self) -> UringServer {
+        UringServer {
+            fs: self.fs.clone(),
+            counters: self.counters.clone(),
+            ttl: self.ttl,
         }
     }
 
@@ -146,7 +168,7 @@ fn drop_name(n: &Notifier, parent: u64, name: &OsStr) {
 /// reads and writes go to its handle, which holds the writer's own view.
 /// A reader's goes through the page cache when `page_cache.rs` allows,
 /// else straight to the value it pinned. Read-only opens need no flush.
-fn open_flags(o: &Opened) -> FopenFlags {
+pub(super) fn open_flags(o: &Opened) -> FopenFlags {
     match (o.write, o.read) {
         (true, _) => FopenFlags::FOPEN_DIRECT_IO,
         (false, ReadMode::Direct) => FopenFlags::FOPEN_DIRECT_IO | FopenFlags::FOPEN_NOFLUSH,
@@ -154,6 +176,15 @@ fn open_flags(o: &Opened) -> FopenFlags {
             FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH
         }
         (false, ReadMode::Cached { keep: false }) => FopenFlags::FOPEN_NOFLUSH,
+    }
+}
+
+/// The kernel keeps a listing in its page cache across opens, unless
+/// other hosts change it unseen.
+pub(super) fn dir_open_flags(fs: &CaskFs) -> FopenFlags {
+    match fs.shared() {
+        false => FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
+        true => FopenFlags::empty(),
     }
 }
 
@@ -226,6 +257,19 @@ impl Filesystem for CaskFuse {
             if config.capabilities().contains(flag) {
                 let _ = config.add_capabilities(flag);
             }
+        }
+        if let Some(agreed) = &self.uring
+            && config
+                .capabilities()
+                .contains(InitFlags::FUSE_OVER_IO_URING)
+        {
+            // No request may outgrow a slot's payload buffer.
+            let _ = config.set_max_write(MAX_REQUEST);
+            if let Err(most) = config.set_max_readahead(MAX_REQUEST) {
+                let _ = config.set_max_readahead(most);
+            }
+            let asked = config.add_capabilities(InitFlags::FUSE_OVER_IO_URING);
+            agreed.store(asked.is_ok(), Ordering::Release);
         }
         Ok(())
     }
@@ -499,14 +543,8 @@ impl Filesystem for CaskFuse {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         self.counters.request(Req::Opendir);
-        // The kernel keeps the listing in its page cache across opens,
-        // unless other hosts change it unseen.
-        let keep = match self.fs.shared() {
-            false => FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
-            true => FopenFlags::empty(),
-        };
         match self.fs.opendir(ino.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), keep),
+            Ok(fh) => reply.opened(FileHandle(fh), dir_open_flags(&self.fs)),
             Err(e) => reply.error(err("opendir", &e)),
         }
     }

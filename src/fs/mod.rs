@@ -5,7 +5,8 @@
 //!   FUSE types)
 //! - `namespace`: creating, removing and renaming names
 //! - `listing`: listing a folder
-//! - `fuse`: the one adapter to the kernel protocol (fuser)
+//! - `fuse`: the adapter to the kernel protocol through /dev/fuse (fuser)
+//! - `uring`: the transport through io_uring, and its adapter
 //! - `inode`: key ↔ inode numbers, stable while mounted
 //! - `handle`: open files, and which draft each reads and writes through
 //! - `draft`: what one process's descriptors of a key see before commit
@@ -37,6 +38,7 @@ mod namespace;
 mod page_cache;
 mod process;
 mod storage;
+pub mod uring;
 
 pub use attr::{Attr, Kind, Owner};
 pub use bitcask::Bitcask;
