@@ -227,6 +227,9 @@ impl Rings {
     }
 }
 
+/// How many refused replies a thread recovers from before it gives up.
+const MAX_REFUSED: u32 = 16;
+
 /// Errors of a command that mean the connection is over (unmounted, or
 /// the daemon is going).
 fn connection_ended(errno: i32) -> bool {
@@ -246,13 +249,13 @@ fn serve_slot(
     ring.submitter().register_enable_rings()?;
     let mut next = slot.command(dev, abi::CMD_REGISTER, 0);
     let mut registered = false;
+    let mut refused = 0;
     let spin = online_cpus() > 1;
     loop {
         // SAFETY: the SQE points at the slot's buffers and iovec, which
         // live as long as the ring: until this function returns.
         unsafe { ring.submission().push(&next) }.map_err(io::Error::other)?;
-        if registered && spin {
-            ring.submit()?;
+        if registered && spin && ring.submit().is_ok() {
             poll_briefly(&mut ring);
         }
         let result = loop {
@@ -282,6 +285,19 @@ fn serve_slot(
                 let e = io::Error::from_raw_os_error(-r);
                 warn!("registering with the kernel failed ({e}); it serves through /dev/fuse");
                 return Ok(());
+            }
+            // A commit the kernel refused leaves the slot with it: the
+            // slot's buffers are registered again as a new one, lest the
+            // queue lose a thread for good.
+            r if refused < MAX_REFUSED => {
+                refused += 1;
+                let e = io::Error::from_raw_os_error(-r);
+                error!(
+                    "io_uring queue {}: a reply was refused ({e}); registering again",
+                    slot.qid
+                );
+                next = slot.command(dev, abi::CMD_REGISTER, 0);
+                continue;
             }
             r => return Err(io::Error::from_raw_os_error(-r)),
         }
