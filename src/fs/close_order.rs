@@ -116,3 +116,33 @@ fn a_time_set_after_close_survives_a_late_release() {
     assert_eq!(store.get(b"k").unwrap().unwrap(), b"new");
     assert_eq!(fs.getattr(ino, None, 1).unwrap().mtime, then);
 }
+
+/// An open that an rm raced gets ESTALE, which the kernel retries once
+/// after looking the name up again; should the retry meet the same race,
+/// it gets ENOENT, never a second ESTALE. Another thread's race is its own.
+#[test]
+fn an_open_raced_twice_by_removals_gets_enoent() {
+    let (_dir, store, fs) = mounted();
+    let removed = || {
+        store.put(b"k", b"v").unwrap();
+        let ino = fs.lookup(ROOT_INO, b"k", 0).unwrap().ino;
+        fs.unlink(ROOT_INO, b"k").unwrap();
+        ino
+    };
+    let (first, retry, other) = (removed(), removed(), removed());
+    let errno = |r: crate::fs::Result<_>| {
+        r.map(|_: super::fs::Opened| ())
+            .map_err(|e| crate::fs::errno(&e))
+    };
+    assert_eq!(errno(fs.open(first, libc::O_RDONLY, 7)), Err(libc::ESTALE));
+    assert_eq!(errno(fs.open(other, libc::O_WRONLY, 8)), Err(libc::ESTALE));
+    assert_eq!(errno(fs.open(retry, libc::O_WRONLY, 7)), Err(libc::ENOENT));
+    store.put(b"k", b"v").unwrap();
+    let ino = fs.lookup(ROOT_INO, b"k", 0).unwrap().ino;
+    assert!(fs.open(ino, libc::O_RDONLY, 8).is_ok());
+    assert_eq!(
+        errno(fs.open(first, libc::O_RDONLY, 8)),
+        Err(libc::ESTALE),
+        "a success ends the retry"
+    );
+}

@@ -6,7 +6,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use log::{debug, warn};
 use parking_lot::{Mutex, MutexGuard, RwLock};
@@ -166,7 +166,13 @@ pub struct CaskFs {
     root: Mutex<Meta>,
     /// The times folders with no record show.
     mounted_at: SystemTime,
+    /// Threads whose open was just answered ESTALE, and when (`vanished`).
+    stale_opens: Mutex<HashMap<u32, Instant>>,
 }
+
+/// How long after an ESTALE an open by the same thread counts as the
+/// kernel's retry of it, which comes at once.
+const RETRY_WINDOW: Duration = Duration::from_secs(1);
 
 impl CaskFs {
     pub fn new(store: Arc<dyn Storage>, opts: FsOptions) -> CaskFs {
@@ -190,6 +196,7 @@ impl CaskFs {
                 ctime: now,
             }),
             mounted_at,
+            stale_opens: Mutex::new(HashMap::new()),
         }
     }
 
@@ -566,15 +573,41 @@ impl CaskFs {
     }
 
     pub fn open(&self, ino: u64, flags: i32, tid: u32) -> Result<Opened> {
-        // An inode whose key went away after the kernel looked it up (an
-        // rm or mv raced this open): ESTALE makes the kernel look the name
-        // up again, which creates it afresh for `echo v > k`.
-        let key = self.inodes.key_of(ino).ok_or(Error::Stale)?;
+        let opened = self.open_inode(ino, flags, tid);
+        if opened.is_ok() {
+            self.stale_opens.lock().remove(&tid);
+        }
+        opened
+    }
+
+    /// What an open of an inode whose key went away after the kernel
+    /// looked it up (an rm or mv raced the open) answers. First ESTALE:
+    /// the kernel looks the name up again and retries once, opening what
+    /// the name leads to now, or creating it afresh for `echo v > k`.
+    /// Should the retry meet the same race (another rm or mv in between,
+    /// under heavy churn), ENOENT: the open as if after the rm, rather
+    /// than the ESTALE no local filesystem gives.
+    fn vanished(&self, tid: u32) -> Error {
+        let now = Instant::now();
+        let mut stale = self.stale_opens.lock();
+        if stale
+            .remove(&tid)
+            .is_some_and(|at| now.duration_since(at) < RETRY_WINDOW)
+        {
+            return Error::NotFound;
+        }
+        stale.retain(|_, at| now.duration_since(*at) < RETRY_WINDOW);
+        stale.insert(tid, now);
+        Error::Stale
+    }
+
+    fn open_inode(&self, ino: u64, flags: i32, tid: u32) -> Result<Opened> {
+        let key = self.inodes.key_of(ino).ok_or_else(|| self.vanished(tid))?;
         match self.kind(&key)? {
             Some((Kind::Directory, _)) => return Err(Error::IsADirectory),
             Some(_) => {}
             None if self.inodes.is_pending(ino) => {}
-            None => return Err(Error::Stale),
+            None => return Err(self.vanished(tid)),
         }
         let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
         if write {
