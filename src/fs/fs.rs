@@ -4,7 +4,7 @@
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -166,8 +166,10 @@ pub struct CaskFs {
     root: Mutex<Meta>,
     /// The times folders with no record show.
     mounted_at: SystemTime,
-    /// Threads whose open was just answered ESTALE, and when (`vanished`).
+    /// Threads whose open was just answered ESTALE, and when (`vanished`);
+    /// `any_stale` spares every other open the lock.
     stale_opens: Mutex<HashMap<u32, Instant>>,
+    any_stale: AtomicBool,
 }
 
 /// How long after an ESTALE an open by the same thread counts as the
@@ -197,6 +199,7 @@ impl CaskFs {
             }),
             mounted_at,
             stale_opens: Mutex::new(HashMap::new()),
+            any_stale: AtomicBool::new(false),
         }
     }
 
@@ -574,8 +577,10 @@ impl CaskFs {
 
     pub fn open(&self, ino: u64, flags: i32, tid: u32) -> Result<Opened> {
         let opened = self.open_inode(ino, flags, tid);
-        if opened.is_ok() {
-            self.stale_opens.lock().remove(&tid);
+        if opened.is_ok() && self.any_stale.load(Ordering::Relaxed) {
+            let mut stale = self.stale_opens.lock();
+            stale.remove(&tid);
+            self.any_stale.store(!stale.is_empty(), Ordering::Relaxed);
         }
         opened
     }
@@ -590,15 +595,18 @@ impl CaskFs {
     fn vanished(&self, tid: u32) -> Error {
         let now = Instant::now();
         let mut stale = self.stale_opens.lock();
-        if stale
+        let retry = stale
             .remove(&tid)
-            .is_some_and(|at| now.duration_since(at) < RETRY_WINDOW)
-        {
-            return Error::NotFound;
+            .is_some_and(|at| now.duration_since(at) < RETRY_WINDOW);
+        if !retry {
+            stale.retain(|_, at| now.duration_since(*at) < RETRY_WINDOW);
+            stale.insert(tid, now);
         }
-        stale.retain(|_, at| now.duration_since(*at) < RETRY_WINDOW);
-        stale.insert(tid, now);
-        Error::Stale
+        self.any_stale.store(!stale.is_empty(), Ordering::Relaxed);
+        match retry {
+            true => Error::NotFound,
+            false => Error::Stale,
+        }
     }
 
     fn open_inode(&self, ino: u64, flags: i32, tid: u32) -> Result<Opened> {
