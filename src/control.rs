@@ -155,6 +155,7 @@ fn live(d: &Daemon) -> Live {
         mountpoint: d.mountpoint.display().to_string(),
         uptime_secs: d.started.elapsed().as_secs_f64(),
         transport: transport(&d.uring),
+        reads: d.fs.read_mode(),
         sync: format!("{:?}", d.store.options().sync).to_lowercase(),
         open_handles: d.fs.open_handles(),
         bytes_read: d.counters.bytes_read(),

@@ -64,9 +64,13 @@ pub struct MountArgs {
     pub read_only: bool,
     /// Read through the kernel's page cache when no writer has the key
     /// open, so that reading an unchanged value again costs only the open
-    /// (see docs/SEMANTICS.md for what differs).
-    #[arg(long, overrides_with = "cache_reads")]
+    /// (docs/SEMANTICS.md). The default, except with --backend.
+    #[arg(long, overrides_with_all = ["cache_reads", "no_cache_reads"])]
     pub cache_reads: bool,
+    /// Send every read to the daemon (direct I/O): a writer's open then
+    /// never moves its key to a new inode.
+    #[arg(long, overrides_with_all = ["cache_reads", "no_cache_reads"])]
+    pub no_cache_reads: bool,
     /// Let other users use the mount (non-root users need
     /// `user_allow_other` in /etc/fuse.conf).
     #[arg(long)]
@@ -148,6 +152,13 @@ impl MountArgs {
             ..Options::default()
         }
     }
+
+    /// Whether reads go through the page cache: by default, but not with
+    /// --backend, whose other hosts' changes would not drop this host's
+    /// cached pages (an explicit --cache-reads is refused there).
+    pub fn reads_cached(&self) -> bool {
+        self.backend.is_none() && !self.no_cache_reads
+    }
 }
 
 pub fn run(args: MountArgs) -> Res<()> {
@@ -172,7 +183,8 @@ pub fn run(args: MountArgs) -> Res<()> {
     };
     if args.backend.is_some() && args.cache_reads {
         let why = "--cache-reads is not available with --backend yet: \
-                   another host's change would not drop this host's cached pages";
+                   another host's change would not drop this host's cached pages \
+                   (reads there go to the daemon by default)";
         return Err(Failure::new(Code::Usage, why));
     }
     let mountpoint = check_mountpoint(mountpoint)?;
@@ -350,7 +362,7 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
         FsOptions {
             owner: Owner::current(),
             read_only: args.read_only,
-            cache_reads: args.cache_reads,
+            cache_reads: args.reads_cached(),
             shared,
         },
     ));
@@ -404,9 +416,10 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
         .as_ref()
         .map_or_else(Arc::default, uring::Rings::serving);
     info!(
-        "mounted {source} on {} (transport {})",
+        "mounted {source} on {} (transport {}, reads {})",
         args.mountpoint.display(),
-        control::transport(&uring)
+        control::transport(&uring),
+        fs.read_mode()
     );
     // Live stats and control speak for a local store only, for now.
     let control = local.as_ref().and_then(|store| {

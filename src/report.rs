@@ -13,6 +13,8 @@ pub struct Live {
     pub uptime_secs: f64,
     /// How requests reach the daemon: "io_uring" or "/dev/fuse".
     pub transport: &'static str,
+    /// How read-only opens read: "page cache" or "direct".
+    pub reads: &'static str,
     pub sync: String,
     pub open_handles: usize,
     pub bytes_read: u64,
@@ -71,8 +73,8 @@ pub fn table(stats: &Stats, live: Option<&Live>) -> String {
     if let Some(l) = live {
         let _ = writeln!(
             out,
-            "mounted on {} by pid {} for {:.0} s; transport {}; sync {}",
-            l.mountpoint, l.pid, l.uptime_secs, l.transport, l.sync
+            "mounted on {} by pid {} for {:.0} s; transport {}; reads {}; sync {}",
+            l.mountpoint, l.pid, l.uptime_secs, l.transport, l.reads, l.sync
         );
         let running = if stats.merge_running {
             ", one running"
@@ -122,11 +124,12 @@ pub fn json(stats: &Stats, live: Option<&Live>) -> String {
         Some(l) => {
             let _ = write!(
                 o,
-                ",\"mounted\":true,\"pid\":{},\"mountpoint\":{},\"uptime_secs\":{:.3},\"transport\":{},\"sync\":{},\"open_handles\":{},\"bytes_read\":{},\"bytes_written\":{},\"requests\":{{",
+                ",\"mounted\":true,\"pid\":{},\"mountpoint\":{},\"uptime_secs\":{:.3},\"transport\":{},\"reads\":{},\"sync\":{},\"open_handles\":{},\"bytes_read\":{},\"bytes_written\":{},\"requests\":{{",
                 l.pid,
                 quote(&l.mountpoint),
                 l.uptime_secs,
                 quote(l.transport),
+                quote(l.reads),
                 quote(&l.sync),
                 l.open_handles,
                 l.bytes_read,

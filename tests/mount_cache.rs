@@ -360,6 +360,40 @@ fn an_unchanged_value_is_read_again_from_the_page_cache() {
     );
 }
 
+/// Reads go through the page cache unless the mount says
+/// `--no-cache-reads` (CASKFS_MOUNT_ARGS may say it for every mount):
+/// then every read of a value read before asks the daemon again, and
+/// `caskfs stats` says which mode the daemon serves in.
+#[test]
+fn reads_are_cached_by_default_and_direct_when_asked() {
+    require_fuse!();
+    for args in [&[][..], &["--no-cache-reads"]] {
+        let m = Mount::start(args);
+        let cached = m.reads_cached();
+        let mode = if cached { "page cache" } else { "direct" };
+        assert!(
+            stats_json(&m).contains(&format!("\"reads\":\"{mode}\"")),
+            "{args:?}: {}",
+            stats_json(&m)
+        );
+        let cat = || {
+            let out = std::process::Command::new("cat").arg(m.path("k")).output();
+            out.unwrap().stdout
+        };
+        let v = common::pattern(9_000, 3);
+        fs::write(m.path("k"), &v).unwrap();
+        all_released(&m);
+        assert_eq!(cat(), v);
+        let before = served(&m, "read");
+        assert_eq!(cat(), v);
+        assert_eq!(
+            served(&m, "read") == before,
+            cached,
+            "{args:?}: a second cat of an unchanged value"
+        );
+    }
+}
+
 /// A reader that opened a value before it was replaced (by a shorter one,
 /// then by one of the same length) reads the whole old value to its end,
 /// through the page cache, while new opens read the new one; a value that
@@ -410,4 +444,53 @@ fn a_reader_keeps_its_value_across_a_rewrite_and_follows_growth() {
     let mut held = String::new();
     std::io::Read::read_to_string(&mut r, &mut held).unwrap();
     assert_eq!((held, m.ok("cat mnt/k")), (got, "lin".to_string()));
+}
+
+/// A reader that opened while a writer had the key open reads direct, and
+/// pins the value it found. Mapping it later fills the inode's page cache
+/// with that value, after the writer committed a new one: a reader opening
+/// then, or after the mapping's reader closed, still reads the new value.
+#[test]
+fn an_old_readers_mapping_does_not_leak_into_new_readers() {
+    require_fuse!();
+    let m = Mount::start(&["--cache-reads"]);
+    let path = m.path("k");
+    let (old, new) = (common::pattern(20_000, 5), common::pattern(20_000, 6));
+    fs::write(&path, &old).unwrap();
+    let mut writer = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let reader = fs::File::open(&path).unwrap();
+    writer.write_all(&new).unwrap();
+    drop(writer);
+    let cat = || {
+        let out = std::process::Command::new("cat").arg(&path).output();
+        out.unwrap().stdout
+    };
+    assert!(cat() == new, "a reader after the writer's close");
+    assert!(map(&reader, old.len()) == old, "the old reader's mapping");
+    assert!(cat() == new, "a reader beside the old reader's mapping");
+    drop(reader);
+    all_released(&m);
+    assert!(cat() == new, "a reader after the old reader closed");
+    assert!(cat() == new, "the same again, from the page cache");
+}
+
+/// The first `len` bytes of `f` through a shared read-only mapping.
+fn map(f: &fs::File, len: usize) -> Vec<u8> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a fresh mapping of `len` bytes of an open file, read within
+    // bounds and unmapped before returning.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            f.as_raw_fd(),
+            0,
+        );
+        assert_ne!(p, libc::MAP_FAILED, "mmap");
+        let bytes = std::slice::from_raw_parts(p as *const u8, len).to_vec();
+        libc::munmap(p, len);
+        bytes
+    }
 }

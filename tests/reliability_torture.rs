@@ -46,7 +46,7 @@ fn torture_long_run() {
         for e in std::fs::read_dir(&m.mnt).unwrap() {
             std::fs::remove_file(e.unwrap().path()).unwrap();
         }
-        total.random_ops += random_io::run(&m.mnt, s, 10_000);
+        total.random_ops += random_io::run(&m.mnt, s, 10_000, m.reads_cached());
         runs += 1;
     }
     drop(m);
@@ -64,7 +64,7 @@ fn torture_long_run() {
         deadline: Some(Instant::now() + left.max(Duration::from_secs(20))),
         writers: 6,
         keys_per_writer: 16,
-        cache_reads: false,
+        cache_reads: true,
         load_ms: (50, 1500),
     });
     eprintln!("{}", f.line("crash_loop"));

@@ -242,6 +242,14 @@ impl CaskFs {
         if self.opts.shared { SHARED_TTL } else { TTL }
     }
 
+    /// How read-only opens read, as the log and `caskfs stats` say it.
+    pub fn read_mode(&self) -> &'static str {
+        match self.opts.cache_reads {
+            true => "page cache",
+            false => "direct",
+        }
+    }
+
     /// Files open through the mount now.
     pub fn open_handles(&self) -> usize {
         self.handles.len()
@@ -775,8 +783,14 @@ impl CaskFs {
         let _names = self.names.read();
         let _key = self.key_locks(&[ino]);
         let (h, last) = self.handles.remove(fh)?;
-        if h.cached {
-            self.inodes.with_cache(h.ino, |c| c.close_reader());
+        match h.cached {
+            true => {
+                self.inodes.with_cache(h.ino, |c| c.close_reader());
+            }
+            // A direct reader's mmap fills the page cache with its value,
+            // which need not be the committed one.
+            false if !h.mode.write => self.cache_event(h.ino, CacheState::value_stored),
+            false => {}
         }
         if self.opts.cache_reads
             && self.inodes.is_retired(h.ino)

@@ -6,9 +6,11 @@
 //! opened. Both agree as long as the cache of an inode only ever holds one
 //! value (or the growth of one, which begins with the same bytes):
 //!
-//! - A reader may read through the cache unless a writer has the key open
-//!   (a writer's mapped pages would be in that cache, and its writes grow
-//!   the size the kernel keeps).
+//! - A reader may read through the cache unless a writer or a direct
+//!   reader has the inode open (a writer's mapped pages would be in that
+//!   cache, and its writes grow the size the kernel keeps; a direct
+//!   reader's mapped pages hold the value it opened, maybe an older one).
+//!   When a direct reader closes, what the cache holds is not trusted.
 //! - The first cached open after the value changed drops what the cache
 //!   held (`keep` false); later opens keep it, so reading an unchanged
 //!   value again asks the daemon for nothing but the open.
@@ -197,7 +199,13 @@ impl CaskFs {
             None => Draft::on_committed(Opener::new(0)),
         });
         let large = draft.pinned().is_some_and(|m| m.len > CACHED_UP_TO);
-        let direct = !self.opts.cache_reads || large || !self.handles.drafts_of(ino).is_empty();
+        // A direct reader open on the inode may have pinned an older value
+        // and fill the page cache with it through mmap (page faults read
+        // through the inode's cache even in direct I/O mode).
+        let direct = !self.opts.cache_reads
+            || large
+            || !self.handles.drafts_of(ino).is_empty()
+            || self.handles.for_ino(ino).iter().any(|h| !h.cached);
         // An inode whose key went away since the open began reads direct
         // what it found, as any reader of a removed key does.
         let read = self

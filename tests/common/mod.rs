@@ -158,6 +158,19 @@ impl Mount {
         m
     }
 
+    /// Whether this mount reads through the page cache: the default
+    /// without a backend, unless the last of `--cache-reads` and
+    /// `--no-cache-reads` (CASKFS_MOUNT_ARGS first, then the test's) says
+    /// otherwise.
+    pub fn reads_cached(&self) -> bool {
+        let extra = std::env::var("CASKFS_MOUNT_ARGS").unwrap_or_default();
+        let last = extra
+            .split_whitespace()
+            .chain(self.args.iter().map(String::as_str))
+            .rfind(|a| matches!(*a, "--cache-reads" | "--no-cache-reads"));
+        self.backend.is_none() && last != Some("--no-cache-reads")
+    }
+
     fn log_path(&self) -> PathBuf {
         self.root.path().join("daemon.log")
     }
@@ -170,13 +183,17 @@ impl Mount {
             .open(self.log_path())
             .expect("log file");
         // CASKFS_MOUNT_ARGS: options every test's mount gets (to run the
-        // suite with `--cache-reads`, say).
+        // suite with `--no-cache-reads`, say), before the test's own, so
+        // that a test that asks for one of them gets it.
         let extra = std::env::var("CASKFS_MOUNT_ARGS").unwrap_or_default();
         let mut cmd = Command::new(BIN);
-        cmd.arg("mount").args(&self.args);
+        cmd.arg("mount");
         match &self.backend {
-            Some(url) => cmd.arg("--backend").arg(url),
-            None => cmd.args(extra.split_whitespace()).arg(&self.data),
+            Some(url) => cmd.args(&self.args).arg("--backend").arg(url),
+            None => cmd
+                .args(extra.split_whitespace())
+                .args(&self.args)
+                .arg(&self.data),
         };
         let child = cmd
             .arg(&self.mnt)

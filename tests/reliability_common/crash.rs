@@ -24,8 +24,9 @@ pub struct CrashConfig {
     pub keys_per_writer: usize,
     /// Load before each kill, in ms: chosen uniformly in this range.
     pub load_ms: (u64, u64),
-    /// Mount with `--cache-reads`: the readers read through the page cache
-    /// while the writers replace and append to the values they read.
+    /// Read through the page cache (the default), while the writers
+    /// replace and append to the values the readers read; else direct
+    /// (`--no-cache-reads`).
     pub cache_reads: bool,
 }
 
@@ -293,9 +294,11 @@ fn verify(m: &Mount, results: &mut [WriterResult]) -> Result<u64, String> {
 pub fn crash_loop(cfg: &CrashConfig) -> Figures {
     let mut rng = Rng::new(cfg.seed);
     let mut args = vec!["--max-segment-size", "256K"];
-    if cfg.cache_reads {
-        args.push("--cache-reads");
-    }
+    args.push(if cfg.cache_reads {
+        "--cache-reads"
+    } else {
+        "--no-cache-reads"
+    });
     let mut m = Mount::start(&args);
     let mut states: Vec<WriterResult> = (0..cfg.writers)
         .map(|w| WriterResult {
