@@ -466,31 +466,13 @@ fn an_old_readers_mapping_does_not_leak_into_new_readers() {
         out.unwrap().stdout
     };
     assert!(cat() == new, "a reader after the writer's close");
-    assert!(map(&reader, old.len()) == old, "the old reader's mapping");
+    assert!(
+        common::mmap_read(&reader, old.len()).unwrap() == old,
+        "the old reader's mapping"
+    );
     assert!(cat() == new, "a reader beside the old reader's mapping");
     drop(reader);
     all_released(&m);
     assert!(cat() == new, "a reader after the old reader closed");
     assert!(cat() == new, "the same again, from the page cache");
-}
-
-/// The first `len` bytes of `f` through a shared read-only mapping.
-fn map(f: &fs::File, len: usize) -> Vec<u8> {
-    use std::os::fd::AsRawFd;
-    // SAFETY: a fresh mapping of `len` bytes of an open file, read within
-    // bounds and unmapped before returning.
-    unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ,
-            libc::MAP_SHARED,
-            f.as_raw_fd(),
-            0,
-        );
-        assert_ne!(p, libc::MAP_FAILED, "mmap");
-        let bytes = std::slice::from_raw_parts(p as *const u8, len).to_vec();
-        libc::munmap(p, len);
-        bytes
-    }
 }

@@ -427,3 +427,25 @@ impl Drop for DetachOnDrop {
         }
     }
 }
+
+/// Maps the first `len` bytes of `f` shared and copies them out.
+pub fn mmap_read(f: &fs::File, len: usize) -> std::io::Result<Vec<u8>> {
+    // SAFETY: a fresh shared read-only mapping of `len` bytes of an open
+    // file, read within bounds and unmapped before returning.
+    unsafe {
+        let p = libc::mmap(
+            std::ptr::null_mut(),
+            len,
+            libc::PROT_READ,
+            libc::MAP_SHARED,
+            std::os::fd::AsRawFd::as_raw_fd(f),
+            0,
+        );
+        if p == libc::MAP_FAILED {
+            return Err(std::io::Error::last_os_error());
+        }
+        let out = std::slice::from_raw_parts(p as *const u8, len).to_vec();
+        libc::munmap(p, len);
+        Ok(out)
+    }
+}

@@ -30,7 +30,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::Path;
 
-use super::{Rng, close};
+use super::{Rng, close, mmap_read};
 
 /// A pinned value, or a buffer of changes.
 enum Body {
@@ -582,28 +582,6 @@ fn is_append(f: &File) -> bool {
     // SAFETY: F_GETFL on a descriptor we own.
     let flags = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_GETFL) };
     flags & libc::O_APPEND != 0
-}
-
-/// Maps the first `len` bytes of `f` shared and copies them out.
-fn mmap_read(f: &File, len: usize) -> std::io::Result<Vec<u8>> {
-    // SAFETY: a fresh shared read-only mapping of `len` bytes of an open
-    // file, read within bounds and unmapped before returning.
-    unsafe {
-        let p = libc::mmap(
-            std::ptr::null_mut(),
-            len,
-            libc::PROT_READ,
-            libc::MAP_SHARED,
-            f.as_raw_fd(),
-            0,
-        );
-        if p == libc::MAP_FAILED {
-            return Err(std::io::Error::last_os_error());
-        }
-        let out = std::slice::from_raw_parts(p as *const u8, len).to_vec();
-        libc::munmap(p, len);
-        Ok(out)
-    }
 }
 
 /// Maps the first `len` bytes of `f` shared and writable, copies `data`
