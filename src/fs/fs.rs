@@ -783,14 +783,10 @@ impl CaskFs {
         let _names = self.names.read();
         let _key = self.key_locks(&[ino]);
         let (h, last) = self.handles.remove(fh)?;
-        match h.cached {
-            true => {
-                self.inodes.with_cache(h.ino, |c| c.close_reader());
-            }
-            // A direct reader's mmap fills the page cache with its value,
-            // which need not be the committed one.
-            false if !h.mode.write => self.cache_event(h.ino, CacheState::value_stored),
-            false => {}
+        match (h.cached, h.mode.write) {
+            (true, _) => self.cache_event(h.ino, CacheState::close_reader),
+            (false, false) => self.cache_event(h.ino, CacheState::close_direct_reader),
+            (false, true) => {}
         }
         if self.opts.cache_reads
             && self.inodes.is_retired(h.ino)

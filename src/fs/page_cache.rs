@@ -47,6 +47,11 @@ const CACHED_UP_TO: u64 = 1 << 20;
 pub struct CacheState {
     /// Read-only descriptors reading through the cache, open now.
     readers: u32,
+    /// Read-only descriptors reading direct, open now: a mapping of theirs
+    /// fills the cache with the value they opened, maybe an older one
+    /// (page faults read through the inode's cache even in direct I/O
+    /// mode), so no reader reads through the cache beside them.
+    direct_readers: u32,
     /// The cache may hold bytes that are not the committed value's: those
     /// of a value since replaced, or a writer's mapped pages.
     stale: bool,
@@ -74,7 +79,8 @@ impl CacheState {
     /// has the key open, say).
     pub fn open_reader(&mut self, direct: bool) -> ReadMode {
         let expecting = self.writer_expected.is_some_and(|t| Instant::now() < t);
-        if direct || expecting {
+        if direct || expecting || self.direct_readers > 0 {
+            self.direct_readers += 1;
             return ReadMode::Direct;
         }
         self.writer_expected = None;
@@ -86,6 +92,12 @@ impl CacheState {
 
     pub fn close_reader(&mut self) {
         self.readers = self.readers.saturating_sub(1);
+    }
+
+    /// A direct reader closed: what it mapped may still be in the cache.
+    pub fn close_direct_reader(&mut self) {
+        self.direct_readers = self.direct_readers.saturating_sub(1);
+        self.stale = true;
     }
 
     /// Whether a writer may open the inode: not while cached readers are.
@@ -199,13 +211,7 @@ impl CaskFs {
             None => Draft::on_committed(Opener::new(0)),
         });
         let large = draft.pinned().is_some_and(|m| m.len > CACHED_UP_TO);
-        // A direct reader open on the inode may have pinned an older value
-        // and fill the page cache with it through mmap (page faults read
-        // through the inode's cache even in direct I/O mode).
-        let direct = !self.opts.cache_reads
-            || large
-            || !self.handles.drafts_of(ino).is_empty()
-            || self.handles.for_ino(ino).iter().any(|h| !h.cached);
+        let direct = !self.opts.cache_reads || large || !self.handles.drafts_of(ino).is_empty();
         // An inode whose key went away since the open began reads direct
         // what it found, as any reader of a removed key does.
         let read = self
@@ -282,8 +288,25 @@ mod tests {
         c.writer_opened();
         assert_eq!(c.open_reader(false), ReadMode::Direct, "still expected");
         assert_eq!(c.open_reader(true), ReadMode::Direct);
-        assert!(c.writer_may_open(), "a direct reader holds no pages");
+        assert!(c.writer_may_open(), "no reader reads through the cache");
         c.writer_expected = Some(Instant::now());
+        assert_eq!(
+            c.open_reader(false),
+            ReadMode::Direct,
+            "direct readers open"
+        );
+        for _ in 0..4 {
+            c.close_direct_reader();
+        }
         assert_eq!(c.open_reader(false), ReadMode::Cached { keep: false });
+    }
+
+    #[test]
+    fn the_cache_is_dropped_after_a_direct_reader() {
+        let mut c = CacheState::default();
+        assert_eq!(c.open_reader(true), ReadMode::Direct);
+        c.close_direct_reader();
+        assert_eq!(c.open_reader(false), ReadMode::Cached { keep: false });
+        assert_eq!(c.open_reader(false), ReadMode::Cached { keep: true });
     }
 }
