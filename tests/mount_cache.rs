@@ -360,14 +360,14 @@ fn an_unchanged_value_is_read_again_from_the_page_cache() {
     );
 }
 
-/// Reads go through the page cache unless the mount says
-/// `--no-cache-reads` (CASKFS_MOUNT_ARGS may say it for every mount):
-/// then every read of a value read before asks the daemon again, and
-/// `caskfs stats` says which mode the daemon serves in.
+/// Reads go to the daemon unless the mount says `--cache-reads`
+/// (CASKFS_MOUNT_ARGS may say it for every mount): then a value read
+/// before is read again from the page cache, and `caskfs stats` says
+/// which mode the daemon serves in.
 #[test]
-fn reads_are_cached_by_default_and_direct_when_asked() {
+fn reads_are_direct_by_default_and_cached_when_asked() {
     require_fuse!();
-    for args in [&[][..], &["--no-cache-reads"]] {
+    for args in [&[][..], &["--cache-reads"]] {
         let m = Mount::start(args);
         let cached = m.reads_cached();
         let mode = if cached { "page cache" } else { "direct" };
