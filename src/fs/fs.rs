@@ -585,6 +585,9 @@ impl CaskFs {
 
     pub fn open(&self, ino: u64, flags: i32, tid: u32) -> Result<Opened> {
         let opened = self.open_inode(ino, flags, tid);
+        if let Err(Error::Stale) = opened {
+            return Err(self.vanished(tid));
+        }
         if opened.is_ok() && self.any_stale.load(Ordering::Relaxed) {
             let mut stale = self.stale_opens.lock();
             stale.remove(&tid);
@@ -593,13 +596,14 @@ impl CaskFs {
         opened
     }
 
-    /// What an open of an inode whose key went away after the kernel
-    /// looked it up (an rm or mv raced the open) answers. First ESTALE:
-    /// the kernel looks the name up again and retries once, opening what
-    /// the name leads to now, or creating it afresh for `echo v > k`.
-    /// Should the retry meet the same race (another rm or mv in between,
-    /// under heavy churn), ENOENT: the open as if after the rm, rather
-    /// than the ESTALE no local filesystem gives.
+    /// What an open answers whose inode no longer fits its name: the key
+    /// went away after the kernel looked it up (an rm or mv raced the
+    /// open), or moved to a new inode for this writer (`--cache-reads`).
+    /// First ESTALE: the kernel looks the name up again and retries once,
+    /// opening what the name leads to now, or creating it afresh for
+    /// `echo v > k`. Should the retry meet such a race again (under heavy
+    /// churn), ENOENT: the open as if after an rm, rather than the ESTALE
+    /// no local filesystem gives.
     fn vanished(&self, tid: u32) -> Error {
         let now = Instant::now();
         let mut stale = self.stale_opens.lock();
@@ -618,12 +622,12 @@ impl CaskFs {
     }
 
     fn open_inode(&self, ino: u64, flags: i32, tid: u32) -> Result<Opened> {
-        let key = self.inodes.key_of(ino).ok_or_else(|| self.vanished(tid))?;
+        let key = self.inodes.key_of(ino).ok_or(Error::Stale)?;
         match self.kind(&key)? {
             Some((Kind::Directory, _)) => return Err(Error::IsADirectory),
             Some(_) => {}
             None if self.inodes.is_pending(ino) => {}
-            None => return Err(self.vanished(tid)),
+            None => return Err(Error::Stale),
         }
         let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
         if write {
