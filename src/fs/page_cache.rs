@@ -211,13 +211,14 @@ impl CaskFs {
             None => Draft::on_committed(Opener::new(0)),
         });
         let large = draft.pinned().is_some_and(|m| m.len > CACHED_UP_TO);
-        let direct = !self.opts.cache_reads || large || !self.handles.drafts_of(ino).is_empty();
+        let direct = large || !self.handles.drafts_of(ino).is_empty();
         // An inode whose key went away since the open began reads direct
         // what it found, as any reader of a removed key does.
-        let read = self
-            .inodes
-            .with_cache(ino, |c| c.open_reader(direct))
-            .unwrap_or(ReadMode::Direct);
+        let read = match self.opts.cache_reads {
+            true => self.inodes.with_cache(ino, |c| c.open_reader(direct)),
+            false => None,
+        }
+        .unwrap_or(ReadMode::Direct);
         let handle = Handle {
             ino,
             mode,

@@ -176,8 +176,8 @@ impl Model {
 }
 
 /// Runs `ops` random operations with `seed` on the mount at `mnt`, which
-/// reads through the page cache if `cached`; returns the number checked. Panics with the seed and the last operations on
-/// the first difference.
+/// reads through the page cache if `cached`; returns the number checked.
+/// Panics with the seed and the last operations on the first difference.
 pub fn run(mnt: &Path, seed: u64, ops: u64, cached: bool) -> u64 {
     let keys: Vec<String> = ["a", "b", "c", "d"].iter().map(|s| s.to_string()).collect();
     let mut rng = Rng::new(seed);
