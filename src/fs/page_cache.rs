@@ -206,12 +206,22 @@ impl CaskFs {
     /// the count of readers.
     pub(super) fn open_reader(&self, ino: u64, key: &[u8], mode: OpenMode) -> Result<Opened> {
         let _key = self.cache_lock(ino);
-        let draft = Arc::new(match self.store.value(key)? {
+        let value = self.store.value(key)?;
+        let pending = value.is_none();
+        if pending && !self.inodes.is_pending(ino) {
+            // Removed since `open_inode` looked: as an open that the rm
+            // beat. (Read as empty, a page-cache reader would see zeros
+            // as long as the size the kernel still had.)
+            return Err(Error::Stale);
+        }
+        let draft = Arc::new(match value {
             Some(v) => Draft::reader(v),
             None => Draft::on_committed(Opener::new(0)),
         });
         let large = draft.pinned().is_some_and(|m| m.len > CACHED_UP_TO);
-        let direct = large || !self.handles.drafts_of(ino).is_empty();
+        // A key being created reads direct: its creator's writes grow the
+        // size the kernel keeps for the inode before anything is stored.
+        let direct = large || pending || !self.handles.drafts_of(ino).is_empty();
         // An inode whose key went away since the open began reads direct
         // what it found, as any reader of a removed key does.
         let read = match self.opts.cache_reads {
