@@ -152,6 +152,37 @@ fn mv_renames_and_overwrites() {
     );
 }
 
+/// A file renamed while a writer has it open: the committed value moves,
+/// the writes follow the open file and show under the new name at close.
+/// Neither name ever shows part of the writes (on a local filesystem both
+/// would, as they are made).
+#[test]
+fn a_file_renamed_while_written_shows_the_writes_whole_at_close() {
+    require_fuse!();
+    let mut m = Mount::start(&[]);
+    m.ok("echo old > mnt/a && echo target > mnt/b");
+    let mut f = fs::File::create(m.path("a")).unwrap();
+    f.write_all(b"first half, ").unwrap();
+    m.ok("mv mnt/a mnt/b");
+    assert_eq!(m.ok("ls mnt"), "b\n");
+    assert_eq!(m.ok("cat mnt/b"), "old\n", "half the writes are visible");
+    f.write_all(b"second half").unwrap();
+    drop(f);
+    assert_eq!(m.ok("cat mnt/b"), "first half, second half");
+
+    // A file still being created moves too, replacing the target.
+    let mut f = fs::File::create_new(m.path("new")).unwrap();
+    f.write_all(b"created").unwrap();
+    m.ok("mv mnt/new mnt/b");
+    assert_eq!(m.ok("ls mnt"), "b\n");
+    assert_eq!(m.ok("stat -c %s mnt/b"), "0\n", "as any file being created");
+    drop(f);
+    assert_eq!(m.ok("cat mnt/b"), "created");
+    m.unmount();
+    m.mount();
+    assert_eq!(m.ok("ls mnt; cat mnt/b"), "b\ncreated");
+}
+
 #[test]
 fn sed_in_place_and_touch() {
     require_fuse!();

@@ -254,10 +254,6 @@ impl Draft {
         true
     }
 
-    pub fn is_dirty(&self) -> bool {
-        self.state.lock().dirty
-    }
-
     /// Hands up to `size` bytes at `offset` to `give`: a pinned value's
     /// straight from its segment's mapping, a buffer's copied. The lock is
     /// not held meanwhile, so the reader's next request (sent as soon as

@@ -135,7 +135,14 @@ fn engine_errno(e: &engine::Error) -> i32 {
 pub fn log_and_errno(op: &str, e: &Error) -> i32 {
     let code = errno(e);
     match code {
-        libc::ENOENT | libc::EEXIST | libc::ENOTDIR | libc::EISDIR | libc::ENOTEMPTY => {
+        // What races and the callers' own mistakes give: no fault of
+        // caskfs's (the kernel retries ESTALE itself).
+        libc::ENOENT
+        | libc::EEXIST
+        | libc::ENOTDIR
+        | libc::EISDIR
+        | libc::ENOTEMPTY
+        | libc::ESTALE => {
             log::debug!("{op}: {e}")
         }
         _ => warn!("{op}: {e} (errno {code})"),

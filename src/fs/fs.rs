@@ -161,6 +161,13 @@ pub struct CaskFs {
     /// never stores a key that was removed or renamed away meanwhile (the
     /// release of a file being created races the `rm` that follows it).
     key_locks: [Mutex<()>; KEY_LOCKS],
+    /// Which inode a key has: an rm, mv or `retire` changes the store and
+    /// the inode table under it to write, and attributes are read under it
+    /// to read. Without it a lookup or getattr could answer one inode with
+    /// the size of the value another has since (the key moved meanwhile),
+    /// and the kernel would keep that size for the first one, cutting its
+    /// page-cache readers' value short.
+    pub(super) links: RwLock<()>,
     /// The root has no record (a key cannot be empty): its mode, owner and
     /// times live here, for as long as the mount.
     root: Mutex<Meta>,
@@ -190,6 +197,7 @@ impl CaskFs {
             next_dir: AtomicU64::new(0),
             names: RwLock::new(()),
             key_locks: Default::default(),
+            links: RwLock::new(()),
             root: Mutex::new(Meta {
                 mode: S_IFDIR | u32::from(DIR_PERM),
                 uid: OWNER_UNSET,
@@ -328,6 +336,17 @@ impl CaskFs {
     /// The attributes of `key` (inode `ino`) as thread `tid` sees them;
     /// `own` is the draft of the descriptor asked through, if any.
     pub(super) fn attr(&self, ino: u64, key: &[u8], tid: u32, own: Option<&Draft>) -> Result<Attr> {
+        match self.attr_once(ino, key, tid, own) {
+            // A creation's commit stores the value, then ends the pending
+            // state: a look at the store before the first and at the
+            // pending state after the second finds neither. A second look
+            // finds the value.
+            Err(Error::NotFound) => self.attr_once(ino, key, tid, own),
+            r => r,
+        }
+    }
+
+    fn attr_once(&self, ino: u64, key: &[u8], tid: u32, own: Option<&Draft>) -> Result<Attr> {
         let base = if key.is_empty() {
             Some(Metadata::new(0, &self.root_meta()))
         } else {
@@ -405,15 +424,17 @@ impl CaskFs {
     /// Whether `key` exists: in the store, as an implied folder, or as a
     /// pending creation.
     pub(super) fn exists(&self, key: &[u8]) -> Result<bool> {
-        Ok(self.kind(key)?.is_some()
-            || self
-                .inodes
-                .lookup(key)
-                .is_some_and(|ino| self.inodes.is_pending(ino)))
+        // Pending first: a creation's commit stores, then ends pending.
+        let pending = self
+            .inodes
+            .lookup(key)
+            .is_some_and(|ino| self.inodes.is_pending(ino));
+        Ok(pending || self.kind(key)?.is_some())
     }
 
     pub fn lookup(&self, parent: u64, name: &[u8], tid: u32) -> Result<Attr> {
         let key = self.key(parent, name)?;
+        let _links = self.links.read();
         let ino = match self.inodes.lookup(&key) {
             Some(ino) => ino,
             None if self.kind(&key)?.is_some() => self.inodes.ino_for(&key),
@@ -425,14 +446,28 @@ impl CaskFs {
     /// Attributes as thread `tid` sees them, through descriptor `fh` if
     /// the kernel names one (it does for `SEEK_END`, not for `fstat`).
     pub fn getattr(&self, ino: u64, fh: Option<u64>, tid: u32) -> Result<Attr> {
+        match self.attr_of(ino, fh, tid) {
+            // As for an open (`vanished`): the kernel retries once.
+            Err(Error::Stale) => Err(self.vanished(tid)),
+            r => r,
+        }
+    }
+
+    fn attr_of(&self, ino: u64, fh: Option<u64>, tid: u32) -> Result<Attr> {
         let handle = fh
             .and_then(|fh| self.handles.get(fh).ok())
             .filter(|h| h.ino == ino);
+        let _links = self.links.read();
         let Some(key) = self.inodes.key_of(ino) else {
             return self.detached_attr(ino, handle);
         };
         let own = handle.as_ref().filter(|h| h.mode.write).map(|h| &*h.draft);
-        self.attr(ino, &key, tid, own)
+        match self.attr(ino, &key, tid, own) {
+            // A creation that ended without a value: its name leads
+            // nowhere now (see `detached_attr`).
+            Err(Error::NotFound) => Err(Error::Stale),
+            r => r,
+        }
     }
 
     /// chmod, chown, utimens and truncate. The kernel has checked the
@@ -586,24 +621,44 @@ impl CaskFs {
     pub fn open(&self, ino: u64, flags: i32, tid: u32) -> Result<Opened> {
         let opened = self.open_inode(ino, flags, tid);
         if let Err(Error::Stale) = opened {
-            return Err(self.vanished(tid));
+            let e = self.vanished(tid);
+            let mode = OpenMode::of(flags);
+            // The retry lost its key to an rm or mv again: a writer opens
+            // as if just before that, and its writes go with the key, as
+            // with any file removed while open. ENOENT would fail `echo v >
+            // k`, which creates the key ("Directory nonexistent").
+            if matches!(e, Error::NotFound) && mode.write && self.writer_may_open_removed(ino) {
+                self.writable()?;
+                return Ok(self.open_writer(ino, mode, tid, Draft::empty));
+            }
+            if matches!(e, Error::Stale) && mode.write && self.opts.cache_reads {
+                self.make_way_for_retry(ino);
+            }
+            return Err(e);
         }
-        if opened.is_ok() && self.any_stale.load(Ordering::Relaxed) {
-            let mut stale = self.stale_opens.lock();
-            stale.remove(&tid);
-            self.any_stale.store(!stale.is_empty(), Ordering::Relaxed);
+        if opened.is_ok() {
+            self.forget_stale(tid);
         }
         opened
     }
 
-    /// What an open answers whose inode no longer fits its name: the key
-    /// went away after the kernel looked it up (an rm or mv raced the
-    /// open), or moved to a new inode for this writer (`--cache-reads`).
-    /// First ESTALE: the kernel looks the name up again and retries once,
-    /// opening what the name leads to now, or creating it afresh for
-    /// `echo v > k`. Should the retry meet such a race again (under heavy
-    /// churn), ENOENT: the open as if after an rm, rather than the ESTALE
-    /// no local filesystem gives.
+    /// `tid`'s open succeeded: a later ESTALE is not a retry of an earlier.
+    pub(super) fn forget_stale(&self, tid: u32) {
+        if self.any_stale.load(Ordering::Relaxed) {
+            let mut stale = self.stale_opens.lock();
+            stale.remove(&tid);
+            self.any_stale.store(!stale.is_empty(), Ordering::Relaxed);
+        }
+    }
+
+    /// What an open (or a getattr) answers whose inode no longer fits its
+    /// name: the key went away after the kernel looked it up (an rm or mv
+    /// raced it), or moved to a new inode for this writer
+    /// (`--cache-reads`). First ESTALE: the kernel looks the name up again
+    /// and retries once, opening what the name leads to now, or creating
+    /// it afresh for `echo v > k`. Should the retry meet such a race again
+    /// (under heavy churn), ENOENT: as if after an rm, rather than the
+    /// ESTALE no local filesystem gives.
     fn vanished(&self, tid: u32) -> Error {
         let now = Instant::now();
         let mut stale = self.stale_opens.lock();
@@ -621,50 +676,75 @@ impl CaskFs {
         }
     }
 
-    fn open_inode(&self, ino: u64, flags: i32, tid: u32) -> Result<Opened> {
-        let key = self.inodes.key_of(ino).ok_or(Error::Stale)?;
-        match self.kind(&key)? {
-            Some((Kind::Directory, _)) => return Err(Error::IsADirectory),
-            Some(_) => {}
-            None if self.inodes.is_pending(ino) => {}
-            None => return Err(Error::Stale),
-        }
-        let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
-        if write {
-            self.writable()?;
-        }
-        let mode = OpenMode {
-            write,
-            append: write && flags & libc::O_APPEND != 0,
-            truncate: write && flags & libc::O_TRUNC != 0,
+    pub(super) fn open_inode(&self, ino: u64, flags: i32, tid: u32) -> Result<Opened> {
+        let key = {
+            // Not between an mv's or rm's change of the store and of the
+            // inode table, where the key would seem gone.
+            let _links = self.links.read();
+            let key = self.inodes.key_of(ino).ok_or(Error::Stale)?;
+            // Pending first: a creation's commit stores, then ends pending.
+            let pending = self.inodes.is_pending(ino);
+            match self.kind(&key)? {
+                Some((Kind::Directory, _)) => return Err(Error::IsADirectory),
+                Some(_) => {}
+                None if pending => {}
+                None => return Err(Error::Stale),
+            }
+            key
         };
-        if !write {
+        let mode = OpenMode::of(flags);
+        if !mode.write {
             return self.open_reader(ino, &key, mode);
         }
+        self.writable()?;
         // No reader may start reading through the cache between the check
         // and the writer's arrival.
         let _key = self.cache_lock(ino);
+        // Should the store not answer, the draft loads the value when
+        // first used, and reports the error then.
+        let stored =
+            self.while_key_of(ino, &key, || Ok(self.store.contains(&key).unwrap_or(true)))?;
         self.make_way_for_writer(ino, &key)?;
         self.cache_event(ino, CacheState::writer_opened);
-        let (fh, h) = self.handles.insert_writer(ino, mode, tid, |opener| {
-            // Should the store not answer, the draft loads the value when
-            // first used, and reports the error then.
-            if self.store.contains(&key).unwrap_or(true) {
-                Draft::on_committed(opener)
-            } else {
-                // Being created by another process: empty until that
-                // commits.
-                Draft::empty(opener)
-            }
-        });
+        Ok(self.open_writer(ino, mode, tid, |opener| match stored {
+            true => Draft::on_committed(opener),
+            // Being created by another process: empty until that commits.
+            false => Draft::empty(opener),
+        }))
+    }
+
+    /// `f`, while `key` is still the key of `ino`: an mv may have taken
+    /// it elsewhere since it was looked up (then ESTALE), and the name may
+    /// have another inode and value already.
+    pub(super) fn while_key_of<R>(
+        &self,
+        ino: u64,
+        key: &[u8],
+        f: impl FnOnce() -> Result<R>,
+    ) -> Result<R> {
+        let _links = self.links.read();
+        if self.inodes.key_of(ino).as_deref() != Some(key) {
+            return Err(Error::Stale);
+        }
+        f()
+    }
+
+    fn open_writer(
+        &self,
+        ino: u64,
+        mode: OpenMode,
+        tid: u32,
+        draft: impl FnOnce(Opener) -> Draft,
+    ) -> Opened {
+        let (fh, h) = self.handles.insert_writer(ino, mode, tid, draft);
         if mode.truncate {
             h.draft.start_empty();
         }
-        Ok(Opened {
+        Opened {
             fh,
-            write,
+            write: true,
             read: ReadMode::Direct,
-        })
+        }
     }
 
     /// Reads through handle `fh`, handing the bytes to `give`.
@@ -820,7 +900,7 @@ impl CaskFs {
     /// access(2): the kernel checks the modes itself
     /// (`default_permissions`) and asks only whether the inode is there.
     pub fn access(&self, ino: u64, mask: i32) -> Result<()> {
-        self.inodes.key_of(ino).ok_or(Error::NotFound)?;
+        self.inodes.key_of(ino).ok_or(Error::Stale)?;
         if mask & libc::W_OK != 0 {
             self.writable()?;
         }

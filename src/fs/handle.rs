@@ -22,6 +22,18 @@ pub struct OpenMode {
     pub truncate: bool,
 }
 
+impl OpenMode {
+    /// The mode open(2)'s `flags` ask for.
+    pub fn of(flags: i32) -> OpenMode {
+        let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        OpenMode {
+            write,
+            append: write && flags & libc::O_APPEND != 0,
+            truncate: write && flags & libc::O_TRUNC != 0,
+        }
+    }
+}
+
 pub struct Handle {
     pub ino: u64,
     pub mode: OpenMode,

@@ -3,14 +3,14 @@
 //! cache of each may hold, and the keys created through an open handle
 //! that are not yet committed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
 use super::attr::ROOT_INO;
 use super::page_cache::CacheState;
-use super::storage::{Meta, Value};
+use super::storage::{Meta, Metadata, Value};
 use crate::engine::tree;
 
 struct Node {
@@ -42,11 +42,19 @@ struct Tables {
     by_ino: HashMap<u64, Node>,
     /// Numbers `retire` took from their keys, while open files hold them.
     retired: HashMap<u64, Retired>,
+    /// Numbers whose key an rm or mv removed, with what the key held
+    /// last, oldest first (at most `REMOVED_KEPT`): the kernel may still
+    /// ask their attributes through a name it looked up before.
+    removed: HashMap<u64, Metadata>,
+    removed_order: VecDeque<u64>,
     /// Inodes created by `create` whose first value is still in a handle:
     /// the number of such handles, and the metadata the first commit gets.
     pending: HashMap<u64, (u32, Meta)>,
     next: u64,
 }
+
+/// How many removed numbers keep their last attributes (`removed`).
+const REMOVED_KEPT: usize = 4096;
 
 impl Tables {
     fn ino_for(&mut self, key: &[u8]) -> u64 {
@@ -54,6 +62,28 @@ impl Tables {
             return ino;
         }
         self.new_ino(key)
+    }
+
+    /// `key` names nothing now; its number remembers `last`, if known.
+    fn drop_key(&mut self, key: &[u8], last: Option<Metadata>) -> Option<u64> {
+        let ino = self.by_key.remove(key)?;
+        self.by_ino.remove(&ino);
+        self.pending.remove(&ino);
+        if let Some(m) = last {
+            self.remember(ino, m);
+        }
+        Some(ino)
+    }
+
+    /// Number `ino` names nothing now; the key it had held `last`.
+    fn remember(&mut self, ino: u64, last: Metadata) {
+        if self.removed_order.len() == REMOVED_KEPT
+            && let Some(oldest) = self.removed_order.pop_front()
+        {
+            self.removed.remove(&oldest);
+        }
+        self.removed.insert(ino, last);
+        self.removed_order.push_back(ino);
     }
 
     fn new_ino(&mut self, key: &[u8]) -> u64 {
@@ -168,33 +198,37 @@ impl InodeTable {
         self.inner.lock().retired.contains_key(&ino)
     }
 
-    /// The last open file on a retired number closed.
+    /// The last open file on a retired number closed: it shows what its
+    /// readers read, like a removed number.
     pub fn forget_retired(&self, ino: u64) {
-        self.inner.lock().retired.remove(&ino);
+        let mut t = self.inner.lock();
+        if let Some(Retired { value: Some(v), .. }) = t.retired.remove(&ino) {
+            t.remember(ino, v.metadata());
+        }
     }
 
     pub fn lookup(&self, key: &[u8]) -> Option<u64> {
         self.inner.lock().by_key.get(key).copied()
     }
 
-    /// Forgets `key`; its inode number now names nothing.
-    pub fn remove(&self, key: &[u8]) -> Option<u64> {
-        let mut t = self.inner.lock();
-        let ino = t.by_key.remove(key)?;
-        t.by_ino.remove(&ino);
-        t.pending.remove(&ino);
-        Some(ino)
+    /// Forgets `key`, which held `last`; its inode number now names
+    /// nothing.
+    pub fn remove(&self, key: &[u8], last: Option<Metadata>) -> Option<u64> {
+        self.inner.lock().drop_key(key, last)
+    }
+
+    /// What the key of removed number `ino` held last.
+    pub fn removed(&self, ino: u64) -> Option<Metadata> {
+        self.inner.lock().removed.get(&ino).copied()
     }
 
     /// After `from` was renamed to `to`: `to` takes `from`'s inode, and
     /// every key below `from` (a folder) moves with it, so open handles
-    /// follow their files; `to`'s old inode names nothing.
-    pub fn rename(&self, from: &[u8], to: &[u8]) {
+    /// follow their files; `to`'s old inode names nothing, and remembers
+    /// `replaced`, what `to` held.
+    pub fn rename(&self, from: &[u8], to: &[u8], replaced: Option<Metadata>) {
         let mut t = self.inner.lock();
-        if let Some(old) = t.by_key.remove(to) {
-            t.by_ino.remove(&old);
-            t.pending.remove(&old);
-        }
+        t.drop_key(to, replaced);
         let mut prefix = from.to_vec();
         prefix.push(b'/');
         let below: Vec<Vec<u8>> = t
@@ -278,11 +312,15 @@ mod tests {
         let b = t.ino_for(b"b");
         assert_ne!(a, b);
         assert_eq!(t.ino_for(b"a"), a);
-        t.rename(b"a", b"b");
+        t.rename(b"a", b"b", None);
         assert_eq!(t.lookup(b"b"), Some(a));
         assert_eq!(t.key_of(b), None);
         assert_eq!(t.key_of(a), Some(b"b".to_vec()));
-        assert_eq!(t.remove(b"b"), Some(a));
+        assert_eq!(
+            t.remove(b"b", Some(Metadata::file(3, std::time::UNIX_EPOCH))),
+            Some(a)
+        );
+        assert_eq!(t.removed(a).map(|m| m.len), Some(3));
         assert_ne!(t.ino_for(b"b"), a);
     }
 
@@ -292,7 +330,7 @@ mod tests {
         let d = t.ino_for(b"d");
         let f = t.ino_for(b"d/e/f");
         let other = t.ino_for(b"d2/x");
-        t.rename(b"d", b"n");
+        t.rename(b"d", b"n", None);
         assert_eq!(t.key_of(d), Some(b"n".to_vec()));
         assert_eq!(t.key_of(f), Some(b"n/e/f".to_vec()));
         assert_eq!(t.key_of(other), Some(b"d2/x".to_vec()));
@@ -311,7 +349,7 @@ mod tests {
         assert_eq!(t.lookup(b"a"), Some(b));
         let c = t.retire(b"a", None).unwrap();
         assert_eq!((t.successor(a), t.successor(b)), (Some(c), Some(c)));
-        t.remove(b"a");
+        t.remove(b"a", None);
         assert_eq!(t.successor(a), None, "the key went away");
         assert!(t.with_cache(a, |_| ()).is_none());
         assert_eq!(t.retire(b"nothing", None), None);

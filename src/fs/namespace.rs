@@ -56,28 +56,56 @@ impl CaskFs {
         caller: &Caller,
     ) -> Result<(Attr, Opened)> {
         self.writable()?;
-        let _names = self.names.read();
-        let key = self.key(parent, name)?;
         let kind = mode & S_IFMT;
         if kind != 0 && kind != S_IFREG {
             return Err(self.refuse("files other than regular files"));
         }
-        let exists = self.exists(&key)?;
-        if exists && flags & libc::O_EXCL != 0 {
-            return Err(Error::Exists);
-        }
-        let ino = self.inodes.ino_for(&key);
-        if exists {
+        let mut tries = 0;
+        loop {
+            let _names = self.names.read();
+            let key = self.key(parent, name)?;
+            let exists = self.exists(&key)?;
+            if exists && flags & libc::O_EXCL != 0 {
+                return Err(Error::Exists);
+            }
+            let ino = self.inodes.ino_for(&key);
+            if !exists {
+                return self.create_new(ino, &key, mode, umask, flags, caller);
+            }
             drop(_names);
-            let opened = self.open(ino, flags, caller.tid)?;
+            // Removed or moved since `exists` looked (an rm or mv raced
+            // this create): look again, and create it if it is gone.
+            let opened = match tries {
+                0..3 => match self.open_inode(ino, flags, caller.tid) {
+                    Err(Error::Stale) => {
+                        tries += 1;
+                        continue;
+                    }
+                    opened => opened?,
+                },
+                _ => self.open(ino, flags, caller.tid)?,
+            };
+            self.forget_stale(caller.tid);
             return Ok((self.getattr(ino, Some(opened.fh), caller.tid)?, opened));
         }
+    }
+
+    /// `create` of a key that does not exist, as inode `ino`.
+    fn create_new(
+        &self,
+        ino: u64,
+        key: &[u8],
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        caller: &Caller,
+    ) -> Result<(Attr, Opened)> {
         let open = OpenMode {
             write: true,
             append: flags & libc::O_APPEND != 0,
             truncate: true,
         };
-        let dir = tree::split(&key).0;
+        let dir = tree::split(key).0;
         self.inodes
             .add_pending(ino, self.made_by(S_IFREG, mode, umask, dir, caller));
         let (fh, h) = self
@@ -85,13 +113,13 @@ impl CaskFs {
             .insert_writer(ino, open, caller.tid, Draft::empty);
         h.draft.start_empty();
         h.draft.mark_created();
-        debug!("created {} as inode {ino}", show(&key));
+        debug!("created {} as inode {ino}", show(key));
         let opened = Opened {
             fh,
             write: true,
             read: ReadMode::Direct,
         };
-        Ok((self.attr(ino, &key, caller.tid, Some(&h.draft))?, opened))
+        Ok((self.attr(ino, key, caller.tid, Some(&h.draft))?, opened))
     }
 
     /// mknod: regular files only, stored empty at once.
@@ -175,18 +203,29 @@ impl CaskFs {
         let key = self.key(parent, name)?;
         let ino = self.inodes.lookup(&key);
         let _key = self.key_locks(ino.as_slice());
-        match self.kind(&key)? {
+        let stored = match self.kind(&key)? {
             Some((Kind::Directory, _)) => return Err(Error::IsADirectory),
-            Some(_) => {
-                self.keep_folder(tree::split(&key).0)?;
-                self.store.delete(&key)?;
-            }
+            Some((_, last)) => last,
             // Only a pending creation: gone once it has no name.
-            None if self.exists(&key)? => {}
+            None if self.exists(&key)? => None,
             None => return Err(Error::NotFound),
+        };
+        if stored.is_some() {
+            self.keep_folder(tree::split(&key).0)?;
         }
-        self.inodes.remove(&key);
+        let _links = self.links.write();
+        if stored.is_some() {
+            self.store.delete(&key)?;
+        }
+        let last = stored.or_else(|| self.pending_last(ino));
+        self.inodes.remove(&key, last);
         Ok(())
+    }
+
+    /// What a file being created as `ino` shows: empty.
+    fn pending_last(&self, ino: Option<u64>) -> Option<engine::Metadata> {
+        let meta = self.inodes.pending_meta(ino?)?;
+        Some(engine::Metadata::new(0, &meta))
     }
 
     pub fn rmdir(&self, parent: u64, name: &[u8]) -> Result<()> {
@@ -203,8 +242,9 @@ impl CaskFs {
             return Err(Error::NotEmpty);
         }
         self.keep_folder(tree::split(&key).0)?;
+        let _links = self.links.write();
         self.store.delete(&key)?;
-        self.inodes.remove(&key);
+        self.inodes.remove(&key, None);
         Ok(())
     }
 
@@ -254,20 +294,26 @@ impl CaskFs {
             .filter_map(|k| self.inodes.lookup(k))
             .collect();
         let _keys = self.key_locks(&inos);
-        if let Some(ino) = self.inodes.lookup(&from).filter(|_| !is_folder) {
-            // Uncommitted writes to the file move with it.
-            for h in self.handles.for_ino(ino) {
-                if h.draft.is_dirty() {
-                    self.commit_locked(&h, None)?;
-                }
-            }
-        }
-        let source = self.kind(&from)?.ok_or(Error::NotFound)?.0;
+        // A file still being created has no record yet: its name moves,
+        // and its first value is stored under the new one at close.
+        let pending = !is_folder
+            && self
+                .inodes
+                .lookup(&from)
+                .is_some_and(|ino| self.inodes.is_pending(ino));
+        let (source, stored) = match self.kind(&from)? {
+            Some((kind, _)) => (kind, true),
+            None if pending => (Kind::File, false),
+            None => return Err(Error::NotFound),
+        };
         if (source == Kind::Directory) != is_folder {
             return Err(Error::Stale);
         }
-        let target = self.kind(&to)?.map(|(k, _)| k);
-        if target.is_some() && flags & RENAME_NOREPLACE != 0 {
+        let (target, replaced) = match self.kind(&to)? {
+            Some((kind, last)) => (Some(kind), last),
+            None => (None, self.pending_last(self.inodes.lookup(&to))),
+        };
+        if flags & RENAME_NOREPLACE != 0 && self.exists(&to)? {
             return Err(Error::Exists);
         }
         if from == to {
@@ -285,14 +331,23 @@ impl CaskFs {
             _ => {}
         }
         self.keep_folder(tree::split(&from).0)?;
+        let _links = self.links.write();
         if is_folder {
             let meta = self.implied_folder_meta();
             let moved = self.store.rename_folder(&from, &to, &meta)?;
             debug!("renamed folder {} with {moved} keys below", show(&from));
+        } else if !stored {
+            if target.is_some() {
+                self.keep_folder(tree::split(&to).0)?;
+                self.store.delete(&to)?;
+            }
         } else {
+            // What is committed moves; drafts open on the file follow its
+            // inode and commit under the new name at close, so neither
+            // name ever shows a half-written value.
             self.store.rename(&from, &to)?;
         }
-        self.inodes.rename(&from, &to);
+        self.inodes.rename(&from, &to, replaced);
         Ok(())
     }
 }

@@ -171,7 +171,13 @@ impl CaskFs {
                     })
                     .max_by_key(|m| m.len)
             })
-            .ok_or(Error::NotFound)?;
+            // Nothing open on it: the kernel asks through a name it looked
+            // up before an rm or mv (a stat, an open's permission check),
+            // which may have come just before that: what the key held
+            // then. Else (a number retired, a creation that failed) ESTALE
+            // has the kernel look the name up again.
+            .or_else(|| self.inodes.removed(ino))
+            .ok_or(Error::Stale)?;
         let mut attr = Attr::of(ino, &m, self.opts.owner);
         attr.cacheable = false;
         match next.filter(|_| key.is_some()) {
@@ -193,10 +199,36 @@ impl CaskFs {
         // Its cached readers all read the committed value: no writer can
         // have changed it while they were open.
         let value = self.store.value(key)?.map(Arc::new);
-        let new = self.inodes.retire(key, value).ok_or(Error::Stale)?;
+        let new = {
+            let _links = self.links.write();
+            self.inodes.retire(key, value).ok_or(Error::Stale)?
+        };
         self.inodes.with_cache(new, |c| c.expect_writer());
         debug!("{} is inode {new} now; readers keep {ino}", show(key));
         Err(Error::Stale)
+    }
+
+    /// A writer's open of `ino` met ESTALE: if `ino` was retired, the
+    /// inode its key has now goes too should page-cache readers hold it,
+    /// so that the kernel's one retry finds a number a writer may open.
+    pub(super) fn make_way_for_retry(&self, ino: u64) {
+        let Some(next) = self.inodes.successor(ino) else {
+            return;
+        };
+        let _key = self.cache_lock(next);
+        if let Some(key) = self.inodes.key_of(next) {
+            // Err(Stale) says it moved the key on: what is wanted.
+            let _ = self.make_way_for_writer(next, &key);
+        }
+    }
+
+    /// Whether a writer may open `ino` after its key went away (`open`):
+    /// not if it was retired, or readers read it through the page cache,
+    /// whose size the kernel would grow with the writer's writes.
+    pub(super) fn writer_may_open_removed(&self, ino: u64) -> bool {
+        self.inodes.key_of(ino).is_none()
+            && !self.inodes.is_retired(ino)
+            && !self.handles.for_ino(ino).iter().any(|h| h.cached)
     }
 
     /// A reader keeps the value it opened (or its growth); of a key being
@@ -206,7 +238,9 @@ impl CaskFs {
     /// the count of readers.
     pub(super) fn open_reader(&self, ino: u64, key: &[u8], mode: OpenMode) -> Result<Opened> {
         let _key = self.cache_lock(ino);
-        let value = self.store.value(key)?;
+        // Another inode's value would not fit the size the kernel keeps
+        // for this one.
+        let value = self.while_key_of(ino, key, || self.store.value(key))?;
         let pending = value.is_none();
         if pending && !self.inodes.is_pending(ino) {
             // Removed since `open_inode` looked: as an open that the rm
