@@ -631,9 +631,6 @@ impl CaskFs {
                 self.writable()?;
                 return Ok(self.open_writer(ino, mode, tid, Draft::empty));
             }
-            if matches!(e, Error::Stale) && mode.write && self.opts.cache_reads {
-                self.make_way_for_retry(ino);
-            }
             return Err(e);
         }
         if opened.is_ok() {

@@ -208,20 +208,6 @@ impl CaskFs {
         Err(Error::Stale)
     }
 
-    /// A writer's open of `ino` met ESTALE: if `ino` was retired, the
-    /// inode its key has now goes too should page-cache readers hold it,
-    /// so that the kernel's one retry finds a number a writer may open.
-    pub(super) fn make_way_for_retry(&self, ino: u64) {
-        let Some(next) = self.inodes.successor(ino) else {
-            return;
-        };
-        let _key = self.cache_lock(next);
-        if let Some(key) = self.inodes.key_of(next) {
-            // Err(Stale) says it moved the key on: what is wanted.
-            let _ = self.make_way_for_writer(next, &key);
-        }
-    }
-
     /// Whether a writer may open `ino` after its key went away (`open`):
     /// not if it was retired, or readers read it through the page cache,
     /// whose size the kernel would grow with the writer's writes.
