@@ -5,7 +5,7 @@
 # per file by kind. Run from the repository root (needs root or fuse3,
 # and python3):
 #   scripts/requests.sh [N] [MOUNT OPTIONS...]   (N defaults to 200;
-#   e.g. scripts/requests.sh 200 --cache-reads)
+#   e.g. scripts/requests.sh 200 --no-cache-reads)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-200}

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: `cargo test --release`, with what the tests need,
-# then the mount suites again on the other FUSE transport, and the mount
-# contract again on the etcd backend.
+# then the mount suites again on the other FUSE transport with reads that
+# bypass the page cache (`--no-cache-reads`), and the mount contract again
+# on the etcd backend.
 # The etcd backend's tests start etcd clusters of their own, so etcd must
 # be installed (Debian's etcd-server): as root with apt-get this installs
 # it when missing, and stops the system service the package starts (the
@@ -12,7 +13,8 @@
 # fuse module's enable_uring parameter: as root this turns it on for the
 # run (and back as it was at the end), so that the suite runs on io_uring
 # (`--transport auto`) and the mount suites again on /dev/fuse. A kernel
-# without it runs everything on /dev/fuse, saying so.
+# without it runs everything on /dev/fuse, saying so (the second pass
+# still reads direct).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,10 +44,13 @@ mount_suites=(--test mount_files --test mount_posix --test mount_tree --test mou
     --test mount_concurrency --test mount_cache --test mount_lifecycle --test mount_faults
     --test mount_control --test reliability_random_io --test reliability_crash_loop)
 if [ "$(cat "$uring" 2>/dev/null)" = Y ]; then
-    # The first pass ran on io_uring; the mount suites once more on /dev/fuse.
-    CASKFS_MOUNT_ARGS="--transport classic" cargo test --release "${mount_suites[@]}" "$@"
+    # The first pass ran on io_uring; the mount suites once more on
+    # /dev/fuse, reading direct (tests that name a read mode keep theirs).
+    CASKFS_MOUNT_ARGS="--transport classic --no-cache-reads" \
+        cargo test --release "${mount_suites[@]}" "$@"
 else
     echo "test.sh: FUSE over io_uring is not on here ($uring); every mount ran on /dev/fuse" >&2
+    CASKFS_MOUNT_ARGS="--no-cache-reads" cargo test --release "${mount_suites[@]}" "$@"
 fi
 # The mount contract once more with every mount on an etcd cluster of its
 # own (CASKFS_TEST_BACKEND, tests/common): the same semantics on both

@@ -64,11 +64,11 @@ pub struct MountArgs {
     pub read_only: bool,
     /// Read through the kernel's page cache when no writer has the key
     /// open, so that reading an unchanged value again costs only the open
-    /// (experimental: see docs/SEMANTICS.md for what differs, and the
-    /// race it still loses).
+    /// (docs/SEMANTICS.md). The default, except with --backend.
     #[arg(long, overrides_with_all = ["cache_reads", "no_cache_reads"])]
     pub cache_reads: bool,
-    /// Send every read to the daemon (direct I/O): the default.
+    /// Send every read to the daemon (direct I/O): a writer's open then
+    /// never moves its key to a new inode.
     #[arg(long, overrides_with_all = ["cache_reads", "no_cache_reads"])]
     pub no_cache_reads: bool,
     /// Let other users use the mount (non-root users need
@@ -153,11 +153,11 @@ impl MountArgs {
         }
     }
 
-    /// Whether reads go through the page cache: with --cache-reads, which
-    /// --backend refuses (another host's change would not drop this
-    /// host's cached pages).
+    /// Whether reads go through the page cache: by default, but not with
+    /// --backend, whose other hosts' changes would not drop this host's
+    /// cached pages (an explicit --cache-reads is refused there).
     pub fn reads_cached(&self) -> bool {
-        self.backend.is_none() && self.cache_reads
+        self.backend.is_none() && !self.no_cache_reads
     }
 }
 
@@ -183,7 +183,8 @@ pub fn run(args: MountArgs) -> Res<()> {
     };
     if args.backend.is_some() && args.cache_reads {
         let why = "--cache-reads is not available with --backend yet: \
-                   another host's change would not drop this host's cached pages";
+                   another host's change would not drop this host's cached pages \
+                   (reads there go to the daemon by default)";
         return Err(Failure::new(Code::Usage, why));
     }
     let mountpoint = check_mountpoint(mountpoint)?;

@@ -64,7 +64,7 @@ fn torture_long_run() {
         deadline: Some(Instant::now() + left.max(Duration::from_secs(20))),
         writers: 6,
         keys_per_writer: 16,
-        cache_reads: false,
+        cache_reads: true,
         load_ms: (50, 1500),
     });
     eprintln!("{}", f.line("crash_loop"));

@@ -130,6 +130,9 @@ pub trait KernelCache: Send + Sync {
     /// kernel forgets the name. Called outside requests, so it may wait
     /// for the folder's lock.
     fn name_changed(&self, parent: u64, name: &[u8]);
+    /// The page cache of `ino`, which nobody has open, is to hold `value`
+    /// and nothing else; returns whether the kernel took it.
+    fn fill(&self, ino: u64, value: &[u8]) -> bool;
 }
 
 thread_local! {
@@ -648,6 +651,16 @@ impl CaskFs {
         }
     }
 
+    /// Whether `tid`'s open is the kernel's retry of one answered ESTALE.
+    fn retrying(&self, tid: u32) -> bool {
+        self.any_stale.load(Ordering::Relaxed)
+            && self
+                .stale_opens
+                .lock()
+                .get(&tid)
+                .is_some_and(|at| at.elapsed() < RETRY_WINDOW)
+    }
+
     /// What an open (or a getattr) answers whose inode no longer fits its
     /// name: the key went away after the kernel looked it up (an rm or mv
     /// raced it), or moved to a new inode for this writer
@@ -694,6 +707,9 @@ impl CaskFs {
             return self.open_reader(ino, &key, mode);
         }
         self.writable()?;
+        if self.retrying(tid) {
+            self.wait_for_cached_readers(ino);
+        }
         // No reader may start reading through the cache between the check
         // and the writer's arrival.
         let _key = self.cache_lock(ino);
@@ -881,6 +897,9 @@ impl CaskFs {
         let result = self.commit_locked(&h, None);
         if h.draft.end_pending() {
             self.creation_abandoned(h.ino);
+        }
+        if h.mode.write && result.is_ok() {
+            self.fill_cache(h.ino);
         }
         result
     }

@@ -97,13 +97,30 @@ const NAME_WAIT: Duration = Duration::from_millis(100);
 /// inside request handlers, before the reply that lets the caller go on
 /// (a close, a write), so every later stat or listing asks again; an
 /// attribute reply already on its way is discarded by the kernel, whose
-/// attribute version this bumps. None drops data pages, so none waits on
-/// a read in flight: the cache of a value that changed is dropped by the
-/// next open (`page_cache.rs`), or by the kernel itself when it sees the
-/// size change.
+/// attribute version this bumps. Only `fill` drops data pages, of an
+/// inode nobody has open, so none waits on a read in flight: the cache of
+/// a value that changed is dropped by the next open (`page_cache.rs`), or
+/// by the kernel itself when it sees the size change.
 struct Invalidator(Arc<OnceLock<Notifier>>);
 
 impl KernelCache for Invalidator {
+    /// First drops every page and the attributes (pages past the value's
+    /// end may hold an older, longer value's bytes), then stores the value.
+    /// Nobody has the inode open, so no read in flight holds its pages.
+    fn fill(&self, ino: u64, value: &[u8]) -> bool {
+        let Some(n) = self.0.get() else {
+            return false;
+        };
+        let filled = n
+            .inval_inode(INodeNo(ino), 0, 0)
+            .and_then(|()| n.store(INodeNo(ino), 0, value));
+        // ENOENT: the kernel has forgotten the inode.
+        if let Err(e) = &filled {
+            debug!("filling the page cache of inode {ino}: {e}");
+        }
+        filled.is_ok()
+    }
+
     fn attrs_changed(&self, ino: u64) {
         if let Some(n) = self.0.get()
             && let Err(e) = n.inval_inode(INodeNo(ino), -1, 0)

@@ -70,7 +70,13 @@ impl CaskFs {
             }
             let ino = self.inodes.ino_for(&key);
             if !exists {
-                return self.create_new(ino, &key, mode, umask, flags, caller);
+                let created = self.create_new(ino, &key, mode, umask, flags, caller);
+                if created.is_ok() {
+                    // Maybe the kernel's retry of an open an rm beat: a
+                    // later ESTALE of this thread's is not a second one.
+                    self.forget_stale(caller.tid);
+                }
+                return created;
             }
             drop(_names);
             // Removed or moved since `exists` looked (an rm or mv raced

@@ -158,16 +158,17 @@ impl Mount {
         m
     }
 
-    /// Whether this mount reads through the page cache: when the last of
-    /// `--cache-reads` and `--no-cache-reads` (CASKFS_MOUNT_ARGS first,
-    /// then the test's) is `--cache-reads`, without a backend.
+    /// Whether this mount reads through the page cache: the default
+    /// without a backend, unless the last of `--cache-reads` and
+    /// `--no-cache-reads` (CASKFS_MOUNT_ARGS first, then the test's) says
+    /// otherwise.
     pub fn reads_cached(&self) -> bool {
         let extra = std::env::var("CASKFS_MOUNT_ARGS").unwrap_or_default();
         let last = extra
             .split_whitespace()
             .chain(self.args.iter().map(String::as_str))
             .rfind(|a| matches!(*a, "--cache-reads" | "--no-cache-reads"));
-        self.backend.is_none() && last == Some("--cache-reads")
+        self.backend.is_none() && last != Some("--no-cache-reads")
     }
 
     fn log_path(&self) -> PathBuf {
@@ -182,7 +183,7 @@ impl Mount {
             .open(self.log_path())
             .expect("log file");
         // CASKFS_MOUNT_ARGS: options every test's mount gets (to run the
-        // suite with `--cache-reads`, say), before the test's own, so
+        // suite with `--no-cache-reads`, say), before the test's own, so
         // that a test that asks for one of them gets it.
         let extra = std::env::var("CASKFS_MOUNT_ARGS").unwrap_or_default();
         let mut cmd = Command::new(BIN);

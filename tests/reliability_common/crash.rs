@@ -24,9 +24,9 @@ pub struct CrashConfig {
     pub keys_per_writer: usize,
     /// Load before each kill, in ms: chosen uniformly in this range.
     pub load_ms: (u64, u64),
-    /// Read through the page cache (`--cache-reads`) while the writers
+    /// Read through the page cache (the default), while the writers
     /// replace and append to the values the readers read; else direct
-    /// (`--no-cache-reads`, the default).
+    /// (`--no-cache-reads`).
     pub cache_reads: bool,
 }
 
