@@ -898,7 +898,9 @@ impl CaskFs {
         if h.draft.end_pending() {
             self.creation_abandoned(h.ino);
         }
-        if h.mode.write && result.is_ok() {
+        // A file written afresh; not an append, whose every close (each
+        // line of a log) would copy the whole value to the kernel again.
+        if h.mode.truncate && result.is_ok() {
             self.fill_cache(h.ino);
         }
         result

@@ -250,7 +250,7 @@ impl CaskFs {
         }
     }
 
-    /// A writer's last close, when nobody else has `ino` open (so no
+    /// A fresh writer's last close, when nobody else has `ino` open (so no
     /// mapping can hold other bytes): the kernel's page cache gets the
     /// committed value, as a local filesystem's cache holds what was just
     /// written, and the next readers read it without asking the daemon.
