@@ -887,7 +887,7 @@ impl CaskFs {
         }
         if self.opts.cache_reads
             && self.inodes.is_retired(h.ino)
-            && self.handles.for_ino(h.ino).is_empty()
+            && !self.handles.any_on(h.ino, |_| true)
         {
             self.inodes.forget_retired(h.ino);
         }

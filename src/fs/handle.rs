@@ -87,6 +87,11 @@ impl HandleTable {
             .collect()
     }
 
+    /// Whether a handle on `ino` matching `f` is open (no copy of them).
+    pub fn any_on(&self, ino: u64, f: impl Fn(&Handle) -> bool) -> bool {
+        self.map.lock().values().any(|h| h.ino == ino && f(h))
+    }
+
     /// Opens a handle with `mode` on `ino` that writes through the draft
     /// of thread `tid`'s process, made with `make` if it has none. Both
     /// happen under the drafts lock, so a release (`remove`) sees the new

@@ -243,7 +243,7 @@ impl CaskFs {
                 busy
             });
             // A removed inode's readers are only in the handle table.
-            live.unwrap_or_else(|| self.handles.for_ino(ino).iter().any(|h| h.cached))
+            live.unwrap_or_else(|| self.handles.any_on(ino, |h| h.cached))
         };
         while busy() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_micros(100));
@@ -256,7 +256,7 @@ impl CaskFs {
     /// written, and the next readers read it without asking the daemon.
     /// Under the key lock, so no open comes between.
     pub(super) fn fill_cache(&self, ino: u64) {
-        if !self.opts.cache_reads || !self.handles.for_ino(ino).is_empty() {
+        if !self.opts.cache_reads || self.handles.any_on(ino, |_| true) {
             return;
         }
         let (Some(kernel), Some(key)) = (self.kernel.get(), self.inodes.key_of(ino)) else {
@@ -287,7 +287,7 @@ impl CaskFs {
             return false;
         }
         self.wait_for_cached_readers(ino);
-        !self.handles.for_ino(ino).iter().any(|h| h.cached)
+        !self.handles.any_on(ino, |h| h.cached)
     }
 
     /// A reader keeps the value it opened (or its growth); of a key being
