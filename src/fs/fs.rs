@@ -663,8 +663,8 @@ impl CaskFs {
 
     /// What an open (or a getattr) answers whose inode no longer fits its
     /// name: the key went away after the kernel looked it up (an rm or mv
-    /// raced it), or moved to a new inode for this writer
-    /// (`--cache-reads`). First ESTALE: the kernel looks the name up again
+    /// raced it), or moved to a new inode for this writer (page-cache
+    /// readers hold the old one). First ESTALE: the kernel looks the name up again
     /// and retries once, opening what the name leads to now, or creating
     /// it afresh for `echo v > k`. Should the retry meet such a race again
     /// (under heavy churn), ENOENT: as if after an rm, rather than the

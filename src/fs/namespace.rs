@@ -69,30 +69,28 @@ impl CaskFs {
                 return Err(Error::Exists);
             }
             let ino = self.inodes.ino_for(&key);
-            if !exists {
-                let created = self.create_new(ino, &key, mode, umask, flags, caller);
-                if created.is_ok() {
-                    // Maybe the kernel's retry of an open an rm beat: a
-                    // later ESTALE of this thread's is not a second one.
-                    self.forget_stale(caller.tid);
-                }
-                return created;
-            }
-            drop(_names);
-            // Removed or moved since `exists` looked (an rm or mv raced
-            // this create): look again, and create it if it is gone.
-            let opened = match tries {
-                0..3 => match self.open_inode(ino, flags, caller.tid) {
-                    Err(Error::Stale) => {
-                        tries += 1;
-                        continue;
-                    }
-                    opened => opened?,
-                },
-                _ => self.open(ino, flags, caller.tid)?,
+            let created = if exists {
+                drop(_names);
+                // Removed or moved since `exists` looked (an rm or mv raced
+                // this create): look again, and create it if it is gone.
+                let opened = match tries {
+                    0..3 => match self.open_inode(ino, flags, caller.tid) {
+                        Err(Error::Stale) => {
+                            tries += 1;
+                            continue;
+                        }
+                        opened => opened?,
+                    },
+                    _ => self.open(ino, flags, caller.tid)?,
+                };
+                (self.getattr(ino, Some(opened.fh), caller.tid)?, opened)
+            } else {
+                self.create_new(ino, &key, mode, umask, flags, caller)?
             };
+            // Maybe the kernel's retry of an open an rm or mv beat: a later
+            // ESTALE of this thread's is not a second one.
             self.forget_stale(caller.tid);
-            return Ok((self.getattr(ino, Some(opened.fh), caller.tid)?, opened));
+            return Ok(created);
         }
     }
 
