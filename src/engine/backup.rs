@@ -62,8 +62,9 @@ impl Store {
             }
         }
         let version = self.inner.version();
-        let mut closed: Vec<&Segment> = version.closed.iter().map(|s| &**s).collect();
-        closed.sort_by_key(|s| s.id);
+        // Oldest first, in the MANIFEST's order: not by id, since a merge's
+        // outputs take newer ids than segments whose records are newer.
+        let closed: Vec<&Segment> = version.closed.iter().rev().map(|s| &**s).collect();
         let next_id = self.inner.manifest.lock().next_id;
         let mut report = BackupReport {
             segments: closed.len(),
