@@ -6,6 +6,7 @@ mod engine_common;
 
 use std::collections::BTreeSet;
 
+use caskfs::engine::Meta;
 use engine_common::{Rng, contents, open, tempdir};
 
 /// A merge's output takes an id newer than the active segment's, yet its
@@ -35,7 +36,7 @@ fn a_key_written_after_a_merge_keeps_its_new_value_in_the_backup() {
     assert_eq!(copy.get(b"other").unwrap().as_deref(), Some(&b"1"[..]));
 }
 
-/// Random puts, deletes, rolls and merges, with a backup into the same
+/// Random puts (some adopted whole), deletes, rolls and merges, with a backup into the same
 /// directory now and then (each one incremental over the last): every
 /// backup opens with the source's contents at that moment.
 #[test]
@@ -69,6 +70,14 @@ fn every_backup_holds_the_contents_of_its_moment() {
                         wrong.is_empty(),
                         "seed {seed}, step {step}: {wrong:?} differ"
                     );
+                }
+                // Large enough to become a segment of its own.
+                4 => {
+                    let len = 2048 + rng.below(4000) as usize;
+                    let value = rng.bytes(len);
+                    let mut s = store.stage(key.len()).unwrap();
+                    s.write_at(0, &value).unwrap();
+                    store.put_staged(key.as_bytes(), s, &Meta::file(1)).unwrap();
                 }
                 _ => {
                     let len = rng.below(300) as usize;

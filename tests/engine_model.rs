@@ -306,14 +306,30 @@ impl Harness {
             Op::PutLarge(k, len) => {
                 let v = value_for(&mut self.rng, step, len);
                 let key = self.keys[k].clone();
-                if step.is_multiple_of(2) {
-                    self.store()
+                match step % 3 {
+                    0 => self
+                        .store()
                         .put_from(&key, len as u64, &mut &v[..])
-                        .map_err(|e| format!("put_from: {e}"))?;
-                } else {
-                    self.store()
+                        .map_err(|e| format!("put_from: {e}"))?,
+                    1 => self
+                        .store()
                         .put(&key, &v)
-                        .map_err(|e| format!("put large: {e}"))?;
+                        .map_err(|e| format!("put large: {e}"))?,
+                    // Adopted whole: larger than half a segment.
+                    _ => {
+                        let mut s = self
+                            .store()
+                            .stage(key.len())
+                            .map_err(|e| format!("stage: {e}"))?;
+                        for (i, piece) in v.chunks(65536).enumerate() {
+                            s.write_at(i as u64 * 65536, piece)
+                                .map_err(|e| format!("staged write: {e}"))?;
+                        }
+                        let meta = Meta::file(caskfs::engine::to_ns(SystemTime::now()));
+                        self.store()
+                            .put_staged(&key, s, &meta)
+                            .map_err(|e| format!("put_staged: {e}"))?;
+                    }
                 }
                 self.model.insert(key, (v, Expect::default()));
             }

@@ -7,7 +7,7 @@ use std::fs;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{BIN, Mount, is_mounted, pattern};
+use common::{BIN, Mount, check_clean, is_mounted, pattern};
 
 fn write_some(m: &Mount) -> Vec<u8> {
     let big = pattern(5 << 20, 3);
@@ -37,13 +37,7 @@ fn remount_keeps_everything() {
     // space allocated ahead of its records, and the store checks clean.
     let log = m.log();
     assert!(!log.contains("still in use"), "{log}");
-    let check = Command::new(BIN)
-        .arg("check")
-        .arg(&m.data)
-        .output()
-        .unwrap();
-    let report = String::from_utf8_lossy(&check.stdout);
-    assert!(check.status.success(), "{report}");
+    check_clean(&m.data);
     let on_disk: u64 = fs::read_dir(&m.data)
         .unwrap()
         .filter_map(|e| e.ok()?.metadata().ok())

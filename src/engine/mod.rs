@@ -24,6 +24,7 @@ mod recovery;
 mod repair;
 mod scan;
 mod segment;
+mod staged;
 mod stats;
 mod store;
 mod table;
@@ -42,6 +43,7 @@ pub use options::{Options, SyncPolicy, parse_ratio, parse_secs, parse_size};
 /// Bytes a record's header takes, besides its key and value.
 pub use record::HEADER_LEN as RECORD_HEADER_LEN;
 pub use repair::{LOST_AND_FOUND, RepairReport, repair};
+pub use staged::Staged;
 pub use stats::{SegmentStats, Stats};
 pub use store::{BatchOp, Metadata, Store, Value, to_ns};
 pub use tree::{EntryKind, Tree};

@@ -13,23 +13,26 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use log::{info, warn};
+use log::{debug, info, warn};
 use parking_lot::{Condvar, Mutex, RwLock};
 
 use super::background::Signals;
 use super::compaction::{MergeOutlook, MergeReport};
 use super::error::{Error, Result, show_key};
+use super::format;
 use super::format::SEGMENT_HEADER_LEN;
 use super::hint;
+use super::index::Index;
 use super::index::{Entry, hash_key};
 use super::key::validate_key;
 use super::lock::DirLock;
 use super::manifest::Manifest;
 use super::meta::Meta;
 use super::options::{Options, SyncPolicy};
-use super::record::{HEADER_LEN, Layout};
+use super::record::{CRC_FIELD, HEADER_LEN, Header, Layout};
 use super::recovery;
 use super::segment::Segment;
+use super::staged::Staged;
 use super::stats::Stats;
 use super::tree::{EntryKind, Tree};
 use super::writer::{self, Change, Op, Source, Writer};
@@ -377,6 +380,38 @@ impl Store {
         meta: &Meta,
     ) -> Result<()> {
         self.put_source(key, Source::Reader(reader, len), meta)
+    }
+
+    /// A file for a value too large to buffer in memory, to be stored as
+    /// the value of a key of `key_len` bytes with `put_staged`.
+    pub fn stage(&self, key_len: usize) -> Result<Staged> {
+        if self.inner.opts.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let id = self.inner.reserve_id();
+        let from_len = self.inner.opts.max_segment_size / 2;
+        Staged::for_segment(self.dir(), id, key_len, from_len).map_err(|e| {
+            Error::io(
+                format!("creating a staged file in {}", self.dir().display()),
+                e,
+            )
+        })
+    }
+
+    /// Stores the value in `staged` as the value of `key`. A value of half
+    /// a segment or more, staged for a key of this length, becomes a
+    /// segment of its own without being copied; a smaller one is copied
+    /// into the active segment, and `staged` comes back for more writes.
+    pub fn put_staged(&self, key: &[u8], staged: Staged, meta: &Meta) -> Result<Option<Staged>> {
+        validate_key(key)?;
+        check_meta(key, meta)?;
+        self.check_value_len(key, staged.len())?;
+        if let Some(a) = staged.adoptable_for(key.len()) {
+            self.inner.adopt(key, staged, a.id, meta)?;
+            return Ok(None);
+        }
+        self.put_from_with(key, staged.len(), &mut staged.reader(), meta)?;
+        Ok(Some(staged))
     }
 
     fn put_source<'a>(&self, key: &'a [u8], value: Source<'a>, meta: &Meta) -> Result<()> {
@@ -776,28 +811,46 @@ impl Inner {
     /// Closes the active segment (synced and mapped) and starts a new one,
     /// recorded in the MANIFEST before any record goes into it.
     pub fn roll(&self, w: &mut Writer) -> Result<()> {
+        let seg = Segment::create(&self.dir, self.reserve_id())?;
+        let next_seq = w.next_seq;
+        self.install_active(w, seg, SEGMENT_HEADER_LEN as u64, next_seq)
+    }
+
+    /// A segment id of its own for a file not yet in the MANIFEST; its
+    /// order among the segments is the MANIFEST's, not the id's.
+    pub fn reserve_id(&self) -> u64 {
+        let mut m = self.manifest.lock();
+        m.next_id += 1;
+        m.next_id - 1
+    }
+
+    /// Closes the active segment (synced and mapped) and makes `seg`, whose
+    /// records end at `len`, the active one, recorded in the MANIFEST
+    /// before any record is appended. On failure `seg`'s file is removed.
+    fn install_active(&self, w: &mut Writer, seg: Segment, len: u64, next_seq: u64) -> Result<()> {
         let old = w.seg.clone();
-        old.truncate(w.len)
+        let seg = Arc::new(seg);
+        let installed = old
+            .truncate(w.len)
             .and_then(|_| old.file.sync_data())
-            .map_err(|e| Error::io(format!("closing {}", old.path.display()), e))?;
-        let mut manifest = self.manifest.lock();
-        let id = manifest.next_id;
-        let seg = Arc::new(Segment::create(&self.dir, id)?);
-        seg.map_for_append(self.opts.max_segment_size);
-        let mut next = manifest.clone();
-        next.segments.push(id);
-        next.next_id = id + 1;
-        if let Err(e) = next.store(&self.dir) {
+            .map_err(|e| Error::io(format!("closing {}", old.path.display()), e))
+            .and_then(|_| {
+                let mut manifest = self.manifest.lock();
+                let mut next = manifest.clone();
+                next.segments.push(seg.id);
+                next.store(&self.dir)?;
+                *manifest = next;
+                Ok(())
+            });
+        if let Err(e) = installed {
             let _ = fs::remove_file(&seg.path);
             return Err(e);
         }
-        *manifest = next;
-        drop(manifest);
-
+        seg.map_for_append(self.opts.max_segment_size);
         old.freeze();
         // Its hint is written by the background thread, off the write path.
         old.needs_hint.store(true, Ordering::Release);
-        *w = Writer::new(seg.clone(), SEGMENT_HEADER_LEN as u64, w.next_seq);
+        *w = Writer::new(seg.clone(), len, next_seq);
         let mut version = self.version.write();
         let mut closed = Vec::with_capacity(version.closed.len() + 1);
         closed.push(old);
@@ -808,6 +861,48 @@ impl Inner {
         });
         drop(version);
         self.note_roll();
+        Ok(())
+    }
+
+    /// Stores `staged` as the value of `key` by making its file the active
+    /// segment (see `Staged`). The value's CRC is read before the writer's
+    /// lock is taken, so other writers wait only for the rename and the
+    /// MANIFEST.
+    fn adopt(&self, key: &[u8], staged: Staged, id: u64, meta: &Meta) -> Result<()> {
+        let io_err = |e| Error::io(format!("storing the value of \"{}\"", show_key(key)), e);
+        let value_crc = staged.value_crc().map_err(io_err)?;
+        let len = staged.len();
+        let (seg_id, end) = {
+            let mut w = self.writer.lock();
+            let seq = w.next_seq;
+            let h = Header::put(seq, false, key.len() as u16, len as u32, *meta);
+            let mut head = h.encode().to_vec();
+            head.extend_from_slice(key);
+            let mut crc = crc32fast::Hasher::new();
+            crc.update(&head[CRC_FIELD.end..]);
+            crc.combine(&value_crc);
+            head[CRC_FIELD].copy_from_slice(&crc.finalize().to_le_bytes());
+            let path = format::segment_path(&self.dir, id);
+            let file = staged.into_segment_file(&head, &path).map_err(io_err)?;
+            let seg = Segment::with_file(id, path, file, Index::default(), Layout::V2)?;
+            let at = SEGMENT_HEADER_LEN as u64;
+            seg.index_mut()
+                .insert(hash_key(key), key, writer::entry_for(&h, at));
+            seg.set_max_seq(seq);
+            let end = at + head.len() as u64 + len;
+            self.install_active(&mut w, seg, end, seq + 1)?;
+            debug!(
+                "stored {len} bytes of \"{}\" as segment {id}, without a copy",
+                show_key(key)
+            );
+            if let Some(tree) = self.tree.write().as_mut() {
+                tree.insert(key, EntryKind::of_mode(meta.mode));
+            }
+            (id, end)
+        };
+        if self.opts.sync == SyncPolicy::Always {
+            self.sync_upto(seg_id, end)?;
+        }
         Ok(())
     }
 }

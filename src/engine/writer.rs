@@ -270,7 +270,7 @@ impl Writer {
     }
 }
 
-fn entry_for(h: &Header, offset: u64) -> Entry {
+pub(super) fn entry_for(h: &Header, offset: u64) -> Entry {
     Entry {
         offset: offset as u32,
         value_len: h.value_len,

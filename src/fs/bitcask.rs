@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use super::errno::{Error, Result};
 use super::fs::StatFs;
 use super::storage::{
-    EntryKind, Listing, Meta, Metadata, Pinned, Storage, Value, disk_space, statvfs,
+    EntryKind, Listing, Meta, Metadata, Pinned, Staged, Storage, Value, disk_space, statvfs,
 };
 use crate::engine::{self, MAX_KEY_LEN, RECORD_HEADER_LEN, Store};
 
@@ -129,5 +129,13 @@ impl Storage for Bitcask {
 
     fn spill_dir(&self) -> &Path {
         self.store.dir()
+    }
+
+    fn stage(&self, key_len: usize) -> Result<Staged> {
+        Ok(self.store.stage(key_len)?)
+    }
+
+    fn put_staged(&self, key: &[u8], staged: Staged, meta: &Meta) -> Result<Option<Staged>> {
+        Ok(self.store.put_staged(key, staged, meta)?)
     }
 }

@@ -10,31 +10,26 @@
 //! flush, fsync or release), so readers see the old value or the new one,
 //! never a mix. The committed value a draft starts from is loaded only
 //! when a write or truncate needs it. Past `SPILL_THRESHOLD` bytes a
-//! buffer moves from memory to an unlinked temporary file in the data
-//! directory.
+//! buffer moves from memory to a file the storage gives (`Storage::stage`),
+//! which the storage may take over whole when the draft is committed.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
-use std::path::Path;
+use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use parking_lot::Mutex;
 
 use super::errno::{Error, Result};
 use super::process::Opener;
-use super::storage::{Meta, Metadata, Storage, Value};
+use super::storage::{Meta, Metadata, Staged, Storage, Value};
 use crate::engine::to_ns;
 
-/// A buffer larger than this lives in a spill file instead of memory, so
+/// A buffer larger than this lives in a staged file instead of memory, so
 /// that many open writers cannot fill the daemon's memory.
 pub const SPILL_THRESHOLD: u64 = 1 << 20;
 /// Values are copied and compared in pieces of this size.
 const COPY_CHUNK: usize = 1 << 20;
-
-static SPILL_SEQ: AtomicU64 = AtomicU64::new(0);
 
 pub struct Draft {
     /// Who shares it: the process that opened it for writing.
@@ -77,63 +72,7 @@ enum Body {
     /// the first read for a writer that has not written yet.
     Committed(Option<Arc<Value>>),
     Mem(Vec<u8>),
-    Spill(Spill),
-}
-
-/// An unlinked temporary file holding a large buffer. The name ends in
-/// `.tmp` so the engine removes it at open should the daemon die between
-/// creating and unlinking it.
-struct Spill {
-    file: File,
-    len: u64,
-}
-
-impl Spill {
-    fn create(dir: &Path) -> io::Result<Spill> {
-        let n = SPILL_SEQ.fetch_add(1, Ordering::Relaxed);
-        let path = dir.join(format!("spill-{}-{n}.tmp", std::process::id()));
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(&path)?;
-        fs::remove_file(&path)?;
-        Ok(Spill { file, len: 0 })
-    }
-
-    fn write_at(&mut self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.file.write_all_at(data, offset)?;
-        self.len = self.len.max(offset + data.len() as u64);
-        Ok(())
-    }
-
-    fn set_len(&mut self, len: u64) -> io::Result<()> {
-        self.file.set_len(len)?;
-        self.len = len;
-        Ok(())
-    }
-
-    fn read_at(&self, offset: u64, size: usize) -> io::Result<Vec<u8>> {
-        let end = self.len.min(offset.saturating_add(size as u64));
-        let n = end.saturating_sub(offset) as usize;
-        let mut buf = vec![0; n];
-        self.file.read_exact_at(&mut buf, offset)?;
-        Ok(buf)
-    }
-}
-
-/// Reads a spill file from the start, for `Store::put_from`.
-struct SpillReader<'a> {
-    file: &'a File,
-    pos: u64,
-}
-
-impl Read for SpillReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.file.read_at(buf, self.pos)?;
-        self.pos += n as u64;
-        Ok(n)
-    }
+    Spill(Staged),
 }
 
 fn slice(bytes: &[u8], offset: u64, size: usize) -> &[u8] {
@@ -214,7 +153,7 @@ impl Draft {
         let len = match &st.body {
             Body::Committed(_) => return None,
             Body::Mem(v) => v.len() as u64,
-            Body::Spill(s) => s.len,
+            Body::Spill(s) => s.len(),
         };
         Some(Metadata::file(len, st.changed_at))
     }
@@ -346,7 +285,7 @@ impl Draft {
         } else {
             materialize(&mut st, store, key)?;
             if len > SPILL_THRESHOLD {
-                spill(&mut st, store.spill_dir())?;
+                spill(&mut st, store, key)?;
             }
             match &mut st.body {
                 Body::Mem(v) => v.resize(len as usize, 0),
@@ -440,16 +379,20 @@ impl Draft {
             ctime: to_ns(SystemTime::now()),
             ..base()?
         };
-        match &st.body {
-            Body::Mem(v) => store.put(key, v, &meta)?,
-            Body::Spill(s) => {
-                let mut reader = SpillReader {
-                    file: &s.file,
-                    pos: 0,
-                };
-                store.put_from(key, s.len, &mut reader, &meta)?
+        match std::mem::replace(&mut st.body, Body::Committed(None)) {
+            Body::Mem(v) => {
+                let put = store.put(key, &v, &meta);
+                st.body = Body::Mem(v);
+                put?
             }
-            Body::Committed(_) => {}
+            // Taken over by the store, the file is no longer the draft's:
+            // a later write starts from the committed value again.
+            Body::Spill(s) => {
+                if let Some(s) = store.put_staged(key, s, &meta)? {
+                    st.body = Body::Spill(s);
+                }
+            }
+            committed @ Body::Committed(_) => st.body = committed,
         }
         Ok(true)
     }
@@ -491,7 +434,7 @@ fn write_locked(
     }
     room(end)?;
     if end > SPILL_THRESHOLD {
-        spill(st, store.spill_dir())?;
+        spill(st, store, key)?;
     }
     match &mut st.body {
         Body::Mem(v) => {
@@ -543,12 +486,12 @@ fn body_len(body: &Body) -> u64 {
     match body {
         Body::Committed(_) => 0,
         Body::Mem(v) => v.len() as u64,
-        Body::Spill(s) => s.len,
+        Body::Spill(s) => s.len(),
     }
 }
 
 /// Replaces an unloaded body with the committed value (the pinned one, or
-/// the current one), in memory or in a spill file by size.
+/// the current one), in memory or in a staged file by size.
 fn materialize(st: &mut State, store: &dyn Storage, key: &[u8]) -> Result<()> {
     let Body::Committed(pin) = &mut st.body else {
         return Ok(());
@@ -566,7 +509,7 @@ fn materialize(st: &mut State, store: &dyn Storage, key: &[u8]) -> Result<()> {
         st.body = Body::Mem(value.read(0, len as usize)?);
         return Ok(());
     }
-    let mut s = Spill::create(store.spill_dir())?;
+    let mut s = store.stage(key.len())?;
     let mut offset = 0;
     while offset < len {
         let chunk = value.read(offset, COPY_CHUNK)?;
@@ -580,10 +523,10 @@ fn materialize(st: &mut State, store: &dyn Storage, key: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Moves an in-memory buffer to a spill file.
-fn spill(st: &mut State, dir: &Path) -> Result<()> {
+/// Moves an in-memory buffer to a staged file.
+fn spill(st: &mut State, store: &dyn Storage, key: &[u8]) -> Result<()> {
     if let Body::Mem(v) = &st.body {
-        let mut s = Spill::create(dir)?;
+        let mut s = store.stage(key.len())?;
         s.write_at(0, v)?;
         st.body = Body::Spill(s);
     }

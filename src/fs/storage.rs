@@ -11,7 +11,7 @@ use std::path::Path;
 
 use super::errno::{Error, Result};
 use super::fs::StatFs;
-pub use crate::engine::{EntryKind, Meta, Metadata};
+pub use crate::engine::{EntryKind, Meta, Metadata, Staged};
 
 /// Keys (paths such as `a/b/c`), their values and metadata, and the folders
 /// the keys imply. A key's value becomes visible to every later call at
@@ -53,6 +53,18 @@ pub trait Storage: Send + Sync {
     fn space(&self) -> Result<StatFs>;
     /// A local directory where drafts too large for memory spill.
     fn spill_dir(&self) -> &Path;
+    /// A file for a draft too large for memory, to be stored with
+    /// `put_staged` as the value of a key of `key_len` bytes.
+    fn stage(&self, _key_len: usize) -> Result<Staged> {
+        Ok(Staged::plain(self.spill_dir())?)
+    }
+    /// Stores the value in `staged` as the value of `key`. The storage may
+    /// take the file over, so that a large value costs no copy; it hands
+    /// the file back when it copied it instead (as this default does).
+    fn put_staged(&self, key: &[u8], staged: Staged, meta: &Meta) -> Result<Option<Staged>> {
+        self.put_from(key, staged.len(), &mut staged.reader(), meta)?;
+        Ok(Some(staged))
+    }
     /// Has `tell` called with each key that another host changes, once
     /// this storage answers with the change (a shared backend; a local
     /// store has no other host).

@@ -358,6 +358,15 @@ impl Mount {
     }
 }
 
+/// `caskfs check` of an unmounted data directory, which must pass; its
+/// report.
+pub fn check_clean(data: &Path) -> String {
+    let out = Command::new(BIN).arg("check").arg(data).output().unwrap();
+    let report = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "caskfs check failed:\n{report}");
+    report
+}
+
 /// Clears a mount, dead or alive, without waiting for its users.
 pub fn detach(mnt: &Path) {
     for (cmd, args) in [("umount", &["-l"][..]), ("fusermount3", &["-u", "-z"][..])] {
