@@ -271,7 +271,8 @@ fn large_values_spill_and_come_back_whole() {
 /// With 4 MiB segments, a value of 2 MiB or more is stored by making the
 /// file it was written to a segment (no copy). Everything a user sees
 /// stays as with a copy: a reader open across a rewrite keeps its value,
-/// appends and a rename while open work, `caskfs check` passes.
+/// appends and a rename while open work, `caskfs check` passes. (On the
+/// etcd backend the same steps run with the value copied.)
 #[test]
 fn large_values_taken_over_whole_read_back_and_survive_a_remount() {
     require_fuse!();
@@ -305,12 +306,14 @@ fn large_values_taken_over_whole_read_back_and_survive_a_remount() {
     m.ok("cmp a mnt/moved-to-a-longer-name");
 
     m.unmount();
-    check_clean(&m.data);
+    if m.local() {
+        check_clean(&m.data);
+        let strays = m.ok("ls data | grep -c 'tmp$' || true");
+        assert_eq!(strays.trim(), "0", "staged files left behind");
+    }
     m.mount();
     m.ok("cmp expect mnt/big && cmp a mnt/moved-to-a-longer-name");
     assert_eq!(m.ok("cat mnt/small"), "small\n");
-    let strays = m.ok("ls data | grep -c 'tmp$' || true");
-    assert_eq!(strays.trim(), "0", "staged files left behind");
 }
 
 #[test]

@@ -28,13 +28,13 @@ use super::segment::CHUNK;
 static PLAIN_SEQ: AtomicU64 = AtomicU64::new(0);
 
 pub struct Staged {
-    pub(super) file: File,
+    file: File,
     /// Its name while it is not a segment, to remove if it never becomes
     /// one; `None` for a plain file (unlinked at once).
     path: Option<PathBuf>,
     /// For a store's file: the segment id it was made for, the key length
     /// it has room for, and from which value length it may be adopted.
-    pub(super) adoptable: Option<Adoptable>,
+    adoptable: Option<Adoptable>,
     /// Where the value starts in the file.
     value_at: u64,
     len: u64,
