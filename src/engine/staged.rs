@@ -190,8 +190,8 @@ impl Staged {
 
     /// The segment header becomes durable before the file may be named by
     /// a MANIFEST, and only for a value that will be adopted: syncing
-    /// every file past the memory limit would cost small large files a
-    /// sync each.
+    /// every draft past the memory limit would cost each file of a few
+    /// MiB a sync.
     fn sync_header_once_adoptable(&mut self) -> io::Result<()> {
         if let Some(a) = self.adoptable
             && !self.synced
