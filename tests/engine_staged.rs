@@ -8,6 +8,7 @@
 mod engine_common;
 
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use caskfs::engine::{Meta, Staged, Store, check};
@@ -68,6 +69,8 @@ fn a_value_of_half_a_segment_becomes_the_active_segment_whole() {
     let value = Rng::new(1).bytes(ADOPTED_LEN);
     let before = segment_ids(dir.path());
     let s = staged_in_order(&store, 3, &value);
+    let staged_name = staged_files(dir.path()).pop().expect("the staged file");
+    let staged_ino = fs::metadata(dir.path().join(&staged_name)).unwrap().ino();
     assert!(
         store.put_staged(b"big", s, &meta()).unwrap().is_none(),
         "copied"
@@ -80,7 +83,8 @@ fn a_value_of_half_a_segment_becomes_the_active_segment_whole() {
         std::time::UNIX_EPOCH + std::time::Duration::from_nanos(MTIME_NS)
     );
 
-    // The new segment holds its header, the record and nothing else.
+    // The new segment is the staged file itself (not a copy), holding its
+    // header, the record and nothing else.
     let ids = segment_ids(dir.path());
     let new: Vec<u64> = ids
         .iter()
@@ -88,7 +92,9 @@ fn a_value_of_half_a_segment_becomes_the_active_segment_whole() {
         .filter(|i| !before.contains(i))
         .collect();
     assert_eq!(new.len(), 1, "{before:?} -> {ids:?}");
-    let len = fs::metadata(seg_path(dir.path(), new[0])).unwrap().len();
+    let seg = fs::metadata(seg_path(dir.path(), new[0])).unwrap();
+    assert_eq!(seg.ino(), staged_ino, "{staged_name} was copied");
+    let len = seg.len();
     let record = engine_common::RECORD_HEADER_LEN + 3 + ADOPTED_LEN;
     assert_eq!(len as usize, engine_common::SEGMENT_HEADER_LEN + record);
     assert_eq!(staged_files(dir.path()), Vec::<String>::new());

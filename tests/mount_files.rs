@@ -297,6 +297,20 @@ fn large_values_taken_over_whole_read_back_and_survive_a_remount() {
     // An append loads the value into a new file, stored whole again.
     m.ok("echo end >> mnt/big && cat b > expect && echo end >> expect && cmp expect mnt/big");
 
+    // The file written to is the segment the value ends up in.
+    let mut f = fs::File::create(m.path("whole")).unwrap();
+    f.write_all(&b).unwrap();
+    if m.local() {
+        let staged = m.ok("ls -i data | grep 'seg.tmp$' | cut -d' ' -f1");
+        drop(f);
+        let segment = m.ok("ls -i data | grep 'seg$' | cut -d' ' -f1");
+        assert!(
+            segment.lines().any(|ino| ino == staged.trim()),
+            "staged file {staged} is no segment: {segment}"
+        );
+    }
+    m.ok("cmp b mnt/whole");
+
     // Renamed while written: the key's name (and length) changes.
     let mut f = fs::File::create(m.path("moving")).unwrap();
     f.write_all(&a[..3 << 20]).unwrap();

@@ -158,7 +158,7 @@ impl Staged {
     /// The CRC of the value alone, to be combined with its record header's.
     pub(super) fn value_crc(&self) -> io::Result<crc32fast::Hasher> {
         let (mut at, mut hasher) = self.crc.clone().unwrap_or_default();
-        let mut buf = vec![0; CHUNK];
+        let mut buf = vec![0; CHUNK.min((self.len - at) as usize)];
         while at < self.len {
             let n = CHUNK.min((self.len - at) as usize);
             self.file.read_exact_at(&mut buf[..n], self.value_at + at)?;
