@@ -10,7 +10,7 @@ use std::fs;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use reliability_common::{Mount, Tmpfs, check, fuse_available, is_root, tail, temp_root};
+use reliability_common::{Mount, Tmpfs, check, fuse_available, is_root, pattern, tail, temp_root};
 
 /// A tmpfs of `size` with the data directory in it, mounted. The
 /// mount comes second so that it is dropped (unmounted) first.
@@ -192,5 +192,33 @@ fn a_merge_that_meets_a_full_disk_is_abandoned_cleanly() {
     m.mount();
     m.ok("for i in $(seq 1 12); do cmp v$i mnt/k$i; done");
     assert_eq!(m.ok("cat mnt/small"), "small\n");
+    m.unmount();
+}
+
+/// A value of half a segment or more is stored in the file it was written
+/// to, so it needs its own size free, not twice that (a copied one needs
+/// both while it is copied): a file of two thirds of the free space is
+/// stored whole, one larger than the free space fails with ENOSPC in the
+/// shell and stores nothing, and the log checks clean.
+#[test]
+fn a_large_file_needs_its_own_size_free_not_twice_that() {
+    let Some((tmpfs, mut m)) = setup("64m", &["--max-segment-size", "8M"]) else {
+        return;
+    };
+    let free = free_bytes(&tmpfs.dir);
+    let big = pattern((free * 2 / 3) as usize, 1);
+    fs::write(m.scratch("big"), &big).unwrap();
+    m.ok("cp big mnt/big && cmp big mnt/big");
+    let too_big = pattern(free_bytes(&tmpfs.dir) as usize + (1 << 20), 2);
+    fs::write(m.scratch("too-big"), &too_big).unwrap();
+    let err = m.fails("cp too-big mnt/too-big");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert!(!m.path("too-big").exists(), "a failed create left the key");
+    m.ok("cmp big mnt/big");
+    m.unmount();
+    let (clean, report) = check(&m.data);
+    assert!(clean, "{report}");
+    m.mount();
+    m.ok("cmp big mnt/big");
     m.unmount();
 }

@@ -148,6 +148,13 @@ impl Staged {
         }
     }
 
+    /// Whether a value of `len` bytes in this file would be stored in
+    /// place (for a key of the length it was made for), needing no more
+    /// room than the file already takes.
+    pub fn stored_in_place(&self, len: u64) -> bool {
+        self.adoptable.is_some_and(|a| len >= a.from_len)
+    }
+
     /// Whether the store may take the file over as the value of a key of
     /// `key_len` bytes; synced far enough for that if so.
     pub(super) fn adoptable_for(&self, key_len: usize) -> Option<Adoptable> {

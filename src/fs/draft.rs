@@ -432,7 +432,12 @@ fn write_locked(
     if end > store.max_value_size() {
         return Err(Error::TooBig);
     }
-    room(end)?;
+    // A value copied at commit needs room for all of it; one stored in
+    // place, only for what this write adds to its file.
+    match &st.body {
+        Body::Spill(s) if s.stored_in_place(end) => room(end.saturating_sub(s.len()))?,
+        _ => room(end)?,
+    }
     if end > SPILL_THRESHOLD {
         spill(st, store, key)?;
     }
