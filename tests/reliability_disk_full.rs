@@ -52,6 +52,14 @@ fn write_until_full(m: &Mount) -> (usize, String) {
     (written, String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// Unmounts, has `caskfs check` find the log valid, and mounts again.
+fn remount_checked(m: &mut Mount) {
+    m.unmount();
+    let (clean, report) = check(&m.data);
+    assert!(clean, "{report}");
+    m.mount();
+}
+
 fn val(i: usize) -> String {
     format!("{i:04096}")
 }
@@ -92,10 +100,7 @@ fn a_full_disk_is_enospc_in_the_shell_and_nothing_is_lost() {
     // Space freed: writes work again.
     fs::remove_file(disk.join("filler")).unwrap();
     m.ok("echo after > mnt/after && printf x >> mnt/k1 && printf x >> k1");
-    m.unmount();
-    let (clean, report) = check(&m.data);
-    assert!(clean, "{report}");
-    m.mount();
+    remount_checked(&mut m);
     m.ok("for i in $(seq 1 20); do cmp k$i mnt/k$i; done");
     for i in 0..written {
         assert_eq!(
@@ -186,10 +191,7 @@ fn a_merge_that_meets_a_full_disk_is_abandoned_cleanly() {
     m.signal(libc::SIGUSR1);
     assert!(wait_for_log(&m, "merged"), "{}", tail(&m.log(), 3000));
     m.ok("for i in $(seq 1 12); do cmp v$i mnt/k$i; done");
-    m.unmount();
-    let (clean, report) = check(&m.data);
-    assert!(clean, "{report}");
-    m.mount();
+    remount_checked(&mut m);
     m.ok("for i in $(seq 1 12); do cmp v$i mnt/k$i; done");
     assert_eq!(m.ok("cat mnt/small"), "small\n");
     m.unmount();
@@ -215,10 +217,7 @@ fn a_large_file_needs_its_own_size_free_not_twice_that() {
     assert!(err.contains("No space left on device"), "{err}");
     assert!(!m.path("too-big").exists(), "a failed create left the key");
     m.ok("cmp big mnt/big");
-    m.unmount();
-    let (clean, report) = check(&m.data);
-    assert!(clean, "{report}");
-    m.mount();
+    remount_checked(&mut m);
     m.ok("cmp big mnt/big");
     m.unmount();
 }
