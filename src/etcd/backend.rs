@@ -6,7 +6,7 @@
 use std::borrow::Cow;
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, Read};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread;
@@ -19,6 +19,7 @@ use super::client::{self, Client, Event, Kv, ModRev, Op};
 use super::mirror::Mirror;
 use super::record::{Body, CHUNK, INLINE_MAX, Layout, Record};
 use super::url::EtcdUrl;
+use crate::engine::Staged;
 use crate::engine::{self, EntryKind, Meta, Metadata, tree};
 use crate::fs::{Error, Listing, Pinned, RemoteChange, Result, StatFs, Storage, Value, disk_space};
 
@@ -501,8 +502,9 @@ impl Storage for Etcd {
         disk_space(&self.spill)
     }
 
-    fn spill_dir(&self) -> &Path {
-        &self.spill
+    /// Copied into chunks when stored (`put_staged`'s default).
+    fn stage(&self, _key_len: usize) -> Result<Staged> {
+        Ok(Staged::plain(&self.spill)?)
     }
 
     fn on_remote_change(&self, tell: RemoteChange) {

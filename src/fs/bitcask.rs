@@ -4,7 +4,6 @@
 
 use std::borrow::Cow;
 use std::io::Read;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -125,10 +124,6 @@ impl Storage for Bitcask {
     /// The data directory's disk, so `df` on the mount shows real space.
     fn space(&self) -> Result<StatFs> {
         disk_space(self.store.dir())
-    }
-
-    fn spill_dir(&self) -> &Path {
-        self.store.dir()
     }
 
     fn stage(&self, key_len: usize) -> Result<Staged> {

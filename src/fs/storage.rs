@@ -51,13 +51,9 @@ pub trait Storage: Send + Sync {
     fn room(&self, len: u64) -> Result<()>;
     /// What `df` on the mount shows (`namelen` is the filesystem's).
     fn space(&self) -> Result<StatFs>;
-    /// A local directory where drafts too large for memory spill.
-    fn spill_dir(&self) -> &Path;
-    /// A file for a draft too large for memory, to be stored with
+    /// A local file for a draft too large for memory, to be stored with
     /// `put_staged` as the value of a key of `key_len` bytes.
-    fn stage(&self, _key_len: usize) -> Result<Staged> {
-        Ok(Staged::plain(self.spill_dir())?)
-    }
+    fn stage(&self, key_len: usize) -> Result<Staged>;
     /// Stores the value in `staged` as the value of `key`. The storage may
     /// take the file over, so that a large value costs no copy; it hands
     /// the file back when it copied it instead (as this default does).
