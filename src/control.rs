@@ -19,8 +19,9 @@ use log::{info, warn};
 
 use crate::engine::{CONTROL_FILE, Store};
 use crate::exit::Code;
-use crate::fs::{CaskFs, Counters};
+use crate::fs::CaskFs;
 use crate::report::{self, Live};
+use crate::transport::Counters;
 
 pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join(CONTROL_FILE)

@@ -1,7 +1,8 @@
 //! caskfs: a Bitcask-style log-structured key-value store (`engine`) and the
-//! FUSE filesystem that presents it as a directory (`fs`), mounted by
-//! `mount`, which answers `caskfs stats` and friends on a socket
-//! (`control`, `report`); `exit` says how the command ends.
+//! filesystem that presents it as a directory (`fs`), whose requests come
+//! from the kernel through a FUSE `transport`. `mount` mounts and serves
+//! it, answering `caskfs stats` and friends on a socket (`control`,
+//! `report`); `exit` says how a command ends.
 
 // Nothing from disk, the kernel or a user may panic the daemon.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
@@ -12,4 +13,6 @@ pub mod etcd;
 pub mod exit;
 pub mod fs;
 pub mod mount;
+pub mod mountinfo;
 pub mod report;
+pub mod transport;

@@ -9,101 +9,48 @@ use std::os::fd::{AsFd, AsRawFd, FromRawFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
-use clap::Args;
 use fuser::{Config, MountOption, Session, SessionACL};
 use log::{debug, info, warn};
 
 use crate::control;
-use crate::engine::{Options, Store, SyncPolicy, parse_ratio, parse_secs, parse_size};
+use crate::engine::{Options, Store};
 use crate::etcd::{Etcd, EtcdUrl};
-use crate::exit::{Code, Failure};
-use crate::fs::{Bitcask, CaskFs, CaskFuse, FsOptions, Owner, Storage, uring};
+use crate::exit::Failure;
+use crate::fs::{Bitcask, CaskFs, FsOptions, Owner, Storage};
+use crate::transport::{self, Classic, uring};
 
-#[derive(Args, Debug, Clone)]
-pub struct MountArgs {
-    /// The data directory (created if missing), then an existing, empty
-    /// directory to mount on; with --backend, only the mountpoint.
-    #[arg(value_name = "[DATA_DIR] MOUNTPOINT", num_args = 1..=2, required = true)]
-    pub paths: Vec<PathBuf>,
-    /// The data directory, from `paths` (none with --backend).
-    #[arg(skip)]
+/// What `caskfs mount` was asked to do (the command line's definition
+/// is the CLI's, `src/cli/mount.rs`).
+#[derive(Debug, Clone)]
+pub struct MountOptions {
+    /// The data directory, absolute (empty with `backend`).
     pub data_dir: PathBuf,
-    #[arg(skip)]
     pub mountpoint: PathBuf,
-    /// Serve the keys under PREFIX of an etcd cluster (etcd 3.4 or later,
-    /// its client URLs) instead of a data directory, for a namespace that
-    /// several hosts share: `caskfs mount --backend
-    /// etcd://HOST:PORT[,HOST:PORT...]/PREFIX MOUNTPOINT`.
-    #[arg(long, value_name = "URL")]
+    /// Serve a prefix of an etcd cluster instead of `data_dir`.
     pub backend: Option<EtcdUrl>,
     /// Run in the background; return once the mount is ready.
-    #[arg(long)]
     pub daemon: bool,
-    /// Close a segment file once it reaches this size (K, M, G suffixes).
-    #[arg(long, value_parser = parse_size, default_value = "64M")]
-    pub max_segment_size: u64,
-    /// When writes reach the disk: none, always, or interval=MS.
-    #[arg(long, default_value = "none")]
-    pub sync: SyncPolicy,
-    /// Refuse values larger than this with EFBIG (K, M, G suffixes).
-    #[arg(long, value_parser = parse_size, default_value = "1G")]
-    pub max_value_size: u64,
-    /// FUSE worker threads (with io_uring, spread over the CPUs' queues,
-    /// at least one each).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=256))]
+    /// The local store's options (with `backend`, only its maximum value
+    /// size counts).
+    pub engine: Options,
+    /// FUSE worker threads.
     pub threads: u16,
-    /// How requests reach the daemon: `uring` (FUSE over io_uring, which
-    /// the fuse module's enable_uring parameter turns on), `classic`
-    /// (/dev/fuse), or `auto`, io_uring when the kernel has it on.
-    #[arg(long, value_enum, default_value_t = Transport::Auto)]
     pub transport: Transport,
-    /// Mount read-only: every change fails with EROFS.
-    #[arg(long)]
     pub read_only: bool,
-    /// Read through the kernel's page cache when no writer has the key
-    /// open, so that reading an unchanged value again costs only the open
-    /// (docs/SEMANTICS.md). The default, except with --backend.
-    #[arg(long, overrides_with_all = ["cache_reads", "no_cache_reads"])]
+    /// Readers may read through the kernel's page cache.
     pub cache_reads: bool,
-    /// Send every read to the daemon (direct I/O): a writer's open then
-    /// never moves its key to a new inode.
-    #[arg(long, overrides_with_all = ["cache_reads", "no_cache_reads"])]
-    pub no_cache_reads: bool,
-    /// Let other users use the mount (non-root users need
-    /// `user_allow_other` in /etc/fuse.conf).
-    #[arg(long)]
     pub allow_other: bool,
-    /// Do not merge segments in the background (SIGUSR1 still asks for one).
-    #[arg(long)]
-    pub no_compaction: bool,
-    /// Merge in the background once at least this share (0 to 1) of the
-    /// closed segments' bytes is dead (superseded or deleted), and at least
-    /// --merge-min-dead-bytes are.
-    #[arg(long, value_name = "R", value_parser = parse_ratio, default_value = "0.5")]
-    pub merge_dead_ratio: f64,
-    /// The dead bytes a background merge waits for, besides
-    /// --merge-dead-ratio (K, M, G suffixes) [default: the segment size, at
-    /// most 16M].
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub merge_min_dead_bytes: Option<u64>,
-    /// Merge in the background when there are more than N closed segments
-    /// beyond those their live data fills, whatever is dead.
-    #[arg(long, value_name = "N", default_value_t = 16)]
-    pub merge_max_segments: usize,
-    /// How often the merge thread checks whether a merge is due, besides
-    /// after every segment roll (seconds, fractions allowed).
-    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "60")]
-    pub merge_interval: Duration,
-    /// With --daemon, append log lines here instead of discarding them.
-    #[arg(long)]
+    /// With `daemon`, where log lines go.
     pub log_file: Option<PathBuf>,
 }
 
 type Res<T> = Result<T, Failure>;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+/// How requests reach the daemon: FUSE over io_uring when the kernel has
+/// it on (`Auto`), always (`Uring`, refusing to mount without it), or
+/// never (`Classic`, /dev/fuse).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Transport {
     Auto,
     Uring,
@@ -114,7 +61,7 @@ pub enum Transport {
 /// kernel allow: made before mounting, so that once INIT has asked for
 /// them only their registration can fail (on which the kernel falls back
 /// to /dev/fuse by itself).
-fn prepare_uring(args: &MountArgs) -> Res<Option<uring::Prepared>> {
+fn prepare_uring(args: &MountOptions) -> Res<Option<uring::Prepared>> {
     let forced = match args.transport {
         Transport::Classic => return Ok(None),
         Transport::Auto => false,
@@ -135,68 +82,15 @@ fn prepare_uring(args: &MountArgs) -> Res<Option<uring::Prepared>> {
     }
 }
 
-impl MountArgs {
-    /// The engine options these arguments ask for.
-    pub fn engine_options(&self) -> Options {
-        Options {
-            max_segment_size: self.max_segment_size,
-            max_value_size: self.max_value_size,
-            sync: self.sync,
-            read_only: self.read_only,
-            create_if_missing: !self.read_only,
-            compaction: !self.no_compaction,
-            compact_dead_ratio: self.merge_dead_ratio,
-            compact_min_dead_bytes: self.merge_min_dead_bytes,
-            compact_max_segments: self.merge_max_segments,
-            compact_interval: self.merge_interval,
-            ..Options::default()
-        }
-    }
-
-    /// Whether reads go through the page cache: by default, but not with
-    /// --backend, whose other hosts' changes would not drop this host's
-    /// cached pages (an explicit --cache-reads is refused there).
-    pub fn reads_cached(&self) -> bool {
-        self.backend.is_none() && !self.no_cache_reads
-    }
-}
-
-pub fn run(args: MountArgs) -> Res<()> {
-    let (data_dir, mountpoint) = match (&args.backend, args.paths.as_slice()) {
-        (None, [dir, mountpoint]) => {
-            let dir = std::path::absolute(dir)
-                .map_err(|e| format!("data directory {}: {e}", dir.display()))?;
-            (dir, mountpoint)
-        }
-        (Some(_), [mountpoint]) => (PathBuf::new(), mountpoint),
-        (None, _) => {
-            return Err(Failure::new(
-                Code::Usage,
-                "usage: caskfs mount DATA_DIR MOUNTPOINT",
-            ));
-        }
-        (Some(_), _) => {
-            let usage =
-                "with --backend, give only the mountpoint: caskfs mount --backend URL MOUNTPOINT";
-            return Err(Failure::new(Code::Usage, usage));
-        }
+pub fn run(opts: MountOptions) -> Res<()> {
+    let opts = MountOptions {
+        mountpoint: check_mountpoint(&opts.mountpoint)?,
+        ..opts
     };
-    if args.backend.is_some() && args.cache_reads {
-        let why = "--cache-reads is not available with --backend yet: \
-                   another host's change would not drop this host's cached pages \
-                   (reads there go to the daemon by default)";
-        return Err(Failure::new(Code::Usage, why));
-    }
-    let mountpoint = check_mountpoint(mountpoint)?;
-    let args = MountArgs {
-        mountpoint,
-        data_dir,
-        ..args
-    };
-    if args.daemon {
-        daemonize(args)
+    if opts.daemon {
+        daemonize(opts)
     } else {
-        serve(&args, &mut |_| {})
+        serve(&opts, &mut |_| {})
     }
 }
 
@@ -208,7 +102,7 @@ fn check_mountpoint(path: &Path) -> Res<PathBuf> {
         return Err(format!("mountpoint {shown} is not a directory").into());
     }
     let canon = fs::canonicalize(path).map_err(|e| format!("mountpoint {shown}: {e}"))?;
-    if is_mounted(&canon) {
+    if crate::mountinfo::is_mounted(&canon) {
         return Err(format!("mountpoint {shown} is already a mount point").into());
     }
     let mut entries = fs::read_dir(&canon).map_err(|e| format!("mountpoint {shown}: {e}"))?;
@@ -218,44 +112,9 @@ fn check_mountpoint(path: &Path) -> Res<PathBuf> {
     Ok(canon)
 }
 
-/// Whether `path` is listed in /proc/self/mountinfo.
-pub fn is_mounted(path: &Path) -> bool {
-    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = path.to_string_lossy();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|mp| unescape_mountinfo(mp) == want)
-}
-
-/// mountinfo writes space, tab, newline and backslash as `\ooo`.
-fn unescape_mountinfo(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let octal = b
-            .get(i + 1..i + 4)
-            .filter(|d| b[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)))
-            .map(|d| d.iter().fold(0u32, |n, c| n * 8 + u32::from(c - b'0')));
-        match octal.and_then(|v| u8::try_from(v).ok()) {
-            Some(v) => {
-                out.push(v);
-                i += 4;
-            }
-            None => {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// Forks; the child serves and tells the parent through a pipe when the
 /// mount is ready (an empty message) or why it failed.
-fn daemonize(args: MountArgs) -> Res<()> {
+fn daemonize(args: MountOptions) -> Res<()> {
     let mut fds = [0; 2];
     // SAFETY: `fds` is a valid two-element array for pipe(2) to fill.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -301,7 +160,7 @@ fn daemonize(args: MountArgs) -> Res<()> {
 }
 
 /// Leaves the terminal's session and points stdio away from it.
-fn detach(args: &MountArgs) -> Res<()> {
+fn detach(args: &MountOptions) -> Res<()> {
     // SAFETY: setsid and chdir have no memory-safety preconditions.
     unsafe {
         libc::setsid();
@@ -331,38 +190,38 @@ fn detach(args: &MountArgs) -> Res<()> {
 
 /// Opens the store, mounts, calls `ready("ready")`, serves until
 /// unmounted, and closes the store.
-fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
+fn serve(args: &MountOptions, ready: &mut dyn FnMut(&str)) -> Res<()> {
     // Block the stop signals and SIGUSR1 (merge now) in every thread (they
     // inherit the mask); one thread waits for them with sigwait.
     let signals = block_stop_signals()?;
     // The local store, or none when the keys live in etcd.
-    let (local, storage, source, shared): (Option<Arc<Store>>, Arc<dyn Storage>, _, _) = match &args
-        .backend
-    {
-        None => {
-            let store = Store::open(&args.data_dir, args.engine_options())
-                .map_err(|e| Failure::engine(&e))?;
-            let store = Arc::new(store);
-            let bitcask = Arc::new(Bitcask::new(store.clone()));
-            (
-                Some(store),
-                bitcask,
-                args.data_dir.display().to_string(),
-                false,
-            )
-        }
-        Some(url) => {
-            let etcd = Etcd::open(url, args.max_value_size).map_err(|e| format!("{url}: {e}"))?;
-            (None, Arc::new(etcd), url.to_string(), true)
-        }
-    };
+    let (local, storage, source, shared): (Option<Arc<Store>>, Arc<dyn Storage>, _, _) =
+        match &args.backend {
+            None => {
+                let store = Store::open(&args.data_dir, args.engine.clone())
+                    .map_err(|e| Failure::engine(&e))?;
+                let store = Arc::new(store);
+                let bitcask = Arc::new(Bitcask::new(store.clone()));
+                (
+                    Some(store),
+                    bitcask,
+                    args.data_dir.display().to_string(),
+                    false,
+                )
+            }
+            Some(url) => {
+                let etcd = Etcd::open(url, args.engine.max_value_size)
+                    .map_err(|e| format!("{url}: {e}"))?;
+                (None, Arc::new(etcd), url.to_string(), true)
+            }
+        };
     let folders = local.as_ref().and_then(index_folders);
     let fs = Arc::new(CaskFs::new(
         storage,
         FsOptions {
             owner: Owner::current(),
             read_only: args.read_only,
-            cache_reads: args.reads_cached(),
+            cache_reads: args.cache_reads,
             shared,
         },
     ));
@@ -389,22 +248,25 @@ fn serve(args: &MountArgs, ready: &mut dyn FnMut(&str)) -> Res<()> {
     config.n_threads = Some(usize::from(args.threads));
     config.clone_fd = args.threads > 1;
     let prepared = prepare_uring(args)?;
-    let mut fuse = CaskFuse::new(fs.clone());
-    let counters = fuse.counters();
-    let notifier = fuse.notifier_slot();
+    let (requests, notifier) = transport::requests(fs.clone());
+    let counters = requests.counters();
+    let mut classic = Classic::new(requests.clone());
     // The rings, the flag INIT sets if the kernel agreed to them, and what
     // serves their requests (which holds the store: dropped unless used).
-    let offer = prepared.map(|p| (p, fuse.ask_for_uring(), Arc::new(fuse.uring_server())));
-    let mut session = Session::new(fuse, &args.mountpoint, &config)
+    let offer = prepared.map(|p| (p, classic.ask_for_uring(), requests));
+    let mut session = Session::new(classic, &args.mountpoint, &config)
         .map_err(|e| mount_error(&args.mountpoint, &e))?;
     let _ = notifier.set(session.notifier());
     let rings = match offer {
-        Some((p, agreed, server)) if agreed.load(Ordering::Acquire) => {
+        Some((p, agreed, requests)) if agreed.load(Ordering::Acquire) => {
             let dev = session
                 .as_fd()
                 .try_clone_to_owned()
                 .map_err(|e| format!("io_uring: {e}"))?;
-            Some(p.start(dev, server).map_err(|e| format!("io_uring: {e}"))?)
+            Some(
+                p.start(dev, requests)
+                    .map_err(|e| format!("io_uring: {e}"))?,
+            )
         }
         Some(_) => {
             warn!("the kernel did not offer io_uring at INIT; serving through /dev/fuse");
@@ -571,68 +433,5 @@ fn lazy_unmount(mountpoint: &Path) {
             .args(["-u", "-z", "--"])
             .arg(mountpoint)
             .status();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mountinfo_escapes() {
-        assert_eq!(unescape_mountinfo(r"/tmp/a\040b"), "/tmp/a b");
-        assert_eq!(unescape_mountinfo("/plain"), "/plain");
-        assert_eq!(unescape_mountinfo(r"/end\"), r"/end\");
-    }
-
-    #[derive(clap::Parser)]
-    struct Cli {
-        #[command(flatten)]
-        args: MountArgs,
-    }
-
-    fn parse(extra: &[&str]) -> Result<Options, String> {
-        use clap::Parser;
-        let argv = ["caskfs", "data", "mnt"].iter().chain(extra);
-        Cli::try_parse_from(argv)
-            .map(|c| c.args.engine_options())
-            .map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn merge_options_default_to_the_engine_defaults() {
-        let o = parse(&[]).unwrap();
-        let d = Options::default();
-        assert!(o.compaction);
-        assert_eq!(o.compact_dead_ratio, d.compact_dead_ratio);
-        assert_eq!(o.compact_min_dead_bytes, d.compact_min_dead_bytes);
-        assert_eq!(o.compact_max_segments, d.compact_max_segments);
-        assert_eq!(o.compact_interval, d.compact_interval);
-        assert_eq!(o.max_segment_size, d.max_segment_size);
-    }
-
-    #[test]
-    fn merge_options_are_passed_to_the_engine() {
-        let o = parse(&[
-            "--merge-dead-ratio",
-            "0.25",
-            "--merge-min-dead-bytes",
-            "2M",
-            "--merge-max-segments",
-            "4",
-            "--merge-interval",
-            "0.5",
-            "--no-compaction",
-        ])
-        .unwrap();
-        assert!(!o.compaction);
-        assert_eq!(o.compact_dead_ratio, 0.25);
-        assert_eq!(o.compact_min_dead_bytes, Some(2 << 20));
-        assert_eq!(o.compact_max_segments, 4);
-        assert_eq!(o.compact_interval, Duration::from_millis(500));
-        assert!(parse(&["--merge-dead-ratio", "2"]).is_err());
-        assert!(parse(&["--merge-interval", "0"]).is_err());
-        assert!(parse(&["--merge-min-dead-bytes", "lots"]).is_err());
-        assert!(parse(&["--merge-max-segments", "-1"]).is_err());
     }
 }

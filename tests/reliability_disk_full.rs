@@ -29,8 +29,9 @@ fn setup(size: &str, args: &[&str]) -> Option<(Tmpfs, Mount)> {
 
 fn free_bytes(path: &Path) -> u64 {
     let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
-    // SAFETY: statvfs is plain old data; `c` is a valid C string.
+    // SAFETY: statvfs is plain old data; all-zero is a valid value.
     let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid C string and `s` a valid out-pointer.
     assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut s) }, 0);
     s.f_bavail * s.f_frsize
 }

@@ -6,9 +6,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use caskfs::control;
 use caskfs::engine::MANIFEST_FILE;
 use caskfs::exit::{Code, Failure};
+use caskfs::{control, mountinfo};
 
 use super::offline;
 
@@ -31,45 +31,12 @@ pub fn etcd_mounted_on(path: &Path) -> Option<std::ffi::OsString> {
 /// The source of the FUSE mount on `path`, if it is one.
 fn mounted_source(path: &Path) -> Option<std::ffi::OsString> {
     let canon = std::fs::canonicalize(path).ok()?;
-    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    for line in info.lines() {
-        let Some((before, after)) = line.split_once(" - ") else {
-            continue;
-        };
-        let mountpoint = before.split(' ').nth(4).map(unescape);
-        let mut rest = after.split(' ');
-        let (fstype, source) = (rest.next(), rest.next().map(unescape));
-        let fuse = matches!(fstype, Some("fuse" | "fuse.caskfs"));
-        if fuse && mountpoint.as_deref() == Some(canon.as_os_str()) {
-            return source;
-        }
-    }
-    None
-}
-
-/// A mountinfo field: spaces, tabs, newlines and backslashes come octal
-/// escaped (`\040`).
-fn unescape(field: &str) -> std::ffi::OsString {
-    use std::os::unix::ffi::OsStringExt;
-    let b = field.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let octal = b
-            .get(i + 1..i + 4)
-            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
-        match (b[i], octal) {
-            (b'\\', Some(d)) => {
-                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
-                i += 4;
-            }
-            (c, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    std::ffi::OsString::from_vec(out)
+    mountinfo::mounts()
+        .into_iter()
+        .find(|m| {
+            matches!(m.fstype.as_str(), "fuse" | "fuse.caskfs") && m.mountpoint == canon.as_os_str()
+        })
+        .map(|m| m.source)
 }
 
 /// Asks the daemon serving `dir`, printing its answer: `None` if no

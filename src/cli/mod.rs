@@ -1,6 +1,7 @@
 //! The command line: its definition (clap), which also gives the manual
 //! pages and completion scripts, and what each subcommand does.
 //!
+//! - `mount`: `caskfs mount`'s options
 //! - `offline`: the subcommands on an unmounted data directory
 //! - `live`: those that ask a mounted store's daemon, or work offline
 //! - `docs`: completion scripts and manual pages
@@ -11,6 +12,7 @@ mod docs;
 mod etcd;
 mod fstab;
 mod live;
+mod mount;
 mod offline;
 mod progress;
 
@@ -37,7 +39,7 @@ pub struct Cli {
 pub enum Command {
     /// Mount DATA_DIR (or, with --backend, a prefix of an etcd cluster) on
     /// MOUNTPOINT and serve it until unmounted.
-    Mount(caskfs::mount::MountArgs),
+    Mount(mount::MountArgs),
     /// Store a value (read from stdin when VALUE is omitted). A KEY such
     /// as a/b/c is a path: missing folders above it (a, a/b) are created
     /// with it, as mkdir -p would.
@@ -145,7 +147,7 @@ pub fn parse() -> Result<Cli, Failure> {
 pub fn run(command: Command) -> Result<ExitCode, Failure> {
     progress::install();
     match command {
-        Command::Mount(args) => caskfs::mount::run(args)?,
+        Command::Mount(args) => caskfs::mount::run(args.options()?)?,
         Command::Put {
             data_dir,
             key,

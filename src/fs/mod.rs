@@ -5,15 +5,12 @@
 //!   FUSE types)
 //! - `namespace`: creating, removing and renaming names
 //! - `listing`: listing a folder
-//! - `fuse`: the adapter to the kernel protocol through /dev/fuse (fuser)
-//! - `uring`: the transport through io_uring, and its adapter
 //! - `inode`: key ↔ inode numbers, stable while mounted
 //! - `handle`: open files, and which draft each reads and writes through
 //! - `draft`: what one process's descriptors of a key see before commit
 //!   (the write buffer, spilling to disk) or the value a reader pinned
 //! - `process`: which process a request comes from
 //! - `attr`: the attributes and cache lifetimes reported
-//! - `counters`: what the daemon served, for `caskfs stats`
 //! - `errno`: the layer's error type and its one errno mapping
 //! - `storage`: the one interface to what holds the keys
 //! - `bitcask`: that interface on the embedded Bitcask log
@@ -22,7 +19,6 @@ mod attr;
 mod bitcask;
 #[cfg(test)]
 mod close_order;
-mod counters;
 mod draft;
 mod errno;
 #[allow(
@@ -30,7 +26,6 @@ mod errno;
     reason = "fs/fs.rs holds the filesystem semantics, apart from fs/fuse.rs"
 )]
 mod fs;
-mod fuse;
 mod handle;
 mod inode;
 mod listing;
@@ -38,13 +33,11 @@ mod namespace;
 mod page_cache;
 mod process;
 mod storage;
-pub mod uring;
 
-pub use attr::{Attr, Kind, Owner};
+pub use attr::{Attr, BLOCK_SIZE, Kind, Owner};
 pub use bitcask::Bitcask;
-pub use counters::Counters;
 pub use draft::SPILL_THRESHOLD;
-pub use errno::{Error, Result, errno};
+pub use errno::{Error, Result, errno, log_and_errno};
 pub use fs::{Caller, CaskFs, DirEntry, FsOptions, KernelCache, Opened, SetAttr, StatFs};
-pub use fuse::CaskFuse;
+pub use page_cache::ReadMode;
 pub use storage::{Listing, Pinned, RemoteChange, Storage, Value, disk_space};

@@ -7,12 +7,12 @@
 //! a two-vCPU VM, pinned threads made a single client's round trips
 //! slower (the scheduler then moves the client between CPUs instead).
 //!
-//! fuser still mounts, answers INIT (asking for this transport, `fuse.rs`)
+//! fuser still mounts, answers INIT (asking for this transport, `classic.rs`)
 //! and reads /dev/fuse, which keeps carrying FORGET and INTERRUPT; every
 //! other request comes through the rings, served by `serve.rs`.
 //!
 //! - `abi`: the kernel's structures for this transport
-//! - `serve`: the adapter from a request to `fs.rs` and back
+//! - `serve`: decoding a request for the request layer, encoding its answer
 
 mod abi;
 mod serve;
@@ -28,10 +28,10 @@ use std::time::{Duration, Instant};
 use io_uring::{IoUring, cqueue, opcode, squeue, types};
 use log::{debug, error, info, warn};
 
-pub use serve::Server;
+use crate::transport::request::{Answer, Requests};
 
 /// The largest request the kernel sends, and so each slot's payload
-/// buffer: INIT caps writes and readahead at this (`fuse.rs`), which the
+/// buffer: INIT caps writes and readahead at this (`classic.rs`), which the
 /// classic transport's 1 MiB requests already are.
 pub const MAX_REQUEST: u32 = 1 << 20;
 
@@ -114,9 +114,10 @@ fn with_len(sqe: squeue::Entry128, len: u32) -> squeue::Entry128 {
     // off u64, addr u64, then len u32.
     const LEN_AT: usize = 24;
     // SAFETY: `Entry128` is `repr(C)` over the kernel's 128-byte SQE, of
-    // plain integers; any bytes are a valid value.
+    // plain integers: it has no padding, so all 128 bytes are initialised.
     let mut raw: [u8; 128] = unsafe { std::mem::transmute(sqe) };
     raw[LEN_AT..LEN_AT + 4].copy_from_slice(&len.to_ne_bytes());
+    // SAFETY: as above, any 128 bytes are a valid `Entry128`.
     unsafe { std::mem::transmute(raw) }
 }
 
@@ -182,17 +183,17 @@ pub struct Rings {
 impl Prepared {
     /// Registers every slot through `dev` (the session's /dev/fuse) and
     /// serves requests until the connection ends.
-    pub fn start(self, dev: OwnedFd, server: Arc<Server>) -> io::Result<Rings> {
+    pub fn start(self, dev: OwnedFd, requests: Arc<Requests>) -> io::Result<Rings> {
         let dev = Arc::new(dev);
         let serving = Arc::new(AtomicBool::new(true));
         let total = self.queues.len();
         let mut threads = Vec::with_capacity(total);
         for (ring, slot) in self.queues {
-            let (dev, server, serving) = (dev.clone(), server.clone(), serving.clone());
+            let (dev, requests, serving) = (dev.clone(), requests.clone(), serving.clone());
             let t = std::thread::Builder::new()
                 .name(format!("caskfs-uring-{}", slot.qid))
                 .spawn(move || {
-                    if let Err(e) = serve_slot(ring, slot, dev.as_raw_fd(), &server, &serving) {
+                    if let Err(e) = serve_slot(ring, slot, dev.as_raw_fd(), &requests, &serving) {
                         error!("io_uring transport: {e}");
                     }
                 })?;
@@ -243,7 +244,7 @@ fn serve_slot(
     mut ring: IoUring<squeue::Entry128, cqueue::Entry>,
     mut slot: Slot,
     dev: i32,
-    server: &Server,
+    requests: &Requests,
     serving: &AtomicBool,
 ) -> io::Result<()> {
     ring.submitter().register_enable_rings()?;
@@ -303,7 +304,7 @@ fn serve_slot(
         }
         registered = true;
         let commit_id = slot.header.ent.commit_id;
-        let answer = serve_one(&mut slot, server);
+        let answer = serve_one(&mut slot, requests);
         let reply = abi::OutHeader {
             len: (size_of::<abi::OutHeader>() + answer.unwrap_or(0)) as u32,
             error: answer.err().map_or(0, |e| -e),
@@ -360,7 +361,7 @@ fn online_cpus() -> usize {
 
 /// Serves the request in `slot`; a panic answers EIO and is logged
 /// rather than leaving the caller waiting forever.
-fn serve_one(slot: &mut Slot, server: &Server) -> serve::Answer {
+fn serve_one(slot: &mut Slot, requests: &Requests) -> Answer<usize> {
     let header: abi::InHeader = abi::read(&slot.header.in_out).ok_or(libc::EIO)?;
     let req = serve::Request {
         header: &header,
@@ -368,7 +369,7 @@ fn serve_one(slot: &mut Slot, server: &Server) -> serve::Answer {
         len: slot.header.ent.payload_sz as usize,
     };
     let payload = &mut slot.payload;
-    catch_unwind(AssertUnwindSafe(|| server.serve(&req, payload))).unwrap_or_else(|_| {
+    catch_unwind(AssertUnwindSafe(|| serve::serve(requests, &req, payload))).unwrap_or_else(|_| {
         error!("io_uring: request {} panicked", header.opcode);
         Err(libc::EIO)
     })
@@ -390,6 +391,7 @@ mod tests {
     #[test]
     fn register_names_both_buffers() {
         let slot = Slot::new(1);
+        // SAFETY: an SQE is 128 bytes of plain integers (see `with_len`).
         let sqe: [u8; 128] = unsafe { std::mem::transmute(slot.command(7, abi::CMD_REGISTER, 0)) };
         assert_eq!(&sqe[4..8], &7i32.to_ne_bytes(), "fd");
         assert_eq!(&sqe[8..12], &abi::CMD_REGISTER.to_ne_bytes(), "cmd_op");

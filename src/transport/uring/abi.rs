@@ -2,6 +2,8 @@
 //! lays them out (include/uapi/linux/fuse.h), and the two ways bytes
 //! become them: `read` a request's struct, `bytes` of a reply's.
 
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
 /// Commands of `IORING_OP_URING_CMD` on /dev/fuse.
 pub const CMD_REGISTER: u32 = 1;
 pub const CMD_COMMIT_AND_FETCH: u32 = 2;
@@ -46,6 +48,8 @@ pub mod op {
     pub const FALLOCATE: u32 = 43;
     pub const READDIRPLUS: u32 = 44;
     pub const RENAME2: u32 = 45;
+    pub const LSEEK: u32 = 46;
+    pub const COPY_FILE_RANGE: u32 = 47;
 }
 
 /// `fuse_setattr_in.valid` bits.
@@ -62,33 +66,23 @@ pub const GETATTR_FH: u32 = 1;
 pub const WRITE_CACHE: u32 = 1;
 pub const WRITE_LOCKOWNER: u32 = 2;
 
-/// Plain data: any bytes of the right length are a value, and a value's
-/// bytes are all initialised (no padding the compiler adds).
-///
-/// # Safety
-/// Only for `#[repr(C)]` structs of integers whose fields leave no gaps.
-pub unsafe trait Plain: Copy {}
-
-/// The `T` at the start of `bytes`, if they are long enough.
-pub fn read<T: Plain>(bytes: &[u8]) -> Option<T> {
-    if bytes.len() < size_of::<T>() {
-        return None;
-    }
-    // SAFETY: the length is checked, `T` is `Plain` (every bit pattern is
-    // a value) and the read does not assume alignment.
-    Some(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+/// The `T` at the start of `bytes`, if they are long enough. Every
+/// structure here derives `FromBytes` (any bytes are a value) and
+/// `IntoBytes` (no padding, so every byte of a reply is initialised),
+/// which the derives check at compile time.
+pub fn read<T: FromBytes>(bytes: &[u8]) -> Option<T> {
+    T::read_from_prefix(bytes).ok().map(|(v, _)| v)
 }
 
 /// The bytes of `v`.
-pub fn bytes<T: Plain>(v: &T) -> &[u8] {
-    // SAFETY: `T` is `Plain`: no padding, so every byte is initialised.
-    unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }
+pub fn bytes<T: IntoBytes + Immutable>(v: &T) -> &[u8] {
+    v.as_bytes()
 }
 
 /// The buffer the kernel writes a request's headers into and reads a
 /// reply's from (`struct fuse_uring_req_header`).
 #[repr(C)]
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct RingHeader {
     /// `fuse_in_header` in, `fuse_out_header` out.
     pub in_out: [u8; 128],
@@ -96,10 +90,9 @@ pub struct RingHeader {
     pub op_in: [u8; 128],
     pub ent: RingEntInOut,
 }
-unsafe impl Plain for RingHeader {}
 
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct RingEntInOut {
     pub flags: u64,
     pub commit_id: u64,
@@ -112,17 +105,16 @@ pub struct RingEntInOut {
 /// The 80 bytes of command data in a 128-byte SQE
 /// (`struct fuse_uring_cmd_req`).
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct CmdReq {
     pub flags: u64,
     pub commit_id: u64,
     pub qid: u16,
     pub padding: [u8; 6],
 }
-unsafe impl Plain for CmdReq {}
 
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct InHeader {
     pub len: u32,
     pub opcode: u32,
@@ -134,28 +126,25 @@ pub struct InHeader {
     pub total_extlen: u16,
     pub padding: u16,
 }
-unsafe impl Plain for InHeader {}
 
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct OutHeader {
     pub len: u32,
     pub error: i32,
     pub unique: u64,
 }
-unsafe impl Plain for OutHeader {}
 
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct GetattrIn {
     pub getattr_flags: u32,
     pub dummy: u32,
     pub fh: u64,
 }
-unsafe impl Plain for GetattrIn {}
 
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct SetattrIn {
     pub valid: u32,
     pub padding: u32,
@@ -174,63 +163,56 @@ pub struct SetattrIn {
     pub gid: u32,
     pub unused5: u32,
 }
-unsafe impl Plain for SetattrIn {}
 
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct MknodIn {
     pub mode: u32,
     pub rdev: u32,
     pub umask: u32,
     pub padding: u32,
 }
-unsafe impl Plain for MknodIn {}
 
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct MkdirIn {
     pub mode: u32,
     pub umask: u32,
 }
-unsafe impl Plain for MkdirIn {}
 
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct RenameIn {
     pub newdir: u64,
 }
-unsafe impl Plain for RenameIn {}
 
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct Rename2In {
     pub newdir: u64,
     pub flags: u32,
     pub padding: u32,
 }
-unsafe impl Plain for Rename2In {}
 
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct OpenIn {
     pub flags: u32,
     pub open_flags: u32,
 }
-unsafe impl Plain for OpenIn {}
 
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct CreateIn {
     pub flags: u32,
     pub mode: u32,
     pub umask: u32,
     pub open_flags: u32,
 }
-unsafe impl Plain for CreateIn {}
 
 /// `fuse_read_in`, and `fuse_write_in`, which has the same layout.
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct IoIn {
     pub fh: u64,
     pub offset: u64,
@@ -241,47 +223,42 @@ pub struct IoIn {
     pub flags: u32,
     pub padding: u32,
 }
-unsafe impl Plain for IoIn {}
 
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct ReleaseIn {
     pub fh: u64,
     pub flags: u32,
     pub release_flags: u32,
     pub lock_owner: u64,
 }
-unsafe impl Plain for ReleaseIn {}
 
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct FlushIn {
     pub fh: u64,
     pub unused: u32,
     pub padding: u32,
     pub lock_owner: u64,
 }
-unsafe impl Plain for FlushIn {}
 
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct FsyncIn {
     pub fh: u64,
     pub fsync_flags: u32,
     pub padding: u32,
 }
-unsafe impl Plain for FsyncIn {}
 
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct AccessIn {
     pub mask: u32,
     pub padding: u32,
 }
-unsafe impl Plain for AccessIn {}
 
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct FuseAttr {
     pub ino: u64,
     pub size: u64,
@@ -300,10 +277,9 @@ pub struct FuseAttr {
     pub blksize: u32,
     pub flags: u32,
 }
-unsafe impl Plain for FuseAttr {}
 
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct EntryOut {
     pub nodeid: u64,
     pub generation: u64,
@@ -313,46 +289,41 @@ pub struct EntryOut {
     pub attr_valid_nsec: u32,
     pub attr: FuseAttr,
 }
-unsafe impl Plain for EntryOut {}
 
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct AttrOut {
     pub attr_valid: u64,
     pub attr_valid_nsec: u32,
     pub dummy: u32,
     pub attr: FuseAttr,
 }
-unsafe impl Plain for AttrOut {}
 
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct OpenOut {
     pub fh: u64,
     pub open_flags: u32,
     pub backing_id: i32,
 }
-unsafe impl Plain for OpenOut {}
 
 /// CREATE answers with both.
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct CreateOut {
     pub entry: EntryOut,
     pub open: OpenOut,
 }
-unsafe impl Plain for CreateOut {}
 
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct WriteOut {
     pub size: u32,
     pub padding: u32,
 }
-unsafe impl Plain for WriteOut {}
 
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct StatfsOut {
     pub blocks: u64,
     pub bfree: u64,
@@ -365,19 +336,17 @@ pub struct StatfsOut {
     pub padding: u32,
     pub spare: [u32; 6],
 }
-unsafe impl Plain for StatfsOut {}
 
 /// A directory entry's fixed part; its name follows, and the whole is
 /// padded to 8 bytes.
 #[repr(C)]
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct Dirent {
     pub ino: u64,
     pub off: u64,
     pub namelen: u32,
     pub typ: u32,
 }
-unsafe impl Plain for Dirent {}
 
 #[cfg(test)]
 mod tests {
@@ -387,15 +356,29 @@ mod tests {
     #[test]
     fn layouts_match_the_kernel() {
         assert_eq!(size_of::<RingHeader>(), 288);
+        assert_eq!(size_of::<RingEntInOut>(), 32);
         assert_eq!(size_of::<CmdReq>(), 24);
         assert_eq!(size_of::<InHeader>(), 40);
         assert_eq!(size_of::<OutHeader>(), 16);
+        assert_eq!(size_of::<GetattrIn>(), 16);
         assert_eq!(size_of::<SetattrIn>(), 88);
+        assert_eq!(size_of::<MknodIn>(), 16);
+        assert_eq!(size_of::<MkdirIn>(), 8);
+        assert_eq!(size_of::<RenameIn>(), 8);
+        assert_eq!(size_of::<Rename2In>(), 16);
+        assert_eq!(size_of::<OpenIn>(), 8);
+        assert_eq!(size_of::<CreateIn>(), 16);
         assert_eq!(size_of::<IoIn>(), 40);
+        assert_eq!(size_of::<ReleaseIn>(), 24);
+        assert_eq!(size_of::<FlushIn>(), 24);
+        assert_eq!(size_of::<FsyncIn>(), 16);
+        assert_eq!(size_of::<AccessIn>(), 8);
         assert_eq!(size_of::<FuseAttr>(), 88);
         assert_eq!(size_of::<EntryOut>(), 128);
         assert_eq!(size_of::<AttrOut>(), 104);
+        assert_eq!(size_of::<OpenOut>(), 16);
         assert_eq!(size_of::<CreateOut>(), 144);
+        assert_eq!(size_of::<WriteOut>(), 8);
         assert_eq!(size_of::<StatfsOut>(), 80);
         assert_eq!(size_of::<Dirent>(), 24);
     }

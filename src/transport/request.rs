@@ -1,0 +1,470 @@
+//! The one request layer: what each FUSE operation answers, whichever
+//! transport carried it. Each method counts the request, calls the
+//! filesystem (`crate::fs`), and returns the reply's contents in the
+//! kernel's terms (attributes with their lifetimes, open flags) or the
+//! errno, logged once here. The transports (`classic.rs`, `uring/`) only
+//! decode requests into these calls and encode what they return.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use super::counters::{Counters, Req};
+use crate::fs::{
+    Attr, BLOCK_SIZE, Caller, CaskFs, DirEntry, Error, Kind, Opened, Owner, ReadMode, SetAttr,
+    StatFs, log_and_errno,
+};
+
+/// What a request that fails answers: an errno.
+pub type Errno = i32;
+pub type Answer<T> = Result<T, Errno>;
+
+/// `FOPEN_*` flags of an open's reply, as the kernel defines them.
+pub const FOPEN_DIRECT_IO: u32 = 1 << 0;
+pub const FOPEN_KEEP_CACHE: u32 = 1 << 1;
+pub const FOPEN_CACHE_DIR: u32 = 1 << 3;
+pub const FOPEN_NOFLUSH: u32 = 1 << 5;
+
+/// An inode's attributes as the kernel takes them.
+#[derive(Clone, Copy, Debug)]
+pub struct KernelAttr {
+    pub ino: u64,
+    pub size: u64,
+    pub blocks: u64,
+    /// The mount is `noatime`: atime shows the mtime.
+    pub atime: SystemTime,
+    pub mtime: SystemTime,
+    pub ctime: SystemTime,
+    /// `st_mode`: file type and permission bits.
+    pub mode: u32,
+    pub kind: Kind,
+    pub nlink: u32,
+    pub uid: u32,
+    pub gid: u32,
+    pub rdev: u32,
+    pub blksize: u32,
+}
+
+impl KernelAttr {
+    fn of(a: &Attr) -> KernelAttr {
+        KernelAttr {
+            ino: a.ino,
+            size: a.size,
+            blocks: a.blocks(),
+            atime: a.mtime,
+            mtime: a.mtime,
+            ctime: a.ctime,
+            mode: kind_bits(a.kind) | u32::from(a.perm),
+            kind: a.kind,
+            nlink: a.nlink,
+            uid: a.owner.uid,
+            gid: a.owner.gid,
+            rdev: 0,
+            blksize: BLOCK_SIZE,
+        }
+    }
+}
+
+/// The file type bits of `st_mode` for `kind` (a directory entry's type
+/// is these shifted right by 12).
+pub fn kind_bits(kind: Kind) -> u32 {
+    match kind {
+        Kind::Directory => libc::S_IFDIR,
+        Kind::File => libc::S_IFREG,
+        Kind::Symlink => libc::S_IFLNK,
+    }
+}
+
+/// The reply to getattr and setattr.
+#[derive(Clone, Copy, Debug)]
+pub struct AttrOut {
+    pub attr: KernelAttr,
+    pub ttl: Duration,
+}
+
+/// The reply to lookup and to what creates a name: the name's inode and
+/// how long the kernel may keep the name and the attributes.
+#[derive(Clone, Copy, Debug)]
+pub struct EntryOut {
+    pub attr: KernelAttr,
+    pub entry_ttl: Duration,
+    pub attr_ttl: Duration,
+}
+
+/// The reply to open and opendir.
+#[derive(Clone, Copy, Debug)]
+pub struct OpenOut {
+    pub fh: u64,
+    /// `FOPEN_*` bits.
+    pub flags: u32,
+}
+
+/// Requests caskfs answers with an errno of its choosing, never by
+/// accident: each transport names the one it got.
+#[derive(Clone, Copy, Debug)]
+pub enum Refused {
+    Link,
+    Readdirplus,
+    Setxattr,
+    Getxattr,
+    Listxattr,
+    Removexattr,
+    Getlk,
+    Setlk,
+    Bmap,
+    Ioctl,
+    Poll,
+    Fallocate,
+    Lseek,
+    CopyFileRange,
+    /// An opcode the transport does not know.
+    Unknown,
+}
+
+pub struct Requests {
+    fs: Arc<CaskFs>,
+    counters: Arc<Counters>,
+    /// How long the kernel may keep names and attributes.
+    ttl: Duration,
+}
+
+fn err(op: &str, e: &Error) -> Errno {
+    log_and_errno(op, e)
+}
+
+fn done(op: &str, r: crate::fs::Result<()>) -> Answer<()> {
+    r.map_err(|e| err(op, &e))
+}
+
+/// How the kernel is to treat an open file. A writer's is direct I/O:
+/// reads and writes go to its handle, which holds the writer's own view.
+/// A reader's goes through the page cache when the filesystem allows,
+/// else straight to the value it pinned. Read-only opens need no flush.
+fn open_flags(o: &Opened) -> u32 {
+    match (o.write, o.read) {
+        (true, _) => FOPEN_DIRECT_IO,
+        (false, ReadMode::Direct) => FOPEN_DIRECT_IO | FOPEN_NOFLUSH,
+        (false, ReadMode::Cached { keep: true }) => FOPEN_KEEP_CACHE | FOPEN_NOFLUSH,
+        (false, ReadMode::Cached { keep: false }) => FOPEN_NOFLUSH,
+    }
+}
+
+impl Requests {
+    pub fn new(fs: Arc<CaskFs>) -> Requests {
+        Requests {
+            ttl: fs.cache_lifetime(),
+            fs,
+            counters: Arc::default(),
+        }
+    }
+
+    pub fn fs(&self) -> &Arc<CaskFs> {
+        &self.fs
+    }
+
+    /// What has been served, counted as it goes.
+    pub fn counters(&self) -> Arc<Counters> {
+        self.counters.clone()
+    }
+
+    fn count(&self, r: Req) {
+        self.counters.request(r);
+    }
+
+    fn entry(&self, a: &Attr) -> EntryOut {
+        let ttl = a.ttl(self.ttl);
+        EntryOut {
+            attr: KernelAttr::of(a),
+            entry_ttl: ttl,
+            attr_ttl: ttl,
+        }
+    }
+
+    fn attr(&self, a: &Attr) -> AttrOut {
+        AttrOut {
+            attr: KernelAttr::of(a),
+            ttl: a.ttl(self.ttl),
+        }
+    }
+
+    fn made(&self, op: &str, r: crate::fs::Result<Attr>) -> Answer<EntryOut> {
+        r.map(|a| self.entry(&a)).map_err(|e| err(op, &e))
+    }
+
+    pub fn lookup(&self, parent: u64, name: &[u8], pid: u32) -> Answer<EntryOut> {
+        self.count(Req::Lookup);
+        match self.fs.lookup(parent, name, pid) {
+            // A missing name stays missing until a create or rename that
+            // the kernel itself sends: it may remember the answer (an
+            // entry with inode 0).
+            Err(Error::NotFound) => {
+                let none = Attr::implied_folder(0, SystemTime::UNIX_EPOCH, Owner::current());
+                Ok(EntryOut {
+                    attr: KernelAttr {
+                        mode: libc::S_IFREG,
+                        kind: Kind::File,
+                        ..KernelAttr::of(&none)
+                    },
+                    entry_ttl: self.ttl,
+                    attr_ttl: Duration::ZERO,
+                })
+            }
+            r => self.made("lookup", r),
+        }
+    }
+
+    pub fn getattr(&self, ino: u64, fh: Option<u64>, pid: u32) -> Answer<AttrOut> {
+        self.count(Req::Getattr);
+        let a = self
+            .fs
+            .getattr(ino, fh, pid)
+            .map_err(|e| err("getattr", &e))?;
+        Ok(self.attr(&a))
+    }
+
+    pub fn setattr(&self, ino: u64, change: SetAttr, pid: u32) -> Answer<AttrOut> {
+        self.count(Req::Setattr);
+        let a = self
+            .fs
+            .setattr(ino, change, pid)
+            .map_err(|e| err("setattr", &e))?;
+        Ok(self.attr(&a))
+    }
+
+    pub fn readlink(&self, ino: u64) -> Answer<Vec<u8>> {
+        self.count(Req::Readlink);
+        self.fs.readlink(ino).map_err(|e| err("readlink", &e))
+    }
+
+    pub fn mknod(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        umask: u32,
+        caller: &Caller,
+    ) -> Answer<EntryOut> {
+        self.count(Req::Mknod);
+        let r = self.fs.mknod(parent, name, mode, umask, caller);
+        self.made("mknod", r)
+    }
+
+    pub fn mkdir(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        umask: u32,
+        caller: &Caller,
+    ) -> Answer<EntryOut> {
+        self.count(Req::Mkdir);
+        let r = self.fs.mkdir(parent, name, mode, umask, caller);
+        self.made("mkdir", r)
+    }
+
+    pub fn symlink(
+        &self,
+        parent: u64,
+        name: &[u8],
+        target: &[u8],
+        caller: &Caller,
+    ) -> Answer<EntryOut> {
+        self.count(Req::Symlink);
+        let r = self.fs.symlink(parent, name, target, caller);
+        self.made("symlink", r)
+    }
+
+    pub fn unlink(&self, parent: u64, name: &[u8]) -> Answer<()> {
+        self.count(Req::Unlink);
+        done("unlink", self.fs.unlink(parent, name))
+    }
+
+    pub fn rmdir(&self, parent: u64, name: &[u8]) -> Answer<()> {
+        self.count(Req::Rmdir);
+        done("rmdir", self.fs.rmdir(parent, name))
+    }
+
+    pub fn rename(
+        &self,
+        parent: u64,
+        name: &[u8],
+        newparent: u64,
+        newname: &[u8],
+        flags: u32,
+    ) -> Answer<()> {
+        self.count(Req::Rename);
+        let r = self.fs.rename(parent, name, newparent, newname, flags);
+        done("rename", r)
+    }
+
+    pub fn open(&self, ino: u64, flags: i32, pid: u32) -> Answer<OpenOut> {
+        self.count(Req::Open);
+        let o = self.fs.open(ino, flags, pid).map_err(|e| err("open", &e))?;
+        Ok(OpenOut {
+            fh: o.fh,
+            flags: open_flags(&o),
+        })
+    }
+
+    pub fn create(
+        &self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        caller: &Caller,
+    ) -> Answer<(EntryOut, OpenOut)> {
+        self.count(Req::Create);
+        let (a, o) = self
+            .fs
+            .create(parent, name, mode, umask, flags, caller)
+            .map_err(|e| err("create", &e))?;
+        let open = OpenOut {
+            fh: o.fh,
+            flags: open_flags(&o),
+        };
+        Ok((self.entry(&a), open))
+    }
+
+    /// Hands up to `size` bytes at `offset` to `give`, which replies with
+    /// them: straight from where the value lies, where it can.
+    pub fn read<R>(
+        &self,
+        fh: u64,
+        offset: u64,
+        size: usize,
+        give: impl FnOnce(&[u8]) -> R,
+    ) -> Answer<R> {
+        self.count(Req::Read);
+        self.fs
+            .read(fh, offset, size, |data| {
+                self.counters.read(data.len());
+                give(data)
+            })
+            .map_err(|e| err("read", &e))
+    }
+
+    /// `from_cache`: the kernel writes back pages of a shared mapping;
+    /// `owner`: the lock owner, when the kernel names one.
+    pub fn write(
+        &self,
+        fh: u64,
+        offset: u64,
+        data: &[u8],
+        from_cache: bool,
+        owner: Option<u64>,
+    ) -> Answer<u32> {
+        self.count(Req::Write);
+        let n = self
+            .fs
+            .write(fh, offset, data, from_cache, owner)
+            .map_err(|e| err("write", &e))?;
+        self.counters.written(n);
+        Ok(n as u32)
+    }
+
+    pub fn flush(&self, fh: u64, lock_owner: u64, pid: u32) -> Answer<()> {
+        self.count(Req::Flush);
+        done("flush", self.fs.flush(fh, lock_owner, pid))
+    }
+
+    pub fn release(&self, fh: u64) -> Answer<()> {
+        self.count(Req::Release);
+        done("release", self.fs.release(fh))
+    }
+
+    pub fn fsync(&self, fh: u64) -> Answer<()> {
+        self.count(Req::Fsync);
+        done("fsync", self.fs.fsync(fh))
+    }
+
+    /// The kernel keeps a listing in its page cache across opens, unless
+    /// other hosts change it unseen.
+    pub fn opendir(&self, ino: u64) -> Answer<OpenOut> {
+        self.count(Req::Opendir);
+        let fh = self.fs.opendir(ino).map_err(|e| err("opendir", &e))?;
+        let flags = match self.fs.shared() {
+            false => FOPEN_CACHE_DIR | FOPEN_KEEP_CACHE,
+            true => 0,
+        };
+        Ok(OpenOut { fh, flags })
+    }
+
+    /// The listing of `fh` and where in it `offset` continues; the
+    /// transport sends as many entries from there as its reply holds.
+    pub fn readdir(&self, ino: u64, fh: u64, offset: u64) -> Answer<(Arc<Vec<DirEntry>>, usize)> {
+        self.count(Req::Readdir);
+        self.fs
+            .readdir(ino, fh, offset)
+            .map_err(|e| err("readdir", &e))
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.count(Req::Releasedir);
+        self.fs.releasedir(fh);
+    }
+
+    /// A folder's entries are the store's; syncing one syncs the store.
+    pub fn fsyncdir(&self) -> Answer<()> {
+        self.count(Req::Fsyncdir);
+        done("fsyncdir", self.fs.sync())
+    }
+
+    pub fn statfs(&self) -> Answer<StatFs> {
+        self.count(Req::Statfs);
+        self.fs.statfs().map_err(|e| err("statfs", &e))
+    }
+
+    /// Not sent: the kernel checks permissions itself
+    /// (`default_permissions`).
+    pub fn access(&self, ino: u64, mask: i32) -> Answer<()> {
+        self.count(Req::Access);
+        done("access", self.fs.access(ino, mask))
+    }
+
+    /// The errno of a request caskfs does not serve, and why each:
+    /// - hard links: EPERM, as a filesystem without them answers;
+    /// - readdirplus: never sent (not asked for at INIT);
+    /// - extended attributes: ENOSYS tells the kernel they are not
+    ///   stored, once; it answers EOPNOTSUPP itself from then on, sparing
+    ///   the `security.capability` lookup it otherwise sends before
+    ///   writes;
+    /// - POSIX locks: not asked for at INIT, so the kernel keeps them
+    ///   itself (they work between processes of this machine);
+    /// - bmap: for block-device filesystems only;
+    /// - ioctl: ENOTTY, as for a file that has none;
+    /// - poll: ENOSYS makes the kernel treat files as always ready, as
+    ///   for disks;
+    /// - fallocate: EOPNOTSUPP;
+    /// - lseek: ENOSYS lets the kernel answer it (no holes to report);
+    /// - copy_file_range: ENOSYS makes the kernel read and write instead.
+    pub fn refuse(&self, what: Refused) -> Errno {
+        let (req, errno) = match what {
+            Refused::Link => {
+                self.count(Req::Link);
+                return err("link", &self.fs.refuse("hard links"));
+            }
+            Refused::Readdirplus => (Req::Readdirplus, libc::ENOSYS),
+            Refused::Setxattr => (Req::Setxattr, libc::ENOSYS),
+            Refused::Getxattr => (Req::Getxattr, libc::ENOSYS),
+            Refused::Listxattr => (Req::Listxattr, libc::ENOSYS),
+            Refused::Removexattr => (Req::Removexattr, libc::ENOSYS),
+            Refused::Getlk => (Req::Getlk, libc::ENOSYS),
+            Refused::Setlk => (Req::Setlk, libc::ENOSYS),
+            Refused::Bmap => (Req::Bmap, libc::ENOSYS),
+            Refused::Ioctl => (Req::Ioctl, libc::ENOTTY),
+            Refused::Poll => (Req::Poll, libc::ENOSYS),
+            Refused::Fallocate => (Req::Other, libc::EOPNOTSUPP),
+            Refused::Lseek | Refused::CopyFileRange | Refused::Unknown => {
+                (Req::Other, libc::ENOSYS)
+            }
+        };
+        self.count(req);
+        errno
+    }
+
+    /// At unmount: commits whatever open handles still hold.
+    pub fn destroy(&self) {
+        self.fs.shutdown();
+    }
+}
