@@ -17,6 +17,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{info, warn};
 
+use super::crash_points::{self, CrashPoint};
 use super::error::{Error, Result};
 use super::format::{self, SEGMENT_HEADER_LEN};
 use super::index::hash_key;
@@ -27,19 +28,6 @@ use super::progress::Task;
 use super::record::HEADER_LEN;
 use super::segment::Segment;
 use super::store::{Inner, Version};
-
-/// Where a test may stop a merge as a crash would: nothing after that point
-/// happens, not even the clean-up of temporary files.
-#[doc(hidden)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CrashPoint {
-    /// Part of the first output written, under its temporary name.
-    OutputHalfWritten,
-    /// Outputs complete and renamed into place, MANIFEST not yet replaced.
-    BeforeInstall,
-    /// MANIFEST replaced, inputs not yet deleted.
-    BeforeDelete,
-}
 
 /// What one merge did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -112,15 +100,11 @@ impl Inner {
                 return Err(e);
             }
         };
-        if self.opts.crash_point == Some(CrashPoint::BeforeInstall) {
-            return Err(simulated_crash());
-        }
+        crash_points::stop_at(self.opts.crash_point, CrashPoint::BeforeInstall)?;
         let bytes_after = outputs.iter().map(|s| s.file_len()).sum();
         let output_ids: Vec<u64> = outputs.iter().map(|s| s.id).collect();
         self.install(ids, outputs)?;
-        if self.opts.crash_point == Some(CrashPoint::BeforeDelete) {
-            return Err(simulated_crash());
-        }
+        crash_points::stop_at(self.opts.crash_point, CrashPoint::BeforeDelete)?;
         for seg in &inputs {
             // Readers still holding the segment keep its open file.
             let _ = fs::remove_file(&seg.path);
@@ -177,9 +161,12 @@ impl Inner {
                     }
                     if let Some(out) = current.as_mut() {
                         out.copy(seg, s)?;
-                        if self.opts.crash_point == Some(CrashPoint::OutputHalfWritten) {
+                        if crash_points::reached(
+                            self.opts.crash_point,
+                            CrashPoint::OutputHalfWritten,
+                        ) {
                             out.out.flush().map_err(|e| out.io_err(e))?;
-                            return Err(simulated_crash());
+                            return Err(crash_points::crash());
                         }
                     }
                 }
@@ -191,7 +178,7 @@ impl Inner {
             sync_dir(&self.dir).map_err(|e| Error::io(format!("syncing {}", self.dir.display()), e))
         })();
         if let Err(e) = result {
-            if self.opts.crash_point.is_none() {
+            if !crash_points::armed(self.opts.crash_point) {
                 for o in done.iter().chain(current.iter()) {
                     let _ = fs::remove_file(&o.tmp);
                     let _ = fs::remove_file(&o.path);
@@ -274,13 +261,6 @@ fn split(v: &Version, ids: &[u64]) -> Result<Split> {
         .cloned()
         .collect();
     Ok((newer, inputs, older))
-}
-
-fn simulated_crash() -> Error {
-    Error::io(
-        "simulated crash",
-        std::io::Error::other("crash point reached"),
-    )
 }
 
 impl std::fmt::Display for MergeReport {

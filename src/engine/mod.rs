@@ -6,6 +6,7 @@ mod background;
 mod backup;
 mod check;
 mod compaction;
+mod crash_points;
 mod error;
 mod folder_rename;
 mod format;
@@ -33,7 +34,8 @@ mod writer;
 
 pub use backup::BackupReport;
 pub use check::{CheckReport, check};
-pub use compaction::{CrashPoint, MergeOutlook, MergeReport};
+pub use compaction::{MergeOutlook, MergeReport};
+pub use crash_points::CrashPoint;
 pub use error::{Error, Result};
 pub use folder_rename::{MAX_RENAME_BYTES, MAX_RENAME_ENTRIES};
 pub use format::{CONTROL_FILE, MANIFEST_FILE};
