@@ -27,7 +27,8 @@ use super::options::Options;
 use super::progress::Task;
 use super::record::HEADER_LEN;
 use super::segment::Segment;
-use super::store::{Inner, Version};
+use super::store::Inner;
+use super::version::Version;
 
 /// What one merge did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -30,6 +30,7 @@ mod stats;
 mod store;
 mod table;
 pub mod tree;
+mod version;
 mod writer;
 
 pub use backup::BackupReport;
