@@ -14,10 +14,10 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use log::{debug, info, warn};
-use parking_lot::{Condvar, Mutex, RwLock};
+use parking_lot::{Mutex, RwLock};
 
-use super::background::Signals;
-use super::compaction::{MergeOutlook, MergeReport};
+use super::background::Background;
+use super::compaction::{self, MergeOutlook, MergeReport};
 use super::error::{Error, Result, show_key};
 use super::format::{self, SEGMENT_HEADER_LEN};
 use super::hint;
@@ -137,11 +137,7 @@ pub(crate) struct Inner {
     pub last_merge: Mutex<Option<MergeReport>>,
     /// Merges done since the store was opened.
     pub merges_done: AtomicU64,
-    pub signals: Mutex<Signals>,
-    /// Wakes the merge thread: a roll, a request, or the store closing.
-    pub compact_wake: Condvar,
-    /// Wakes the flush thread when the store closes.
-    pub flush_wake: Condvar,
+    pub background: Background,
     _lock: DirLock,
 }
 
@@ -222,9 +218,7 @@ impl Store {
             tree: RwLock::new(None),
             last_merge: Mutex::new(None),
             merges_done: AtomicU64::new(0),
-            signals: Mutex::new(Signals::default()),
-            compact_wake: Condvar::new(),
-            flush_wake: Condvar::new(),
+            background: Background::default(),
             _lock: lock,
         });
         if !inner.opts.read_only {
@@ -239,11 +233,20 @@ impl Store {
         if !inner.opts.read_only {
             if let SyncPolicy::Interval(every) = inner.opts.sync {
                 let inner = inner.clone();
-                threads.push(std::thread::spawn(move || inner.flush_every(every)));
+                threads.push(std::thread::spawn(move || {
+                    inner.background.flush_every(every, || inner.sync_all())
+                }));
             }
             // Runs even with compaction off, to serve explicit requests.
             let inner = inner.clone();
-            threads.push(std::thread::spawn(move || inner.merge_when_worth_it()));
+            threads.push(std::thread::spawn(move || {
+                inner.background.merge_when_worth_it(
+                    &inner.opts,
+                    || inner.write_pending_hints(),
+                    || compaction::worth_merging(&inner),
+                    || inner.compact_all(),
+                )
+            }));
         }
         Ok(Store { inner, threads })
     }
@@ -598,8 +601,7 @@ impl Store {
 
     /// Asks the merge thread to merge now, without waiting for it.
     pub fn request_compaction(&self) {
-        self.inner.signals.lock().compact_requested = true;
-        self.inner.compact_wake.notify_all();
+        self.inner.background.request_merge();
     }
 
     /// The last merge this process ran.
@@ -628,9 +630,7 @@ impl Store {
     }
 
     fn stop_threads(&mut self) {
-        self.inner.signals.lock().stop = true;
-        self.inner.compact_wake.notify_all();
-        self.inner.flush_wake.notify_all();
+        self.inner.background.stop();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -818,7 +818,7 @@ impl Inner {
             closed,
         });
         drop(version);
-        self.note_roll();
+        self.background.note_roll();
         Ok(())
     }
 
