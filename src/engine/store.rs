@@ -31,7 +31,7 @@ use super::record::{CRC_FIELD, HEADER_LEN, Header, Layout};
 use super::recovery;
 use super::segment::Segment;
 use super::staged::Staged;
-use super::stats::Stats;
+use super::stats::{self, Stats};
 use super::tree::{EntryKind, Tree};
 use super::version::Version;
 use super::writer::{self, Change, Op, Source, Writer};
@@ -580,7 +580,13 @@ impl Store {
     }
 
     pub fn stats(&self) -> Result<Stats> {
-        self.inner.stats()
+        let version = self.inner.version();
+        let active_len = self.inner.writer.lock().len;
+        let mut stats = stats::of_segments(&version, active_len);
+        stats.last_merge = compaction::read_last_merge(&self.inner.dir);
+        stats.merges_done = self.inner.merges_done.load(Ordering::Relaxed);
+        stats.merge_running = self.inner.merge_lock.is_locked();
+        Ok(stats)
     }
 
     /// Merges all closed segments now, in the calling thread.
