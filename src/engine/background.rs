@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use log::warn;
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
-use super::compaction::MergeReport;
 use super::error::Result;
+use super::merge_install::MergeReport;
 use super::options::Options;
 
 #[derive(Default)]

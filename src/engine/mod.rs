@@ -5,7 +5,6 @@
 mod background;
 mod backup;
 mod check;
-mod compaction;
 mod crash_points;
 mod error;
 mod folder_rename;
@@ -16,7 +15,10 @@ mod index;
 mod key;
 mod lock;
 mod manifest;
+mod merge;
+mod merge_install;
 mod merge_output;
+mod merge_policy;
 mod meta;
 mod options;
 pub mod progress;
@@ -35,12 +37,13 @@ mod writer;
 
 pub use backup::BackupReport;
 pub use check::{CheckReport, check};
-pub use compaction::{MergeOutlook, MergeReport};
 pub use crash_points::CrashPoint;
 pub use error::{Error, Result};
 pub use folder_rename::{MAX_RENAME_BYTES, MAX_RENAME_ENTRIES};
 pub use format::{CONTROL_FILE, MANIFEST_FILE};
 pub use key::{MAX_KEY_LEN, MAX_NAME_LEN, validate_key};
+pub use merge_install::MergeReport;
+pub use merge_policy::MergeOutlook;
 pub use meta::{DEFAULT_MODE, Meta, OWNER_UNSET, PERM_BITS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
 pub use options::{Options, SyncPolicy, parse_ratio, parse_secs, parse_size};
 /// Bytes a record's header takes, besides its key and value.

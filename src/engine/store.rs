@@ -11,13 +11,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use log::{debug, info, warn};
 use parking_lot::{Mutex, RwLock};
 
 use super::background::Background;
-use super::compaction::{self, MergeOutlook, MergeReport};
 use super::error::{Error, Result, show_key};
 use super::format::{self, SEGMENT_HEADER_LEN};
 use super::hint;
@@ -25,6 +24,9 @@ use super::index::{Entry, Index, hash_key};
 use super::key::validate_key;
 use super::lock::DirLock;
 use super::manifest::Manifest;
+use super::merge;
+use super::merge_install::{self, MergeReport};
+use super::merge_policy::{self, MergeOutlook};
 use super::meta::Meta;
 use super::options::{Options, SyncPolicy};
 use super::record::{CRC_FIELD, HEADER_LEN, Header, Layout};
@@ -243,7 +245,7 @@ impl Store {
                 inner.background.merge_when_worth_it(
                     &inner.opts,
                     || inner.write_pending_hints(),
-                    || compaction::worth_merging(&inner),
+                    || inner.merge_outlook().worth_merging(&inner.opts),
                     || inner.compact_all(),
                 )
             }));
@@ -583,7 +585,7 @@ impl Store {
         let version = self.inner.version();
         let active_len = self.inner.writer.lock().len;
         let mut stats = stats::of_segments(&version, active_len);
-        stats.last_merge = compaction::read_last_merge(&self.inner.dir);
+        stats.last_merge = merge_install::read_last_merge(&self.inner.dir);
         stats.merges_done = self.inner.merges_done.load(Ordering::Relaxed);
         stats.merge_running = self.inner.merge_lock.is_locked();
         Ok(stats)
@@ -826,6 +828,46 @@ impl Inner {
         drop(version);
         self.background.note_roll();
         Ok(())
+    }
+
+    /// Merges every closed segment. `Ok(None)` when there is nothing to merge.
+    pub fn compact_all(&self) -> Result<Option<MergeReport>> {
+        let _one_at_a_time = self.merge_lock.lock();
+        let ids = merge_policy::all_closed(&self.version());
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        self.merge_locked(&ids).map(Some)
+    }
+
+    /// Merges the closed segments `ids` (oldest first), which must be next
+    /// to each other in the segment order.
+    pub fn merge(&self, ids: &[u64]) -> Result<MergeReport> {
+        let _one_at_a_time = self.merge_lock.lock();
+        self.merge_locked(ids)
+    }
+
+    fn merge_locked(&self, ids: &[u64]) -> Result<MergeReport> {
+        let started = Instant::now();
+        let version = self.version();
+        let merged = merge::merge(&self.dir, &self.opts, &version, ids, || self.reserve_id())?;
+        let report = merge_install::install(
+            &self.dir,
+            self.opts.crash_point,
+            &self.manifest,
+            &self.version,
+            merged,
+            started,
+        )?;
+        *self.last_merge.lock() = Some(report.clone());
+        self.merges_done.fetch_add(1, Ordering::Relaxed);
+        Ok(report)
+    }
+
+    /// What a merge of every closed segment would do now (see
+    /// `merge_policy::outlook`).
+    pub fn merge_outlook(&self) -> MergeOutlook {
+        merge_policy::outlook(&self.version(), &self.opts)
     }
 
     /// Stores `staged` as the value of `key` by making its file the active
