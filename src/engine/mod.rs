@@ -12,6 +12,7 @@ mod format;
 mod hint;
 mod huge_pages;
 mod index;
+mod inner;
 mod key;
 mod lock;
 mod manifest;
