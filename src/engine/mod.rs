@@ -14,6 +14,7 @@ mod huge_pages;
 mod index;
 mod inner;
 mod key;
+mod le;
 mod lock;
 mod manifest;
 mod merge;
