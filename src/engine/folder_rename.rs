@@ -9,11 +9,12 @@ use std::sync::Arc;
 
 use super::error::{Error, Result, show_key};
 use super::index::Entry;
+use super::inner::Inner;
 use super::key::validate_key;
-use super::meta::Meta;
+use super::meta::{Meta, now_ns};
 use super::record::HEADER_LEN;
 use super::segment::Segment;
-use super::store::{Inner, Store, check_meta, live, now_ns};
+use super::store::{Store, check_meta, live};
 use super::tree::EntryKind;
 use super::writer::{self, Change, Op, Source};
 

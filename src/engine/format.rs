@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::le::{le_u32, le_u64};
 use super::record::Layout;
 
 /// Format version of the segments and hints this build writes; bumped on
@@ -138,24 +139,6 @@ pub fn check_segment_header(bytes: &[u8], expected_id: u64) -> Result<Layout, St
         ));
     }
     Ok(layout)
-}
-
-pub fn le_u16(b: &[u8]) -> u16 {
-    let mut a = [0u8; 2];
-    a.copy_from_slice(&b[..2]);
-    u16::from_le_bytes(a)
-}
-
-pub fn le_u32(b: &[u8]) -> u32 {
-    let mut a = [0u8; 4];
-    a.copy_from_slice(&b[..4]);
-    u32::from_le_bytes(a)
-}
-
-pub fn le_u64(b: &[u8]) -> u64 {
-    let mut a = [0u8; 8];
-    a.copy_from_slice(&b[..8]);
-    u64::from_le_bytes(a)
 }
 
 #[cfg(test)]

@@ -18,9 +18,10 @@ use std::io::Write;
 use std::path::Path;
 
 use super::error::{Error, Result};
-use super::format::{self, FORMAT_VERSION, HINT_MAGIC, le_u16, le_u32, le_u64};
+use super::format::{self, FORMAT_VERSION, HINT_MAGIC};
 use super::index::{Entry, Index};
 use super::key::MAX_KEY_LEN;
+use super::le::{le_u16, le_u32, le_u64};
 use super::manifest::sync_dir;
 
 const HEADER_LEN: usize = 8 + 4 + 4 + 8 + 8 + 8 + 8;

@@ -11,7 +11,8 @@ use std::io::Write;
 use std::path::Path;
 
 use super::error::{Error, Result};
-use super::format::{self, MANIFEST_FILE, MANIFEST_MAGIC, MANIFEST_VERSION, le_u32, le_u64};
+use super::format::{self, MANIFEST_FILE, MANIFEST_MAGIC, MANIFEST_VERSION};
+use super::le::{le_u32, le_u64};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Manifest {

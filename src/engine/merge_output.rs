@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::error::{Error, Result};
-use super::format;
+use super::format::{self, SEGMENT_HEADER_LEN};
 use super::hint;
 use super::index::{Entry, Index, hash_key};
 use super::record::{self, CRC_FIELD, Header, Layout};
@@ -53,6 +53,13 @@ impl Survivor {
         }
         Ok(key)
     }
+}
+
+/// Whether a record of `len` bytes starts a new output rather than going
+/// into the one that holds `out_len` bytes: outputs are cut at the segment
+/// size, but each takes at least one record.
+pub fn output_full(out_len: u64, len: u64, max_segment_size: u64) -> bool {
+    out_len > SEGMENT_HEADER_LEN as u64 && out_len + len > max_segment_size
 }
 
 /// An output segment being written under its temporary name.

@@ -2,6 +2,8 @@
 //! permission bits, the owner, and two times. A version-1 record carries
 //! only an mtime; it reads as `Meta::v1(mtime)`.
 
+use std::time::{SystemTime, UNIX_EPOCH};
+
 /// File type bits of `st_mode`, as Linux defines them. They are written to
 /// disk, so they are fixed here instead of taken from the platform.
 pub const S_IFMT: u32 = 0o170_000;
@@ -17,6 +19,14 @@ pub const DEFAULT_MODE: u32 = S_IFREG | 0o644;
 /// A uid or gid meaning "whoever mounts the store": what every file of a
 /// version-1 store showed, since such a store recorded no owner.
 pub const OWNER_UNSET: u32 = u32::MAX;
+
+/// Now, in nanoseconds since the Unix epoch, as `Meta` holds times.
+pub(crate) fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Meta {

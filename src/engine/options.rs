@@ -3,7 +3,7 @@
 use std::str::FromStr;
 use std::time::Duration;
 
-use super::compaction::CrashPoint;
+use super::crash_points::CrashPoint;
 use super::error::{Error, Result};
 use super::key::MAX_KEY_LEN;
 use super::record::HEADER_LEN;
@@ -81,6 +81,7 @@ pub struct Options {
     pub compact_max_segments: usize,
     /// How often the merge thread looks, besides after every segment roll.
     pub compact_interval: Duration,
+    /// Test hook: stop a merge there as a crash would (see `crash_points`).
     #[doc(hidden)]
     pub crash_point: Option<CrashPoint>,
 }

@@ -27,8 +27,8 @@
 
 use std::ops::Deref;
 
-use super::format::{le_u16, le_u32, le_u64};
 use super::key::MAX_KEY_LEN;
+use super::le::{le_u16, le_u32, le_u64};
 use super::meta::Meta;
 
 const CRC_OFFSET: usize = 0;

@@ -30,10 +30,10 @@ use super::hint;
 use super::index::{Entry, Index, hash_key};
 use super::lock::DirLock;
 use super::manifest::{Manifest, sync_dir};
+use super::meta::now_ns;
 use super::progress::Task;
 use super::record::{self, Header, Layout};
 use super::scan::{self, Damage};
-use super::store::now_ns;
 
 /// The directory, inside the data directory, where damaged bytes are kept.
 pub const LOST_AND_FOUND: &str = "lost+found";

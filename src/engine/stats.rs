@@ -2,14 +2,11 @@
 //! `caskfs stats` and for judging when a merge is worth it.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 
-use super::compaction;
-use super::error::Result;
 use super::format::SEGMENT_HEADER_LEN;
 use super::index::hash_key;
 use super::segment::Segment;
-use super::store::Inner;
+use super::version::Version;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct SegmentStats {
@@ -35,46 +32,39 @@ pub struct Stats {
     pub merge_running: bool,
 }
 
-impl Inner {
-    pub fn stats(&self) -> Result<Stats> {
-        let version = self.version();
-        let segments: Vec<&Arc<Segment>> = version.newest_first().collect();
-        let mut stats = Stats::default();
-        for (i, seg) in segments.iter().enumerate() {
-            let mut s = SegmentStats {
-                id: seg.id,
-                active: i == 0,
-                // The active file may be allocated ahead of its records.
-                file_bytes: if i == 0 {
-                    self.writer.lock().len
-                } else {
-                    seg.file_len()
-                },
-                ..Default::default()
-            };
-            let index = seg.index();
-            for (key, e) in index.iter() {
-                // Live here only if no newer segment has a record for the key.
-                let hash = hash_key(key);
-                let shadowed = segments[..i].iter().any(|n| n.has_key(hash, key));
-                if shadowed || e.tombstone {
-                    s.dead_keys += 1;
-                } else {
-                    s.live_keys += 1;
-                    s.live_bytes +=
-                        (seg.layout.header_len() + key.len()) as u64 + u64::from(e.value_len);
-                    stats.live_value_bytes += u64::from(e.value_len);
-                }
+/// The live and dead keys and bytes of each segment of `version`, whose
+/// active segment's records end at `active_len`; the merge fields are left
+/// for the caller.
+pub fn of_segments(version: &Version, active_len: u64) -> Stats {
+    let segments: Vec<&Arc<Segment>> = version.newest_first().collect();
+    let mut stats = Stats::default();
+    for (i, seg) in segments.iter().enumerate() {
+        let mut s = SegmentStats {
+            id: seg.id,
+            active: i == 0,
+            // The active file may be allocated ahead of its records.
+            file_bytes: if i == 0 { active_len } else { seg.file_len() },
+            ..Default::default()
+        };
+        let index = seg.index();
+        for (key, e) in index.iter() {
+            // Live here only if no newer segment has a record for the key.
+            let hash = hash_key(key);
+            let shadowed = segments[..i].iter().any(|n| n.has_key(hash, key));
+            if shadowed || e.tombstone {
+                s.dead_keys += 1;
+            } else {
+                s.live_keys += 1;
+                s.live_bytes +=
+                    (seg.layout.header_len() + key.len()) as u64 + u64::from(e.value_len);
+                stats.live_value_bytes += u64::from(e.value_len);
             }
-            s.dead_bytes = s
-                .file_bytes
-                .saturating_sub(SEGMENT_HEADER_LEN as u64 + s.live_bytes);
-            stats.live_keys += s.live_keys;
-            stats.segments.push(s);
         }
-        stats.last_merge = compaction::read_last_merge(&self.dir);
-        stats.merges_done = self.merges_done.load(Ordering::Relaxed);
-        stats.merge_running = self.merge_lock.is_locked();
-        Ok(stats)
+        s.dead_bytes = s
+            .file_bytes
+            .saturating_sub(SEGMENT_HEADER_LEN as u64 + s.live_bytes);
+        stats.live_keys += s.live_keys;
+        stats.segments.push(s);
     }
+    stats
 }

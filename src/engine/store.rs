@@ -5,76 +5,28 @@
 //! go through the one `Writer`; a roll or a merge installs a new `Version`.
 
 use std::borrow::Cow;
-use std::fs;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use log::{debug, info, warn};
-use parking_lot::{Condvar, Mutex, RwLock};
-
-use super::background::Signals;
-use super::compaction::{MergeOutlook, MergeReport};
 use super::error::{Error, Result, show_key};
-use super::format::{self, SEGMENT_HEADER_LEN};
-use super::hint;
-use super::index::{Entry, Index, hash_key};
+use super::index::{Entry, hash_key};
+use super::inner::Inner;
 use super::key::validate_key;
-use super::lock::DirLock;
-use super::manifest::Manifest;
-use super::meta::Meta;
+use super::merge_install::{self, MergeReport};
+use super::merge_policy::MergeOutlook;
+use super::meta::{Meta, now_ns};
 use super::options::{Options, SyncPolicy};
-use super::record::{CRC_FIELD, HEADER_LEN, Header, Layout};
-use super::recovery;
+use super::record::HEADER_LEN;
 use super::segment::Segment;
 use super::staged::Staged;
-use super::stats::Stats;
+use super::stats::{self, Stats};
 use super::tree::{EntryKind, Tree};
-use super::writer::{self, Change, Op, Source, Writer};
-
-/// How many closed segments' tables a lookup prefetches ahead of the one
-/// it searches.
-const PREFETCH_AHEAD: usize = 4;
-
-/// The segments readers search: the active one first, then closed ones
-/// newest to oldest.
-pub struct Version {
-    pub active: Arc<Segment>,
-    pub closed: Vec<Arc<Segment>>,
-}
-
-impl Version {
-    pub fn newest_first(&self) -> impl Iterator<Item = &Arc<Segment>> {
-        std::iter::once(&self.active).chain(self.closed.iter())
-    }
-
-    /// The newest record for `key`, tombstones included.
-    ///
-    /// The probes of the segments' tables are independent memory accesses,
-    /// most of them misses: started together they overlap instead of each
-    /// waiting for the one before. Only a few segments ahead are started,
-    /// since the first hit ends the search.
-    pub fn lookup(&self, hash: u64, key: &[u8]) -> Option<(&Arc<Segment>, Entry)> {
-        for seg in self.closed.iter().take(PREFETCH_AHEAD) {
-            seg.prefetch(hash);
-        }
-        if let Some(e) = self.active.lookup(hash, key) {
-            return Some((&self.active, e));
-        }
-        for (i, seg) in self.closed.iter().enumerate() {
-            if let Some(ahead) = self.closed.get(i + PREFETCH_AHEAD) {
-                ahead.prefetch(hash);
-            }
-            if let Some(e) = seg.lookup(hash, key) {
-                return Some((seg, e));
-            }
-        }
-        None
-    }
-}
+use super::version::Version;
+use super::writer::{self, Change, Op, Source};
 
 /// What `stat` needs of a live key: its value's length and its record's
 /// metadata (see `Meta`).
@@ -156,45 +108,9 @@ pub enum BatchOp<'a> {
     Delete(&'a [u8]),
 }
 
-pub(crate) struct Inner {
-    pub dir: PathBuf,
-    pub opts: Options,
-    pub version: RwLock<Arc<Version>>,
-    pub writer: Mutex<Writer>,
-    /// The MANIFEST as last written; held while it is rewritten.
-    pub manifest: Mutex<Manifest>,
-    /// (segment id, length) known to be on disk; group commit checks it.
-    synced: Mutex<(u64, u64)>,
-    /// One merge at a time.
-    pub merge_lock: Mutex<()>,
-    /// The folders and their entries, so that listing one folder does not
-    /// visit the store; changed with the active index, under the writer.
-    /// Built at the first question about folders: building it reads every
-    /// live record's header (seconds for a million keys), and keeping it
-    /// costs each new key a tree insert, which a store never listed by
-    /// folder need not pay.
-    pub tree: RwLock<Option<Tree>>,
-    pub last_merge: Mutex<Option<MergeReport>>,
-    /// Merges done since the store was opened.
-    pub merges_done: AtomicU64,
-    pub signals: Mutex<Signals>,
-    /// Wakes the merge thread: a roll, a request, or the store closing.
-    pub compact_wake: Condvar,
-    /// Wakes the flush thread when the store closes.
-    pub flush_wake: Condvar,
-    _lock: DirLock,
-}
-
 pub struct Store {
     pub(super) inner: Arc<Inner>,
     threads: Vec<JoinHandle<()>>,
-}
-
-pub(crate) fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
 }
 
 fn to_system_time(ns: u64) -> SystemTime {
@@ -212,78 +128,25 @@ pub fn to_ns(t: SystemTime) -> u64 {
 
 impl Store {
     pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Store> {
-        opts.validate()?;
-        let dir = dir.as_ref().to_path_buf();
-        if dir.exists() && !dir.is_dir() {
-            return Err(Error::NotADataDir {
-                dir,
-                detail: "not a directory".into(),
-            });
-        }
-        if opts.create_if_missing && !opts.read_only {
-            fs::create_dir_all(&dir)
-                .map_err(|e| Error::io(format!("creating data directory {}", dir.display()), e))?;
-        }
-        fs::metadata(&dir)
-            .map_err(|e| Error::io(format!("data directory {}", dir.display()), e))?;
-        let lock = DirLock::acquire(&dir)?;
-        let rec = recovery::recover(&dir, &opts)?;
-        let mut segments = rec.segments;
-        let active = segments.pop().ok_or_else(|| Error::NotADataDir {
-            dir: dir.clone(),
-            detail: "MANIFEST lists no segments".into(),
-        })?;
-        segments.reverse();
-        if opts.read_only {
-            active.freeze();
-        } else {
-            active.map_for_append(opts.max_segment_size);
-        }
-        let writer = Writer::new(active.clone(), rec.active_len, rec.next_seq);
-        let synced = (active.id, rec.active_len);
-        info!(
-            "opened {}: {} segments, next sequence {}",
-            dir.display(),
-            segments.len() + 1,
-            rec.next_seq
-        );
-        let version = Version {
-            active,
-            closed: segments,
-        };
-        let inner = Arc::new(Inner {
-            dir,
-            opts,
-            version: RwLock::new(Arc::new(version)),
-            writer: Mutex::new(writer),
-            manifest: Mutex::new(rec.manifest),
-            synced: Mutex::new(synced),
-            merge_lock: Mutex::new(()),
-            tree: RwLock::new(None),
-            last_merge: Mutex::new(None),
-            merges_done: AtomicU64::new(0),
-            signals: Mutex::new(Signals::default()),
-            compact_wake: Condvar::new(),
-            flush_wake: Condvar::new(),
-            _lock: lock,
-        });
-        if !inner.opts.read_only {
-            let mut w = inner.writer.lock();
-            if w.seg.layout != Layout::V2 {
-                // Records are appended in the current layout only, so the
-                // active segment of an older build's store takes no more.
-                inner.roll(&mut w)?;
-            }
-        }
+        let inner = Arc::new(Inner::open(dir.as_ref(), opts)?);
         let mut threads = Vec::new();
         if !inner.opts.read_only {
             if let SyncPolicy::Interval(every) = inner.opts.sync {
                 let inner = inner.clone();
-                threads.push(std::thread::spawn(move || inner.flush_every(every)));
+                threads.push(std::thread::spawn(move || {
+                    inner.background.flush_every(every, || inner.sync_all())
+                }));
             }
             // Runs even with compaction off, to serve explicit requests.
             let inner = inner.clone();
-            threads.push(std::thread::spawn(move || inner.merge_when_worth_it()));
+            threads.push(std::thread::spawn(move || {
+                inner.background.merge_when_worth_it(
+                    &inner.opts,
+                    || inner.write_pending_hints(),
+                    || inner.merge_outlook().worth_merging(&inner.opts),
+                    || inner.compact_all(),
+                )
+            }));
         }
         Ok(Store { inner, threads })
     }
@@ -617,7 +480,13 @@ impl Store {
     }
 
     pub fn stats(&self) -> Result<Stats> {
-        self.inner.stats()
+        let version = self.inner.version();
+        let active_len = self.inner.writer.lock().len;
+        let mut stats = stats::of_segments(&version, active_len);
+        stats.last_merge = merge_install::read_last_merge(&self.inner.dir);
+        stats.merges_done = self.inner.merges_done.load(Ordering::Relaxed);
+        stats.merge_running = self.inner.merge_lock.is_locked();
+        Ok(stats)
     }
 
     /// Merges all closed segments now, in the calling thread.
@@ -638,8 +507,7 @@ impl Store {
 
     /// Asks the merge thread to merge now, without waiting for it.
     pub fn request_compaction(&self) {
-        self.inner.signals.lock().compact_requested = true;
-        self.inner.compact_wake.notify_all();
+        self.inner.background.request_merge();
     }
 
     /// The last merge this process ran.
@@ -668,9 +536,7 @@ impl Store {
     }
 
     fn stop_threads(&mut self) {
-        self.inner.signals.lock().stop = true;
-        self.inner.compact_wake.notify_all();
-        self.inner.flush_wake.notify_all();
+        self.inner.background.stop();
         for t in self.threads.drain(..) {
             let _ = t.join();
         }
@@ -709,199 +575,6 @@ pub(super) fn live<'v>(v: &'v Version, key: &[u8]) -> Result<(&'v Arc<Segment>, 
     match v.lookup(hash_key(key), key) {
         Some((seg, e)) if !e.tombstone => Ok((seg, e)),
         _ => Err(not_found(key)),
-    }
-}
-
-impl Inner {
-    pub fn version(&self) -> Arc<Version> {
-        self.version.read().clone()
-    }
-
-    /// Appends `ops` under the write lock if `precheck` (run under the lock,
-    /// so nothing changes in between) returns true for the current state;
-    /// then indexes them, and syncs when the policy says so. Returns whether
-    /// anything was written.
-    pub(super) fn commit(
-        &self,
-        ops: &mut [Op],
-        precheck: impl FnOnce(&Inner) -> Result<bool>,
-    ) -> Result<bool> {
-        if self.opts.read_only {
-            return Err(Error::ReadOnly);
-        }
-        let (seg_id, end) = {
-            let mut w = self.writer.lock();
-            if !precheck(self)? {
-                return Ok(false);
-            }
-            if !w.is_empty() && w.len + writer::encoded_len(ops) > self.opts.max_segment_size {
-                self.roll(&mut w)?;
-            }
-            let entries = w.append(ops, now_ns())?;
-            let mut index = w.seg.index_mut();
-            for (op, e) in ops.iter().zip(entries) {
-                index.insert(hash_key(op.key), op.key, e);
-            }
-            drop(index);
-            if let Some(tree) = self.tree.write().as_mut() {
-                for op in ops.iter() {
-                    match &op.change {
-                        Change::Put { meta, .. } => {
-                            tree.insert(op.key, EntryKind::of_mode(meta.mode))
-                        }
-                        Change::Delete => tree.remove(op.key),
-                    }
-                }
-            }
-            (w.seg.id, w.len)
-        };
-        if self.opts.sync == SyncPolicy::Always {
-            self.sync_upto(seg_id, end)?;
-        }
-        Ok(true)
-    }
-
-    /// Group commit: whoever gets the sync lock first syncs everything
-    /// appended so far, and the ones queued behind find their data covered.
-    /// Lock order is `synced` then `writer`; a roll (under `writer`) never
-    /// takes `synced`: it syncs the segment it closes itself.
-    fn sync_upto(&self, seg_id: u64, end: u64) -> Result<()> {
-        let mut synced = self.synced.lock();
-        if *synced >= (seg_id, end) {
-            return Ok(());
-        }
-        let (seg, len) = {
-            let w = self.writer.lock();
-            (w.seg.clone(), w.len)
-        };
-        seg.file
-            .sync_data()
-            .map_err(|e| Error::io(format!("syncing {}", seg.path.display()), e))?;
-        *synced = (seg.id, len);
-        Ok(())
-    }
-
-    pub fn sync_all(&self) -> Result<()> {
-        let (id, len) = {
-            let w = self.writer.lock();
-            (w.seg.id, w.len)
-        };
-        self.sync_upto(id, len)
-    }
-
-    /// Writes the hints of segments closed by a roll since the last call.
-    /// A segment whose hint cannot be written is scanned at the next open.
-    pub fn write_pending_hints(&self) {
-        // A merge must not delete a segment while its hint is being written.
-        let _no_merge = self.merge_lock.lock();
-        for seg in &self.version().closed {
-            if seg.needs_hint.swap(false, Ordering::AcqRel) {
-                let index = seg.index();
-                if let Err(e) =
-                    hint::write(&self.dir, seg.id, seg.file_len(), seg.max_seq(), &index)
-                {
-                    warn!("{e}; the segment will be scanned at the next open");
-                }
-            }
-        }
-    }
-
-    /// Closes the active segment (synced and mapped) and starts a new one,
-    /// recorded in the MANIFEST before any record goes into it.
-    pub fn roll(&self, w: &mut Writer) -> Result<()> {
-        let seg = Segment::create(&self.dir, self.reserve_id())?;
-        let next_seq = w.next_seq;
-        self.install_active(w, seg, SEGMENT_HEADER_LEN as u64, next_seq)
-    }
-
-    /// A segment id of its own for a file not yet in the MANIFEST; its
-    /// order among the segments is the MANIFEST's, not the id's.
-    pub fn reserve_id(&self) -> u64 {
-        let mut m = self.manifest.lock();
-        m.next_id += 1;
-        m.next_id - 1
-    }
-
-    /// Closes the active segment (synced and mapped) and makes `seg`, whose
-    /// records end at `len`, the active one, recorded in the MANIFEST
-    /// before any record is appended. On failure `seg`'s file is removed.
-    fn install_active(&self, w: &mut Writer, seg: Segment, len: u64, next_seq: u64) -> Result<()> {
-        let old = w.seg.clone();
-        let seg = Arc::new(seg);
-        let installed = old
-            .truncate(w.len)
-            .and_then(|_| old.file.sync_data())
-            .map_err(|e| Error::io(format!("closing {}", old.path.display()), e))
-            .and_then(|_| {
-                let mut manifest = self.manifest.lock();
-                let mut next = manifest.clone();
-                next.segments.push(seg.id);
-                next.store(&self.dir)?;
-                *manifest = next;
-                Ok(())
-            });
-        if let Err(e) = installed {
-            let _ = fs::remove_file(&seg.path);
-            return Err(e);
-        }
-        seg.map_for_append(self.opts.max_segment_size);
-        old.freeze();
-        // Its hint is written by the background thread, off the write path.
-        old.needs_hint.store(true, Ordering::Release);
-        *w = Writer::new(seg.clone(), len, next_seq);
-        let mut version = self.version.write();
-        let mut closed = Vec::with_capacity(version.closed.len() + 1);
-        closed.push(old);
-        closed.extend(version.closed.iter().cloned());
-        *version = Arc::new(Version {
-            active: seg,
-            closed,
-        });
-        drop(version);
-        self.note_roll();
-        Ok(())
-    }
-
-    /// Stores `staged` as the value of `key` by making its file the active
-    /// segment (see `Staged`). The value's CRC is read before the writer's
-    /// lock is taken, so other writers wait only for the rename and the
-    /// MANIFEST.
-    fn adopt(&self, key: &[u8], staged: Staged, id: u64, meta: &Meta) -> Result<()> {
-        let io_err = |e| Error::io(format!("storing the value of \"{}\"", show_key(key)), e);
-        let value_crc = staged.value_crc().map_err(io_err)?;
-        let len = staged.len();
-        let (seg_id, end) = {
-            let mut w = self.writer.lock();
-            let seq = w.next_seq;
-            let h = Header::put(seq, false, key.len() as u16, len as u32, *meta);
-            let mut head = h.encode().to_vec();
-            head.extend_from_slice(key);
-            let mut crc = crc32fast::Hasher::new();
-            crc.update(&head[CRC_FIELD.end..]);
-            crc.combine(&value_crc);
-            head[CRC_FIELD].copy_from_slice(&crc.finalize().to_le_bytes());
-            let path = format::segment_path(&self.dir, id);
-            let file = staged.into_segment_file(&head, &path).map_err(io_err)?;
-            let seg = Segment::with_file(id, path, file, Index::default(), Layout::V2)?;
-            let at = SEGMENT_HEADER_LEN as u64;
-            seg.index_mut()
-                .insert(hash_key(key), key, writer::entry_for(&h, at));
-            seg.set_max_seq(seq);
-            let end = at + head.len() as u64 + len;
-            self.install_active(&mut w, seg, end, seq + 1)?;
-            debug!(
-                "stored {len} bytes of \"{}\" as segment {id}, without a copy",
-                show_key(key)
-            );
-            if let Some(tree) = self.tree.write().as_mut() {
-                tree.insert(key, EntryKind::of_mode(meta.mode));
-            }
-            (id, end)
-        };
-        if self.opts.sync == SyncPolicy::Always {
-            self.sync_upto(seg_id, end)?;
-        }
-        Ok(())
     }
 }
 

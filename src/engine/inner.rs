@@ -1,0 +1,360 @@
+//! The store's shared state, owned by `Store` and its background threads:
+//! the segment list, the one `Writer`, the MANIFEST, and the write path
+//! over them (commit and group commit, rolls, adopting a staged file), and
+//! the entry points of merges. Everything that changes the segment list
+//! goes through here; the pieces it calls (`merge`, `merge_install`,
+//! `stats`, `background`) are handed what they need.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use log::{debug, info, warn};
+use parking_lot::{Mutex, RwLock};
+
+use super::background::Background;
+use super::error::{Error, Result, show_key};
+use super::format::{self, SEGMENT_HEADER_LEN};
+use super::hint;
+use super::index::{Index, hash_key};
+use super::lock::DirLock;
+use super::manifest::Manifest;
+use super::merge;
+use super::merge_install::{self, MergeReport};
+use super::merge_policy::{self, MergeOutlook};
+use super::meta::{Meta, now_ns};
+use super::options::{Options, SyncPolicy};
+use super::record::{CRC_FIELD, Header, Layout};
+use super::recovery;
+use super::segment::Segment;
+use super::staged::Staged;
+use super::tree::{EntryKind, Tree};
+use super::version::Version;
+use super::writer::{self, Change, Op, Writer};
+
+pub(crate) struct Inner {
+    pub dir: PathBuf,
+    pub opts: Options,
+    pub version: RwLock<Arc<Version>>,
+    pub writer: Mutex<Writer>,
+    /// The MANIFEST as last written; held while it is rewritten.
+    pub manifest: Mutex<Manifest>,
+    /// (segment id, length) known to be on disk; group commit checks it.
+    synced: Mutex<(u64, u64)>,
+    /// One merge at a time.
+    pub merge_lock: Mutex<()>,
+    /// The folders and their entries, so that listing one folder does not
+    /// visit the store; changed with the active index, under the writer.
+    /// Built at the first question about folders: building it reads every
+    /// live record's header (seconds for a million keys), and keeping it
+    /// costs each new key a tree insert, which a store never listed by
+    /// folder need not pay.
+    pub tree: RwLock<Option<Tree>>,
+    pub last_merge: Mutex<Option<MergeReport>>,
+    /// Merges done since the store was opened.
+    pub merges_done: AtomicU64,
+    pub background: Background,
+    _lock: DirLock,
+}
+
+impl Inner {
+    /// Opens the store in `dir`: recovery, then a roll if the active
+    /// segment is laid out as an older build wrote it.
+    pub fn open(dir: &Path, opts: Options) -> Result<Inner> {
+        opts.validate()?;
+        let dir = dir.to_path_buf();
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::NotADataDir {
+                dir,
+                detail: "not a directory".into(),
+            });
+        }
+        if opts.create_if_missing && !opts.read_only {
+            fs::create_dir_all(&dir)
+                .map_err(|e| Error::io(format!("creating data directory {}", dir.display()), e))?;
+        }
+        fs::metadata(&dir)
+            .map_err(|e| Error::io(format!("data directory {}", dir.display()), e))?;
+        let lock = DirLock::acquire(&dir)?;
+        let rec = recovery::recover(&dir, &opts)?;
+        let mut segments = rec.segments;
+        let active = segments.pop().ok_or_else(|| Error::NotADataDir {
+            dir: dir.clone(),
+            detail: "MANIFEST lists no segments".into(),
+        })?;
+        segments.reverse();
+        if opts.read_only {
+            active.freeze();
+        } else {
+            active.map_for_append(opts.max_segment_size);
+        }
+        let writer = Writer::new(active.clone(), rec.active_len, rec.next_seq);
+        let synced = (active.id, rec.active_len);
+        info!(
+            "opened {}: {} segments, next sequence {}",
+            dir.display(),
+            segments.len() + 1,
+            rec.next_seq
+        );
+        let version = Version {
+            active,
+            closed: segments,
+        };
+        let inner = Inner {
+            dir,
+            opts,
+            version: RwLock::new(Arc::new(version)),
+            writer: Mutex::new(writer),
+            manifest: Mutex::new(rec.manifest),
+            synced: Mutex::new(synced),
+            merge_lock: Mutex::new(()),
+            tree: RwLock::new(None),
+            last_merge: Mutex::new(None),
+            merges_done: AtomicU64::new(0),
+            background: Background::default(),
+            _lock: lock,
+        };
+        if !inner.opts.read_only {
+            let mut w = inner.writer.lock();
+            if w.seg.layout != Layout::V2 {
+                // Records are appended in the current layout only, so the
+                // active segment of an older build's store takes no more.
+                inner.roll(&mut w)?;
+            }
+        }
+        Ok(inner)
+    }
+
+    pub fn version(&self) -> Arc<Version> {
+        self.version.read().clone()
+    }
+
+    /// Appends `ops` under the write lock if `precheck` (run under the lock,
+    /// so nothing changes in between) returns true for the current state;
+    /// then indexes them, and syncs when the policy says so. Returns whether
+    /// anything was written.
+    pub(super) fn commit(
+        &self,
+        ops: &mut [Op],
+        precheck: impl FnOnce(&Inner) -> Result<bool>,
+    ) -> Result<bool> {
+        if self.opts.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let (seg_id, end) = {
+            let mut w = self.writer.lock();
+            if !precheck(self)? {
+                return Ok(false);
+            }
+            if !w.is_empty() && w.len + writer::encoded_len(ops) > self.opts.max_segment_size {
+                self.roll(&mut w)?;
+            }
+            let entries = w.append(ops, now_ns())?;
+            let mut index = w.seg.index_mut();
+            for (op, e) in ops.iter().zip(entries) {
+                index.insert(hash_key(op.key), op.key, e);
+            }
+            drop(index);
+            if let Some(tree) = self.tree.write().as_mut() {
+                for op in ops.iter() {
+                    match &op.change {
+                        Change::Put { meta, .. } => {
+                            tree.insert(op.key, EntryKind::of_mode(meta.mode))
+                        }
+                        Change::Delete => tree.remove(op.key),
+                    }
+                }
+            }
+            (w.seg.id, w.len)
+        };
+        if self.opts.sync == SyncPolicy::Always {
+            self.sync_upto(seg_id, end)?;
+        }
+        Ok(true)
+    }
+
+    /// Group commit: whoever gets the sync lock first syncs everything
+    /// appended so far, and the ones queued behind find their data covered.
+    /// Lock order is `synced` then `writer`; a roll (under `writer`) never
+    /// takes `synced`: it syncs the segment it closes itself.
+    fn sync_upto(&self, seg_id: u64, end: u64) -> Result<()> {
+        let mut synced = self.synced.lock();
+        if *synced >= (seg_id, end) {
+            return Ok(());
+        }
+        let (seg, len) = {
+            let w = self.writer.lock();
+            (w.seg.clone(), w.len)
+        };
+        seg.file
+            .sync_data()
+            .map_err(|e| Error::io(format!("syncing {}", seg.path.display()), e))?;
+        *synced = (seg.id, len);
+        Ok(())
+    }
+
+    pub fn sync_all(&self) -> Result<()> {
+        let (id, len) = {
+            let w = self.writer.lock();
+            (w.seg.id, w.len)
+        };
+        self.sync_upto(id, len)
+    }
+
+    /// Writes the hints of segments closed by a roll since the last call.
+    /// A segment whose hint cannot be written is scanned at the next open.
+    pub fn write_pending_hints(&self) {
+        // A merge must not delete a segment while its hint is being written.
+        let _no_merge = self.merge_lock.lock();
+        for seg in &self.version().closed {
+            if seg.needs_hint.swap(false, Ordering::AcqRel) {
+                let index = seg.index();
+                if let Err(e) =
+                    hint::write(&self.dir, seg.id, seg.file_len(), seg.max_seq(), &index)
+                {
+                    warn!("{e}; the segment will be scanned at the next open");
+                }
+            }
+        }
+    }
+
+    /// Closes the active segment (synced and mapped) and starts a new one,
+    /// recorded in the MANIFEST before any record goes into it.
+    pub fn roll(&self, w: &mut Writer) -> Result<()> {
+        let seg = Segment::create(&self.dir, self.reserve_id())?;
+        let next_seq = w.next_seq;
+        self.install_active(w, seg, SEGMENT_HEADER_LEN as u64, next_seq)
+    }
+
+    /// A segment id of its own for a file not yet in the MANIFEST; its
+    /// order among the segments is the MANIFEST's, not the id's.
+    pub fn reserve_id(&self) -> u64 {
+        let mut m = self.manifest.lock();
+        m.next_id += 1;
+        m.next_id - 1
+    }
+
+    /// Closes the active segment (synced and mapped) and makes `seg`, whose
+    /// records end at `len`, the active one, recorded in the MANIFEST
+    /// before any record is appended. On failure `seg`'s file is removed.
+    fn install_active(&self, w: &mut Writer, seg: Segment, len: u64, next_seq: u64) -> Result<()> {
+        let old = w.seg.clone();
+        let seg = Arc::new(seg);
+        let installed = old
+            .truncate(w.len)
+            .and_then(|_| old.file.sync_data())
+            .map_err(|e| Error::io(format!("closing {}", old.path.display()), e))
+            .and_then(|_| {
+                let mut manifest = self.manifest.lock();
+                let mut next = manifest.clone();
+                next.segments.push(seg.id);
+                next.store(&self.dir)?;
+                *manifest = next;
+                Ok(())
+            });
+        if let Err(e) = installed {
+            let _ = fs::remove_file(&seg.path);
+            return Err(e);
+        }
+        seg.map_for_append(self.opts.max_segment_size);
+        old.freeze();
+        // Its hint is written by the background thread, off the write path.
+        old.needs_hint.store(true, Ordering::Release);
+        *w = Writer::new(seg.clone(), len, next_seq);
+        let mut version = self.version.write();
+        let mut closed = Vec::with_capacity(version.closed.len() + 1);
+        closed.push(old);
+        closed.extend(version.closed.iter().cloned());
+        *version = Arc::new(Version {
+            active: seg,
+            closed,
+        });
+        drop(version);
+        self.background.note_roll();
+        Ok(())
+    }
+
+    /// Merges every closed segment. `Ok(None)` when there is nothing to merge.
+    pub fn compact_all(&self) -> Result<Option<MergeReport>> {
+        let _one_at_a_time = self.merge_lock.lock();
+        let ids = merge_policy::all_closed(&self.version());
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        self.merge_locked(&ids).map(Some)
+    }
+
+    /// Merges the closed segments `ids` (oldest first), which must be next
+    /// to each other in the segment order.
+    pub fn merge(&self, ids: &[u64]) -> Result<MergeReport> {
+        let _one_at_a_time = self.merge_lock.lock();
+        self.merge_locked(ids)
+    }
+
+    fn merge_locked(&self, ids: &[u64]) -> Result<MergeReport> {
+        let started = Instant::now();
+        let version = self.version();
+        let merged = merge::merge(&self.dir, &self.opts, &version, ids, || self.reserve_id())?;
+        let report = merge_install::install(
+            &self.dir,
+            self.opts.crash_point,
+            &self.manifest,
+            &self.version,
+            merged,
+            started,
+        )?;
+        *self.last_merge.lock() = Some(report.clone());
+        self.merges_done.fetch_add(1, Ordering::Relaxed);
+        Ok(report)
+    }
+
+    /// What a merge of every closed segment would do now (see
+    /// `merge_policy::outlook`).
+    pub fn merge_outlook(&self) -> MergeOutlook {
+        merge_policy::outlook(&self.version(), &self.opts)
+    }
+
+    /// Stores `staged` as the value of `key` by making its file the active
+    /// segment (see `Staged`). The value's CRC is read before the writer's
+    /// lock is taken, so other writers wait only for the rename and the
+    /// MANIFEST.
+    pub fn adopt(&self, key: &[u8], staged: Staged, id: u64, meta: &Meta) -> Result<()> {
+        let io_err = |e| Error::io(format!("storing the value of \"{}\"", show_key(key)), e);
+        let value_crc = staged.value_crc().map_err(io_err)?;
+        let len = staged.len();
+        let (seg_id, end) = {
+            let mut w = self.writer.lock();
+            let seq = w.next_seq;
+            let h = Header::put(seq, false, key.len() as u16, len as u32, *meta);
+            let mut head = h.encode().to_vec();
+            head.extend_from_slice(key);
+            let mut crc = crc32fast::Hasher::new();
+            crc.update(&head[CRC_FIELD.end..]);
+            crc.combine(&value_crc);
+            head[CRC_FIELD].copy_from_slice(&crc.finalize().to_le_bytes());
+            let path = format::segment_path(&self.dir, id);
+            let file = staged.into_segment_file(&head, &path).map_err(io_err)?;
+            let seg = Segment::with_file(id, path, file, Index::default(), Layout::V2)?;
+            let at = SEGMENT_HEADER_LEN as u64;
+            seg.index_mut()
+                .insert(hash_key(key), key, writer::entry_for(&h, at));
+            seg.set_max_seq(seq);
+            let end = at + head.len() as u64 + len;
+            self.install_active(&mut w, seg, end, seq + 1)?;
+            debug!(
+                "stored {len} bytes of \"{}\" as segment {id}, without a copy",
+                show_key(key)
+            );
+            if let Some(tree) = self.tree.write().as_mut() {
+                tree.insert(key, EntryKind::of_mode(meta.mode));
+            }
+            (id, end)
+        };
+        if self.opts.sync == SyncPolicy::Always {
+            self.sync_upto(seg_id, end)?;
+        }
+        Ok(())
+    }
+}
