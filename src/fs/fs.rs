@@ -22,6 +22,7 @@ use super::storage::{EntryKind, Meta, Metadata, Storage};
 use crate::engine::{
     MAX_NAME_LEN, OWNER_UNSET, PERM_BITS, S_IFDIR, S_IFMT, S_IFREG, to_ns, tree, validate_key,
 };
+pub use crate::vocab::StatFs;
 
 /// An open file: its handle number, whether it may write, and how it
 /// reads (a writer: always `Direct`).
@@ -95,19 +96,6 @@ pub struct DirEntry {
     pub offset: u64,
     pub kind: Kind,
     pub name: Vec<u8>,
-}
-
-/// Disk figures for `df`, from the data directory's filesystem.
-#[derive(Clone, Copy, Debug)]
-pub struct StatFs {
-    pub blocks: u64,
-    pub bfree: u64,
-    pub bavail: u64,
-    pub files: u64,
-    pub ffree: u64,
-    pub bsize: u32,
-    pub namelen: u32,
-    pub frsize: u32,
 }
 
 /// Stripes of `CaskFs::key_locks`.
@@ -591,7 +579,7 @@ impl CaskFs {
         }
         let _names = self.names.read();
         let _key = self.key_locks(&[ino]);
-        self.make_way_for_writer(ino, key)?;
+        self.make_way_for_writer(ino, key, tid)?;
         let d = Draft::on_committed(Opener::new(0));
         d.truncate(&*self.store, key, size, tid)?;
         d.commit(&*self.store, Some(key), None, || self.base_meta(ino, key))?;
@@ -630,7 +618,8 @@ impl CaskFs {
             // as if just before that, and its writes go with the key, as
             // with any file removed while open. ENOENT would fail `echo v >
             // k`, which creates the key ("Directory nonexistent").
-            if matches!(e, Error::NotFound) && mode.write && self.writer_may_open_removed(ino) {
+            if matches!(e, Error::NotFound) && mode.write && self.writer_may_open_removed(ino, tid)
+            {
                 self.writable()?;
                 return Ok(self.open_writer(ino, mode, tid, Draft::empty));
             }
@@ -708,7 +697,7 @@ impl CaskFs {
         }
         self.writable()?;
         if self.retrying(tid) {
-            self.wait_for_cached_readers(ino);
+            self.wait_for_cached_readers(ino, tid);
         }
         // No reader may start reading through the cache between the check
         // and the writer's arrival.
@@ -717,8 +706,8 @@ impl CaskFs {
         // first used, and reports the error then.
         let stored =
             self.while_key_of(ino, &key, || Ok(self.store.contains(&key).unwrap_or(true)))?;
-        self.make_way_for_writer(ino, &key)?;
-        self.cache_event(ino, CacheState::writer_opened);
+        self.make_way_for_writer(ino, &key, tid)?;
+        self.cache_event(ino, |c| c.writer_opened(tid));
         Ok(self.open_writer(ino, mode, tid, |opener| match stored {
             true => Draft::on_committed(opener),
             // Being created by another process: empty until that commits.

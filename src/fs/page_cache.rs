@@ -64,7 +64,7 @@ pub struct CacheState {
     /// to the key for one, whose open the kernel retries): readers read
     /// direct until then, so that the retry finds no cached reader either,
     /// even if another writer came and went first.
-    writer_expected: Option<Instant>,
+    writer_expected: Option<(Instant, u32)>,
 }
 
 /// How long a writer's retried open is waited for (`writer_expected`).
@@ -87,7 +87,9 @@ impl CacheState {
     /// A read-only open; `direct` says it may not use the cache (a writer
     /// has the key open, say).
     pub fn open_reader(&mut self, direct: bool) -> ReadMode {
-        let expecting = self.writer_expected.is_some_and(|t| Instant::now() < t);
+        let expecting = self
+            .writer_expected
+            .is_some_and(|(t, _)| Instant::now() < t);
         if direct || expecting || self.direct_readers > 0 {
             self.direct_readers += 1;
             return ReadMode::Direct;
@@ -114,15 +116,21 @@ impl CacheState {
         self.readers == 0
     }
 
-    /// The inode is new, for a writer whose open will follow.
-    pub fn expect_writer(&mut self) {
-        self.writer_expected = Some(Instant::now() + WRITER_RETRY);
+    /// The inode is new, for the writer of thread `tid`, whose open will
+    /// follow.
+    pub fn expect_writer(&mut self, tid: u32) {
+        self.writer_expected = Some((Instant::now() + WRITER_RETRY, tid));
     }
 
-    /// A writer opened the key: a mapping of its may put its bytes in the
-    /// cache.
-    pub fn writer_opened(&mut self) {
+    /// Thread `tid`'s writer opened the key: a mapping of its may put its
+    /// bytes in the cache. If it was the writer expected, readers need not
+    /// wait for it any more (another writer coming first does not end the
+    /// wait: the expected one is still on its way).
+    pub fn writer_opened(&mut self, tid: u32) {
         self.stale = true;
+        if self.writer_expected.is_some_and(|(_, t)| t == tid) {
+            self.writer_expected = None;
+        }
     }
 
     /// A new value was stored: what the cache holds is the old one's.
@@ -204,7 +212,7 @@ impl CaskFs {
     /// A writer may not share an inode with readers reading through the
     /// page cache (`page_cache.rs`): the key moves to a new inode, and
     /// ESTALE makes the kernel look the name up again and open that one.
-    pub(super) fn make_way_for_writer(&self, ino: u64, key: &[u8]) -> Result<()> {
+    pub(super) fn make_way_for_writer(&self, ino: u64, key: &[u8], tid: u32) -> Result<()> {
         if !self.opts.cache_reads
             || self.inodes.with_cache(ino, |c| c.writer_may_open()) != Some(false)
         {
@@ -217,7 +225,7 @@ impl CaskFs {
             let _links = self.links.write();
             self.inodes.retire(key, value).ok_or(Error::Stale)?
         };
-        self.inodes.with_cache(new, |c| c.expect_writer());
+        self.inodes.with_cache(new, |c| c.expect_writer(tid));
         debug!("{} is inode {new} now; readers keep {ino}", show(key));
         Err(Error::Stale)
     }
@@ -229,7 +237,7 @@ impl CaskFs {
     /// read direct. Without locks, which the readers' closes take. Readers
     /// that stay open longer than `READERS_WAIT` (`tail -f`) still cost
     /// the writer its open.
-    pub(super) fn wait_for_cached_readers(&self, ino: u64) {
+    pub(super) fn wait_for_cached_readers(&self, ino: u64, tid: u32) {
         if !self.opts.cache_reads {
             return;
         }
@@ -238,7 +246,7 @@ impl CaskFs {
             let live = self.inodes.with_cache(ino, |c| {
                 let busy = !c.writer_may_open();
                 if busy {
-                    c.expect_writer();
+                    c.expect_writer(tid);
                 }
                 busy
             });
@@ -282,11 +290,11 @@ impl CaskFs {
     /// not if it was retired, or readers read it through the page cache,
     /// whose size the kernel would grow with the writer's writes (those it
     /// waits for).
-    pub(super) fn writer_may_open_removed(&self, ino: u64) -> bool {
+    pub(super) fn writer_may_open_removed(&self, ino: u64, tid: u32) -> bool {
         if self.inodes.key_of(ino).is_some() || self.inodes.is_retired(ino) {
             return false;
         }
-        self.wait_for_cached_readers(ino);
+        self.wait_for_cached_readers(ino, tid);
         !self.handles.any_on(ino, |h| h.cached)
     }
 
@@ -387,13 +395,15 @@ mod tests {
     #[test]
     fn readers_go_direct_while_a_writer_is_open_or_expected() {
         let mut c = CacheState::default();
-        c.expect_writer();
+        c.expect_writer(7);
         assert_eq!(c.open_reader(false), ReadMode::Direct);
-        c.writer_opened();
+        c.writer_opened(8);
         assert_eq!(c.open_reader(false), ReadMode::Direct, "still expected");
         assert_eq!(c.open_reader(true), ReadMode::Direct);
         assert!(c.writer_may_open(), "no reader reads through the cache");
-        c.writer_expected = Some(Instant::now());
+        c.writer_opened(7);
+        assert!(c.writer_expected.is_none(), "the expected writer came");
+        c.writer_expected = Some((Instant::now(), 7));
         assert_eq!(
             c.open_reader(false),
             ReadMode::Direct,
