@@ -7,6 +7,7 @@
 // Nothing from disk, the kernel or a user may panic the daemon.
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod backend;
 pub mod control;
 pub mod engine;
 pub mod etcd;
@@ -15,4 +16,6 @@ pub mod fs;
 pub mod mount;
 pub mod mountinfo;
 pub mod report;
+pub mod schema;
 pub mod transport;
+pub mod vocab;

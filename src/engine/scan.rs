@@ -5,7 +5,6 @@
 
 use super::format::SEGMENT_HEADER_LEN;
 use super::index::Entry;
-use super::key::validate_key;
 use super::record::{self, Header, Kind, Layout};
 
 /// One put or tombstone found by a scan (records inside a batch included).
@@ -175,20 +174,18 @@ pub fn validate(
 
 /// Visits the entries of the record at `off`. The record may be damaged
 /// (its extent is within `data`, its CRC unchecked), so every inner record
-/// and key is bounds-checked, and keys that are not valid are skipped.
+/// and key is bounds-checked (a key's length was checked with its header).
 fn emit<'d>(data: &'d [u8], off: usize, h: &Header, visit: &mut impl FnMut(Scanned<'d>)) {
     let head_len = h.header_len();
     let mut one = |at: usize, h: &Header| {
         let key = &data[at + head_len..at + head_len + h.key_len as usize];
-        if validate_key(key).is_ok() {
-            visit(Scanned {
-                key,
-                offset: at as u64,
-                value_len: h.value_len,
-                mtime: h.meta.mtime,
-                tombstone: h.kind == Kind::Tombstone,
-            });
-        }
+        visit(Scanned {
+            key,
+            offset: at as u64,
+            value_len: h.value_len,
+            mtime: h.meta.mtime,
+            tombstone: h.kind == Kind::Tombstone,
+        });
     };
     let end = off + h.record_len() as usize;
     if h.kind != Kind::Batch {

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::error::{Error, Result, show_key};
 use super::index::{Entry, hash_key};
 use super::inner::Inner;
-use super::key::validate_key;
+use super::key::{MAX_KEY_LEN, validate_key};
 use super::merge_install::{self, MergeReport};
 use super::merge_policy::MergeOutlook;
 use super::meta::{Meta, now_ns};
@@ -99,6 +99,10 @@ impl Value {
         self.seg.range(&self.key, &self.entry, offset, len)
     }
 }
+
+/// What `Store::scan_prefix` hands each key to: its value, or `None` for
+/// a tombstone.
+pub type ScanVisit<'a> = dyn FnMut(&[u8], Option<&[u8]>) + 'a;
 
 /// One change of a batch.
 pub enum BatchOp<'a> {
@@ -224,6 +228,7 @@ impl Store {
     }
 
     pub fn put_with(&self, key: &[u8], value: &[u8], meta: &Meta) -> Result<()> {
+        validate_key(key)?;
         self.put_source(key, Source::Bytes(value), meta)
     }
 
@@ -240,6 +245,7 @@ impl Store {
         reader: &mut dyn Read,
         meta: &Meta,
     ) -> Result<()> {
+        validate_key(key)?;
         self.put_source(key, Source::Reader(reader, len), meta)
     }
 
@@ -276,7 +282,7 @@ impl Store {
     }
 
     fn put_source<'a>(&self, key: &'a [u8], value: Source<'a>, meta: &Meta) -> Result<()> {
-        validate_key(key)?;
+        check_key_len(key)?;
         check_meta(key, meta)?;
         self.check_value_len(key, value.len())?;
         let mut ops = [Op {
@@ -374,6 +380,16 @@ impl Store {
     /// records, so those together (values, keys and headers) are held to
     /// the value size limit.
     pub fn write_batch(&self, batch: &[BatchOp]) -> Result<()> {
+        for b in batch {
+            let (BatchOp::Put(key, _) | BatchOp::PutWith(key, _, _) | BatchOp::Delete(key)) = *b;
+            validate_key(key)?;
+        }
+        self.apply(batch)
+    }
+
+    /// `write_batch` for keys of any bytes, 1 to `MAX_KEY_LEN` of them, not
+    /// only paths: what the filesystem's schema stores (`backend::Log`).
+    pub fn apply(&self, batch: &[BatchOp]) -> Result<()> {
         let now = Meta::file(now_ns());
         let mut ops = Vec::with_capacity(batch.len());
         for b in batch {
@@ -382,7 +398,7 @@ impl Store {
                 BatchOp::PutWith(key, value, meta) => (key, Some((value, meta))),
                 BatchOp::Delete(key) => (key, None),
             };
-            validate_key(key)?;
+            check_key_len(key)?;
             let change = match put {
                 Some((value, meta)) => {
                     check_meta(key, &meta)?;
@@ -474,6 +490,33 @@ impl Store {
         live
     }
 
+    /// Calls `each` with every key that starts with `prefix` and its value
+    /// (`None` for a tombstone), segment by segment from the oldest, so
+    /// that the last call for a key says what it holds now. Within a
+    /// segment records are read in file order. For loading what a mount
+    /// keeps in memory (the filesystem's directory entries).
+    pub fn scan_prefix(&self, prefix: &[u8], each: &mut ScanVisit) -> Result<()> {
+        let version = self.inner.version();
+        let oldest_first: Vec<&Arc<Segment>> = version.newest_first().collect();
+        for seg in oldest_first.into_iter().rev() {
+            // Holding the index keeps writes to the active segment out.
+            let index = seg.index();
+            let mut found: Vec<(&[u8], Entry)> = index
+                .iter()
+                .filter(|(k, _)| k.starts_with(prefix))
+                .collect();
+            found.sort_unstable_by_key(|(_, e)| e.offset);
+            for (key, e) in found {
+                if e.tombstone {
+                    each(key, None);
+                } else {
+                    each(key, Some(&seg.range(key, &e, 0, e.value_len as usize)?));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Forces everything appended so far to disk.
     pub fn sync(&self) -> Result<()> {
         self.inner.sync_all()
@@ -557,6 +600,19 @@ impl Drop for Store {
 
 fn not_found(key: &[u8]) -> Error {
     Error::NotFound { key: show_key(key) }
+}
+
+/// A key of the key-value interface: 1 to `MAX_KEY_LEN` bytes of any
+/// value (a record's key length field holds no more).
+fn check_key_len(key: &[u8]) -> Result<()> {
+    if key.is_empty() || key.len() > MAX_KEY_LEN {
+        return Err(Error::InvalidKey {
+            key: show_key(&key[..key.len().min(64)]),
+            reason: "not 1 to 4095 bytes long",
+            too_long: !key.is_empty(),
+        });
+    }
+    Ok(())
 }
 
 pub(super) fn check_meta(key: &[u8], meta: &Meta) -> Result<()> {

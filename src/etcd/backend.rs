@@ -21,7 +21,7 @@ use super::record::{Body, CHUNK, INLINE_MAX, Layout, Record};
 use super::url::EtcdUrl;
 use crate::engine::Staged;
 use crate::engine::{self, EntryKind, Meta, Metadata, tree};
-use crate::fs::{Error, Listing, Pinned, RemoteChange, Result, StatFs, Storage, Value, disk_space};
+use crate::fs::{Error, Listing, Pinned, RemoteChange, Result, StatFs, Storage, Value};
 
 /// How long one request to one member may take.
 const ATTEMPT: Duration = Duration::from_secs(2);
@@ -499,7 +499,7 @@ impl Storage for Etcd {
     }
 
     fn space(&self) -> Result<StatFs> {
-        disk_space(&self.spill)
+        Ok(crate::backend::disk_space(&self.spill)?)
     }
 
     /// Copied into chunks when stored (`put_staged`'s default).

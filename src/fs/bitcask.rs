@@ -5,31 +5,25 @@
 use std::borrow::Cow;
 use std::io::Read;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
-
-use super::errno::{Error, Result};
+use super::errno::Result;
 use super::fs::StatFs;
-use super::storage::{
-    EntryKind, Listing, Meta, Metadata, Pinned, Staged, Storage, Value, disk_space, statvfs,
-};
-use crate::engine::{self, MAX_KEY_LEN, RECORD_HEADER_LEN, Store};
-
-/// Bytes a record adds to its value at most: header and the longest key.
-const RECORD_OVERHEAD: u64 = (RECORD_HEADER_LEN + MAX_KEY_LEN) as u64;
+use super::storage::{EntryKind, Listing, Meta, Metadata, Pinned, Staged, Storage, Value};
+use crate::backend::{Kv, Log};
+use crate::engine::{self, Store};
 
 pub struct Bitcask {
     store: Arc<Store>,
-    /// When the data disk's free bytes were last asked, and the answer.
-    free_space: Mutex<(Instant, u64)>,
+    /// The same store through the key-value interface, which knows its
+    /// disk's free space.
+    log: Log,
 }
 
 impl Bitcask {
     pub fn new(store: Arc<Store>) -> Bitcask {
         Bitcask {
+            log: Log::new(store.clone()),
             store,
-            free_space: Mutex::new((Instant::now(), 0)),
         }
     }
 }
@@ -101,29 +95,12 @@ impl Storage for Bitcask {
         self.store.options().max_value_size
     }
 
-    /// Checked at write, not only at the commit at close: some writers
-    /// (shell builtins restoring their descriptors) never look at close's
-    /// result. The disk is asked only when the last answer is old or was
-    /// close.
     fn room(&self, len: u64) -> Result<()> {
-        let needed = len + RECORD_OVERHEAD;
-        let mut known = self.free_space.lock();
-        let plenty = known.1 > needed.saturating_mul(2) + (64 << 20);
-        if !plenty || known.0.elapsed() > Duration::from_millis(500) {
-            let s = statvfs(self.store.dir())?;
-            #[allow(clippy::useless_conversion)]
-            let free = u64::from(s.f_bavail).saturating_mul(u64::from(s.f_frsize));
-            *known = (Instant::now(), free);
-        }
-        if known.1 < needed {
-            return Err(Error::Io(std::io::Error::from_raw_os_error(libc::ENOSPC)));
-        }
-        Ok(())
+        Ok(self.log.room(len)?)
     }
 
-    /// The data directory's disk, so `df` on the mount shows real space.
     fn space(&self) -> Result<StatFs> {
-        disk_space(self.store.dir())
+        Ok(self.log.space()?)
     }
 
     fn stage(&self, key_len: usize) -> Result<Staged> {

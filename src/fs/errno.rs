@@ -56,6 +56,15 @@ impl From<engine::Error> for Error {
     }
 }
 
+impl From<crate::backend::Error> for Error {
+    fn from(e: crate::backend::Error) -> Self {
+        Error::Backend {
+            errno: e.errno(),
+            why: e.to_string(),
+        }
+    }
+}
+
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
         Error::Io(e)

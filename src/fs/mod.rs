@@ -40,4 +40,4 @@ pub use draft::SPILL_THRESHOLD;
 pub use errno::{Error, Result, errno, log_and_errno};
 pub use fs::{Caller, CaskFs, DirEntry, FsOptions, KernelCache, Opened, SetAttr, StatFs};
 pub use page_cache::ReadMode;
-pub use storage::{Listing, Pinned, RemoteChange, Storage, Value, disk_space};
+pub use storage::{Listing, Pinned, RemoteChange, Storage, Value};

@@ -4,12 +4,9 @@
 //! backend stores them, and a backend nothing of FUSE.
 
 use std::borrow::Cow;
-use std::ffi::CString;
 use std::io::Read;
-use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
 
-use super::errno::{Error, Result};
+use super::errno::Result;
 use super::fs::StatFs;
 pub use crate::engine::{EntryKind, Meta, Metadata, Staged};
 
@@ -101,33 +98,4 @@ impl Value {
     pub fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>> {
         self.bytes(offset, len).map(Cow::into_owned)
     }
-}
-
-/// The disk that holds `dir`, as `df` shows it.
-pub fn disk_space(dir: &Path) -> Result<StatFs> {
-    let s = statvfs(dir)?;
-    #[allow(clippy::useless_conversion)]
-    Ok(StatFs {
-        blocks: u64::from(s.f_blocks),
-        bfree: u64::from(s.f_bfree),
-        bavail: u64::from(s.f_bavail),
-        files: u64::from(s.f_files),
-        ffree: u64::from(s.f_ffree),
-        bsize: s.f_bsize as u32,
-        namelen: 0,
-        frsize: s.f_frsize as u32,
-    })
-}
-
-/// statvfs(2) of `dir`'s filesystem.
-pub(super) fn statvfs(dir: &Path) -> Result<libc::statvfs> {
-    let path = CString::new(dir.as_os_str().as_bytes())
-        .map_err(|_| Error::InvalidArgument("data directory path contains NUL"))?;
-    // SAFETY: statvfs is plain old data; all-zero is a valid value.
-    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `path` is a valid C string and `s` a valid out-pointer.
-    if unsafe { libc::statvfs(path.as_ptr(), &mut s) } != 0 {
-        return Err(Error::Io(std::io::Error::last_os_error()));
-    }
-    Ok(s)
 }
