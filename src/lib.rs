@@ -18,4 +18,5 @@ pub mod mountinfo;
 pub mod report;
 pub mod schema;
 pub mod transport;
+pub mod vfs;
 pub mod vocab;

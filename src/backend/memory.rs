@@ -32,6 +32,8 @@ pub struct Memory {
     max_batch_ops: usize,
     /// Batches still accepted before the "crash"; `u64::MAX`: no crash.
     writes_left: AtomicU64,
+    /// Batches written, also by the store this one was restarted from.
+    writes: AtomicU64,
 }
 
 impl Default for Memory {
@@ -41,6 +43,7 @@ impl Default for Memory {
             max_value_len: 1 << 30,
             max_batch_ops: usize::MAX,
             writes_left: AtomicU64::new(u64::MAX),
+            writes: AtomicU64::new(0),
         }
     }
 }
@@ -73,7 +76,13 @@ impl Memory {
             max_value_len: self.max_value_len,
             max_batch_ops: self.max_batch_ops,
             writes_left: AtomicU64::new(u64::MAX),
+            writes: AtomicU64::new(self.writes()),
         }
+    }
+
+    /// How many batches were written.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::SeqCst)
     }
 
     /// Every key and value, for comparing stores in tests.
@@ -151,6 +160,7 @@ impl Kv for Memory {
             }
         }
         self.take_write()?;
+        self.writes.fetch_add(1, Ordering::SeqCst);
         map.revision += 1;
         let revision = map.revision;
         for op in batch.ops {
