@@ -2,7 +2,7 @@
 //! small-file workload three ways, in the same run, against an etcd
 //! cluster of its own:
 //!
-//! 1. the cluster driven directly through `caskfs::etcd::Client` (put of a
+//! 1. the cluster driven directly through `caskfs::backend::etcd::Client` (put of a
 //!    new key, get, put over an existing key, delete): what etcd costs;
 //! 2. an etcd-backed mount of the real binary (`--backend etcd://...`):
 //!    create (open O_CREAT|O_TRUNC + write + close), stat, read (open +
@@ -29,7 +29,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use caskfs::etcd::Client;
+use caskfs::backend::etcd::Client;
 
 mod common;
 

@@ -19,7 +19,7 @@ use log::{info, warn};
 
 use crate::engine::{CONTROL_FILE, Store};
 use crate::exit::Code;
-use crate::fs::CaskFs;
+use crate::fs::{CaskFs, Findings};
 use crate::report::{self, Live};
 use crate::transport::Counters;
 
@@ -127,10 +127,11 @@ fn reply(d: &Daemon, request: &str) -> (u8, String) {
             Ok(None) => (0, "nothing to merge\n".into()),
             Err(e) => failed(&e),
         },
-        ("check", _) => match d.store.check_live() {
-            Ok(r) if r.is_clean() => (0, format!("{r}\n")),
-            Ok(r) => (Code::Damage as u8, format!("{r}\n")),
-            Err(e) => failed(&e),
+        ("check", _) => match (d.store.check_live(), live_tree_check(d)) {
+            (Ok(r), Ok(t)) if r.is_clean() && t.problems.is_empty() => (0, format!("{r}\n{t}\n")),
+            (Ok(r), Ok(t)) => (Code::Damage as u8, format!("{r}\n{t}\n")),
+            (Err(e), _) => failed(&e),
+            (_, Err(e)) => failed(&e),
         },
         ("backup", dest) if Path::new(dest).is_absolute() => {
             match d.store.backup(Path::new(dest)) {
@@ -140,6 +141,19 @@ fn reply(d: &Daemon, request: &str) -> (u8, String) {
         }
         _ => (Code::Usage as u8, format!("unknown request {request:?}\n")),
     }
+}
+
+/// The filesystem's check while it serves: a problem counts only if a
+/// second walk finds it too, as a file changed between the walk's reads
+/// can look damaged for a moment.
+fn live_tree_check(d: &Daemon) -> crate::fs::Result<Findings> {
+    let first = d.fs.check()?;
+    if first.problems.is_empty() {
+        return Ok(first);
+    }
+    let mut second = d.fs.check()?;
+    second.problems.retain(|p| first.problems.contains(p));
+    Ok(second)
 }
 
 /// How requests reach the daemon, as the log and `caskfs stats` say it.

@@ -13,11 +13,12 @@ use std::sync::atomic::Ordering;
 use fuser::{Config, MountOption, Session, SessionACL};
 use log::{debug, info, warn};
 
+use crate::backend::etcd::{Etcd, EtcdUrl};
+use crate::backend::{Kv, Log};
 use crate::control;
 use crate::engine::{Options, Store};
-use crate::etcd::{Etcd, EtcdUrl};
 use crate::exit::Failure;
-use crate::fs::{Bitcask, CaskFs, FsOptions, Owner, Storage};
+use crate::fs::{CaskFs, FsOptions, Owner};
 use crate::transport::{self, Classic, uring};
 
 /// What `caskfs mount` was asked to do (the command line's definition
@@ -195,37 +196,51 @@ fn serve(args: &MountOptions, ready: &mut dyn FnMut(&str)) -> Res<()> {
     // inherit the mask); one thread waits for them with sigwait.
     let signals = block_stop_signals()?;
     // The local store, or none when the keys live in etcd.
-    let (local, storage, source, shared): (Option<Arc<Store>>, Arc<dyn Storage>, _, _) =
-        match &args.backend {
-            None => {
-                let store = Store::open(&args.data_dir, args.engine.clone())
-                    .map_err(|e| Failure::engine(&e))?;
-                let store = Arc::new(store);
-                let bitcask = Arc::new(Bitcask::new(store.clone()));
-                (
-                    Some(store),
-                    bitcask,
-                    args.data_dir.display().to_string(),
-                    false,
-                )
+    let (local, kv, source): (Option<Arc<Store>>, Arc<dyn Kv>, _) = match &args.backend {
+        None => {
+            let store = Store::open(&args.data_dir, args.engine.clone())
+                .map_err(|e| Failure::engine(&e))?;
+            let store = Arc::new(store);
+            if crate::upgrade::needed(&store) {
+                if args.read_only {
+                    return Err(format!(
+                        "{}: the data directory is in the layout of an older caskfs; \
+                         mount it once without --read-only to carry it over",
+                        args.data_dir.display()
+                    )
+                    .into());
+                }
+                crate::upgrade::carry_over(&store)
+                    .map_err(|e| format!("carrying {} over: {e}", args.data_dir.display()))?;
             }
-            Some(url) => {
-                let etcd = Etcd::open(url, args.engine.max_value_size)
-                    .map_err(|e| format!("{url}: {e}"))?;
-                (None, Arc::new(etcd), url.to_string(), true)
-            }
-        };
-    let folders = local.as_ref().and_then(index_folders);
-    let fs = Arc::new(CaskFs::new(
-        storage,
+            let log = Arc::new(Log::new(store.clone()));
+            (Some(store), log, args.data_dir.display().to_string())
+        }
+        Some(url) => {
+            let etcd = Etcd::open(url).map_err(|e| format!("{url}: {e}"))?;
+            (None, Arc::new(etcd), url.to_string())
+        }
+    };
+    let fs = CaskFs::load(
+        kv.clone(),
         FsOptions {
             owner: Owner::current(),
             read_only: args.read_only,
             cache_reads: args.cache_reads,
-            shared,
+            shared: kv.shared(),
+            max_file_size: args.engine.max_value_size,
         },
-    ));
+    )
+    .map_err(|e| match (e, &args.backend) {
+        (crate::fs::Error::OldLayout(_), Some(url)) => {
+            crate::backend::etcd::old_layout_advice(&url.to_string())
+        }
+        (e, _) => format!("{source}: {e}"),
+    })?;
+    drop(kv);
+    let fs = Arc::new(fs);
     fs.follow_remote_changes();
+    fs.collect_garbage_in_background();
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::FSName(source.clone()),
@@ -346,9 +361,6 @@ fn serve(args: &MountOptions, ready: &mut dyn FnMut(&str)) -> Res<()> {
     if let Some(c) = control {
         c.stop();
     }
-    if let Some(f) = folders {
-        let _ = f.join();
-    }
     let closed = match local.map(Arc::try_unwrap) {
         None => Ok(()),
         Some(Ok(store)) => store.close().map_err(|e| e.to_string()),
@@ -359,28 +371,6 @@ fn serve(args: &MountOptions, ready: &mut dyn FnMut(&str)) -> Res<()> {
     };
     served.map_err(|e| format!("serving {}: {e}", args.mountpoint.display()))?;
     Ok(closed?)
-}
-
-/// Builds the store's tree of folders in the background: the mount asks
-/// for it at the first stat of a folder or create (a second or more for a
-/// million keys), which this moves to while nobody waits, as a rule.
-fn index_folders(store: &Arc<Store>) -> Option<std::thread::JoinHandle<()>> {
-    let store = Arc::downgrade(store);
-    let spawned = std::thread::Builder::new()
-        .name("caskfs-folders".into())
-        .spawn(move || {
-            if let Some(store) = store.upgrade() {
-                let started = std::time::Instant::now();
-                let (entries, _) = store.folder_counts(b"");
-                info!(
-                    "tree of folders built in {:.3} s ({entries} entries at the top)",
-                    started.elapsed().as_secs_f64()
-                );
-            }
-        });
-    spawned
-        .map_err(|e| warn!("building the tree of folders in the background: {e}"))
-        .ok()
 }
 
 fn mount_error(mountpoint: &Path, e: &std::io::Error) -> String {

@@ -37,7 +37,11 @@ fn each_kind_of_failure_has_its_exit_code() {
     assert_eq!(code, 5, "{err}");
     assert!(err.contains(data_s), "names the path: {err}");
 
-    assert!(caskfs(&["put", data_s, "a/b", "v"]).status.success());
+    assert!(
+        caskfs(&["put", data_s, "a/b", "value of a/b"])
+            .status
+            .success()
+    );
     let (code, err) = failure(&["get", data_s, "a/x"]);
     assert_eq!(code, 4, "{err}");
     assert!(err.contains(data_s) && err.contains("a/x"), "{err}");
@@ -66,7 +70,7 @@ fn each_kind_of_failure_has_its_exit_code() {
     // Damage: a flipped byte in a/b's record.
     let seg = engine_common::seg_path(&data, engine_common::segment_ids(&data)[0]);
     let mut bytes = std::fs::read(&seg).unwrap();
-    let at = bytes.windows(3).position(|w| w == b"a/b").unwrap();
+    let at = bytes.windows(8).position(|w| w == b"value of").unwrap();
     bytes[at + 1] ^= 0x40;
     std::fs::write(&seg, bytes).unwrap();
     let out = caskfs(&["check", data_s]);

@@ -329,7 +329,7 @@ fn a_damaged_version_1_segment_is_repaired_in_its_own_version() {
     assert!(!check(&dir).expect("check").is_clean(), "damage not found");
 
     let report = caskfs::engine::repair(&dir).expect("repair");
-    assert_eq!(report.lost_values, vec!["beta".to_string()], "{report}");
+    assert_eq!(report.lost_values, vec![b"beta".to_vec()], "{report}");
     assert_check_clean(&dir, "after the repair");
     assert_eq!(segment_version(&fs::read(&seg1).expect("segment")), 1);
     let (recs, end) = parse_segment(&fs::read(&seg1).expect("segment"));

@@ -157,3 +157,64 @@ fn mount_with_a_backend_takes_only_the_mountpoint() {
         assert!(err.contains(says), "{args:?}: {err}");
     }
 }
+
+/// A prefix an older caskfs wrote (keys that are paths: `m/` records, `d/`
+/// bytes, `c/` chunks; `src/backend/etcd/legacy.rs`) is not mounted or
+/// read in place: commands say how to carry it over, and `caskfs backup`
+/// reads it into a data directory, whose copy goes to a new prefix.
+#[test]
+fn an_old_layout_prefix_is_refused_with_advice_and_backed_up_into_the_schema() {
+    use caskfs::backend::etcd::legacy::{Body, Meta, Record};
+    require_etcd!();
+    let cluster = Cluster::start(1, &[]);
+    let meta = |mode: u32| Meta {
+        mode,
+        uid: 1000,
+        gid: 100,
+        mtime: 981_173_106_000_000_000,
+        ctime: 981_173_106_000_000_000,
+    };
+    let record = |mode, len, body| Record {
+        meta: meta(mode),
+        len,
+        body,
+    };
+    cluster.put(
+        "old/m/greeting",
+        &record(0o100640, 6, Body::Inline).encode(),
+    );
+    cluster.put("old/d/greeting", b"hello\n");
+    cluster.put("old/m/docs", &record(0o040750, 0, Body::Inline).encode());
+    let big = common::pattern((1 << 20) + 1000, 3);
+    let chunks = Body::Chunks { generation: 7 };
+    cluster.put(
+        "old/m/docs/big",
+        &record(0o100644, big.len() as u64, chunks).encode(),
+    );
+    cluster.put("old/c/0000000000000007/00000000", &big[..1 << 20]);
+    cluster.put("old/c/0000000000000007/00000001", &big[1 << 20..]);
+
+    let old = cluster.url("old");
+    let refused = caskfs(&["ls", &old], None);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        said.contains("written by an older caskfs") && said.contains("caskfs backup"),
+        "{said}"
+    );
+
+    let root = common::temp_root();
+    let local = root.path().join("local");
+    let local = local.to_str().unwrap();
+    ok(&["backup", &old, local]);
+    assert_eq!(ok(&["get", local, "greeting"]), "hello\n");
+    assert!(caskfs(&["get", local, "docs/big"], None).stdout == big);
+    let new = cluster.url("new");
+    ok(&["backup", local, &new]);
+    let m = Mount::start_backend(&new, &[]);
+    assert_eq!(
+        m.ok("stat -c '%a %u %g %Y' mnt/greeting mnt/docs && cat mnt/greeting"),
+        "640 1000 100 981173106\n750 1000 100 981173106\nhello\n"
+    );
+    assert!(fs::read(m.path("docs/big")).unwrap() == big);
+}

@@ -3,13 +3,14 @@
 //! (inodes, names, bytes), compared after every step and after every
 //! reopen; then the same with the backend "crashing" at every step of an
 //! operation, where the reopened tree must be the one from before the
-//! operation or the one after it.
+//! operation or the one after it, with nothing left that it does not
+//! reach.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use caskfs::backend::{Kv, Memory};
-use caskfs::vfs::{Caller, CaskFs, Error, FsOptions, Owner};
+use caskfs::fs::{Caller, CaskFs, Error, FsOptions, Owner};
 use caskfs::vocab::FileType;
 
 const ROOT: u64 = 1;
@@ -306,7 +307,13 @@ fn a_crash_at_any_step_of_an_operation_leaves_it_done_or_undone() {
                 let mut again = model_before.clone();
                 let mut r = Rng(saved);
                 apply_random(&crashed, &mut again, &mut r, false);
-                let back = crashed.restart().tree();
+                let reopened = crashed.restart();
+                let back = reopened.tree();
+                let garbage = reopened.garbage();
+                assert!(
+                    garbage.is_empty(),
+                    "seed {seed} step {step}: {op} cut after {cut}: left {garbage:?}"
+                );
                 assert!(
                     back == before || back == after,
                     "seed {seed} step {step}: {op} cut after {cut} of {writes} writes:\n\
@@ -421,7 +428,7 @@ fn apply_random(fs: &Fs, m: &mut Model, rng: &mut Rng, strict: bool) -> Option<S
             };
             let node = fs.fs.lookup(dir, &name, 1).unwrap().node;
             let len = rng.below(m.files[&id].len() as u64 + 6_000);
-            let change = caskfs::vfs::SetAttr {
+            let change = caskfs::fs::SetAttr {
                 size: Some(len),
                 ..Default::default()
             };

@@ -11,14 +11,18 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use log::{info, warn};
 use parking_lot::Mutex;
 
-use super::{Batch, Compare, Error, Kv, Op, Pinned, Result, ScanVisit, Value};
+use super::{Batch, Compare, Error, Kv, Op, Pinned, Result, Revision, ScanVisit, Value};
 use crate::engine::{self, BatchOp, MAX_KEY_LEN, Meta, RECORD_HEADER_LEN, Store};
 use crate::vocab::StatFs;
 
 /// Bytes a record adds to its value at most: header and the longest key.
 const RECORD_OVERHEAD: u64 = (RECORD_HEADER_LEN + MAX_KEY_LEN) as u64;
+
+/// Disk bytes that writes leave free, for the deletions that free space.
+const DELETE_RESERVE: u64 = 1 << 20;
 
 /// The metadata the log's records still carry (version 2): the schema's
 /// keys keep their own, so every record gets the same.
@@ -80,7 +84,7 @@ impl Kv for Log {
             .map(|v| Value::new(LogValue(v))))
     }
 
-    fn write(&self, batch: Batch) -> Result<()> {
+    fn write(&self, batch: Batch) -> Result<Revision> {
         // The only writer: what is absent now stays absent until this
         // batch, which the caller's locks keep from racing another.
         for c in &batch.compares {
@@ -98,11 +102,18 @@ impl Kv for Log {
                 Op::Delete { key } => BatchOp::Delete(key),
             })
             .collect();
-        self.store.apply(&ops).map_err(err)
+        self.store.apply(&ops).map_err(err)?;
+        Ok(0)
     }
 
     fn scan(&self, prefix: &[u8], each: &mut ScanVisit) -> Result<()> {
         self.store.scan_prefix(prefix, each).map_err(err)
+    }
+
+    fn keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let mut keys = self.store.keys();
+        keys.retain(|k| k.starts_with(prefix));
+        Ok(keys)
     }
 
     fn sync(&self) -> Result<()> {
@@ -117,15 +128,20 @@ impl Kv for Log {
     /// (shell builtins restoring their descriptors) never look at close's
     /// result. The disk is asked only when the last answer is old or was
     /// close.
+    ///
+    /// `DELETE_RESERVE` stays free for deletions, which free space only
+    /// once written (a failed large write's extents must go). Short of
+    /// room, and with enough dead bytes in the log, the log is compacted
+    /// first, as a full disk's cleaner.
     fn room(&self, len: u64) -> Result<()> {
-        let needed = len + RECORD_OVERHEAD;
+        let needed = len + RECORD_OVERHEAD + DELETE_RESERVE;
         let mut known = self.free_space.lock();
         let plenty = known.1 > needed.saturating_mul(2) + (64 << 20);
         if !plenty || known.0.elapsed() > Duration::from_millis(500) {
-            let s = statvfs(self.store.dir())?;
-            #[allow(clippy::useless_conversion)]
-            let free = u64::from(s.f_bavail).saturating_mul(u64::from(s.f_frsize));
-            *known = (Instant::now(), free);
+            *known = (Instant::now(), free_bytes(self.store.dir())?);
+        }
+        if known.1 < needed && self.reclaim(needed) {
+            *known = (Instant::now(), free_bytes(self.store.dir())?);
         }
         if known.1 < needed {
             return Err(Error::NoSpace(format!(
@@ -141,6 +157,35 @@ impl Kv for Log {
     fn space(&self) -> Result<StatFs> {
         disk_space(self.store.dir())
     }
+}
+
+impl Log {
+    /// Compacts the log when its dead bytes would make `needed` room;
+    /// whether it did.
+    fn reclaim(&self, needed: u64) -> bool {
+        let dead = match self.store.stats() {
+            Ok(s) => s.segments.iter().map(|g| g.dead_bytes).sum::<u64>(),
+            Err(_) => 0,
+        };
+        if dead < needed {
+            return false;
+        }
+        info!("short of disk space: compacting to reclaim {dead} dead bytes");
+        match self.store.roll().and_then(|()| self.store.compact()) {
+            Ok(_) => true,
+            Err(e) => {
+                warn!("compacting for room: {e}");
+                false
+            }
+        }
+    }
+}
+
+/// Free bytes on the disk that holds `dir`.
+fn free_bytes(dir: &Path) -> Result<u64> {
+    let s = statvfs(dir)?;
+    #[allow(clippy::useless_conversion)]
+    Ok(u64::from(s.f_bavail).saturating_mul(u64::from(s.f_frsize)))
 }
 
 /// The disk that holds `dir`, as `df` shows it.

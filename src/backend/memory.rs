@@ -134,7 +134,7 @@ impl Kv for Memory {
         Ok(map.keys.get(key).map(|s| Value::new(MemValue(s.clone()))))
     }
 
-    fn write(&self, batch: Batch) -> Result<()> {
+    fn write(&self, batch: Batch) -> Result<Revision> {
         if batch.ops.len() > self.max_batch_ops {
             return Err(Error::TooBig(format!(
                 "a batch of {} changes (at most {})",
@@ -174,7 +174,7 @@ impl Kv for Memory {
                 }
             }
         }
-        Ok(())
+        Ok(revision)
     }
 
     fn scan(&self, prefix: &[u8], each: &mut ScanVisit) -> Result<()> {
@@ -186,6 +186,17 @@ impl Kv for Memory {
             each(k, Some(&s.value));
         }
         Ok(())
+    }
+
+    fn keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let map = self.map.read();
+        Ok(map
+            .keys
+            .range(prefix.to_vec()..)
+            .map(|(k, _)| k)
+            .take_while(|k| k.starts_with(prefix))
+            .cloned()
+            .collect())
     }
 
     fn sync(&self) -> Result<()> {

@@ -5,7 +5,9 @@
 //! - `log`: the embedded Bitcask log (`crate::engine`)
 //! - `memory`: a map in memory, for tests of the filesystem without a
 //!   disk or a mount
+//! - `etcd`: an etcd cluster, shared by several hosts
 
+pub mod etcd;
 mod log;
 mod memory;
 
@@ -188,8 +190,17 @@ impl Value {
 /// deleted since.
 pub type ScanVisit<'a> = dyn FnMut(&[u8], Option<&[u8]>) + 'a;
 
-/// Told each key another host changed (`Kv::watch`).
-pub type Changed = Box<dyn Fn(&[u8]) + Send + Sync>;
+/// A key another host (or this one) changed, as a watch sees it.
+#[derive(Clone, Copy, Debug)]
+pub struct Change<'a> {
+    pub key: &'a [u8],
+    /// Its value now; `None`: deleted.
+    pub value: Option<&'a [u8]>,
+    pub revision: Revision,
+}
+
+/// Told each change of a shared backend (`Kv::watch`).
+pub type Changed = Box<dyn Fn(Change) + Send + Sync>;
 
 /// Keys and their values; see the module's doc and docs/SCHEMA.md.
 pub trait Kv: Send + Sync {
@@ -197,11 +208,14 @@ pub trait Kv: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Value>>;
     /// Applies `batch` whole, or fails (`Conflict` when a compare does not
     /// hold) having applied none of it. Deleting an absent key is no error.
-    fn write(&self, batch: Batch) -> Result<()>;
+    /// Returns the revision the batch made (0 where there are none).
+    fn write(&self, batch: Batch) -> Result<Revision>;
     /// Calls `each` with every key starting with `prefix` and its value;
     /// `None` for a key deleted since an earlier call gave it (a backend
     /// may hand a key several times, the last one counts).
     fn scan(&self, prefix: &[u8], each: &mut ScanVisit) -> Result<()>;
+    /// Every live key starting with `prefix`, without the values.
+    fn keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>>;
     /// Makes every change written so far durable.
     fn sync(&self) -> Result<()>;
     /// The largest value one put may hold.
@@ -214,7 +228,13 @@ pub trait Kv: Send + Sync {
     fn room(&self, len: u64) -> Result<()>;
     /// What `df` shows of where the keys live.
     fn space(&self) -> Result<StatFs>;
-    /// Has `tell` called with each key another host changes (a shared
-    /// backend; the others never call it).
+    /// Whether other hosts change the keys too: then the caller is told of
+    /// every change (`watch`), and must not delete what it thinks nothing
+    /// reaches (another host may be reading or committing it).
+    fn shared(&self) -> bool {
+        false
+    }
+    /// Has `tell` called with every change from now on, its own included
+    /// (a shared backend; the others never call it).
     fn watch(&self, _tell: Changed) {}
 }

@@ -1,17 +1,19 @@
-//! The subcommands on a prefix of an etcd cluster (`etcd://HOST:PORT/PREFIX`
-//! in place of a data directory): put, get, rm, ls, stats, and backup in
-//! both directions between a prefix and a local data directory, which is
-//! how a namespace moves from one backend to the other. They go through
-//! the same storage interface as a mount.
+//! What the subcommands do with a prefix of an etcd cluster
+//! (`etcd://HOST:PORT/PREFIX` in place of a data directory): `stats`, and
+//! `backup` in both directions between a prefix and a local data
+//! directory, which is how a namespace moves from one backend to the
+//! other (also a prefix in the layout before the schema, which is read
+//! and carried over). `put`, `get`, `rm` and `ls` take either (`offline`).
 
-use std::io::{Read, Write};
 use std::path::Path;
-use std::time::SystemTime;
 
-use caskfs::engine::{self, EntryKind, Meta, Options, S_IFDIR, Store};
-use caskfs::etcd::{Etcd, EtcdUrl};
+use caskfs::backend::etcd::legacy::{self, Layout};
+use caskfs::backend::etcd::{Etcd, EtcdUrl};
 use caskfs::exit::{Code, Failure};
-use caskfs::fs::{Bitcask, Error, Storage, Value};
+use caskfs::fs::{self, Error, Imported};
+use caskfs::vocab::{FileType, S_IFMT};
+
+use super::offline::Target;
 
 /// The etcd URL `arg` is, if it is one.
 pub fn url(arg: &Path) -> Option<Result<EtcdUrl, Failure>> {
@@ -38,113 +40,21 @@ pub fn not_for_a_prefix(path: &Path, why: &str) -> Result<(), Failure> {
     }
 }
 
-fn open(url: &EtcdUrl) -> Result<Etcd, Failure> {
-    Etcd::open(url, Options::default().max_value_size).map_err(|e| fail(url, e))
-}
-
-fn fail(url: &EtcdUrl, e: Error) -> Failure {
-    let code = match e {
-        Error::NotFound => Code::NotFound,
-        _ => Code::Failed,
-    };
-    Failure::new(code, format!("{url}: {e}"))
-}
-
-fn now() -> u64 {
-    engine::to_ns(SystemTime::now())
-}
-
-/// Stores `value` at `key`, making the missing folders above it first.
-pub fn put(url: &EtcdUrl, key: &str, value: Vec<u8>) -> Result<(), Failure> {
-    let etcd = open(url)?;
-    let key = key.as_bytes();
-    let folder = Meta {
-        mode: S_IFDIR | 0o755,
-        ..Meta::file(now())
-    };
-    for (i, _) in key.iter().enumerate().filter(|(_, b)| **b == b'/') {
-        let parent = &key[..i];
-        match etcd.kind(parent).map_err(|e| fail(url, e))? {
-            Some(EntryKind::Folder) => {}
-            Some(_) => {
-                let shown = String::from_utf8_lossy(parent);
-                return Err(format!("{url}: \"{shown}\" is not a folder").into());
-            }
-            None => etcd.put(parent, b"", &folder).map_err(|e| fail(url, e))?,
-        }
-    }
-    etcd.put(key, &value, &Meta::file(now()))
-        .map_err(|e| fail(url, e))
-}
-
-pub fn get(url: &EtcdUrl, key: &str) -> Result<(), Failure> {
-    let etcd = open(url)?;
-    let value = etcd.value(key.as_bytes()).map_err(|e| fail(url, e))?;
-    let value = value
-        .ok_or_else(|| Failure::new(Code::NotFound, format!("{url}: key \"{key}\" not found")))?;
-    let mut out = std::io::stdout().lock();
-    std::io::copy(&mut Reader::new(&value), &mut out)
-        .and_then(|_| out.flush())
-        .map_err(|e| Failure::from(format!("writing stdout: {e}")))
-}
-
-pub fn rm(url: &EtcdUrl, key: &str) -> Result<(), Failure> {
-    let etcd = open(url)?;
-    etcd.delete(key.as_bytes()).map_err(|e| match e {
-        Error::NotFound => Failure::new(Code::NotFound, format!("{url}: key \"{key}\" not found")),
-        e => fail(url, e),
-    })
-}
-
-/// The entries of `folder`, folders ending in '/'; with `recursive`,
-/// every key below it as a full path.
-pub fn ls(url: &EtcdUrl, folder: Option<&str>, recursive: bool) -> Result<(), Failure> {
-    let etcd = open(url)?;
-    let folder = folder.unwrap_or_default().trim_end_matches('/').as_bytes();
-    if etcd.kind(folder).map_err(|e| fail(url, e))? != Some(EntryKind::Folder) {
-        let shown = String::from_utf8_lossy(folder);
-        return Err(Failure::new(
-            Code::NotFound,
-            format!("{url}: \"{shown}\" is not a folder"),
-        ));
-    }
-    let mut out = std::io::stdout().lock();
-    let mut emit = |name: &[u8], kind: EntryKind| -> Result<(), Error> {
-        let slash: &[u8] = if kind == EntryKind::Folder { b"/" } else { b"" };
-        out.write_all(name)?;
-        out.write_all(slash)?;
-        Ok(out.write_all(b"\n")?)
-    };
-    let mut entries = Vec::new();
-    if recursive {
-        walk(&etcd, folder, &mut |key, kind| {
-            entries.push((key.to_vec(), kind));
-            Ok(())
-        })
-    } else {
-        etcd.list(folder).map(|l| entries = l.unwrap_or_default())
-    }
-    .map_err(|e| fail(url, e))?;
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
-    entries
-        .into_iter()
-        .try_for_each(|(name, kind)| emit(&name, kind))
-        .map_err(|e| fail(url, e))
-}
-
-/// How many keys, folders and bytes the prefix holds.
+/// How many files, folders and bytes of files the prefix holds.
 pub fn stats(url: &EtcdUrl, json: bool) -> Result<(), Failure> {
-    let etcd = open(url)?;
+    let t = Target::open(Path::new(&url.to_string()), false)?;
     let (mut files, mut folders, mut bytes) = (0u64, 0u64, 0u64);
-    walk(&etcd, b"", &mut |key, kind| {
+    let fail = |e: Error| Failure::from(format!("{url}: {e}"));
+    for (path, kind) in t.fs.list_path(b"", true).map_err(fail)? {
         match kind {
-            EntryKind::Folder => folders += 1,
-            _ => files += 1,
+            FileType::Directory => folders += 1,
+            _ => {
+                files += 1;
+                let (ino, _) = t.fs.resolve(&path).map_err(fail)?;
+                bytes += t.fs.getattr(ino, None, 0).map_err(fail)?.size;
+            }
         }
-        bytes += etcd.metadata(key)?.map_or(0, |m| m.len);
-        Ok(())
-    })
-    .map_err(|e| fail(url, e))?;
+    }
     if json {
         println!(
             "{{\"backend\":\"etcd\",\"url\":\"{}\",\"keys\":{files},\"folders\":{folders},\"bytes\":{bytes}}}",
@@ -153,111 +63,126 @@ pub fn stats(url: &EtcdUrl, json: bool) -> Result<(), Failure> {
     } else {
         println!("{url}: keys {files}, folders {folders}, bytes of values {bytes}");
     }
-    Ok(())
-}
-
-/// Copies every key, folder and symlink of `from` into `to`,
-/// with its mode, owner and times, parents first.
-fn copy(from: &dyn Storage, to: &dyn Storage) -> Result<u64, Error> {
-    let mut copied = 0;
-    walk(from, b"", &mut |key, _| {
-        // None: a folder implied by the keys below it, or gone meanwhile.
-        if let Some(value) = from.value(key)? {
-            let m = value.metadata();
-            to.put_from(key, m.len, &mut Reader::new(&value), &m.meta())?;
-            copied += 1;
-        }
-        Ok(())
-    })?;
-    Ok(copied)
+    t.close()
 }
 
 /// `caskfs backup etcd://.../PREFIX DEST_DIR` and `caskfs backup DATA_DIR
 /// etcd://.../PREFIX`: the first into a local data directory (created if
 /// missing), the second into a prefix that must be empty.
 pub fn backup(source: &Path, dest: &Path) -> Result<(), Failure> {
-    match (url(source).transpose()?, url(dest).transpose()?) {
-        (Some(from), None) => {
-            let etcd = open(&from)?;
-            let store = Store::open(dest, Options::default()).map_err(|e| Failure::engine(&e))?;
-            let store = std::sync::Arc::new(store);
-            let n = copy(&etcd, &Bitcask::new(store.clone())).map_err(|e| fail(&from, e))?;
-            println!("copied {n} records from {from} into {}", dest.display());
-            match std::sync::Arc::try_unwrap(store) {
-                Ok(s) => s.close().map_err(|e| Failure::engine(&e)),
-                Err(_) => Ok(()),
-            }
+    let (from, to) = match (url(source).transpose()?, url(dest).transpose()?) {
+        (Some(_), Some(_)) => {
+            let why =
+                "from one etcd prefix to another: back up into a data directory, then from it";
+            return Err(why.to_string().into());
         }
-        (None, Some(to)) => {
-            let opts = Options {
-                create_if_missing: false,
-                read_only: true,
-                ..Options::default()
-            };
-            let store = Store::open(source, opts).map_err(|e| Failure::engine(&e))?;
-            let etcd = open(&to)?;
-            if !etcd
-                .list(b"")
-                .map_err(|e| fail(&to, e))?
-                .unwrap_or_default()
-                .is_empty()
-            {
-                return Err(format!("{to}: not empty; back up into an empty prefix").into());
-            }
-            let n =
-                copy(&Bitcask::new(std::sync::Arc::new(store)), &etcd).map_err(|e| fail(&to, e))?;
-            println!("copied {n} records from {} into {to}", source.display());
-            Ok(())
-        }
-        (Some(_), Some(_)) => Err(
-            "from one etcd prefix to another: back up into a data directory, then from it"
-                .to_string()
-                .into(),
-        ),
-        (None, None) => Err("not an etcd backup".to_string().into()),
-    }
-}
-
-/// Calls `f` on every entry below `dir` (not `dir` itself), parents
-/// before their entries.
-fn walk(
-    s: &dyn Storage,
-    dir: &[u8],
-    f: &mut impl FnMut(&[u8], EntryKind) -> Result<(), Error>,
-) -> Result<(), Error> {
-    let mut todo = vec![dir.to_vec()];
-    while let Some(d) = todo.pop() {
-        for (name, kind) in s.list(&d)?.unwrap_or_default() {
-            let key = engine::tree::join(&d, &name);
-            f(&key, kind)?;
-            if kind == EntryKind::Folder {
-                todo.push(key);
-            }
+        (None, None) => return Err("not an etcd backup".to_string().into()),
+        (from, to) => (from, to),
+    };
+    if let Some(u) = &from {
+        let e = Etcd::open(u).map_err(|e| Failure::from(format!("{u}: {e}")))?;
+        if is_legacy(&e, u)? {
+            return backup_legacy(&e, u, dest);
         }
     }
-    Ok(())
-}
-
-/// Reads a pinned value from the start.
-struct Reader<'a> {
-    value: &'a Value,
-    at: u64,
-}
-
-impl<'a> Reader<'a> {
-    fn new(value: &'a Value) -> Reader<'a> {
-        Reader { value, at: 0 }
+    let src = Target::open(source, false)?;
+    let dst = Target::open(dest, true)?;
+    if to.is_some()
+        && !dst
+            .fs
+            .list_path(b"", false)
+            .map_err(|e| dst.fail("", e))?
+            .is_empty()
+    {
+        return Err(format!("{}: not empty; back up into an empty prefix", dst.shown).into());
     }
+    let n = fs::copy_tree(&src.fs, &dst.fs)
+        .map_err(|e| Failure::from(format!("{}: {e}", dst.shown)))?;
+    println!("copied {n} records from {} into {}", src.shown, dst.shown);
+    src.close()?;
+    dst.close()
 }
 
-impl Read for Reader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let got = self
-            .value
-            .bytes(self.at, buf.len())
-            .map_err(|e| std::io::Error::other(e.to_string()))?;
-        buf[..got.len()].copy_from_slice(&got);
-        self.at += got.len() as u64;
-        Ok(got.len())
+/// Whether the prefix holds a namespace in the layout before the schema.
+fn is_legacy(e: &Etcd, url: &EtcdUrl) -> Result<bool, Failure> {
+    let layout = Layout::new(&url.prefix);
+    let records =
+        legacy::records(e.client(), &layout).map_err(|e| Failure::from(format!("{url}: {e}")))?;
+    Ok(!records.is_empty()
+        && caskfs::backend::Kv::get(e, caskfs::schema::keys::SUPERBLOCK)
+            .ok()
+            .flatten()
+            .is_none())
+}
+
+/// A prefix in the old layout into a local data directory, carried over.
+fn backup_legacy(e: &Etcd, url: &EtcdUrl, dest: &Path) -> Result<(), Failure> {
+    let layout = Layout::new(&url.prefix);
+    let fail = |x: String| Failure::from(format!("{url}: {x}"));
+    let mut records = legacy::records(e.client(), &layout).map_err(|x| fail(x.to_string()))?;
+    records.sort_by(|a, b| a.0.cmp(&b.0));
+    let dst = Target::open(dest, true)?;
+    let mut folders = Vec::new();
+    for (key, r) in &records {
+        let m = r.meta;
+        let what = Imported {
+            kind: FileType::of_mode(m.mode).unwrap_or(FileType::Regular),
+            perm: m.mode & !S_IFMT,
+            uid: m.uid,
+            gid: m.gid,
+            mtime: i64::try_from(m.mtime).unwrap_or(i64::MAX),
+            ctime: i64::try_from(m.ctime).unwrap_or(i64::MAX),
+            rdev: 0,
+        };
+        let to_fail = |x: Error| {
+            Failure::from(format!(
+                "{}: {}: {x}",
+                dst.shown,
+                String::from_utf8_lossy(key)
+            ))
+        };
+        let ino = match what.kind {
+            FileType::Regular => {
+                let mut w = dst.fs.writer(key).map_err(to_fail)?;
+                let mut written = Ok(());
+                legacy::read(e.client(), &layout, key, r, &mut |b| {
+                    written = w.write(b);
+                    Ok(())
+                })
+                .map_err(|x| fail(x.to_string()))?;
+                written.map_err(to_fail)?;
+                w.finish().map_err(to_fail)?;
+                let (ino, _) = dst.fs.resolve(key).map_err(to_fail)?;
+                dst.fs
+                    .restore(ino, what.perm, what.uid, what.gid, what.mtime, what.ctime)
+                    .map_err(to_fail)?;
+                ino
+            }
+            _ => {
+                let mut bytes = Vec::new();
+                legacy::read(e.client(), &layout, key, r, &mut |b| {
+                    bytes.extend_from_slice(b);
+                    Ok(())
+                })
+                .map_err(|x| fail(x.to_string()))?;
+                dst.fs
+                    .import(key, &what, &mut bytes.as_slice())
+                    .map_err(to_fail)?
+            }
+        };
+        if what.kind == FileType::Directory {
+            folders.push((ino, what));
+        }
     }
+    for (ino, w) in folders {
+        dst.fs
+            .restore(ino, w.perm, w.uid, w.gid, w.mtime, w.ctime)
+            .map_err(|x| Failure::from(format!("{}: {x}", dst.shown)))?;
+    }
+    println!(
+        "copied {} records from {url} (the layout before files were inodes) into {}",
+        records.len(),
+        dst.shown
+    );
+    dst.close()
 }

@@ -152,26 +152,14 @@ pub fn run(command: Command) -> Result<ExitCode, Failure> {
             data_dir,
             key,
             value,
-        } => match etcd::url(&data_dir).transpose()? {
-            Some(url) => etcd::put(&url, &key, offline::value_or_stdin(value)?)?,
-            None => offline::put(&data_dir, &key, value)?,
-        },
-        Command::Get { data_dir, key } => match etcd::url(&data_dir).transpose()? {
-            Some(url) => etcd::get(&url, &key)?,
-            None => offline::get(&data_dir, &key)?,
-        },
-        Command::Rm { data_dir, key } => match etcd::url(&data_dir).transpose()? {
-            Some(url) => etcd::rm(&url, &key)?,
-            None => offline::rm(&data_dir, &key)?,
-        },
+        } => offline::put(&data_dir, &key, value)?,
+        Command::Get { data_dir, key } => offline::get(&data_dir, &key)?,
+        Command::Rm { data_dir, key } => offline::rm(&data_dir, &key)?,
         Command::Ls {
             data_dir,
             folder,
             recursive,
-        } => match etcd::url(&data_dir).transpose()? {
-            Some(url) => etcd::ls(&url, folder.as_deref(), recursive)?,
-            None => offline::ls(&data_dir, folder.as_deref(), recursive)?,
-        },
+        } => offline::ls(&data_dir, folder.as_deref(), recursive)?,
         Command::Stats { path, json } => match etcd::url(&etcd::prefix_of(&path)).transpose()? {
             Some(url) => etcd::stats(&url, json)?,
             None => return live::stats(&path, json),

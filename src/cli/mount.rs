@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use caskfs::backend::etcd::EtcdUrl;
 use caskfs::engine::{Options, SyncPolicy, parse_ratio, parse_secs, parse_size};
-use caskfs::etcd::EtcdUrl;
 use caskfs::exit::{Code, Failure};
 use caskfs::mount::{MountOptions, Transport};
 use clap::Args;

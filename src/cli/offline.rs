@@ -1,26 +1,25 @@
-//! The subcommands that work on an unmounted data directory. Each failure
-//! is one line naming the data directory or the key, with its exit code.
+//! The subcommands that work on an unmounted data directory (`put`, `get`,
+//! `rm` and `ls` on an etcd prefix too). Each failure is one line naming
+//! the data directory or the key, with its exit code.
 
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use caskfs::engine::{
-    self, BatchOp, EntryKind, Meta, Options, S_IFDIR, Store, check as check_store, repair,
-};
+use std::sync::Arc;
+
+use caskfs::backend::Log;
+use caskfs::backend::etcd::{Etcd, old_layout_advice};
+use caskfs::engine::{self, Options, Store, check as check_store, repair};
 use caskfs::exit::{Code, Failure};
+use caskfs::fs::{CaskFs, Error, Findings, FsOptions, Owner};
 use caskfs::report;
+use caskfs::schema::keys;
+use caskfs::upgrade;
+use caskfs::vocab::FileType;
 
 fn engine_err(e: engine::Error) -> Failure {
     Failure::engine(&e)
-}
-
-/// An engine error about a key, with the data directory it was asked of.
-fn key_err(dir: &Path) -> impl Fn(engine::Error) -> Failure + '_ {
-    move |e| {
-        let f = Failure::engine(&e);
-        Failure::new(f.code, format!("{}: {}", dir.display(), f.msg))
-    }
 }
 
 fn open_existing(dir: &Path, read_only: bool) -> Result<Store, Failure> {
@@ -36,36 +35,109 @@ fn stdout_err(e: std::io::Error) -> Failure {
     Failure::from(format!("writing stdout: {e}"))
 }
 
-/// Stores `value` (stdin when `None`) at `key`, creating the folders above
-/// it that are missing, all in one atomic batch.
-pub fn put(dir: &Path, key: &str, value: Option<String>) -> Result<(), Failure> {
-    let store = Store::open(dir, Options::default()).map_err(engine_err)?;
-    let value = value_or_stdin(value)?;
-    let key = key.as_bytes();
-    let mut parents = Vec::new();
-    for (i, _) in key.iter().enumerate().filter(|(_, b)| **b == b'/') {
-        let parent = &key[..i];
-        match store.kind(parent) {
-            Some(EntryKind::Folder) => {}
-            Some(_) => {
-                let shown = String::from_utf8_lossy(parent);
-                return Err(format!("{}: \"{shown}\" is not a folder", dir.display()).into());
-            }
-            None => parents.push(parent),
+/// The filesystem of a data directory or an etcd prefix, as the commands
+/// use it: the local store carried over first if it is in the old layout.
+pub struct Target {
+    pub fs: CaskFs,
+    local: Option<Arc<Store>>,
+    /// What to name in messages: the directory or the URL.
+    pub shown: String,
+}
+
+impl Target {
+    /// `create`: a missing data directory is made (`put`); else it is an
+    /// error, and nothing is made.
+    pub fn open(target: &Path, create: bool) -> Result<Target, Failure> {
+        if let Some(url) = super::etcd::url(target).transpose()? {
+            let etcd = Etcd::open(&url).map_err(|e| Failure::from(format!("{url}: {e}")))?;
+            let fs = CaskFs::load(Arc::new(etcd), fs_options(true)).map_err(|e| match e {
+                Error::OldLayout(_) => Failure::from(old_layout_advice(&url.to_string())),
+                e => Failure::from(format!("{url}: {e}")),
+            })?;
+            return Ok(Target {
+                fs,
+                local: None,
+                shown: url.to_string(),
+            });
+        }
+        let opts = Options {
+            create_if_missing: create,
+            compaction: false,
+            ..Options::default()
+        };
+        let store = Arc::new(Store::open(target, opts).map_err(engine_err)?);
+        let shown = target.display().to_string();
+        if upgrade::needed(&store) {
+            upgrade::carry_over(&store).map_err(|e| Failure::from(format!("{shown}: {e}")))?;
+        }
+        let fs = CaskFs::load(Arc::new(Log::new(store.clone())), fs_options(false))
+            .map_err(|e| Failure::from(format!("{shown}: {e}")))?;
+        Ok(Target {
+            fs,
+            local: Some(store),
+            shown,
+        })
+    }
+
+    /// A failure about `key`, with the exit code its error means.
+    pub fn fail(&self, key: &str, e: Error) -> Failure {
+        let code = match e {
+            Error::NotFound => Code::NotFound,
+            _ => Code::Failed,
+        };
+        let why = match e {
+            Error::NotFound => "not found".to_string(),
+            Error::InvalidName | Error::NameTooLong => format!("invalid key: {e}"),
+            e => e.to_string(),
+        };
+        Failure::new(code, format!("{}: key \"{key}\": {why}", self.shown))
+    }
+
+    /// The failure of a put below a file: names the first file above `key`.
+    fn file_above(&self, key: &str) -> Failure {
+        let file = key
+            .match_indices('/')
+            .map(|(at, _)| &key[..at])
+            .find(|above| matches!(self.fs.resolve(above.as_bytes()), Ok((_, kind)) if kind != FileType::Directory))
+            .unwrap_or(key);
+        Failure::new(
+            Code::Failed,
+            format!("{}: \"{file}\" is not a folder", self.shown),
+        )
+    }
+
+    /// Commits what is open and closes the store.
+    pub fn close(self) -> Result<(), Failure> {
+        self.fs.shutdown();
+        drop(self.fs);
+        match self.local.map(Arc::try_unwrap) {
+            Some(Ok(store)) => store.close().map_err(engine_err),
+            _ => Ok(()),
         }
     }
-    let now = engine::to_ns(std::time::SystemTime::now());
-    let folder = Meta {
-        mode: S_IFDIR | 0o755,
-        ..Meta::file(now)
-    };
-    let mut batch: Vec<BatchOp> = parents
-        .into_iter()
-        .map(|p| BatchOp::PutWith(p, b"", folder))
-        .collect();
-    batch.push(BatchOp::Put(key, &value));
-    store.write_batch(&batch).map_err(key_err(dir))?;
-    store.close().map_err(engine_err)
+}
+
+fn fs_options(shared: bool) -> FsOptions {
+    FsOptions {
+        owner: Owner::current(),
+        read_only: false,
+        cache_reads: false,
+        shared,
+        max_file_size: Options::default().max_value_size,
+    }
+}
+
+/// Stores `value` (stdin when `None`) at `key`, creating the folders above
+/// it that are missing.
+pub fn put(target: &Path, key: &str, value: Option<String>) -> Result<(), Failure> {
+    let t = Target::open(target, true)?;
+    let value = value_or_stdin(value)?;
+    t.fs.write_path(key.as_bytes(), &mut value.as_slice())
+        .map_err(|e| match e {
+            Error::NotADirectory => t.file_above(key),
+            e => t.fail(key, e),
+        })?;
+    t.close()
 }
 
 /// `value`, or else what stdin holds.
@@ -82,59 +154,56 @@ pub fn value_or_stdin(value: Option<String>) -> Result<Vec<u8>, Failure> {
     }
 }
 
-pub fn get(dir: &Path, key: &str) -> Result<(), Failure> {
-    let store = open_existing(dir, true)?;
-    let value = store
-        .get(key.as_bytes())
-        .map_err(key_err(dir))?
-        .ok_or_else(|| {
-            Failure::new(
-                Code::NotFound,
-                format!("{}: key \"{key}\" not found", dir.display()),
-            )
-        })?;
-    std::io::stdout().write_all(&value).map_err(stdout_err)
+pub fn get(target: &Path, key: &str) -> Result<(), Failure> {
+    let t = Target::open(target, false)?;
+    let mut out = std::io::stdout().lock();
+    t.fs.read_path(key.as_bytes(), &mut |b| out.write_all(b))
+        .map_err(|e| t.fail(key, e))?;
+    out.flush().map_err(stdout_err)?;
+    t.close()
 }
 
-pub fn rm(dir: &Path, key: &str) -> Result<(), Failure> {
-    let store = open_existing(dir, false)?;
-    store.delete(key.as_bytes()).map_err(key_err(dir))?;
-    store.close().map_err(engine_err)
+pub fn rm(target: &Path, key: &str) -> Result<(), Failure> {
+    let t = Target::open(target, false)?;
+    t.fs.remove_path(key.as_bytes())
+        .map_err(|e| t.fail(key, e))?;
+    t.close()
 }
 
 /// The entries of `folder` (the top one by default), one per line, folders
-/// ending in '/'; with `recursive`, every key below it.
-pub fn ls(dir: &Path, folder: Option<&str>, recursive: bool) -> Result<(), Failure> {
-    let store = open_existing(dir, true)?;
-    let folder = folder.unwrap_or_default().trim_end_matches('/').as_bytes();
-    let not_a_folder = |code| {
-        let shown = String::from_utf8_lossy(folder);
-        Failure::new(
-            code,
-            format!("{}: \"{shown}\" is not a folder", dir.display()),
-        )
-    };
-    match store.kind(folder) {
-        Some(EntryKind::Folder) => {}
-        Some(_) => return Err(not_a_folder(Code::Failed)),
-        None => return Err(not_a_folder(Code::NotFound)),
-    }
-    let mut entries = if recursive {
-        store.below(folder, usize::MAX)
-    } else {
-        store.list(folder)
-    }
-    .ok_or_else(|| not_a_folder(Code::NotFound))?;
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
+/// ending in '/'; with `recursive`, every path below it.
+pub fn ls(target: &Path, folder: Option<&str>, recursive: bool) -> Result<(), Failure> {
+    let t = Target::open(target, false)?;
+    let folder = folder.unwrap_or_default().trim_end_matches('/');
+    let not_a_folder =
+        |code| Failure::new(code, format!("{}: \"{folder}\" is not a folder", t.shown));
+    let entries =
+        t.fs.list_path(folder.as_bytes(), recursive)
+            .map_err(|e| match e {
+                Error::NotADirectory => not_a_folder(Code::Failed),
+                Error::NotFound => not_a_folder(Code::NotFound),
+                e => t.fail(folder, e),
+            })?;
     let mut out = std::io::stdout().lock();
+    // Below a folder, every path in full.
+    let under: Vec<u8> = match (recursive, folder.is_empty()) {
+        (true, false) => [folder.as_bytes(), b"/"].concat(),
+        _ => Vec::new(),
+    };
     for (name, kind) in entries {
-        let slash: &[u8] = if kind == EntryKind::Folder { b"/" } else { b"" };
-        out.write_all(&name)
+        let slash: &[u8] = if kind == FileType::Directory {
+            b"/"
+        } else {
+            b""
+        };
+        out.write_all(&under)
+            .and_then(|_| out.write_all(&name))
             .and_then(|_| out.write_all(slash))
             .and_then(|_| out.write_all(b"\n"))
             .map_err(stdout_err)?;
     }
-    Ok(())
+    drop(out);
+    t.close()
 }
 
 /// Segments with their live and dead keys and bytes.
@@ -187,30 +256,87 @@ pub fn compact(dir: &Path) -> Result<(), Failure> {
     store.close().map_err(engine_err)
 }
 
-/// Checks (and with `repair`, repairs); exit code 1 when damage is found,
-/// or remains after the repair.
+/// Checks the store and then the filesystem in it (and with `repair`,
+/// repairs both); exit code 1 when damage is found, or remains after the
+/// repair.
 pub fn check(dir: &Path, repair_it: bool) -> Result<ExitCode, Failure> {
     let damage = ExitCode::from(Code::Damage as u8);
     let before = check_store(dir).map_err(engine_err)?;
     println!("{before}");
-    if !repair_it {
-        return Ok(if before.is_clean() {
-            ExitCode::SUCCESS
-        } else {
-            damage
-        });
+    let engine_clean = before.is_clean() && before.notes.iter().all(|n| !n.contains("no hint"));
+    let mut lost_names = Vec::new();
+    if repair_it && !engine_clean {
+        let done = repair(dir).map_err(engine_err)?;
+        println!("{done}");
+        lost_names = done.lost_values;
+        let after = check_store(dir).map_err(engine_err)?;
+        println!("after the repair: {after}");
+        if !after.is_clean() {
+            return Ok(damage);
+        }
     }
-    if before.is_clean() && before.notes.iter().all(|n| !n.contains("no hint")) {
+    let found = check_tree(dir, repair_it, &lost_names)?;
+    let clean = match repair_it {
+        true => found.is_none_or(|f| f.problems.is_empty()),
+        false => before.is_clean() && found.is_none_or(|f| f.problems.is_empty()),
+    };
+    if repair_it && engine_clean && clean {
         println!("nothing to repair");
-        return Ok(ExitCode::SUCCESS);
     }
-    let done = repair(dir).map_err(engine_err)?;
-    println!("{done}");
-    let after = check_store(dir).map_err(engine_err)?;
-    println!("after the repair: {after}");
-    Ok(if after.is_clean() {
-        ExitCode::SUCCESS
+    Ok(if clean { ExitCode::SUCCESS } else { damage })
+}
+
+/// The filesystem's check (`None` for a store in the old layout, which
+/// is carried over when first opened); with `repair_it`, what it found
+/// mended and checked again: what remains. `lost` are the keys the
+/// engine's repair lost: the names among them are told by path.
+fn check_tree(dir: &Path, repair_it: bool, lost: &[Vec<u8>]) -> Result<Option<Findings>, Failure> {
+    let opts = Options {
+        read_only: !repair_it,
+        compaction: false,
+        ..Options::default()
+    };
+    let store = Arc::new(Store::open(dir, opts).map_err(engine_err)?);
+    let shown = dir.display().to_string();
+    let fail = |e: Error| Failure::from(format!("{shown}: {e}"));
+    if upgrade::needed(&store) {
+        println!("filesystem: in the old layout, carried over when first opened");
+        return Ok(None);
+    }
+    let load = || {
+        let mut o = fs_options(false);
+        o.read_only = !repair_it;
+        CaskFs::load(Arc::new(Log::new(store.clone())), o).map_err(fail)
+    };
+    let fs = load()?;
+    for (parent, name) in lost.iter().filter_map(|k| keys::entry_of(k)) {
+        let mut path = fs
+            .folder_path(parent)
+            .unwrap_or_else(|| format!("<folder {parent}>").into_bytes());
+        if !path.is_empty() {
+            path.push(b'/');
+        }
+        path.extend_from_slice(name);
+        let shown = String::from_utf8_lossy(&path).escape_debug().to_string();
+        println!("LOST: \"{shown}\": its name was in the damaged bytes");
+    }
+    let mut found = fs.check().map_err(fail)?;
+    println!("{found}");
+    if repair_it && !found.problems.is_empty() {
+        fs.repair(&found).map_err(fail)?;
+        drop(fs);
+        found = load()?.check().map_err(fail)?;
+        println!("after the repair: {found}");
     } else {
-        damage
-    })
+        drop(fs);
+    }
+    match Arc::try_unwrap(store) {
+        Ok(store) => store.close().map_err(engine_err)?,
+        Err(_) => {
+            return Err(Failure::from(format!(
+                "{shown}: still in use after the check"
+            )));
+        }
+    }
+    Ok(Some(found))
 }

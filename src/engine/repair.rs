@@ -47,9 +47,9 @@ pub struct RepairReport {
     pub moved: Vec<(String, u64, u64, PathBuf)>,
     /// Keys whose latest value was in a damaged range: they now read as
     /// absent.
-    pub lost_values: Vec<String>,
+    pub lost_values: Vec<Vec<u8>>,
     /// Keys whose latest record (a deletion) was damaged: kept deleted.
-    pub kept_deleted: Vec<String>,
+    pub kept_deleted: Vec<Vec<u8>>,
     /// Damaged ranges in which no key could be named (no usable hint and
     /// no readable record header).
     pub unnamed: Vec<String>,
@@ -76,13 +76,13 @@ impl fmt::Display for RepairReport {
                 to.display()
             )?;
         }
-        for k in &self.lost_values {
+        for k in self.lost_values.iter().map(|k| show_key(k)) {
             writeln!(
                 f,
                 "LOST: key \"{k}\": its latest value was in the damaged bytes; it now reads as absent"
             )?;
         }
-        for k in &self.kept_deleted {
+        for k in self.kept_deleted.iter().map(|k| show_key(k)) {
             writeln!(
                 f,
                 "key \"{k}\": its deletion was in the damaged bytes; it stays deleted"
@@ -309,9 +309,9 @@ fn rewrite(
         }
         tombstones[d].push(key.clone());
         if e.tombstone {
-            report.kept_deleted.push(show_key(key));
+            report.kept_deleted.push(key.to_vec());
         } else {
-            report.lost_values.push(show_key(key));
+            report.lost_values.push(key.to_vec());
         }
     }
 

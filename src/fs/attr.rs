@@ -1,26 +1,22 @@
-//! File attributes as caskfs reports them, from what each record stores
-//! (mode, owner, mtime, ctime). No FUSE types here; the adapter converts.
+//! File attributes as caskfs reports them, from an inode record. No FUSE
+//! types here; the transports convert.
 
 use std::time::{Duration, SystemTime};
 
-use crate::engine::{self, EntryKind, Metadata, OWNER_UNSET, PERM_BITS};
+use crate::schema::{Inode, OWNER_UNSET};
+use crate::vocab::{FileType, from_ns};
 
-/// The root directory's inode number (FUSE's `FUSE_ROOT_ID`).
-pub const ROOT_INO: u64 = 1;
-/// The permissions of the root, and of a folder that has no record of its
-/// own (implied by the keys below it).
-pub const DIR_PERM: u16 = 0o755;
 /// Reported by `stat` as the preferred I/O size.
 pub const BLOCK_SIZE: u32 = 128 * 1024;
 
 /// How long the kernel may trust a name → inode answer and an inode's
 /// attributes. Every change goes through the daemon, which keeps the
 /// kernel's caches true: a commit at close invalidates the inode's
-/// attributes before close returns (`fuse.rs`), renames and removals are
-/// seen by the kernel itself, a key being created whose first commit
-/// fails (EFBIG, ENOSPC) is taken back from the kernel's names, and what
-/// differs between processes (the length a writer sees through its own
-/// handle) is reported with `Attr::cacheable` false and a zero lifetime.
+/// attributes before close returns, renames and removals are seen by the
+/// kernel itself, a file being created whose first commit fails (EFBIG,
+/// ENOSPC) is taken back from the kernel's names, and what differs
+/// between processes (the length a writer sees through its own handle) is
+/// reported with `Attr::cacheable` false and a zero lifetime.
 pub const TTL: Duration = Duration::from_secs(60);
 
 /// The same on a namespace that other hosts change too (the etcd
@@ -29,9 +25,8 @@ pub const TTL: Duration = Duration::from_secs(60);
 /// change is still seen within this.
 pub const SHARED_TTL: Duration = Duration::from_secs(1);
 
-/// Who owns what records no owner (stores written before owners were
-/// kept, and folders with no record): the mounting user unless mount
-/// options say other.
+/// Who owns what records no owner (stores carried over from before owners
+/// were kept): the mounting user unless mount options say other.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Owner {
     pub uid: u32,
@@ -51,33 +46,21 @@ impl Owner {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Directory,
-    File,
-    Symlink,
-}
-
-impl From<EntryKind> for Kind {
-    fn from(k: EntryKind) -> Kind {
-        match k {
-            EntryKind::File => Kind::File,
-            EntryKind::Folder => Kind::Directory,
-            EntryKind::Symlink => Kind::Symlink,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Attr {
+    /// The node id the kernel knows the file by (see `nodeids.rs`).
+    pub node: u64,
+    /// The inode number `stat` shows.
     pub ino: u64,
-    pub kind: Kind,
+    pub kind: FileType,
     pub size: u64,
+    pub atime: SystemTime,
     pub mtime: SystemTime,
     pub ctime: SystemTime,
     /// The 12 permission bits.
     pub perm: u16,
     pub nlink: u32,
     pub owner: Owner,
+    pub rdev: u32,
     /// Whether the kernel may keep these attributes (and the name that led
     /// to them) for `TTL`: false while the size is a writer's uncommitted
     /// view.
@@ -85,35 +68,27 @@ pub struct Attr {
 }
 
 impl Attr {
-    /// A key's attributes from its record; `owner` stands in for an owner
-    /// the record does not name.
-    pub fn of(ino: u64, m: &Metadata, owner: Owner) -> Attr {
+    /// An inode's attributes; `owner` stands in for an owner the record
+    /// does not name.
+    pub fn of(node: u64, ino: u64, i: &Inode, owner: Owner) -> Attr {
         let pick = |id: u32, default: u32| if id == OWNER_UNSET { default } else { id };
-        let kind = Kind::from(EntryKind::of_mode(m.mode));
         Attr {
+            node,
             ino,
-            kind,
-            size: m.len,
-            mtime: m.mtime,
-            ctime: m.ctime,
-            perm: (m.mode & PERM_BITS) as u16,
-            nlink: if kind == Kind::Directory { 2 } else { 1 },
+            kind: i.kind,
+            size: i.size,
+            atime: from_ns(i.atime()),
+            mtime: from_ns(i.mtime),
+            ctime: from_ns(i.ctime),
+            perm: i.perm as u16,
+            nlink: i.nlink,
             owner: Owner {
-                uid: pick(m.uid, owner.uid),
-                gid: pick(m.gid, owner.gid),
+                uid: pick(i.uid, owner.uid),
+                gid: pick(i.gid, owner.gid),
             },
+            rdev: i.rdev,
             cacheable: true,
         }
-    }
-
-    /// A folder with no record of its own (the root, or one implied by
-    /// the keys below it).
-    pub fn implied_folder(ino: u64, mtime: SystemTime, owner: Owner) -> Attr {
-        let m = Metadata {
-            mode: engine::S_IFDIR | u32::from(DIR_PERM),
-            ..Metadata::file(0, mtime)
-        };
-        Attr::of(ino, &m, owner)
     }
 
     /// The lifetime to give the kernel for these attributes and the name,

@@ -1,48 +1,47 @@
-//! A draft: what the descriptors of one key see before they commit. All
-//! the descriptors one process has open for writing on a key share one
-//! draft, so within that process the key behaves as a file does on any
-//! filesystem (every descriptor, `fstat` and `SEEK_END` see the same
-//! bytes and length); other processes see only committed values. A
-//! read-only descriptor has a draft of its own that never changes: the
-//! value it pinned at open.
+//! A draft: what the descriptors of one file see before they commit. All
+//! the descriptors one process has open for writing on a file share one
+//! draft, so within that process the file behaves as on any filesystem
+//! (every descriptor, `fstat` and `SEEK_END` see the same bytes and
+//! length); other processes see only committed versions. A read-only
+//! descriptor has a draft of its own that never changes: the version it
+//! pinned at open.
 //!
-//! A draft holds its changes until they are committed as one record (at
-//! flush, fsync or release), so readers see the old value or the new one,
-//! never a mix. The committed value a draft starts from is loaded only
-//! when a write or truncate needs it. Past `SPILL_THRESHOLD` bytes a
-//! buffer moves from memory to a file the storage gives (`Storage::stage`),
-//! which the storage may take over whole when the draft is committed.
+//! A writer's draft is the version it started from (its base, loaded when
+//! a write or truncate first needs it) and its changes over it: a new
+//! length, and the bytes written. Those gather in memory up to
+//! `WRITE_BEHIND`; past that they go to the store as extents at once,
+//! which nothing reaches until the commit, so memory stays bounded and a
+//! large file is written once. The commit (`commit.rs`) makes the changes
+//! a new version, whole: readers see the old version or the new one.
 
+use std::collections::BTreeMap;
 use std::io;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::SystemTime;
 
 use parking_lot::Mutex;
 
 use super::errno::{Error, Result};
+use super::live::{Frees, Pin};
 use super::process::Opener;
-use super::storage::{Meta, Metadata, Staged, Storage, Value};
-use crate::engine::to_ns;
+use super::store::Store;
+use crate::backend::Batch;
+use crate::schema::tree::Extent;
+use crate::schema::{extent, keys};
 
-/// A buffer larger than this lives in a staged file instead of memory, so
-/// that many open writers cannot fill the daemon's memory.
-pub const SPILL_THRESHOLD: u64 = 1 << 20;
-/// Values are copied and compared in pieces of this size.
-const COPY_CHUNK: usize = 1 << 20;
+/// Bytes a draft holds in memory before it writes them to the store.
+pub const WRITE_BEHIND: usize = 1 << 20;
 
 pub struct Draft {
+    /// The file.
+    pub ino: u64,
     /// Who shares it: the process that opened it for writing.
     pub opener: Opener,
-    /// Made by `create` and not yet committed (or failed): the key exists
-    /// only as a pending creation in the inode table.
-    pending: AtomicBool,
     state: Mutex<State>,
 }
 
 struct State {
     body: Body,
-    /// When the buffer last changed (its mtime while uncommitted).
+    /// When the draft last changed (its mtime while uncommitted).
     changed_at: SystemTime,
     /// Holds changes not yet committed.
     dirty: bool,
@@ -58,34 +57,252 @@ struct State {
     anonymous: bool,
     /// The file tables whose flushes found only the empty start.
     empty_flushers: Vec<u64>,
-    /// Another process stored a value of the key after such a flush: that
-    /// value is newer than this draft's close, so the release does not
-    /// replace it with the empty start.
+    /// Another process committed the file after such a flush: that commit
+    /// is newer than this draft's close, so the release does not replace
+    /// it with the empty start.
     superseded: bool,
-    /// A write failed (EFBIG, ENOSPC): the buffer is incomplete and must
+    /// A write failed (EFBIG, ENOSPC): the draft is incomplete and must
     /// never be committed; flush reports this errno.
     poisoned: Option<i32>,
 }
 
 enum Body {
-    /// The committed value, pinned where it lies: at open for a reader, at
-    /// the first read for a writer that has not written yet.
-    Committed(Option<Arc<Value>>),
-    Mem(Vec<u8>),
-    Spill(Staged),
+    /// No change: the version read (a reader's pin; a writer's base once
+    /// loaded, `None` before).
+    Committed(Option<Pin>),
+    Changed(Overlay),
 }
 
-fn slice(bytes: &[u8], offset: u64, size: usize) -> &[u8] {
-    let start = (offset.min(bytes.len() as u64)) as usize;
-    let end = start.saturating_add(size).min(bytes.len());
-    &bytes[start..end]
+/// Changes over a base version.
+pub struct Overlay {
+    /// The file, which its extents name as their owner.
+    ino: u64,
+    /// What the draft started from: `None` for an empty start (O_TRUNC, a
+    /// create).
+    pub base: Option<Pin>,
+    /// The base's bytes show only below this (a truncation cut them).
+    pub base_end: u64,
+    pub size: u64,
+    /// Bytes written to the store already: entries sorted and apart,
+    /// newer than the base.
+    pub behind: Vec<Extent>,
+    /// Bytes in memory: runs by offset, apart, newer than everything.
+    pub mem: BTreeMap<u64, Vec<u8>>,
+    mem_bytes: usize,
+    /// Extents this draft wrote: deleted unless a commit makes them
+    /// reachable.
+    pub written: Vec<u64>,
+    frees: Frees,
+}
+
+impl Drop for Overlay {
+    fn drop(&mut self) {
+        if !self.written.is_empty() {
+            let keys = self.written.drain(..).map(|id| keys::extent(id).to_vec());
+            self.frees.lock().extend(keys);
+        }
+    }
 }
 
 impl Draft {
-    fn with(opener: Opener, body: Body, dirty: bool) -> Draft {
+    /// The extents written behind and not committed yet.
+    pub fn written(&self) -> Vec<u64> {
+        match &self.state.lock().body {
+            Body::Changed(o) => o.written.clone(),
+            Body::Committed(_) => Vec::new(),
+        }
+    }
+}
+
+impl Overlay {
+    pub fn new(ino: u64, base: Option<Pin>, frees: Frees) -> Overlay {
+        let size = base.as_ref().map_or(0, |b| b.inode().size);
+        Overlay {
+            ino,
+            base,
+            base_end: size,
+            size,
+            behind: Vec::new(),
+            mem: BTreeMap::new(),
+            mem_bytes: 0,
+            written: Vec::new(),
+            frees,
+        }
+    }
+
+    /// The bytes `[off, off + len)` as the draft has them, clipped to its
+    /// length.
+    pub fn read(&self, store: &Store, off: u64, len: usize) -> Result<Vec<u8>> {
+        let end = self.size.min(off.saturating_add(len as u64));
+        if off >= end {
+            return Ok(Vec::new());
+        }
+        let mut buf = vec![0; (end - off) as usize];
+        if let Some(base) = &self.base
+            && off < self.base_end
+        {
+            let upto = end.min(self.base_end);
+            store.read(base.inode(), off, (upto - off) as usize, |b| {
+                buf[..b.len()].copy_from_slice(b);
+            })?;
+        }
+        for e in self.behind.iter().filter_map(|e| e.clip(off, end)) {
+            let v = store.kv.get(&keys::extent(e.id))?.ok_or_else(|| {
+                crate::backend::Error::Corrupt(format!("a draft's extent {} is missing", e.id))
+            })?;
+            let bytes = v.bytes(extent::HEADER_LEN + e.at, e.len as usize)?;
+            let at = (e.off - off) as usize;
+            buf[at..at + bytes.len()].copy_from_slice(&bytes);
+        }
+        for (&start, run) in self.mem.range(..end) {
+            let run_end = start + run.len() as u64;
+            if run_end <= off {
+                continue;
+            }
+            let (a, b) = (start.max(off), run_end.min(end));
+            buf[(a - off) as usize..(b - off) as usize]
+                .copy_from_slice(&run[(a - start) as usize..(b - start) as usize]);
+        }
+        Ok(buf)
+    }
+
+    pub fn write(&mut self, store: &Store, off: u64, data: &[u8]) -> Result<()> {
+        let end = off + data.len() as u64;
+        self.cut_mem(off, end);
+        self.cut_behind(off, end);
+        self.mem_bytes += data.len();
+        self.mem.insert(off, data.to_vec());
+        self.size = self.size.max(end);
+        if self.mem_bytes > WRITE_BEHIND {
+            self.write_behind(store, false)?;
+        }
+        Ok(())
+    }
+
+    pub fn truncate(&mut self, len: u64) {
+        self.cut_mem(len, u64::MAX);
+        self.cut_behind(len, u64::MAX);
+        self.base_end = self.base_end.min(len);
+        self.size = len;
+    }
+
+    /// Removes `[a, b)` from the runs in memory.
+    fn cut_mem(&mut self, a: u64, b: u64) {
+        let hit: Vec<u64> = self
+            .mem
+            .range(..b)
+            .filter(|(s, r)| **s + r.len() as u64 > a)
+            .map(|(s, _)| *s)
+            .collect();
+        for start in hit {
+            let Some(run) = self.mem.remove(&start) else {
+                continue;
+            };
+            self.mem_bytes -= run.len();
+            let run_end = start + run.len() as u64;
+            if start < a {
+                let head = run[..(a - start) as usize].to_vec();
+                self.mem_bytes += head.len();
+                self.mem.insert(start, head);
+            }
+            if run_end > b {
+                let tail = run[(b - start) as usize..].to_vec();
+                self.mem_bytes += tail.len();
+                self.mem.insert(b, tail);
+            }
+        }
+    }
+
+    /// Removes `[a, b)` from the entries written behind.
+    fn cut_behind(&mut self, a: u64, b: u64) {
+        if self.behind.iter().all(|e| e.clip(a, b).is_none()) {
+            return;
+        }
+        let old = std::mem::take(&mut self.behind);
+        for e in old {
+            match e.clip(a, b) {
+                None => self.behind.push(e),
+                Some(_) => {
+                    self.behind.extend(e.clip(0, a));
+                    self.behind.extend(e.clip(b, u64::MAX));
+                }
+            }
+        }
+    }
+
+    /// Writes the runs in memory to the store as extents: `all` of them
+    /// (a commit), or else the whole extents that runs next to each other
+    /// make (a sequential writer's pieces), keeping the rest in memory
+    /// unless it is much.
+    pub fn write_behind(&mut self, store: &Store, all: bool) -> Result<()> {
+        let room = store.kv.max_value_len().saturating_sub(extent::HEADER_LEN);
+        let most = WRITE_BEHIND.min(room as usize).max(1);
+        let mut runs: Vec<(u64, Vec<u8>)> = Vec::new();
+        for (start, run) in std::mem::take(&mut self.mem) {
+            match runs.last_mut() {
+                Some((s, r)) if *s + r.len() as u64 == start => r.extend_from_slice(&run),
+                _ => runs.push((start, run)),
+            }
+        }
+        let rest: usize = runs.iter().map(|(_, r)| r.len() % most).sum();
+        let all = all || rest > WRITE_BEHIND / 2;
+        let mut new = Vec::new();
+        let mut failed = None;
+        for (start, run) in runs {
+            let whole = match all {
+                true => run.len(),
+                false => run.len() / most * most,
+            };
+            let mut done = 0;
+            while done < whole && failed.is_none() {
+                let piece = &run[done..whole.min(done + most)];
+                match self.store_extent(store, start + done as u64, piece) {
+                    Ok(e) => new.push(e),
+                    Err(e) => failed = Some(e),
+                }
+                if failed.is_none() {
+                    done += piece.len();
+                }
+            }
+            // What was not written stays, also after a failure (a commit
+            // that found no room may be retried).
+            if done < run.len() {
+                self.mem.insert(start + done as u64, run[done..].to_vec());
+            }
+        }
+        self.mem_bytes = self.mem.values().map(Vec::len).sum();
+        // The runs were apart from every entry behind: merge in order.
+        self.behind.extend(new);
+        self.behind.sort_unstable_by_key(|e| e.off);
+        failed.map_or(Ok(()), Err)
+    }
+
+    /// `bytes` at `off` of the file as an extent record of its own, as
+    /// large as a value may be.
+    fn store_extent(&mut self, store: &Store, off: u64, bytes: &[u8]) -> Result<Extent> {
+        let mut value = Vec::with_capacity(extent::HEADER_LEN as usize + bytes.len());
+        value.extend_from_slice(&extent::header(self.ino, off));
+        value.extend_from_slice(bytes);
+        store.kv.room(value.len() as u64)?;
+        let id = store.new_block()?;
+        let mut b = Batch::default();
+        b.put(keys::extent(id).to_vec(), value);
+        store.kv.write(b)?;
+        self.written.push(id);
+        Ok(Extent {
+            off,
+            len: bytes.len() as u64,
+            id,
+            at: 0,
+        })
+    }
+}
+
+impl Draft {
+    fn with(ino: u64, opener: Opener, body: Body, dirty: bool) -> Draft {
         Draft {
+            ino,
             opener,
-            pending: AtomicBool::new(false),
             state: Mutex::new(State {
                 body,
                 changed_at: SystemTime::now(),
@@ -101,82 +318,40 @@ impl Draft {
         }
     }
 
-    /// A reader's draft: `value`, for as long as it is open, whatever
-    /// happens to the key meanwhile (except growth, see `read`).
-    pub fn reader(value: Value) -> Draft {
-        Draft::with(
-            Opener::new(0),
-            Body::Committed(Some(Arc::new(value))),
-            false,
-        )
+    /// A reader's draft: `pin`, for as long as it is open (but for growth,
+    /// see `read`).
+    pub fn reader(ino: u64, pin: Option<Pin>) -> Draft {
+        Draft::with(ino, Opener::new(0), Body::Committed(pin), false)
     }
 
-    /// A writer's draft on the key's committed value, loaded when needed.
-    pub fn on_committed(opener: Opener) -> Draft {
-        Draft::with(opener, Body::Committed(None), false)
-    }
-
-    /// A draft of a key the store does not hold (yet): empty, and with
-    /// nothing to commit until something is written.
-    pub fn empty(opener: Opener) -> Draft {
-        Draft::with(opener, Body::Mem(Vec::new()), false)
-    }
-
-    /// O_TRUNC or a create: start from an empty value, to be committed even
-    /// if nothing is written.
-    pub fn start_empty(&self) {
-        let mut st = self.state.lock();
-        st.body = Body::Mem(Vec::new());
-        st.changed_at = SystemTime::now();
-        st.dirty = true;
-        st.empty_flushers.clear();
-        st.superseded = false;
-        st.poisoned = None;
-    }
-
-    /// The draft holds a key `create` made, not yet committed.
-    pub fn mark_created(&self) {
-        self.pending.store(true, Ordering::Release);
-    }
-
-    /// True the first time it is called after the first commit attempt of
-    /// a draft that created its key: the key stops being pending (it is now
-    /// in the store, or the commit failed and it never was).
-    pub fn end_pending(&self) -> bool {
-        self.pending.swap(false, Ordering::AcqRel)
+    /// A writer's draft on the committed version, loaded when needed.
+    pub fn writer(ino: u64, opener: Opener) -> Draft {
+        Draft::with(ino, opener, Body::Committed(None), false)
     }
 
     /// The length and mtime this draft shows, when they differ from the
-    /// store's.
-    pub fn local(&self) -> Option<Metadata> {
+    /// committed version's.
+    pub fn local(&self) -> Option<(u64, SystemTime)> {
         let st = self.state.lock();
-        let len = match &st.body {
-            Body::Committed(_) => return None,
-            Body::Mem(v) => v.len() as u64,
-            Body::Spill(s) => s.len(),
-        };
-        Some(Metadata::file(len, st.changed_at))
+        match &st.body {
+            Body::Committed(_) => None,
+            Body::Changed(o) => Some((o.size, st.changed_at)),
+        }
     }
 
-    /// The value a draft that does not write reads, if pinned.
-    pub fn pinned(&self) -> Option<Metadata> {
+    /// The version a draft that does not write reads, if pinned.
+    pub fn pinned(&self) -> Option<Pin> {
         match &self.state.lock().body {
-            Body::Committed(Some(v)) => Some(v.metadata()),
+            Body::Committed(Some(p)) => Some(p.clone()),
             _ => None,
         }
     }
 
-    /// A reader's pinned value, moved on to the committed value of `key`
-    /// if that one grew from it (as `read` does at the end).
-    pub fn follow(&self, store: &dyn Storage, key: &[u8]) -> Option<Metadata> {
-        let mut st = self.state.lock();
-        let Body::Committed(Some(pin)) = &mut st.body else {
-            return None;
-        };
-        if let Some(longer) = grown(store, key, pin) {
-            *pin = Arc::new(longer);
+    /// Moves a reader's pin on to `newer` (the file grew from it).
+    pub fn follow(&self, newer: Pin) {
+        if let Body::Committed(pin) = &mut self.state.lock().body {
+            *pin = Some(newer);
         }
-        Some(pin.metadata())
     }
 
     /// Sets the time the draft shows and commits as its mtime (`touch`,
@@ -193,74 +368,89 @@ impl Draft {
         true
     }
 
-    /// Hands up to `size` bytes at `offset` to `give`: a pinned value's
-    /// straight from its segment's mapping, a buffer's copied. The lock is
-    /// not held meanwhile, so the reader's next request (sent as soon as
-    /// `give` replies) does not wait for it.
-    ///
-    /// A read that reaches the end of a pinned value moves on to the
-    /// committed value if that one begins with every byte of the pinned
-    /// one (the key grew by appends): what the reader has read is the same
-    /// in both, so it still sees one value, and `tail -f` follows the key.
+    /// O_TRUNC or a create: start from an empty file, to be committed even
+    /// if nothing is written.
+    pub fn start_empty(&self, frees: Frees) {
+        let mut st = self.state.lock();
+        st.body = Body::Changed(Overlay::new(self.ino, None, frees));
+        st.changed_at = SystemTime::now();
+        st.dirty = true;
+        st.empty_flushers.clear();
+        st.superseded = false;
+        st.poisoned = None;
+    }
+
+    /// The bytes at `offset` as this draft has them, handed to `give`:
+    /// a pinned version's straight from where they lie. `load` gives the
+    /// committed version when the draft has none yet.
     pub fn read<R>(
         &self,
-        store: &dyn Storage,
-        key: &[u8],
+        store: &Store,
         offset: u64,
         size: usize,
+        load: impl FnOnce() -> Result<Option<Pin>>,
         give: impl FnOnce(&[u8]) -> R,
     ) -> Result<R> {
         let mut st = self.state.lock();
-        let own = match &mut st.body {
-            Body::Mem(v) => slice(v, offset, size).to_vec(),
-            Body::Spill(s) => s.read_at(offset, size)?,
-            Body::Committed(pin) => {
-                let mut value = match pin {
-                    Some(v) => v.clone(),
-                    None => match store.value(key)? {
-                        Some(v) => pin.insert(Arc::new(v)).clone(),
-                        // Not committed yet (a key being created): empty.
-                        None => return Ok(give(&[])),
-                    },
-                };
-                let end = offset.saturating_add(size as u64);
-                if end > value.metadata().len
-                    && let Some(longer) = grown(store, key, &value)
-                {
-                    value = pin.insert(Arc::new(longer)).clone();
-                }
+        match &mut st.body {
+            Body::Changed(o) => {
+                let bytes = o.read(store, offset, size)?;
                 drop(st);
-                return Ok(give(&value.bytes(offset, size)?));
+                Ok(give(&bytes))
             }
-        };
-        drop(st);
-        Ok(give(&own))
+            Body::Committed(pin) => {
+                if pin.is_none() {
+                    *pin = load()?;
+                }
+                let Some(pin) = pin.clone() else {
+                    // Not committed yet (a file being created): empty.
+                    return Ok(give(&[]));
+                };
+                drop(st);
+                store.read(pin.inode(), offset, size, give)
+            }
+        }
     }
 
     /// Writes `data` at `offset` (at the end with `append`) for file table
     /// `owner`; returns the number of bytes taken, and whether the draft
-    /// differs from the store from now on where it did not before.
-    /// `room(len)` says whether a value of `len` bytes can be stored.
+    /// differs from the committed version from now on where it did not
+    /// before. `load` gives the committed version to start from, `max` is
+    /// the largest file, `room(len)` says whether `len` more bytes fit.
     #[allow(clippy::too_many_arguments, reason = "one write request's fields")]
     pub fn write(
         &self,
-        store: &dyn Storage,
-        key: &[u8],
+        store: &Store,
         offset: u64,
         data: &[u8],
         append: bool,
         owner: Option<u64>,
-        room: &dyn Fn(u64) -> Result<()>,
+        max: u64,
+        load: impl FnOnce() -> Result<Option<Pin>>,
+        frees: &Frees,
     ) -> Result<(usize, bool)> {
         let mut st = self.state.lock();
         if let Some(code) = st.poisoned {
-            return Err(Error::Io(io::Error::from_raw_os_error(code)));
+            return Err(Error::from(io::Error::from_raw_os_error(code)));
         }
-        let was_local = !matches!(st.body, Body::Committed(_));
-        let result = write_locked(&mut st, store, key, offset, data, append, room);
+        let was_local = matches!(st.body, Body::Changed(_));
+        let result = (|| {
+            let o = changed(self.ino, &mut st, load, frees)?;
+            let offset = if append { o.size } else { offset };
+            let end = offset.saturating_add(data.len() as u64);
+            if end > max {
+                return Err(Error::TooBig);
+            }
+            store.kv.room(data.len() as u64)?;
+            o.write(store, offset, data)?;
+            st.changed_at = SystemTime::now();
+            st.dirty = true;
+            st.written = true;
+            Ok(data.len())
+        })();
         match (&result, owner) {
             (Err(e), _) => {
-                // Whatever was lost here, the buffer no longer holds what
+                // Whatever was lost here, the draft no longer holds what
                 // the writer meant: refuse to commit it.
                 st.poisoned = Some(super::errno::errno(e));
                 st.dirty = false;
@@ -273,26 +463,21 @@ impl Draft {
     }
 
     /// Sets the length for thread `tid`; says, as `write` does, whether
-    /// the draft newly differs from the store.
-    pub fn truncate(&self, store: &dyn Storage, key: &[u8], len: u64, tid: u32) -> Result<bool> {
-        if len > store.max_value_size() {
+    /// the draft newly differs from the committed version.
+    pub fn truncate(
+        &self,
+        len: u64,
+        tid: u32,
+        max: u64,
+        load: impl FnOnce() -> Result<Option<Pin>>,
+        frees: &Frees,
+    ) -> Result<bool> {
+        if len > max {
             return Err(Error::TooBig);
         }
         let mut st = self.state.lock();
-        let was_local = !matches!(st.body, Body::Committed(_));
-        if len == 0 {
-            st.body = Body::Mem(Vec::new());
-        } else {
-            materialize(&mut st, store, key)?;
-            if len > SPILL_THRESHOLD {
-                spill(&mut st, store, key)?;
-            }
-            match &mut st.body {
-                Body::Mem(v) => v.resize(len as usize, 0),
-                Body::Spill(s) => s.set_len(len)?,
-                Body::Committed(_) => unreachable_body(),
-            }
-        }
+        let was_local = matches!(st.body, Body::Changed(_));
+        changed(self.ino, &mut st, load, frees)?.truncate(len);
         st.changed_at = SystemTime::now();
         st.dirty = true;
         st.written = true;
@@ -302,9 +487,9 @@ impl Draft {
         Ok(!was_local)
     }
 
-    /// Another draft of this key stored a value. If this draft's close
-    /// already returned with only its empty start left to commit (a
-    /// skipped flush), that close is the older one.
+    /// Another draft of this file committed. If this draft's close already
+    /// returned with only its empty start left to commit (a skipped
+    /// flush), that close is the older one.
     pub fn supersede(&self) {
         let mut st = self.state.lock();
         if st.dirty && !st.written && !st.empty_flushers.is_empty() {
@@ -312,47 +497,41 @@ impl Draft {
         }
     }
 
-    /// Stores the buffer as the value of `key` if it holds changes, and
-    /// says whether it did; with `base`'s mode and owner (asked only then),
-    /// the time of the draft's last change as mtime, and ctime now. A failed commit is reported once and the
-    /// changes are dropped, so a later flush or release does not store what
-    /// close reported as lost.
+    /// Decides whether a commit is due now and takes the changes out if
+    /// so: `None` when there is nothing to commit (or a close may not
+    /// commit what another process wrote). A failed write's errno comes
+    /// back once, and the changes are dropped. See `commit.rs`.
     ///
     /// `closer` is who closes a descriptor; `None` for a release, an fsync
-    /// or a rename, which always commit. A close commits
-    /// only changes it may have made: one by a process that never wrote
-    /// through the draft (a child closing an inherited descriptor as it
-    /// calls exec, or exits) leaves another process's writes alone.
+    /// or a rename, which always commit. A close commits only changes it
+    /// may have made: one by a process that never wrote through the draft
+    /// (a child closing an inherited descriptor as it calls exec, or
+    /// exits) leaves another process's writes alone.
     ///
     /// And a close does not commit an empty start with nothing written yet
     /// the first time its file table flushes it: a shell redirect (`echo v
     /// > k`) opens, dup2()s and closes the descriptor before anything is
-    /// written, and committing there would show readers an empty value that
+    /// written, and committing there would show readers an empty file that
     /// is neither the old one nor the new one. The same table's second such
     /// flush (`: > k`) or the release commits it; the release not if
-    /// another draft stored a value of the key after the skipped flush
+    /// another draft committed the file after the skipped flush
     /// (`superseded`).
-    pub fn commit(
-        &self,
-        store: &dyn Storage,
-        key: Option<&[u8]>,
-        closer: Option<Closer>,
-        base: impl FnOnce() -> Result<Meta>,
-    ) -> Result<bool> {
+    pub fn take_changes(&self, closer: Option<Closer>) -> Result<Option<(Overlay, SystemTime)>> {
         let mut st = self.state.lock();
         if let Some(code) = st.poisoned.take() {
-            return Err(Error::Io(io::Error::from_raw_os_error(code)));
+            st.body = Body::Committed(None);
+            return Err(Error::from(io::Error::from_raw_os_error(code)));
         }
         if !st.dirty {
-            return Ok(false);
+            return Ok(None);
         }
         if let Some(c) = closer {
             if st.written && !c.changed(&st) {
-                return Ok(false);
+                return Ok(None);
             }
             if !st.written && !st.empty_flushers.contains(&c.owner) {
                 st.empty_flushers.push(c.owner);
-                return Ok(false);
+                return Ok(None);
             }
         }
         let dropped = closer.is_none() && !st.written && st.superseded;
@@ -363,39 +542,44 @@ impl Draft {
         st.anonymous = false;
         st.empty_flushers.clear();
         st.superseded = false;
-        if dropped {
-            return Ok(false);
-        }
-        let Some(key) = key else {
-            // The key was removed while open: its data goes with it.
-            log::debug!("dropping writes to a removed key");
-            return Ok(true);
-        };
-        if matches!(st.body, Body::Committed(_)) {
-            return Ok(true);
-        }
-        let meta = Meta {
-            mtime: to_ns(st.changed_at),
-            ctime: to_ns(SystemTime::now()),
-            ..base()?
-        };
-        match std::mem::replace(&mut st.body, Body::Committed(None)) {
-            Body::Mem(v) => {
-                let put = store.put(key, &v, &meta);
-                st.body = Body::Mem(v);
-                put?
+        let body = std::mem::replace(&mut st.body, Body::Committed(None));
+        match body {
+            Body::Changed(o) if !dropped => Ok(Some((o, st.changed_at))),
+            // Dropped: its extents are freed with it.
+            Body::Changed(_) => Ok(None),
+            committed => {
+                st.body = committed;
+                Ok(None)
             }
-            // Taken over by the store, the file is no longer the draft's:
-            // a later write starts from the committed value again.
-            Body::Spill(s) => {
-                if let Some(s) = store.put_staged(key, s, &meta)? {
-                    st.body = Body::Spill(s);
-                }
-            }
-            committed @ Body::Committed(_) => st.body = committed,
         }
-        Ok(true)
     }
+}
+
+/// The draft's changes, made from its base (loaded now) if it has none.
+fn changed<'s>(
+    ino: u64,
+    st: &'s mut State,
+    load: impl FnOnce() -> Result<Option<Pin>>,
+    frees: &Frees,
+) -> Result<&'s mut Overlay> {
+    if let Body::Committed(pin) = &mut st.body {
+        let base = match pin.take() {
+            Some(p) => Some(p),
+            None => load()?,
+        };
+        st.body = Body::Changed(Overlay::new(ino, base, frees.clone()));
+    }
+    match &mut st.body {
+        Body::Changed(o) => Ok(o),
+        Body::Committed(_) => unreachable_body(),
+    }
+}
+
+/// `changed` never leaves a draft unchanged; this is where the type system
+/// cannot see that. Never panics: it fails the request.
+fn unreachable_body() -> Result<&'static mut Overlay> {
+    log::error!("bug: a draft without changes after making them");
+    Err(Error::InvalidArgument("a draft without changes"))
 }
 
 /// Who closes a descriptor: the file table (lock owner) and the thread.
@@ -415,125 +599,4 @@ impl Closer {
                 .iter()
                 .any(|&t| t == self.tid || Opener::new(t).is(self.tid))
     }
-}
-
-fn write_locked(
-    st: &mut State,
-    store: &dyn Storage,
-    key: &[u8],
-    offset: u64,
-    data: &[u8],
-    append: bool,
-    room: &dyn Fn(u64) -> Result<()>,
-) -> Result<usize> {
-    materialize(st, store, key)?;
-    let offset = if append { body_len(&st.body) } else { offset };
-    let end = offset.saturating_add(data.len() as u64);
-    if end > store.max_value_size() {
-        return Err(Error::TooBig);
-    }
-    // A value copied at commit needs room for all of it; one stored in
-    // place, only for what this write adds to its file.
-    match &st.body {
-        Body::Spill(s) if s.stored_in_place(end) => room(end.saturating_sub(s.len()))?,
-        _ => room(end)?,
-    }
-    if end > SPILL_THRESHOLD {
-        spill(st, store, key)?;
-    }
-    match &mut st.body {
-        Body::Mem(v) => {
-            let start = offset as usize;
-            if v.len() < start + data.len() {
-                v.resize(start + data.len(), 0);
-            }
-            v[start..start + data.len()].copy_from_slice(data);
-        }
-        Body::Spill(s) => s.write_at(offset, data)?,
-        Body::Committed(_) => unreachable_body(),
-    }
-    st.changed_at = SystemTime::now();
-    st.dirty = true;
-    st.written = true;
-    Ok(data.len())
-}
-
-/// The key's committed value, if it is longer than `pinned` and begins
-/// with all of its bytes.
-pub(super) fn grown(store: &dyn Storage, key: &[u8], pinned: &Value) -> Option<Value> {
-    let old = pinned.metadata().len;
-    if store.metadata(key).ok()??.len <= old {
-        return None;
-    }
-    let new = store.value(key).ok()??;
-    let mut offset = 0;
-    while offset < old {
-        let want = COPY_CHUNK.min((old - offset) as usize);
-        let (a, b) = (
-            pinned.bytes(offset, want).ok()?,
-            new.bytes(offset, want).ok()?,
-        );
-        if a.len() != want || a != b {
-            return None;
-        }
-        offset += want as u64;
-    }
-    Some(new)
-}
-
-/// The body variants past `materialize` are Mem or Spill; this is called
-/// where the type system cannot see that. Never panics: it logs.
-fn unreachable_body() {
-    log::error!("bug: write to an unloaded draft ignored");
-}
-
-fn body_len(body: &Body) -> u64 {
-    match body {
-        Body::Committed(_) => 0,
-        Body::Mem(v) => v.len() as u64,
-        Body::Spill(s) => s.len(),
-    }
-}
-
-/// Replaces an unloaded body with the committed value (the pinned one, or
-/// the current one), in memory or in a staged file by size.
-fn materialize(st: &mut State, store: &dyn Storage, key: &[u8]) -> Result<()> {
-    let Body::Committed(pin) = &mut st.body else {
-        return Ok(());
-    };
-    let value = match pin.take() {
-        Some(v) => Some(v),
-        None => store.value(key)?.map(Arc::new),
-    };
-    let Some(value) = value else {
-        st.body = Body::Mem(Vec::new());
-        return Ok(());
-    };
-    let len = value.metadata().len;
-    if len <= SPILL_THRESHOLD {
-        st.body = Body::Mem(value.read(0, len as usize)?);
-        return Ok(());
-    }
-    let mut s = store.stage(key.len())?;
-    let mut offset = 0;
-    while offset < len {
-        let chunk = value.read(offset, COPY_CHUNK)?;
-        if chunk.is_empty() {
-            return Err(Error::Stale);
-        }
-        s.write_at(offset, &chunk)?;
-        offset += chunk.len() as u64;
-    }
-    st.body = Body::Spill(s);
-    Ok(())
-}
-
-/// Moves an in-memory buffer to a staged file.
-fn spill(st: &mut State, store: &dyn Storage, key: &[u8]) -> Result<()> {
-    if let Body::Mem(v) = &st.body {
-        let mut s = store.stage(key.len())?;
-        s.write_at(0, v)?;
-        st.body = Body::Spill(s);
-    }
-    Ok(())
 }

@@ -1,5 +1,6 @@
 //! Open files: each handle reads and writes through a draft (`draft.rs`),
-//! shared with the other writing handles its process has open on the key.
+//! shared with the other writing handles its process has open on the
+//! file.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,9 +16,9 @@ use super::process::Opener;
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OpenMode {
     pub write: bool,
-    /// O_APPEND: every write goes to the end of the draft's value.
+    /// O_APPEND: every write goes to the end of the draft.
     pub append: bool,
-    /// O_TRUNC or a fresh create: the draft starts from an empty value, to
+    /// O_TRUNC or a fresh create: the draft starts from an empty file, to
     /// be committed even if nothing is written.
     pub truncate: bool,
 }
@@ -35,6 +36,8 @@ impl OpenMode {
 }
 
 pub struct Handle {
+    /// The node id the kernel opened (`nodeids.rs`).
+    pub node: u64,
     pub ino: u64,
     pub mode: OpenMode,
     pub draft: Arc<Draft>,
@@ -60,6 +63,12 @@ impl HandleTable {
         (fh, h)
     }
 
+    /// The extents open drafts wrote behind, which no tree reaches yet.
+    pub fn drafts_written(&self) -> Vec<u64> {
+        let drafts: Vec<Arc<Draft>> = self.map.lock().values().map(|h| h.draft.clone()).collect();
+        drafts.iter().flat_map(|d| d.written()).collect()
+    }
+
     pub fn get(&self, fh: u64) -> Result<Arc<Handle>> {
         self.map.lock().get(&fh).cloned().ok_or(Error::BadHandle)
     }
@@ -78,26 +87,35 @@ impl HandleTable {
         Ok((h, last))
     }
 
-    pub fn for_ino(&self, ino: u64) -> Vec<Arc<Handle>> {
+    /// The handles open on kernel node `node`.
+    pub fn on_node(&self, node: u64) -> Vec<Arc<Handle>> {
         self.map
             .lock()
             .values()
-            .filter(|h| h.ino == ino)
+            .filter(|h| h.node == node)
             .cloned()
             .collect()
     }
 
-    /// Whether a handle on `ino` matching `f` is open (no copy of them).
-    pub fn any_on(&self, ino: u64, f: impl Fn(&Handle) -> bool) -> bool {
-        self.map.lock().values().any(|h| h.ino == ino && f(h))
+    /// Whether a handle on node `node` matching `f` is open (no copy of
+    /// them).
+    pub fn any_on(&self, node: u64, f: impl Fn(&Handle) -> bool) -> bool {
+        self.map.lock().values().any(|h| h.node == node && f(h))
     }
 
-    /// Opens a handle with `mode` on `ino` that writes through the draft
-    /// of thread `tid`'s process, made with `make` if it has none. Both
-    /// happen under the drafts lock, so a release (`remove`) sees the new
-    /// handle share the draft before it could commit and drop it.
+    /// Whether any handle on inode `ino` is open, through any node.
+    pub fn any_of(&self, ino: u64) -> bool {
+        self.map.lock().values().any(|h| h.ino == ino)
+    }
+
+    /// Opens a handle with `mode` on inode `ino` (as kernel node `node`)
+    /// that writes through the draft of thread `tid`'s process, made with
+    /// `make` if it has none. Both happen under the drafts lock, so a
+    /// release (`remove`) sees the new handle share the draft before it
+    /// could commit and drop it.
     pub fn insert_writer(
         &self,
+        node: u64,
         ino: u64,
         mode: OpenMode,
         tid: u32,
@@ -116,6 +134,7 @@ impl HandleTable {
             d
         });
         self.insert(Handle {
+            node,
             ino,
             mode,
             draft,
@@ -123,7 +142,7 @@ impl HandleTable {
         })
     }
 
-    /// The live drafts of `ino`.
+    /// The live drafts of inode `ino`.
     pub fn drafts_of(&self, ino: u64) -> Vec<Arc<Draft>> {
         let mut drafts = self.drafts.lock();
         let Some(list) = drafts.get_mut(&ino) else {
@@ -161,14 +180,14 @@ mod tests {
             write: true,
             ..OpenMode::default()
         };
-        let (a, ha) = t.insert_writer(5, mode, 1, Draft::empty);
-        let (b, hb) = t.insert_writer(5, mode, 1, Draft::empty);
+        let (a, ha) = t.insert_writer(5, 5, mode, 1, |o| Draft::writer(5, o));
+        let (b, hb) = t.insert_writer(5, 5, mode, 1, |o| Draft::writer(5, o));
         assert!(Arc::ptr_eq(&ha.draft, &hb.draft), "one process, one draft");
         assert!(!t.remove(a).unwrap().1);
         let (_, last) = t.remove(b).unwrap();
         assert!(last);
         // `hb` is still held, as by the release committing it.
-        let (_, hc) = t.insert_writer(5, mode, 1, Draft::empty);
+        let (_, hc) = t.insert_writer(5, 5, mode, 1, |o| Draft::writer(5, o));
         assert!(!Arc::ptr_eq(&hb.draft, &hc.draft));
     }
 }

@@ -1,43 +1,58 @@
-//! The filesystem: the store presented as a tree of folders, files and
-//! symlinks, a key `a/b/c` being the file `c` in folder `a/b`.
+//! The filesystem over the schema (docs/SCHEMA.md): files are inodes,
+//! named by directory entries, their bytes in extents.
 //!
-//! - `fs`: what each operation on a file means, returning `Result` (no
-//!   FUSE types)
-//! - `namespace`: creating, removing and renaming names
+//! - `fs`: the filesystem, how it opens, and what every operation shares
+//! - `namespace`: names: lookup, create, mkdir, mknod, symlink, link,
+//!   unlink, rmdir, rename
+//! - `attrs`: stat, chmod, chown, touch, truncate, readlink
+//! - `files`: open, read, write, and the commits at close and fsync
 //! - `listing`: listing a folder
-//! - `inode`: key ↔ inode numbers, stable while mounted
-//! - `handle`: open files, and which draft each reads and writes through
-//! - `draft`: what one process's descriptors of a key see before commit
-//!   (the write buffer, spilling to disk) or the value a reader pinned
+//! - `draft`: what a writer's descriptors see before they commit
+//! - `commit`: a draft made a new version: what it writes and frees
+//! - `page_cache`: when readers read through the kernel's page cache
+//! - `live`: inodes in use: versions, pins, what waits to be freed
+//! - `dirs`: the directory map
+//! - `nodeids`: the node ids the kernel knows files by
+//! - `handle`: open files
+//! - `store`: the backend as the filesystem reads it
+//! - `ids`: new inode numbers and extent ids
 //! - `process`: which process a request comes from
 //! - `attr`: the attributes and cache lifetimes reported
+//! - `check`: the tree's own check and repair, by path
+//! - `reach`: every key the filesystem reaches (what is not garbage)
 //! - `errno`: the layer's error type and its one errno mapping
-//! - `storage`: the one interface to what holds the keys
-//! - `bitcask`: that interface on the embedded Bitcask log
 
 mod attr;
-mod bitcask;
-#[cfg(test)]
-mod close_order;
+mod attrs;
+mod check;
+mod commit;
+mod dirs;
 mod draft;
 mod errno;
+mod files;
 #[allow(
     clippy::module_inception,
-    reason = "fs/fs.rs holds the filesystem semantics, apart from fs/fuse.rs"
+    reason = "fs/fs.rs holds the filesystem and what it shares"
 )]
 mod fs;
 mod handle;
-mod inode;
+mod ids;
+mod import;
 mod listing;
+mod live;
 mod namespace;
+mod nodeids;
 mod page_cache;
+mod paths;
 mod process;
-mod storage;
+mod reach;
+mod remote;
+mod store;
 
-pub use attr::{Attr, BLOCK_SIZE, Kind, Owner};
-pub use bitcask::Bitcask;
-pub use draft::SPILL_THRESHOLD;
+pub use attr::{Attr, BLOCK_SIZE, Owner};
+pub use check::{Findings, LOST_AND_FOUND, Problem};
 pub use errno::{Error, Result, errno, log_and_errno};
-pub use fs::{Caller, CaskFs, DirEntry, FsOptions, KernelCache, Opened, SetAttr, StatFs};
+pub use fs::{Caller, CaskFs, DirEntry, FsOptions, KernelCache, Opened, SetAttr, StoreState};
+pub use import::{Imported, copy_tree};
 pub use page_cache::ReadMode;
-pub use storage::{Listing, Pinned, RemoteChange, Storage, Value};
+pub use paths::{TOOL, Writer};

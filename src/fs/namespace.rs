@@ -1,51 +1,154 @@
-//! Operations on names: creating files, folders and symlinks, removing
-//! them, and renaming, with the errors of POSIX.
+//! Operations on names: looking them up, creating files, folders,
+//! symlinks, special files and hard links, removing them, and renaming,
+//! with the errors of POSIX. Each change is one batch: the entries, the
+//! inodes it changes (nlink, ctime, a folder's parent) and the folders'
+//! inodes (mtime, ctime, nlink).
+
+use std::sync::Arc;
+
+use parking_lot::{ArcMutexGuard, RawMutex};
 
 use log::debug;
 
-use super::attr::{Attr, Kind};
+use super::attr::Attr;
+use super::commit;
+use super::dirs::{DirMap, Entry};
 use super::draft::Draft;
 use super::errno::{Error, Result};
-use super::fs::{Caller, CaskFs, Opened, show};
+use super::fs::{Caller, CaskFs, Opened, Pending};
 use super::handle::OpenMode;
+use super::live::Live;
 use super::page_cache::ReadMode;
-use crate::engine::{self, PERM_BITS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG, tree};
+use crate::backend::{Batch, Compare};
+use crate::schema::{Data, Inode, entry, keys};
+use crate::vocab::{FileType, S_IFMT, now_ns};
 
 /// RENAME_NOREPLACE, RENAME_EXCHANGE and RENAME_WHITEOUT from renameat2(2).
 const RENAME_NOREPLACE: u32 = 1;
 const RENAME_EXCHANGE: u32 = 2;
 const RENAME_WHITEOUT: u32 = 4;
-/// The set-group-ID bit: on a folder, new entries take the folder's group.
-const S_ISGID: u32 = 0o2000;
 
-impl CaskFs {
-    /// The metadata of a new entry of type `kind` in `dir`, as `caller`
-    /// makes it with `mode` under `umask`: in a set-group-ID folder it
-    /// takes the folder's group (and a folder keeps the bit).
-    fn made_by(
-        &self,
-        kind: u32,
-        mode: u32,
-        umask: u32,
-        dir: &[u8],
-        caller: &Caller,
-    ) -> engine::Meta {
-        let mut meta = self.new_meta(kind | (mode & !umask & PERM_BITS), Some(caller));
-        let parent = match dir.is_empty() {
-            true => Some(self.root_meta()),
-            false => self.store.metadata(dir).ok().flatten().map(|m| m.meta()),
-        };
-        if let Some(p) = parent.filter(|p| p.mode & S_ISGID != 0) {
-            meta.gid = p.gid;
-            if kind == S_IFDIR {
-                meta.mode |= S_ISGID;
-            }
+/// Inode records a change rewrites: read under their locks, changed, then
+/// written in the change's batch and made current.
+struct Records<'a> {
+    fs: &'a CaskFs,
+    /// The inodes, locked in the order of their numbers.
+    held: Vec<(u64, Arc<Live>, ArcMutexGuard<RawMutex, ()>)>,
+    changed: Vec<(u64, Option<Inode>)>,
+}
+
+impl<'a> Records<'a> {
+    /// Locks the inodes `inos` (any order, repeats allowed).
+    fn lock(fs: &'a CaskFs, inos: &[u64]) -> Records<'a> {
+        let mut inos = inos.to_vec();
+        inos.sort_unstable();
+        inos.dedup();
+        let held = inos
+            .iter()
+            .map(|&i| {
+                let live = fs.lives.get(i);
+                let guard = live.lock();
+                (i, live, guard)
+            })
+            .collect();
+        Records {
+            fs,
+            held,
+            changed: Vec::new(),
         }
-        meta
     }
 
-    /// Creates `name` and opens it. The key exists from now on, but its
-    /// value is committed only when the handle is flushed or released.
+    /// The current record of `ino` (one of those locked): as changed
+    /// already by this change, else as committed.
+    fn get(&self, ino: u64) -> Result<Inode> {
+        if let Some((_, i)) = self.changed.iter().rev().find(|(i, _)| *i == ino) {
+            return i.clone().ok_or(Error::NotFound);
+        }
+        self.fs.inode(ino)?.ok_or(Error::NotFound)
+    }
+
+    fn set(&mut self, ino: u64, inode: Inode) {
+        self.changed.push((ino, Some(inode)));
+    }
+
+    fn delete(&mut self, ino: u64) {
+        self.changed.push((ino, None));
+    }
+
+    /// Writes `b` with the changed records, and makes them current.
+    fn write(&mut self, mut b: Batch) -> Result<()> {
+        let mut last: Vec<(u64, Option<Inode>)> = Vec::new();
+        for (ino, i) in self.changed.drain(..).rev() {
+            if !last.iter().any(|(x, _)| *x == ino) {
+                last.push((ino, i));
+            }
+        }
+        for (ino, i) in &last {
+            match i {
+                Some(i) => b.put(keys::inode(*ino).to_vec(), i.encode()),
+                None => b.delete(keys::inode(*ino).to_vec()),
+            };
+        }
+        // Only the entries are needed for telling own changes apart.
+        let own: Batch = Batch {
+            ops: b
+                .ops
+                .iter()
+                .filter(|o| keys::entry_of(o.key()).is_some())
+                .cloned()
+                .collect(),
+            compares: Vec::new(),
+        };
+        let revision = self.fs.store.kv.write(b)?;
+        self.fs.note_own(&own, revision);
+        for (ino, i) in last {
+            let live = self
+                .held
+                .iter()
+                .find(|(x, _, _)| *x == ino)
+                .map(|(_, l, _)| l);
+            match (live, i) {
+                (Some(l), Some(i)) => l.set_current(self.fs.lives.version(ino, i, revision)),
+                (Some(l), None) => l.forget_current(),
+                (None, _) => {}
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A folder's inode after an entry in it changed; `links` more (or
+/// fewer) subfolders.
+fn touched(mut dir: Inode, links: i32, now: i64) -> Inode {
+    dir.mtime = now;
+    dir.ctime = now;
+    dir.nlink = dir.nlink.saturating_add_signed(links);
+    dir
+}
+
+impl CaskFs {
+    /// The inode a name in folder node `parent` leads to.
+    fn entry(&self, dirs: &DirMap, parent: u64, name: &[u8]) -> Result<(u64, Entry)> {
+        Self::check_name(name)?;
+        let parent = self.nodeids.ino_of(parent);
+        let e = dirs.get(parent, name).ok_or(Error::NotFound)?;
+        Ok((parent, e))
+    }
+
+    pub fn lookup(&self, parent: u64, name: &[u8], tid: u32) -> Result<Attr> {
+        if name.len() > crate::vocab::MAX_NAME_LEN {
+            return Err(Error::NameTooLong);
+        }
+        let dirs = self.dirs.read();
+        let parent = self.nodeids.ino_of(parent);
+        let e = dirs.get(parent, name).ok_or(Error::NotFound)?;
+        drop(dirs);
+        self.attr(e.ino, tid, None)
+    }
+
+    /// Creates `name` and opens it. The file exists from now on (lookups
+    /// and listings see it), but is stored only when its handle is
+    /// flushed or released.
     pub fn create(
         &self,
         parent: u64,
@@ -57,89 +160,104 @@ impl CaskFs {
     ) -> Result<(Attr, Opened)> {
         self.writable()?;
         let kind = mode & S_IFMT;
-        if kind != 0 && kind != S_IFREG {
-            return Err(self.refuse("files other than regular files"));
+        if kind != 0 && kind != FileType::Regular.mode_bits() {
+            return Err(Error::InvalidArgument(
+                "create of a file that is not regular",
+            ));
         }
+        Self::check_name(name)?;
         let mut tries = 0;
         loop {
-            let _names = self.names.read();
-            let key = self.key(parent, name)?;
-            let exists = self.exists(&key)?;
-            if exists && flags & libc::O_EXCL != 0 {
-                return Err(Error::Exists);
-            }
-            let ino = self.inodes.ino_for(&key);
-            let created = if exists {
-                drop(_names);
-                // Removed or moved since `exists` looked (an rm or mv raced
-                // this create): look again, and create it if it is gone.
+            let mut dirs = self.dirs.write();
+            let dir = self.nodeids.ino_of(parent);
+            let pinode = self.folder(dir)?;
+            if let Some(e) = dirs.get(dir, name) {
+                drop(dirs);
+                if flags & libc::O_EXCL != 0 {
+                    return Err(Error::Exists);
+                }
+                let node = self.nodeids.node_of(e.ino);
+                // Removed since the look (an rm or mv raced this create):
+                // look again, and create it if it is gone.
                 let opened = match tries {
-                    0..3 => match self.open_inode(ino, flags, caller.tid) {
+                    0..3 => match self.open_inode(node, flags, caller.tid) {
                         Err(Error::Stale) => {
                             tries += 1;
                             continue;
                         }
                         opened => opened?,
                     },
-                    _ => self.open(ino, flags, caller.tid)?,
+                    _ => self.open(node, flags, caller.tid)?,
                 };
-                (self.getattr(ino, Some(opened.fh), caller.tid)?, opened)
-            } else {
-                self.create_new(ino, &key, mode, umask, flags, caller)?
+                let attr = self.getattr(node, Some(opened.fh), caller.tid)?;
+                self.forget_stale(caller.tid);
+                return Ok((attr, opened));
+            }
+            let ino = self.store.new_ino()?;
+            let inode = self.new_inode(FileType::Regular, mode, umask, &pinode, caller);
+            dirs.insert(
+                dir,
+                name,
+                Entry {
+                    ino,
+                    kind: FileType::Regular,
+                    pending: true,
+                },
+            );
+            self.pending.lock().insert(
+                ino,
+                Pending {
+                    parent: dir,
+                    name: name.to_vec(),
+                    inode,
+                },
+            );
+            drop(dirs);
+            let open = OpenMode {
+                write: true,
+                append: flags & libc::O_APPEND != 0,
+                truncate: true,
             };
+            let (fh, h) = self
+                .handles
+                .insert_writer(ino, ino, open, caller.tid, |o| Draft::writer(ino, o));
+            h.draft.start_empty(self.frees.clone());
+            self.lives.get(ino).open_handle();
+            debug!("created {} as inode {ino}", show(name));
             // Maybe the kernel's retry of an open an rm or mv beat: a later
             // ESTALE of this thread's is not a second one.
             self.forget_stale(caller.tid);
-            return Ok(created);
+            let opened = Opened {
+                fh,
+                write: true,
+                read: ReadMode::Direct,
+            };
+            return Ok((self.attr(ino, caller.tid, Some(&h.draft))?, opened));
         }
     }
 
-    /// `create` of a key that does not exist, as inode `ino`.
-    fn create_new(
-        &self,
-        ino: u64,
-        key: &[u8],
-        mode: u32,
-        umask: u32,
-        flags: i32,
-        caller: &Caller,
-    ) -> Result<(Attr, Opened)> {
-        let open = OpenMode {
-            write: true,
-            append: flags & libc::O_APPEND != 0,
-            truncate: true,
-        };
-        let dir = tree::split(key).0;
-        self.inodes
-            .add_pending(ino, self.made_by(S_IFREG, mode, umask, dir, caller));
-        let (fh, h) = self
-            .handles
-            .insert_writer(ino, open, caller.tid, Draft::empty);
-        h.draft.start_empty();
-        h.draft.mark_created();
-        debug!("created {} as inode {ino}", show(key));
-        let opened = Opened {
-            fh,
-            write: true,
-            read: ReadMode::Direct,
-        };
-        Ok((self.attr(ino, key, caller.tid, Some(&h.draft))?, opened))
-    }
-
-    /// mknod: regular files only, stored empty at once.
     pub fn mknod(
         &self,
         parent: u64,
         name: &[u8],
         mode: u32,
         umask: u32,
+        rdev: u32,
         caller: &Caller,
     ) -> Result<Attr> {
-        if mode & S_IFMT != S_IFREG {
-            return Err(self.refuse("device nodes, FIFOs and sockets"));
+        let kind = match mode & S_IFMT {
+            0 => FileType::Regular,
+            bits => FileType::of_mode(bits).ok_or(Error::InvalidArgument("no such file type"))?,
+        };
+        if kind == FileType::Directory || kind == FileType::Symlink {
+            return Err(Error::InvalidArgument("mknod of a folder or symlink"));
         }
-        self.make(parent, name, caller, b"", |dir| {
-            self.made_by(S_IFREG, mode, umask, dir, caller)
+        self.make(parent, name, |p| {
+            let mut i = self.new_inode(kind, mode, umask, p, caller);
+            if matches!(kind, FileType::CharDevice | FileType::BlockDevice) {
+                i.rdev = rdev;
+            }
+            i
         })
     }
 
@@ -151,12 +269,12 @@ impl CaskFs {
         umask: u32,
         caller: &Caller,
     ) -> Result<Attr> {
-        self.make(parent, name, caller, b"", |dir| {
-            self.made_by(S_IFDIR, mode, umask, dir, caller)
+        self.make(parent, name, |p| {
+            self.new_inode(FileType::Directory, mode, umask, p, caller)
         })
     }
 
-    /// A symlink: its target is the value.
+    /// A symlink: its target is its bytes.
     pub fn symlink(
         &self,
         parent: u64,
@@ -164,110 +282,199 @@ impl CaskFs {
         target: &[u8],
         caller: &Caller,
     ) -> Result<Attr> {
-        self.make(parent, name, caller, target, |dir| {
-            self.made_by(S_IFLNK, 0o777, 0, dir, caller)
+        if target.is_empty() || target.len() > crate::vocab::MAX_PATH_LEN {
+            return Err(match target.is_empty() {
+                true => Error::NotFound,
+                false => Error::NameTooLong,
+            });
+        }
+        self.make(parent, name, |p| {
+            let mut i = self.new_inode(FileType::Symlink, 0o777, 0, p, caller);
+            i.size = target.len() as u64;
+            i.data = Data::Inline(target.to_vec());
+            i
         })
     }
 
-    /// Stores a new entry `name` in `parent` at once, with `value` and
-    /// the metadata `meta` gives for its folder.
-    fn make(
-        &self,
-        parent: u64,
-        name: &[u8],
-        caller: &Caller,
-        value: &[u8],
-        meta: impl FnOnce(&[u8]) -> engine::Meta,
-    ) -> Result<Attr> {
+    /// Stores a new inode as `name` in `parent` at once, as `build` makes
+    /// it from the folder's inode.
+    fn make(&self, parent: u64, name: &[u8], build: impl FnOnce(&Inode) -> Inode) -> Result<Attr> {
         self.writable()?;
-        let _names = self.names.read();
-        let key = self.key(parent, name)?;
-        if self.exists(&key)? {
+        Self::check_name(name)?;
+        let mut dirs = self.dirs.write();
+        let dir = self.nodeids.ino_of(parent);
+        self.folder(dir)?;
+        if dirs.get(dir, name).is_some() {
             return Err(Error::Exists);
         }
-        self.store.put(&key, value, &meta(tree::split(&key).0))?;
-        let ino = self.inodes.ino_for(&key);
-        self.attr(ino, &key, caller.tid, None)
+        let ino = self.store.new_ino()?;
+        let r = Records::lock(self, &[dir, ino]);
+        let pinode = r.get(dir)?;
+        let mut inode = build(&pinode);
+        let subdir = inode.kind == FileType::Directory;
+        if subdir {
+            inode.nlink = 2;
+            inode.parent = dir;
+        }
+        let now = inode.ctime;
+        self.add_entry(
+            &mut dirs,
+            r,
+            (dir, name),
+            (ino, inode),
+            touched(pinode, i32::from(subdir), now),
+        )
     }
 
-    pub fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
-        let key = self.inodes.key_of(ino).ok_or(Error::NotFound)?;
-        match self.kind(&key)? {
-            Some((Kind::Symlink, _)) => {}
-            Some(_) => return Err(Error::InvalidArgument("not a symlink")),
-            None => return Err(Error::NotFound),
+    /// Stores the name `name` in folder `dir` for inode `ino`, as one batch
+    /// with `inode` and the folder's `dir_inode` (records `r` locks).
+    fn add_entry(
+        &self,
+        dirs: &mut DirMap,
+        mut r: Records,
+        (dir, name): (u64, &[u8]),
+        (ino, inode): (u64, Inode),
+        dir_inode: Inode,
+    ) -> Result<Attr> {
+        let key = keys::entry(dir, name);
+        let mut b = Batch::default();
+        b.put(key.clone(), entry::encode(inode.kind, ino))
+            .expect(Compare::Absent(key));
+        r.set(dir, dir_inode);
+        r.set(ino, inode.clone());
+        r.write(b)?;
+        dirs.insert(dir, name, Entry::named(ino, inode.kind));
+        Ok(self.attr_of(ino, &inode))
+    }
+
+    /// A second name for the file of node `node`.
+    pub fn link(&self, node: u64, parent: u64, name: &[u8]) -> Result<Attr> {
+        self.writable()?;
+        Self::check_name(name)?;
+        let ino = self.nodeids.ino_of(node);
+        self.store_pending(ino)?;
+        let mut dirs = self.dirs.write();
+        let dir = self.nodeids.ino_of(parent);
+        self.folder(dir)?;
+        if dirs.get(dir, name).is_some() {
+            return Err(Error::Exists);
         }
-        let value = self.store.value(&key)?.ok_or(Error::NotFound)?;
-        value.read(0, value.metadata().len as usize)
+        let r = Records::lock(self, &[dir, ino]);
+        let mut inode = r.get(ino).map_err(|_| Error::Stale)?;
+        if inode.kind == FileType::Directory {
+            return Err(Error::NotPermitted("a hard link to a folder"));
+        }
+        if inode.nlink == 0 {
+            return Err(Error::NotFound);
+        }
+        let now = now_ns();
+        inode.nlink += 1;
+        inode.ctime = now;
+        let pinode = r.get(dir)?;
+        self.add_entry(
+            &mut dirs,
+            r,
+            (dir, name),
+            (ino, inode),
+            touched(pinode, 0, now),
+        )
     }
 
     pub fn unlink(&self, parent: u64, name: &[u8]) -> Result<()> {
         self.writable()?;
-        let _names = self.names.read();
-        let key = self.key(parent, name)?;
-        let ino = self.inodes.lookup(&key);
-        let _key = self.key_locks(ino.as_slice());
-        let stored = match self.kind(&key)? {
-            Some((Kind::Directory, _)) => return Err(Error::IsADirectory),
-            Some((_, last)) => last,
-            // Only a pending creation: gone once it has no name.
-            None if self.exists(&key)? => None,
-            None => return Err(Error::NotFound),
-        };
-        if stored.is_some() {
-            self.keep_folder(tree::split(&key).0)?;
+        let mut dirs = self.dirs.write();
+        let (dir, e) = self.entry(&dirs, parent, name)?;
+        if e.kind == FileType::Directory {
+            return Err(Error::IsADirectory);
         }
-        let _links = self.links.write();
-        if stored.is_some() {
-            self.store.delete(&key)?;
+        if e.pending {
+            dirs.remove(dir, name);
+            if let Some(p) = self.pending.lock().get_mut(&e.ino) {
+                // Its writes go nowhere now: no name to store them under.
+                p.name.clear();
+            }
+            return Ok(());
         }
-        let last = stored.or_else(|| self.pending_last(ino));
-        self.inodes.remove(&key, last);
+        let mut r = Records::lock(self, &[dir, e.ino]);
+        let now = now_ns();
+        let mut b = Batch::default();
+        b.delete(keys::entry(dir, name));
+        let pinode = r.get(dir)?;
+        r.set(dir, touched(pinode, 0, now));
+        let frees = self.unlink_inode(&mut r, &mut b, e.ino, now)?;
+        r.write(b)?;
+        dirs.remove(dir, name);
+        drop(r);
+        drop(dirs);
+        self.free_removed(e.ino, frees);
         Ok(())
     }
 
-    /// What a file being created as `ino` shows: empty.
-    fn pending_last(&self, ino: Option<u64>) -> Option<engine::Metadata> {
-        let meta = self.inodes.pending_meta(ino?)?;
-        Some(engine::Metadata::new(0, &meta))
+    /// Frees what removed inode `ino` reached, once no version of it is
+    /// pinned: a reader opening it at that moment may have pinned one
+    /// before its handle counted.
+    fn free_removed(&self, ino: u64, frees: Vec<Vec<u8>>) {
+        if !frees.is_empty() {
+            let live = self.lives.get(ino);
+            self.free(&live, self.lives.next_vno(), frees);
+        }
+    }
+
+    /// One link of `ino` goes (in batch `b` of records `r`): the inode
+    /// loses a link, and with its last one goes too, unless it is open
+    /// (then it stays, as an orphan, until its last close). Returns what
+    /// to free once the batch is written.
+    fn unlink_inode(
+        &self,
+        r: &mut Records,
+        b: &mut Batch,
+        ino: u64,
+        now: i64,
+    ) -> Result<Vec<Vec<u8>>> {
+        let mut inode = r.get(ino)?;
+        inode.nlink = match inode.kind {
+            FileType::Directory => 0,
+            _ => inode.nlink.saturating_sub(1),
+        };
+        inode.ctime = now;
+        if inode.nlink > 0 {
+            r.set(ino, inode);
+            return Ok(Vec::new());
+        }
+        self.remember_removed(ino, self.attr_of(ino, &inode));
+        if self.handles.any_of(ino) {
+            b.put(keys::orphan(ino).to_vec(), Vec::new());
+            r.set(ino, inode);
+            return Ok(Vec::new());
+        }
+        r.delete(ino);
+        commit::unreached(&self.store, &inode.data, &Data::None, &self.store)
     }
 
     pub fn rmdir(&self, parent: u64, name: &[u8]) -> Result<()> {
         self.writable()?;
-        let _names = self.names.read();
-        let key = self.key(parent, name)?;
-        match self.kind(&key)? {
-            Some((Kind::Directory, _)) => {}
-            Some(_) => return Err(Error::NotADirectory),
-            None if self.exists(&key)? => return Err(Error::NotADirectory),
-            None => return Err(Error::NotFound),
+        let mut dirs = self.dirs.write();
+        let (dir, e) = self.entry(&dirs, parent, name)?;
+        if e.kind != FileType::Directory {
+            return Err(Error::NotADirectory);
         }
-        if self.store.folder_counts(&key)?.0 > 0 || !self.inodes.pending_in(&key).is_empty() {
+        if dirs.has_entries(e.ino) {
             return Err(Error::NotEmpty);
         }
-        self.keep_folder(tree::split(&key).0)?;
-        let _links = self.links.write();
-        self.store.delete(&key)?;
-        self.inodes.remove(&key, None);
+        let mut r = Records::lock(self, &[dir, e.ino]);
+        let now = now_ns();
+        let mut b = Batch::default();
+        b.delete(keys::entry(dir, name));
+        let pinode = r.get(dir)?;
+        r.set(dir, touched(pinode, -1, now));
+        self.unlink_inode(&mut r, &mut b, e.ino, now)?;
+        r.write(b)?;
+        dirs.remove(dir, name);
         Ok(())
     }
 
-    /// Gives folder `dir` a record of its own if it has none, before its
-    /// last entry goes: a folder only implied by its entries (stored by
-    /// `caskfs put` or an older version) would vanish with them, which no
-    /// filesystem does.
-    fn keep_folder(&self, dir: &[u8]) -> Result<()> {
-        if dir.is_empty() || self.store.metadata(dir)?.is_some() {
-            return Ok(());
-        }
-        let meta = self.implied_folder_meta();
-        self.store.put(dir, b"", &meta)
-    }
-
-    /// rename(2) and renameat2(2) without RENAME_EXCHANGE: a file or
-    /// symlink is one engine rename, a folder one batch with everything
-    /// below it (up to the bounds of `Store::rename_folder`, EXDEV beyond,
-    /// so `mv` copies instead). Both are atomic.
+    /// rename(2) and renameat2(2) without RENAME_EXCHANGE: one batch,
+    /// whatever is below a folder, atomic.
     pub fn rename(
         &self,
         parent: u64,
@@ -282,76 +489,146 @@ impl CaskFs {
                 "RENAME_EXCHANGE and RENAME_WHITEOUT",
             ));
         }
-        let from = self.key(parent, name)?;
-        let to = self.key(newparent, newname)?;
-        let is_folder = matches!(self.kind(&from)?, Some((Kind::Directory, _)));
-        // A folder rename keeps everything below it still while it moves.
-        let _read;
-        let _write;
-        if is_folder {
-            _write = self.names.write();
-        } else {
-            _read = self.names.read();
-        }
-        let inos: Vec<u64> = [&from, &to]
-            .iter()
-            .filter_map(|k| self.inodes.lookup(k))
-            .collect();
-        let _keys = self.key_locks(&inos);
-        // A file still being created has no record yet: its name moves,
-        // and its first value is stored under the new one at close.
-        let pending = !is_folder
-            && self
-                .inodes
-                .lookup(&from)
-                .is_some_and(|ino| self.inodes.is_pending(ino));
-        let (source, stored) = match self.kind(&from)? {
-            Some((kind, _)) => (kind, true),
-            None if pending => (Kind::File, false),
-            None => return Err(Error::NotFound),
-        };
-        if (source == Kind::Directory) != is_folder {
-            return Err(Error::Stale);
-        }
-        let (target, replaced) = match self.kind(&to)? {
-            Some((kind, last)) => (Some(kind), last),
-            None => (None, self.pending_last(self.inodes.lookup(&to))),
-        };
-        if flags & RENAME_NOREPLACE != 0 && self.exists(&to)? {
+        Self::check_name(newname)?;
+        let mut dirs = self.dirs.write();
+        let (from_dir, src) = self.entry(&dirs, parent, name)?;
+        let to_dir = self.nodeids.ino_of(newparent);
+        self.folder(to_dir)?;
+        let dst = dirs.get(to_dir, newname);
+        if flags & RENAME_NOREPLACE != 0 && dst.is_some() {
             return Err(Error::Exists);
         }
-        if from == to {
+        if (from_dir, name) == (to_dir, newname) || dst.is_some_and(|d| d.ino == src.ino) {
             return Ok(());
         }
-        match (is_folder, target) {
-            (true, _) if to.starts_with(&from) && to.get(from.len()) == Some(&b'/') => {
-                return Err(Error::InvalidArgument("a folder into itself"));
-            }
-            (true, Some(Kind::Directory)) if self.store.folder_counts(&to)?.0 > 0 => {
+        let is_dir = src.kind == FileType::Directory;
+        if is_dir && (to_dir == src.ino || self.is_below(to_dir, src.ino)?) {
+            return Err(Error::InvalidArgument("a folder into itself"));
+        }
+        match dst {
+            Some(d) if is_dir && d.kind != FileType::Directory => return Err(Error::NotADirectory),
+            Some(d) if !is_dir && d.kind == FileType::Directory => return Err(Error::IsADirectory),
+            Some(d) if d.kind == FileType::Directory && dirs.has_entries(d.ino) => {
                 return Err(Error::NotEmpty);
             }
-            (true, Some(Kind::File | Kind::Symlink)) => return Err(Error::NotADirectory),
-            (false, Some(Kind::Directory)) => return Err(Error::IsADirectory),
             _ => {}
         }
-        self.keep_folder(tree::split(&from).0)?;
-        let _links = self.links.write();
-        if is_folder {
-            let meta = self.implied_folder_meta();
-            let moved = self.store.rename_folder(&from, &to, &meta)?;
-            debug!("renamed folder {} with {moved} keys below", show(&from));
-        } else if !stored {
-            if target.is_some() {
-                self.keep_folder(tree::split(&to).0)?;
-                self.store.delete(&to)?;
+        let mut inos = vec![from_dir, to_dir, src.ino];
+        inos.extend(dst.map(|d| d.ino));
+        let mut r = Records::lock(self, &inos);
+        let now = now_ns();
+        let mut b = Batch::default();
+        let mut frees = (0, Vec::new());
+        if let Some(d) = dst {
+            if d.pending {
+                if let Some(p) = self.pending.lock().get_mut(&d.ino) {
+                    p.name.clear();
+                }
+            } else {
+                // Overwritten by the source's entry, or (a source still
+                // being created has none yet) gone until its first commit.
+                if src.pending {
+                    b.delete(keys::entry(to_dir, newname));
+                }
+                frees = (d.ino, self.unlink_inode(&mut r, &mut b, d.ino, now)?);
+                if d.kind == FileType::Directory {
+                    let t = r.get(to_dir)?;
+                    r.set(to_dir, touched(t, -1, now));
+                }
+            }
+        }
+        if src.pending {
+            if let Some(p) = self.pending.lock().get_mut(&src.ino) {
+                p.parent = to_dir;
+                p.name = newname.to_vec();
             }
         } else {
-            // What is committed moves; drafts open on the file follow its
-            // inode and commit under the new name at close, so neither
-            // name ever shows a half-written value.
-            self.store.rename(&from, &to)?;
+            b.delete(keys::entry(from_dir, name));
+            b.put(
+                keys::entry(to_dir, newname),
+                entry::encode(src.kind, src.ino),
+            );
+            let mut moved = r.get(src.ino)?;
+            moved.ctime = now;
+            if is_dir {
+                moved.parent = to_dir;
+            }
+            r.set(src.ino, moved);
         }
-        self.inodes.rename(&from, &to, replaced);
+        let moves_dir = i32::from(is_dir && from_dir != to_dir);
+        let f = r.get(from_dir)?;
+        r.set(from_dir, touched(f, -moves_dir, now));
+        let t = r.get(to_dir)?;
+        r.set(to_dir, touched(t, moves_dir, now));
+        r.write(b)?;
+        let e = dirs.remove(from_dir, name).unwrap_or(src);
+        dirs.insert(to_dir, newname, e);
+        drop(r);
+        drop(dirs);
+        self.free_removed(frees.0, frees.1);
         Ok(())
     }
+
+    /// Whether folder `dir` is below folder `above` (by parents).
+    fn is_below(&self, mut dir: u64, above: u64) -> Result<bool> {
+        for _ in 0..4096 {
+            if dir == above {
+                return Ok(true);
+            }
+            if dir == keys::ROOT {
+                return Ok(false);
+            }
+            dir = self.inode(dir)?.map_or(keys::ROOT, |i| i.parent);
+        }
+        Ok(false)
+    }
+
+    /// Stores a file still being created, empty, so that it has records
+    /// (a hard link to it needs them); nothing if it has them already.
+    pub(super) fn store_pending(&self, ino: u64) -> Result<()> {
+        let mut dirs = self.dirs.write();
+        let Some(p) = self.pending.lock().remove(&ino) else {
+            return Ok(());
+        };
+        let r = self.store_created(&mut dirs, ino, &p, p.inode.clone(), Batch::default());
+        if r.is_err() {
+            self.pending.lock().insert(ino, p);
+        }
+        r
+    }
+
+    /// The first commit of a created file: its entry, its inode `inode`
+    /// and its folder's, with `b` (what else the commit writes).
+    pub(super) fn store_created(
+        &self,
+        dirs: &mut DirMap,
+        ino: u64,
+        p: &Pending,
+        inode: Inode,
+        mut b: Batch,
+    ) -> Result<()> {
+        let mut r = Records::lock(self, &[p.parent, ino]);
+        let pinode = r.get(p.parent)?;
+        let key = keys::entry(p.parent, &p.name);
+        b.put(key.clone(), entry::encode(inode.kind, ino))
+            .expect(Compare::Absent(key));
+        r.set(p.parent, touched(pinode, 0, inode.ctime));
+        r.set(ino, inode);
+        r.write(b)?;
+        if let Some(e) = dirs.remove(p.parent, &p.name) {
+            dirs.insert(
+                p.parent,
+                &p.name,
+                Entry {
+                    pending: false,
+                    ..e
+                },
+            );
+        }
+        Ok(())
+    }
+}
+
+pub(super) fn show(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).escape_debug().to_string()
 }

@@ -1,51 +1,42 @@
 //! When a read-only open may read through the kernel's page cache (the
-//! default; `--no-cache-reads` sends every read to the daemon), what that
-//! means for the inode it reads, and when a writer's close fills it.
+//! default; `--no-cache-reads` sends every read to the daemon), and what
+//! that means for the inode it reads.
 //!
 //! The kernel keeps one page cache and one size per inode, shared by every
-//! descriptor open on it, while caskfs gives each reader the value it
+//! descriptor open on it, while caskfs gives each reader the version it
 //! opened. Both agree as long as the cache of an inode only ever holds one
-//! value (or the growth of one, which begins with the same bytes):
+//! version (or the growth of one, which begins with the same bytes):
 //!
 //! - A reader may read through the cache unless a writer or a direct
 //!   reader has the inode open (a writer's mapped pages would be in that
 //!   cache, and its writes grow the size the kernel keeps; a direct
-//!   reader's mapped pages hold the value it opened, maybe an older one).
-//!   When a direct reader closes, what the cache holds is not trusted.
-//! - The first cached open after the value changed drops what the cache
+//!   reader's mapped pages hold the version it opened, maybe an older
+//!   one). When a direct reader closes, what the cache holds is not
+//!   trusted.
+//! - The first cached open after the file changed drops what the cache
 //!   held (`keep` false); later opens keep it, so reading an unchanged
-//!   value again asks the daemon for nothing but the open.
-//! - A writer never opens an inode that cached readers have open: the
-//!   kernel would grow that inode's size as the writer writes, and show
-//!   the readers the zeros past the end of their value's last page. The
-//!   key moves to a new inode instead (`make_way_for_writer`), which the
-//!   writer's open finds when the kernel looks the name up again; the
-//!   readers keep the old inode, its pages and its size, as after `mv new
-//!   k` on any filesystem. They share those pages, so they read one value
-//!   together (`retired_value`), and follow the key's growth together
-//!   (`tail -f`).
+//!   file again asks the daemon for nothing but the open.
+//! - A writer never opens a kernel inode that cached readers have open:
+//!   the kernel would grow that inode's size as the writer writes, and
+//!   show the readers the zeros past the end of their version's last
+//!   page. The file's names move to a new kernel node instead (the file
+//!   keeps its inode number: only the node id the kernel knows it by
+//!   changes), which the writer's open finds when the kernel looks the
+//!   name up again; the readers keep the old node, its pages and its size,
+//!   as after `mv new k` on any filesystem.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use log::debug;
+use parking_lot::{ArcMutexGuard, RawMutex};
 
 use super::attr::Attr;
-use super::draft::{Draft, grown};
+use super::draft::Draft;
 use super::errno::{Error, Result};
-use super::fs::{CaskFs, Opened, show};
+use super::fs::{CaskFs, Opened};
 use super::handle::{Handle, OpenMode};
-use super::process::Opener;
-use super::storage::Value;
-
-/// Larger values are read direct: 1 MiB requests answered from the
-/// segment's mapping outrun the kernel's readahead through the cache, in
-/// 128 KiB requests (1.4 to 1.7 against 1.1 GB/s on a 2-vCPU VM).
-const CACHED_UP_TO: u64 = 1 << 20;
-
-/// Values up to this size go into the page cache when their writer
-/// closes (`fill_cache`).
-const FILLED_UP_TO: u64 = 128 << 10;
+use super::live::{Live, Pin};
 
 /// What the daemon knows of one inode's page cache.
 #[derive(Clone, Copy, Debug, Default)]
@@ -144,199 +135,203 @@ impl CacheState {
     }
 }
 
+impl CacheState {
+    /// What nothing is known of (the inode was not open since the mount,
+    /// or its state was forgotten): the cache may hold anything.
+    pub fn unknown() -> CacheState {
+        CacheState {
+            stale: true,
+            ..CacheState::default()
+        }
+    }
+}
+
+/// Larger files are read direct: 1 MiB requests answered from where the
+/// bytes lie outrun the kernel's readahead through the cache, in 128 KiB
+/// requests (1.4 to 1.7 against 1.1 GB/s on a 2-vCPU VM).
+const CACHED_UP_TO: u64 = 1 << 20;
+
+/// Files up to this size go into the page cache when their writer closes
+/// (`fill_cache`).
+const FILLED_UP_TO: u64 = 128 << 10;
+
 impl CaskFs {
-    /// The key lock of `ino` when opens must be counted against each other
+    /// The inode's lock when opens must be counted against each other
     /// (`--cache-reads`); without it, nothing.
-    pub(super) fn cache_lock(&self, ino: u64) -> Vec<parking_lot::MutexGuard<'_, ()>> {
-        if self.opts.cache_reads {
-            self.key_locks(&[ino])
-        } else {
-            Vec::new()
+    pub(super) fn cache_lock(&self, live: &Live) -> Option<ArcMutexGuard<RawMutex, ()>> {
+        self.opts.cache_reads.then(|| live.lock())
+    }
+
+    /// Tells what the daemon knows of `node`'s page cache what happened:
+    /// nothing to keep without `--cache-reads`, nor for a node the file's
+    /// names no longer lead to (its readers share what they read).
+    pub(super) fn cache_event(&self, node: u64, live: &Live, event: impl FnOnce(&mut CacheState)) {
+        if self.opts.cache_reads && self.nodeids.node_of(live.ino) == node {
+            live.with_cache(event);
         }
     }
 
-    /// Tells what the daemon knows of `ino`'s page cache what happened;
-    /// nothing to keep without `--cache-reads`.
-    pub(super) fn cache_event(&self, ino: u64, event: impl FnOnce(&mut CacheState)) {
-        if self.opts.cache_reads {
-            self.inodes.with_cache(ino, event);
-        }
-    }
-
-    /// fstat of a file removed or replaced by `mv` while open: what the
-    /// descriptor still reads, with no link left. Or of a file a writer
-    /// moved to a new inode (`make_way_for_writer`): the same, but with
-    /// the key's link and inode number, and grown as the key grew (so
-    /// `tail -f` and `tail -F` see the writer's appends, and the same
-    /// file). The kernel may not say which descriptor; they all read one
-    /// value or the growth of one: the longest.
-    pub(super) fn detached_attr(&self, ino: u64, handle: Option<Arc<Handle>>) -> Result<Attr> {
+    /// fstat through a node the file's names no longer lead to (a writer
+    /// opened it while these readers read it through the page cache): the
+    /// file as they read it, grown as it grew (so `tail -f` and `tail -F`
+    /// see the writer's appends).
+    pub(super) fn detached_attr(&self, node: u64, handle: Option<Arc<Handle>>) -> Result<Attr> {
         let handles = match handle {
             Some(h) => vec![h],
-            None => self.handles.for_ino(ino),
+            None => self.handles.on_node(node),
         };
-        let next = self.inodes.successor(ino);
-        let key = next.and_then(|n| self.inodes.key_of(n));
-        // The page cache's readers decide the size the kernel keeps.
+        let ino = self.nodeids.ino_of(node);
         let cached = handles.iter().any(|h| h.cached);
-        let group = cached
-            .then(|| self.retired_value(ino, u64::MAX))
-            .flatten()
-            .map(|v| v.metadata());
-        let m = group
-            .or_else(|| {
-                handles
-                    .iter()
-                    .filter_map(|h| match &key {
-                        Some(key) => h.draft.follow(&*self.store, key),
-                        None => h.draft.local().or_else(|| h.draft.pinned()),
-                    })
-                    .max_by_key(|m| m.len)
-            })
-            // Nothing open on it: the kernel asks through a name it looked
-            // up before an rm or mv (a stat, an open's permission check),
-            // which may have come just before that: what the key held
-            // then. Else (a number retired, a creation that failed) ESTALE
-            // has the kernel look the name up again.
-            .or_else(|| self.inodes.removed(ino))
-            .ok_or(Error::Stale)?;
-        let mut attr = Attr::of(ino, &m, self.opts.owner);
+        let pinned = match cached {
+            true => self.retired_value(node, u64::MAX),
+            false => handles
+                .iter()
+                .filter_map(|h| h.draft.pinned())
+                .max_by_key(|p| p.inode().size),
+        };
+        let inode = match pinned {
+            Some(p) => p.inode().clone(),
+            None => self.inode(ino)?.ok_or(Error::Stale)?,
+        };
+        // The number its names lead to now, so that `tail -F` sees the
+        // same file.
+        let mut attr = self.attr_of(ino, &inode);
         attr.cacheable = false;
-        match next.filter(|_| key.is_some()) {
-            Some(next) => attr.ino = next,
-            None => attr.nlink = 0,
+        if let Some(now) = self.inode(ino)? {
+            attr.nlink = now.nlink;
         }
         Ok(attr)
     }
 
-    /// A writer may not share an inode with readers reading through the
-    /// page cache (`page_cache.rs`): the key moves to a new inode, and
-    /// ESTALE makes the kernel look the name up again and open that one.
-    pub(super) fn make_way_for_writer(&self, ino: u64, key: &[u8], tid: u32) -> Result<()> {
-        if !self.opts.cache_reads
-            || self.inodes.with_cache(ino, |c| c.writer_may_open()) != Some(false)
-        {
+    /// A writer may not share a kernel node with readers reading through
+    /// the page cache: the file's names move to a new node, and ESTALE
+    /// makes the kernel look the name up again and open that one.
+    pub(super) fn make_way_for_writer(&self, node: u64, live: &Arc<Live>, tid: u32) -> Result<()> {
+        if !self.opts.cache_reads || live.with_cache(|c| c.writer_may_open()) {
             return Ok(());
         }
-        // Its cached readers all read the committed value: no writer can
+        // Its cached readers all read the committed version: no writer can
         // have changed it while they were open.
-        let value = self.store.value(key)?.map(Arc::new);
-        let new = {
-            let _links = self.links.write();
-            self.inodes.retire(key, value).ok_or(Error::Stale)?
-        };
-        self.inodes.with_cache(new, |c| c.expect_writer(tid));
-        debug!("{} is inode {new} now; readers keep {ino}", show(key));
+        let value = self.pin_current(live)?;
+        let new = self.nodeids.retire(live.ino, node, value);
+        live.with_cache(|c| {
+            *c = CacheState::unknown();
+            c.expect_writer(tid);
+        });
+        debug!("inode {} is node {new} now; readers keep {node}", live.ino);
         Err(Error::Stale)
     }
 
     /// Before a writer's retried open (`CaskFs::open`): should it find
-    /// page-cache readers on its inode, a second move to a new inode, or
-    /// refusing a removed one, would cost it ENOENT, so it waits for them
-    /// to close instead (a `cat` takes microseconds), while new readers
-    /// read direct. Without locks, which the readers' closes take. Readers
-    /// that stay open longer than `READERS_WAIT` (`tail -f`) still cost
-    /// the writer its open.
-    pub(super) fn wait_for_cached_readers(&self, ino: u64, tid: u32) {
+    /// page-cache readers on its node again, a second move to a new node,
+    /// or refusing a removed file, would cost it ENOENT, so it waits for
+    /// them to close instead (a `cat` takes microseconds), while new
+    /// readers read direct. Without locks, which the readers' closes take.
+    /// Readers that stay open longer than `READERS_WAIT` (`tail -f`) still
+    /// cost the writer its open.
+    pub(super) fn wait_for_cached_readers(&self, node: u64, tid: u32) {
         if !self.opts.cache_reads {
             return;
         }
+        let live = self.lives.get(self.nodeids.ino_of(node));
         let deadline = Instant::now() + READERS_WAIT;
-        let busy = || {
-            let live = self.inodes.with_cache(ino, |c| {
+        let busy = || match self.nodeids.node_of(live.ino) == node {
+            true => live.with_cache(|c| {
                 let busy = !c.writer_may_open();
                 if busy {
                     c.expect_writer(tid);
                 }
                 busy
-            });
-            // A removed inode's readers are only in the handle table.
-            live.unwrap_or_else(|| self.handles.any_on(ino, |h| h.cached))
+            }),
+            // A retired node's readers are only in the handle table.
+            false => self.handles.any_on(node, |h| h.cached),
         };
         while busy() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_micros(100));
         }
     }
 
-    /// A fresh writer's last close, when nobody else has `ino` open (so no
-    /// mapping can hold other bytes): the kernel's page cache gets the
-    /// committed value, as a local filesystem's cache holds what was just
+    /// A fresh writer's last close, when nobody else has the file open (so
+    /// no mapping can hold other bytes): the kernel's page cache gets the
+    /// committed file, as a local filesystem's cache holds what was just
     /// written, and the next readers read it without asking the daemon.
-    /// Under the key lock, so no open comes between.
-    pub(super) fn fill_cache(&self, ino: u64) {
-        if !self.opts.cache_reads || self.handles.any_on(ino, |_| true) {
+    /// Under the inode's lock, so no open comes between.
+    pub(super) fn fill_cache(&self, node: u64, live: &Arc<Live>) {
+        if !self.opts.cache_reads || self.handles.any_of(live.ino) {
             return;
         }
-        let (Some(kernel), Some(key)) = (self.kernel.get(), self.inodes.key_of(ino)) else {
+        let Some(kernel) = self.kernel.get() else {
             return;
         };
-        let Ok(Some(value)) = self.store.value(&key) else {
+        let _lock = live.lock();
+        if self.nodeids.node_of(live.ino) != node {
+            return;
+        }
+        let Ok(Some(pin)) = self.pin_current(live) else {
             return;
         };
-        let len = value.metadata().len;
+        let len = pin.inode().size;
         if len == 0 || len > FILLED_UP_TO {
             return;
         }
         // Unreadable: the first reader reports it.
-        let Ok(bytes) = value.bytes(0, len as usize) else {
+        let Ok(bytes) = self
+            .store
+            .read(pin.inode(), 0, len as usize, <[u8]>::to_vec)
+        else {
             return;
         };
-        if kernel.fill(ino, &bytes) {
-            self.cache_event(ino, CacheState::filled);
+        if kernel.fill(node, &bytes) {
+            live.with_cache(CacheState::filled);
         }
     }
 
-    /// Whether a writer may open `ino` after its key went away (`open`):
-    /// not if it was retired, or readers read it through the page cache,
-    /// whose size the kernel would grow with the writer's writes (those it
-    /// waits for).
-    pub(super) fn writer_may_open_removed(&self, ino: u64, tid: u32) -> bool {
-        if self.inodes.key_of(ino).is_some() || self.inodes.is_retired(ino) {
+    /// Whether a writer may open `node` after its file went away (`open`):
+    /// not if its names lead elsewhere, or readers read it through the page
+    /// cache, whose size the kernel would grow with the writer's writes
+    /// (those it waits for).
+    pub(super) fn writer_may_open_removed(&self, node: u64, tid: u32) -> bool {
+        if self.nodeids.is_retired(node) {
             return false;
         }
-        self.wait_for_cached_readers(ino, tid);
-        !self.handles.any_on(ino, |h| h.cached)
+        self.wait_for_cached_readers(node, tid);
+        !self.handles.any_on(node, |h| h.cached)
     }
 
-    /// A reader keeps the value it opened (or its growth); of a key being
-    /// created, the first value committed. It reads through the kernel's
-    /// page cache when `page_cache.rs` allows. Under the key lock (with
+    /// A reader keeps the version it opened (or its growth); of a file
+    /// being created, the first version committed. It reads through the
+    /// kernel's page cache when allowed. Under the inode's lock (with
     /// `--cache-reads`), so that no writer arrives between the choice and
     /// the count of readers.
-    pub(super) fn open_reader(&self, ino: u64, key: &[u8], mode: OpenMode) -> Result<Opened> {
-        let _key = self.cache_lock(ino);
-        // Another inode's value would not fit the size the kernel keeps
-        // for this one.
-        let value = self.while_key_of(ino, key, || self.store.value(key))?;
-        let pending = value.is_none();
-        if pending && !self.inodes.is_pending(ino) {
-            // Removed since `open_inode` looked: as an open that the rm
-            // beat. (Read as empty, a page-cache reader would see zeros
-            // as long as the size the kernel still had.)
+    pub(super) fn open_reader(&self, node: u64, ino: u64, mode: OpenMode) -> Result<Opened> {
+        let live = self.lives.get(ino);
+        let _cache = self.cache_lock(&live);
+        if self.nodeids.node_of(ino) != node {
             return Err(Error::Stale);
         }
-        let draft = Arc::new(match value {
-            Some(v) => Draft::reader(v),
-            None => Draft::on_committed(Opener::new(0)),
-        });
-        let large = draft.pinned().is_some_and(|m| m.len > CACHED_UP_TO);
-        // A key being created reads direct: its creator's writes grow the
-        // size the kernel keeps for the inode before anything is stored.
-        let direct = large || pending || !self.handles.drafts_of(ino).is_empty();
-        // An inode whose key went away since the open began reads direct
-        // what it found, as any reader of a removed key does.
-        let read = match self.opts.cache_reads {
-            true => self.inodes.with_cache(ino, |c| c.open_reader(direct)),
-            false => None,
+        let pin = self.pin_current(&live)?;
+        let pending = pin.is_none();
+        if pending && !self.pending.lock().contains_key(&ino) {
+            // Removed since the look: as an open that the rm beat.
+            return Err(Error::Stale);
         }
-        .unwrap_or(ReadMode::Direct);
+        let large = pin.as_ref().is_some_and(|p| p.inode().size > CACHED_UP_TO);
+        // A file being created reads direct: its creator's writes grow the
+        // size the kernel keeps for the node before anything is stored.
+        let direct = large || pending || !self.handles.drafts_of(ino).is_empty();
+        let read = match self.opts.cache_reads {
+            true => live.with_cache(|c| c.open_reader(direct)),
+            false => ReadMode::Direct,
+        };
         let handle = Handle {
+            node,
             ino,
             mode,
-            draft,
+            draft: Arc::new(Draft::reader(ino, pin)),
             cached: read != ReadMode::Direct,
         };
         let (fh, _) = self.handles.insert(handle);
+        live.open_handle();
         Ok(Opened {
             fh,
             write: false,
@@ -344,31 +339,20 @@ impl CaskFs {
         })
     }
 
-    /// The key whose growth readers of `ino` follow: its key, or the one
-    /// it was retired from (`make_way_for_writer`).
-    pub(super) fn key_read_by(&self, ino: u64) -> Option<Vec<u8>> {
-        self.inodes.key_of(ino).or_else(|| {
-            let next = self.inodes.successor(ino)?;
-            self.inodes.key_of(next)
-        })
-    }
-
-    /// What the page-cache readers of retired `ino` read, moved on (for
-    /// all of them, as they share its pages) to the key's committed value
-    /// if a read reaches up to `end` past it and that one grew from it.
-    pub(super) fn retired_value(&self, ino: u64, end: u64) -> Option<Arc<Value>> {
-        let value = self.inodes.retired_value(ino)?;
-        if end <= value.metadata().len {
+    /// What the page-cache readers of retired `node` read, moved on (for
+    /// all of them, as they share its pages) to the committed version if a
+    /// read reaches up to `end` past it and the file grew from it.
+    pub(super) fn retired_value(&self, node: u64, end: u64) -> Option<Pin> {
+        let value = self.nodeids.retired_value(node)?;
+        if end <= value.inode().size {
             return Some(value);
         }
-        let key = self.key_read_by(ino)?;
-        match grown(&*self.store, &key, &value) {
-            Some(longer) => {
-                let longer = Arc::new(longer);
-                self.inodes.set_retired_value(ino, longer.clone());
+        match self.grown(&value) {
+            Ok(Some(longer)) => {
+                self.nodeids.set_retired_value(node, longer.clone());
                 Some(longer)
             }
-            None => Some(value),
+            _ => Some(value),
         }
     }
 }

@@ -33,7 +33,7 @@ fn tagged(tag: u8, id: u64) -> [u8; 9] {
 
 fn id_of(tag: u8, key: &[u8]) -> Option<u64> {
     match key {
-        [t, rest @ ..] if *t == tag && rest.len() == 8 => {
+        [t, rest @ ..] if *t == tag && rest.len() == 8 && is_schema_key(key) => {
             Some(u64::from_be_bytes(rest.try_into().ok()?))
         }
         _ => None,
@@ -44,12 +44,33 @@ pub fn inode(ino: u64) -> [u8; 9] {
     tagged(INODE, ino)
 }
 
+pub fn inode_prefix() -> &'static [u8] {
+    &[INODE]
+}
+
+pub fn inode_of(key: &[u8]) -> Option<u64> {
+    id_of(INODE, key)
+}
+
 pub fn node(id: u64) -> [u8; 9] {
     tagged(NODE, id)
 }
 
 pub fn extent(id: u64) -> [u8; 9] {
     tagged(EXTENT, id)
+}
+
+pub fn extent_prefix() -> &'static [u8] {
+    &[EXTENT]
+}
+
+pub fn node_prefix() -> &'static [u8] {
+    &[NODE]
+}
+
+/// The id of an extent or node key.
+pub fn block_of(key: &[u8]) -> Option<u64> {
+    id_of(EXTENT, key).or_else(|| id_of(NODE, key))
 }
 
 /// An inode with no name left that was open: freed at the next open.
@@ -80,7 +101,7 @@ pub fn entry_prefix() -> &'static [u8] {
 
 /// The folder and name of an entry key.
 pub fn entry_of(key: &[u8]) -> Option<(u64, &[u8])> {
-    if key.len() < 10 || key[0] != ENTRY {
+    if key.len() < 10 || key[0] != ENTRY || !is_schema_key(key) {
         return None;
     }
     let parent = u64::from_be_bytes(key[1..9].try_into().ok()?);
@@ -92,6 +113,12 @@ pub fn counter(name: &str) -> Vec<u8> {
     let mut k = vec![COUNTER, 0];
     k.extend_from_slice(name.as_bytes());
     k
+}
+
+/// Present while the store is open: found at open, it says the last one
+/// crashed.
+pub fn open_mark() -> Vec<u8> {
+    counter("open")
 }
 
 #[cfg(test)]
@@ -117,5 +144,7 @@ mod tests {
             assert!(k.contains(&0), "a path never holds a NUL");
         }
         assert!(!is_schema_key(b"shop/products/42"));
+        assert_eq!(entry_of(b"docs/readme.txt"), None, "a path is no entry");
+        assert_eq!(inode_of(b"i23456789"), None);
     }
 }

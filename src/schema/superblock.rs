@@ -12,8 +12,11 @@ pub const VERSION: u32 = 1;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum State {
     Ready,
-    /// The old layout's keys are still being removed.
+    /// A store of the old layout is being copied into the schema: what
+    /// the schema holds may be incomplete (a second try starts over).
     Upgrading,
+    /// Copied whole; the old layout's keys are being removed.
+    Clearing,
 }
 
 pub fn encode(state: State) -> Vec<u8> {
@@ -21,6 +24,7 @@ pub fn encode(state: State) -> Vec<u8> {
     o.bytes(MAGIC).var(u64::from(VERSION)).u8(match state {
         State::Ready => 0,
         State::Upgrading => 1,
+        State::Clearing => 2,
     });
     o.0
 }
@@ -42,6 +46,7 @@ pub fn decode(b: &[u8]) -> Result<State> {
     let state = match i.u8()? {
         0 => State::Ready,
         1 => State::Upgrading,
+        2 => State::Clearing,
         _ => return Err(corrupt("superblock")),
     };
     i.end()?;
@@ -54,7 +59,7 @@ mod tests {
 
     #[test]
     fn states_round_trip_and_other_versions_are_refused() {
-        for s in [State::Ready, State::Upgrading] {
+        for s in [State::Ready, State::Upgrading, State::Clearing] {
             assert_eq!(decode(&encode(s)).unwrap(), s);
         }
         let mut future = encode(State::Ready);

@@ -23,7 +23,8 @@ use fuser::{
 
 use super::request::{Answer, EntryOut, KernelAttr, Refused, Requests};
 use super::uring::MAX_REQUEST;
-use crate::fs::{Caller, Kind, SetAttr};
+use crate::fs::{Caller, SetAttr};
+use crate::vocab::FileType as Kind;
 
 pub struct Classic {
     requests: Arc<Requests>,
@@ -74,8 +75,12 @@ fn file_attr(a: &KernelAttr) -> FileAttr {
 fn file_type(k: Kind) -> FileType {
     match k {
         Kind::Directory => FileType::Directory,
-        Kind::File => FileType::RegularFile,
+        Kind::Regular => FileType::RegularFile,
         Kind::Symlink => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::Socket => FileType::Socket,
+        Kind::CharDevice => FileType::CharDevice,
+        Kind::BlockDevice => FileType::BlockDevice,
     }
 }
 
@@ -181,7 +186,7 @@ impl Filesystem for Classic {
         uid: Option<u32>,
         gid: Option<u32>,
         size: Option<u64>,
-        _atime: Option<TimeOrNow>,
+        atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
         fh: Option<FileHandle>,
@@ -196,6 +201,7 @@ impl Filesystem for Classic {
             uid,
             gid,
             size,
+            atime: atime.map(time),
             mtime: mtime.map(time),
             fh: fh.map(|f| f.0),
         };
@@ -216,12 +222,12 @@ impl Filesystem for Classic {
         name: &OsStr,
         mode: u32,
         umask: u32,
-        _rdev: u32,
+        rdev: u32,
         reply: ReplyEntry,
     ) {
         let r = self
             .requests
-            .mknod(parent.0, name.as_bytes(), mode, umask, &caller(req));
+            .mknod(parent.0, name.as_bytes(), mode, umask, rdev, &caller(req));
         reply_entry(reply, r);
     }
 
@@ -286,12 +292,13 @@ impl Filesystem for Classic {
     fn link(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _newparent: INodeNo,
-        _newname: &OsStr,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        reply.error(errno(self.requests.refuse(Refused::Link)));
+        let r = self.requests.link(ino.0, newparent.0, newname.as_bytes());
+        reply_entry(reply, r);
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {

@@ -10,9 +10,9 @@ use std::time::{Duration, SystemTime};
 
 use super::counters::{Counters, Req};
 use crate::fs::{
-    Attr, BLOCK_SIZE, Caller, CaskFs, DirEntry, Error, Kind, Opened, Owner, ReadMode, SetAttr,
-    StatFs, log_and_errno,
+    Attr, BLOCK_SIZE, Caller, CaskFs, DirEntry, Error, Opened, ReadMode, SetAttr, log_and_errno,
 };
+use crate::vocab::{FileType, StatFs};
 
 /// What a request that fails answers: an errno.
 pub type Errno = i32;
@@ -27,6 +27,10 @@ pub const FOPEN_NOFLUSH: u32 = 1 << 5;
 /// An inode's attributes as the kernel takes them.
 #[derive(Clone, Copy, Debug)]
 pub struct KernelAttr {
+    /// The node id, which is also what `stat` shows as the inode number:
+    /// the stored one, but for a file a writer moved to a new node while
+    /// page-cache readers held the old (fuser's replies cannot tell the
+    /// two apart, so neither transport does).
     pub ino: u64,
     pub size: u64,
     pub blocks: u64,
@@ -36,7 +40,7 @@ pub struct KernelAttr {
     pub ctime: SystemTime,
     /// `st_mode`: file type and permission bits.
     pub mode: u32,
-    pub kind: Kind,
+    pub kind: FileType,
     pub nlink: u32,
     pub uid: u32,
     pub gid: u32,
@@ -47,30 +51,20 @@ pub struct KernelAttr {
 impl KernelAttr {
     fn of(a: &Attr) -> KernelAttr {
         KernelAttr {
-            ino: a.ino,
+            ino: a.node,
             size: a.size,
             blocks: a.blocks(),
-            atime: a.mtime,
+            atime: a.atime,
             mtime: a.mtime,
             ctime: a.ctime,
-            mode: kind_bits(a.kind) | u32::from(a.perm),
+            mode: a.kind.mode_bits() | u32::from(a.perm),
             kind: a.kind,
             nlink: a.nlink,
             uid: a.owner.uid,
             gid: a.owner.gid,
-            rdev: 0,
+            rdev: a.rdev,
             blksize: BLOCK_SIZE,
         }
-    }
-}
-
-/// The file type bits of `st_mode` for `kind` (a directory entry's type
-/// is these shifted right by 12).
-pub fn kind_bits(kind: Kind) -> u32 {
-    match kind {
-        Kind::Directory => libc::S_IFDIR,
-        Kind::File => libc::S_IFREG,
-        Kind::Symlink => libc::S_IFLNK,
     }
 }
 
@@ -81,8 +75,9 @@ pub struct AttrOut {
     pub ttl: Duration,
 }
 
-/// The reply to lookup and to what creates a name: the name's inode and
-/// how long the kernel may keep the name and the attributes.
+/// The reply to lookup and to what creates a name: the name's node (the
+/// attributes' `ino`) and how long the kernel may keep the name and the
+/// attributes.
 #[derive(Clone, Copy, Debug)]
 pub struct EntryOut {
     pub attr: KernelAttr,
@@ -102,7 +97,6 @@ pub struct OpenOut {
 /// accident: each transport names the one it got.
 #[derive(Clone, Copy, Debug)]
 pub enum Refused {
-    Link,
     Readdirplus,
     Setxattr,
     Getxattr,
@@ -195,19 +189,26 @@ impl Requests {
         match self.fs.lookup(parent, name, pid) {
             // A missing name stays missing until a create or rename that
             // the kernel itself sends: it may remember the answer (an
-            // entry with inode 0).
-            Err(Error::NotFound) => {
-                let none = Attr::implied_folder(0, SystemTime::UNIX_EPOCH, Owner::current());
-                Ok(EntryOut {
-                    attr: KernelAttr {
-                        mode: libc::S_IFREG,
-                        kind: Kind::File,
-                        ..KernelAttr::of(&none)
-                    },
-                    entry_ttl: self.ttl,
-                    attr_ttl: Duration::ZERO,
-                })
-            }
+            // entry with node id 0).
+            Err(Error::NotFound) => Ok(EntryOut {
+                attr: KernelAttr {
+                    ino: 0,
+                    size: 0,
+                    blocks: 0,
+                    atime: SystemTime::UNIX_EPOCH,
+                    mtime: SystemTime::UNIX_EPOCH,
+                    ctime: SystemTime::UNIX_EPOCH,
+                    mode: libc::S_IFREG,
+                    kind: FileType::Regular,
+                    nlink: 0,
+                    uid: 0,
+                    gid: 0,
+                    rdev: 0,
+                    blksize: BLOCK_SIZE,
+                },
+                entry_ttl: self.ttl,
+                attr_ttl: Duration::ZERO,
+            }),
             r => self.made("lookup", r),
         }
     }
@@ -241,11 +242,19 @@ impl Requests {
         name: &[u8],
         mode: u32,
         umask: u32,
+        rdev: u32,
         caller: &Caller,
     ) -> Answer<EntryOut> {
         self.count(Req::Mknod);
-        let r = self.fs.mknod(parent, name, mode, umask, caller);
+        let r = self.fs.mknod(parent, name, mode, umask, rdev, caller);
         self.made("mknod", r)
+    }
+
+    /// A hard link: a second name for the file of `node`.
+    pub fn link(&self, node: u64, newparent: u64, newname: &[u8]) -> Answer<EntryOut> {
+        self.count(Req::Link);
+        let r = self.fs.link(node, newparent, newname);
+        self.made("link", r)
     }
 
     pub fn mkdir(
@@ -423,7 +432,6 @@ impl Requests {
     }
 
     /// The errno of a request caskfs does not serve, and why each:
-    /// - hard links: EPERM, as a filesystem without them answers;
     /// - readdirplus: never sent (not asked for at INIT);
     /// - extended attributes: ENOSYS tells the kernel they are not
     ///   stored, once; it answers EOPNOTSUPP itself from then on, sparing
@@ -440,10 +448,6 @@ impl Requests {
     /// - copy_file_range: ENOSYS makes the kernel read and write instead.
     pub fn refuse(&self, what: Refused) -> Errno {
         let (req, errno) = match what {
-            Refused::Link => {
-                self.count(Req::Link);
-                return err("link", &self.fs.refuse("hard links"));
-            }
             Refused::Readdirplus => (Req::Readdirplus, libc::ENOSYS),
             Refused::Setxattr => (Req::Setxattr, libc::ENOSYS),
             Refused::Getxattr => (Req::Getxattr, libc::ENOSYS),

@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 use tempfile::TempDir;
 
 pub mod etcd;
+mod library;
+
+#[allow(unused_imports, reason = "not every test binary reads a store")]
+pub use library::Library;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_caskfs");
 
@@ -250,10 +254,19 @@ impl Mount {
 
     /// The daemon's resident set size in bytes.
     pub fn rss(&self) -> u64 {
+        self.status_bytes("VmRSS:")
+    }
+
+    /// What the daemon's own memory (not mapped files) takes.
+    pub fn anon(&self) -> u64 {
+        self.status_bytes("RssAnon:")
+    }
+
+    fn status_bytes(&self, field: &str) -> u64 {
         let status = fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap_or_default();
         status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             .map_or(0, |kb| kb * 1024)
     }

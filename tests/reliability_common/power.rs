@@ -8,9 +8,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use caskfs::engine::Options;
-
-use super::{Figures, Mount, close, open_store, tail};
+use super::{Figures, Library, Mount, close, tail};
 
 type State = BTreeMap<String, Vec<u8>>;
 
@@ -79,23 +77,17 @@ fn value(key: &str, n: u32) -> Vec<u8> {
     format!("{key}:{n}:").repeat(6).into_bytes()
 }
 
-/// Opens `dir` with the library and compares every key with `want`;
-/// `either` may also read as an error or as `alt`. Then writes a key and
+/// Opens `dir` with the library and compares every file with `want`;
+/// `either` may also read as an error or as `alt`. Then writes a file and
 /// reopens to read it back.
 fn check_lib(dir: &Path, want: &State, either: Option<(&str, Option<&[u8]>)>, what: &str) {
-    let o = Options {
-        create_if_missing: false,
-        compaction: false,
-        ..Options::default()
-    };
-    let s = open_store(dir, o.clone()).unwrap_or_else(|e| panic!("{what}: open: {e}"));
-    let mut keys = s.keys();
-    keys.extend(want.keys().map(|k| k.as_bytes().to_vec()));
+    let lib = Library::open(dir).unwrap_or_else(|e| panic!("{what}: open: {e}"));
+    let mut keys = lib.files();
+    keys.extend(want.keys().cloned());
     keys.sort();
     keys.dedup();
-    for k in keys {
-        let ks = String::from_utf8(k.clone()).unwrap();
-        let got = s.get(&k);
+    for ks in keys {
+        let got = lib.read(&ks);
         let exp = want.get(&ks).cloned();
         if let Some((ek, alt)) = either
             && ek == ks
@@ -113,15 +105,15 @@ fn check_lib(dir: &Path, want: &State, either: Option<(&str, Option<&[u8]>)>, wh
             "{what}: {ks}"
         );
     }
-    s.put(b"written-after", b"yes").unwrap();
-    s.close().unwrap();
-    let s = open_store(dir, o).unwrap();
+    lib.write("written-after", b"yes").unwrap();
+    lib.close();
+    let lib = Library::open(dir).unwrap();
     assert_eq!(
-        s.get(b"written-after").unwrap().as_deref(),
+        lib.read("written-after").unwrap().as_deref(),
         Some(&b"yes"[..]),
         "{what}"
     );
-    s.close().unwrap();
+    lib.close();
 }
 
 /// Runs the scenario with durable writes made by `args` (e.g. `--sync

@@ -57,8 +57,10 @@ pub const FATTR_MODE: u32 = 1 << 0;
 pub const FATTR_UID: u32 = 1 << 1;
 pub const FATTR_GID: u32 = 1 << 2;
 pub const FATTR_SIZE: u32 = 1 << 3;
+pub const FATTR_ATIME: u32 = 1 << 4;
 pub const FATTR_MTIME: u32 = 1 << 5;
 pub const FATTR_FH: u32 = 1 << 6;
+pub const FATTR_ATIME_NOW: u32 = 1 << 7;
 pub const FATTR_MTIME_NOW: u32 = 1 << 8;
 /// `fuse_getattr_in.getattr_flags`: `fh` names the handle.
 pub const GETATTR_FH: u32 = 1;
@@ -178,6 +180,12 @@ pub struct MknodIn {
 pub struct MkdirIn {
     pub mode: u32,
     pub umask: u32,
+}
+
+#[repr(C)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct LinkIn {
+    pub oldnodeid: u64,
 }
 
 #[repr(C)]
@@ -365,6 +373,7 @@ mod tests {
         assert_eq!(size_of::<MknodIn>(), 16);
         assert_eq!(size_of::<MkdirIn>(), 8);
         assert_eq!(size_of::<RenameIn>(), 8);
+        assert_eq!(size_of::<LinkIn>(), 8);
         assert_eq!(size_of::<Rename2In>(), 16);
         assert_eq!(size_of::<OpenIn>(), 8);
         assert_eq!(size_of::<CreateIn>(), 16);

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::abi::{self, op};
 use crate::fs::{Caller, DirEntry, SetAttr};
 use crate::transport::request::{
-    Answer, AttrOut, EntryOut, KernelAttr, OpenOut, Refused, Requests, kind_bits,
+    Answer, AttrOut, EntryOut, KernelAttr, OpenOut, Refused, Requests,
 };
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
@@ -53,7 +53,7 @@ pub fn serve(r: &Requests, req: &Request, buf: &mut [u8]) -> Answer<usize> {
         }
         op::MKNOD => {
             let a: abi::MknodIn = arg(req.op_in)?;
-            let e = r.mknod(ino, name(payload)?, a.mode, a.umask, &caller)?;
+            let e = r.mknod(ino, name(payload)?, a.mode, a.umask, a.rdev, &caller)?;
             put(buf, &entry(&e))
         }
         op::MKDIR => {
@@ -74,7 +74,10 @@ pub fn serve(r: &Requests, req: &Request, buf: &mut [u8]) -> Answer<usize> {
             let (from, to) = two_names(payload)?;
             r.rename(ino, from, newdir, to, flags).map(|()| 0)
         }
-        op::LINK => Err(r.refuse(Refused::Link)),
+        op::LINK => {
+            let a: abi::LinkIn = arg(req.op_in)?;
+            put(buf, &entry(&r.link(a.oldnodeid, ino, name(payload)?)?))
+        }
         op::OPEN => {
             let a: abi::OpenIn = arg(req.op_in)?;
             put(buf, &opened(&r.open(ino, a.flags as i32, h.pid)?))
@@ -235,7 +238,7 @@ fn put_dirent(buf: &mut [u8], e: &DirEntry) -> Option<usize> {
         ino: e.ino,
         off: e.offset,
         namelen: e.name.len() as u32,
-        typ: kind_bits(e.kind) >> 12,
+        typ: u32::from(e.kind.dirent_type()),
     };
     let fixed = size_of::<abi::Dirent>();
     let size = (fixed + e.name.len()).next_multiple_of(8);
@@ -297,26 +300,29 @@ fn since_epoch(t: SystemTime) -> (u64, u32) {
 
 fn set_attr(a: &abi::SetattrIn) -> SetAttr {
     let has = |bit: u32| a.valid & bit != 0;
-    let mtime = if has(abi::FATTR_MTIME_NOW) {
-        Some(SystemTime::now())
-    } else if has(abi::FATTR_MTIME) {
-        let secs = a.mtime as i64;
-        let whole = Duration::from_secs(secs.unsigned_abs());
-        let at = match secs >= 0 {
-            true => UNIX_EPOCH.checked_add(whole),
-            false => UNIX_EPOCH.checked_sub(whole),
-        };
-        let nanos = Duration::from_nanos(a.mtimensec.into());
-        Some(at.and_then(|t| t.checked_add(nanos)).unwrap_or(UNIX_EPOCH))
-    } else {
-        None
+    let time = |now: u32, set: u32, secs: u64, nanos: u32| {
+        if has(now) {
+            Some(SystemTime::now())
+        } else if has(set) {
+            let secs = secs as i64;
+            let whole = Duration::from_secs(secs.unsigned_abs());
+            let at = match secs >= 0 {
+                true => UNIX_EPOCH.checked_add(whole),
+                false => UNIX_EPOCH.checked_sub(whole),
+            };
+            let nanos = Duration::from_nanos(nanos.into());
+            Some(at.and_then(|t| t.checked_add(nanos)).unwrap_or(UNIX_EPOCH))
+        } else {
+            None
+        }
     };
     SetAttr {
         mode: has(abi::FATTR_MODE).then_some(a.mode),
         uid: has(abi::FATTR_UID).then_some(a.uid),
         gid: has(abi::FATTR_GID).then_some(a.gid),
         size: has(abi::FATTR_SIZE).then_some(a.size),
-        mtime,
+        atime: time(abi::FATTR_ATIME_NOW, abi::FATTR_ATIME, a.atime, a.atimensec),
+        mtime: time(abi::FATTR_MTIME_NOW, abi::FATTR_MTIME, a.mtime, a.mtimensec),
         fh: has(abi::FATTR_FH).then_some(a.fh),
     }
 }
@@ -324,7 +330,7 @@ fn set_attr(a: &abi::SetattrIn) -> SetAttr {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fs::Kind;
+    use crate::vocab::FileType;
 
     #[test]
     fn times_before_1970_count_down() {
@@ -344,7 +350,7 @@ mod tests {
         let e = DirEntry {
             ino: 7,
             offset: 1,
-            kind: Kind::File,
+            kind: FileType::Regular,
             name: b"abc".to_vec(),
         };
         let mut buf = [0xffu8; 40];

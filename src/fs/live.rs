@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use parking_lot::{ArcMutexGuard, Mutex, RawMutex};
 
 use super::page_cache::CacheState;
+use crate::backend::Revision;
 use crate::schema::Inode;
 
 /// One committed state of an inode: its record. Numbers grow with every
@@ -19,6 +20,9 @@ pub struct Version {
     pub vno: u64,
     pub ino: u64,
     pub inode: Inode,
+    /// The backend's revision the record was read or written at (0 where
+    /// the backend keeps none).
+    pub revision: Revision,
 }
 
 /// Keys to delete once nothing reads them any more, gathered from every
@@ -28,6 +32,9 @@ pub type Frees = Arc<Mutex<Vec<Vec<u8>>>>;
 #[derive(Default)]
 struct State {
     current: Option<Arc<Version>>,
+    /// The latest revision at which another host changed the record: a
+    /// version older than that is not current.
+    changed_elsewhere: Revision,
     /// Versions pinned, and how many pins each.
     pins: BTreeMap<u64, usize>,
     /// Keys that versions before a number reach and later ones do not.
@@ -69,18 +76,7 @@ impl Clone for Pin {
 
 impl Drop for Pin {
     fn drop(&mut self) {
-        let mut st = self.live.state.lock();
-        if let Some(n) = st.pins.get_mut(&self.version.vno) {
-            *n -= 1;
-            if *n == 0 {
-                st.pins.remove(&self.version.vno);
-            }
-        }
-        let ready = release(&mut st);
-        drop(st);
-        if !ready.is_empty() {
-            self.live.frees.lock().extend(ready);
-        }
+        self.live.unpin(self.version.vno);
     }
 }
 
@@ -109,13 +105,39 @@ impl Live {
 
     /// The inode's record changed (a commit, a setattr): `v` is current.
     pub fn set_current(&self, v: Arc<Version>) {
-        self.state.lock().current = Some(v);
+        let mut st = self.state.lock();
+        if v.revision >= st.changed_elsewhere {
+            st.current = Some(v);
+        }
     }
 
-    /// Forget the committed version: read it again next time (another
-    /// host changed it, or it was removed).
+    /// Forget the committed version: read it again next time (it was
+    /// removed).
     pub fn forget_current(&self) {
         self.state.lock().current = None;
+    }
+
+    /// Another host changed the record at `revision`: what is older goes,
+    /// and no version older is made current after (a commit of this host
+    /// that lost the race may come back later).
+    pub fn changed_elsewhere(&self, revision: Revision) {
+        let mut st = self.state.lock();
+        st.changed_elsewhere = st.changed_elsewhere.max(revision);
+        if st.current.as_ref().is_some_and(|c| c.revision < revision) {
+            st.current = None;
+        }
+    }
+
+    /// The committed version, pinned under the same lock that a commit's
+    /// free looks at the pins under: no free can slip in between.
+    pub fn pin_current(self: &Arc<Self>) -> Option<Pin> {
+        let mut st = self.state.lock();
+        let version = st.current.clone()?;
+        *st.pins.entry(version.vno).or_default() += 1;
+        Some(Pin {
+            live: self.clone(),
+            version,
+        })
     }
 
     pub fn pin(self: &Arc<Self>, version: Arc<Version>) -> Pin {
@@ -123,6 +145,56 @@ impl Live {
         Pin {
             live: self.clone(),
             version,
+        }
+    }
+
+    /// Pins number `vno` before the version it will be is read: what a
+    /// change committed after `vno` was taken frees waits for this pin,
+    /// whichever record the read finds. `settle` or `unpin` follows.
+    pub fn pin_ahead(&self, vno: u64) {
+        *self.state.lock().pins.entry(vno).or_default() += 1;
+    }
+
+    /// The version read after `pin_ahead(version.vno)`, pinned; current
+    /// unless a newer one is already.
+    pub fn settle(self: &Arc<Self>, version: Arc<Version>) -> Pin {
+        let mut st = self.state.lock();
+        let newer = st.current.as_ref().is_none_or(|c| c.vno < version.vno);
+        if newer && version.revision >= st.changed_elsewhere {
+            st.current = Some(version.clone());
+        }
+        drop(st);
+        Pin {
+            live: self.clone(),
+            version,
+        }
+    }
+
+    pub fn unpin(&self, vno: u64) {
+        let mut st = self.state.lock();
+        if let Some(n) = st.pins.get_mut(&vno) {
+            *n -= 1;
+            if *n == 0 {
+                st.pins.remove(&vno);
+            }
+        }
+        let ready = release(&mut st);
+        drop(st);
+        if !ready.is_empty() {
+            self.frees.lock().extend(ready);
+        }
+    }
+
+    /// Takes `keys` back from what waits to be freed: a new version
+    /// reaches them again.
+    pub fn keep(&self, keys: &[Vec<u8>]) {
+        if keys.is_empty() {
+            return;
+        }
+        let keys: std::collections::HashSet<&[u8]> = keys.iter().map(Vec::as_slice).collect();
+        let mut st = self.state.lock();
+        for (_, waiting) in &mut st.waiting {
+            waiting.retain(|k| !keys.contains(k.as_slice()));
         }
     }
 
@@ -191,11 +263,13 @@ impl Lives {
         self.vnos.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub fn version(&self, ino: u64, inode: Inode) -> Arc<Version> {
+    /// A new version of `ino`, written or read at `revision`.
+    pub fn version(&self, ino: u64, inode: Inode, revision: Revision) -> Arc<Version> {
         Arc::new(Version {
             vno: self.next_vno(),
             ino,
             inode,
+            revision,
         })
     }
 
@@ -246,11 +320,11 @@ mod tests {
         let lives = Lives::new(frees.clone());
         let live = lives.get(5);
         let inode = Inode::new(FileType::Regular, 0o644, 0, 0, 0);
-        let v1 = lives.version(5, inode.clone());
+        let v1 = lives.version(5, inode.clone(), 0);
         let reader = live.pin(v1.clone());
-        let v2 = lives.version(5, inode.clone());
+        let v2 = lives.version(5, inode.clone(), 0);
         let draft = live.pin(v2.clone());
-        let v3 = lives.version(5, inode);
+        let v3 = lives.version(5, inode, 0);
         // Keys v1 reached and v2 does not: the reader holds v1.
         assert!(live.free(v2.vno, vec![b"a".to_vec()]).is_empty());
         // Keys v2 reached and v3 does not: the draft holds v2.

@@ -1,6 +1,7 @@
 //! Open files: opening, reading and writing through drafts, and the
 //! commits at close (flush), fsync and the last close (release).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::SystemTime;
 
@@ -133,20 +134,40 @@ impl CaskFs {
         Ok(self.same_start(old, new)?.then_some(now))
     }
 
-    /// Whether `new` begins with every byte of `old`.
+    /// Whether `new` begins with every byte of `old`: the ranges where
+    /// both reach the same extents are; the rest (rewritten with what
+    /// may be the same bytes, as a mapping's page written back is) are
+    /// compared.
     fn same_start(&self, old: &Inode, new: &Inode) -> Result<bool> {
-        if let (Data::Tree(a), Data::Tree(b)) = (&old.data, &new.data) {
-            let pieces =
-                |r| -> Result<Vec<Extent>> { Ok(joined(tree::read(&self.store, r, 0, old.size)?)) };
-            return Ok(pieces(a)? == pieces(b)?);
+        let shared: Vec<Extent> = match (&old.data, &new.data) {
+            (Data::Tree(a), Data::Tree(b)) => {
+                let b: HashSet<Extent> = joined(tree::read(&self.store, b, 0, old.size)?)
+                    .into_iter()
+                    .collect();
+                joined(tree::read(&self.store, a, 0, old.size)?)
+                    .into_iter()
+                    .filter(|e| b.contains(e))
+                    .collect()
+            }
+            _ => Vec::new(),
+        };
+        let mut at = 0;
+        for (a, b) in shared
+            .iter()
+            .map(|e| (e.off, e.end()))
+            .chain([(old.size, old.size)])
+        {
+            while at < a {
+                let n = (a - at).min(COMPARED) as usize;
+                let old_bytes = self.store.read(old, at, n, <[u8]>::to_vec)?;
+                if !self.store.read(new, at, n, |b| b == old_bytes)? {
+                    return Ok(false);
+                }
+                at += n as u64;
+            }
+            at = at.max(b);
         }
-        if old.size > crate::schema::INLINE_MAX {
-            return Ok(false);
-        }
-        let len = old.size as usize;
-        let a = self.store.read(old, 0, len, <[u8]>::to_vec)?;
-        let b = self.store.read(new, 0, len, <[u8]>::to_vec)?;
-        Ok(a == b)
+        Ok(true)
     }
 
     /// Writes through handle `fh` for file table `owner` (the lock owner,
@@ -240,7 +261,7 @@ impl CaskFs {
         let taken = d.take_changes(closer);
         let pending = self.pending.lock().contains_key(&ino);
         let result = match taken {
-            Ok(Some((o, at))) => self.store_version(ino, node, o, at, pending),
+            Ok(Some((o, at))) => self.store_version(ino, o, at, pending),
             Ok(None) => return Ok(false),
             Err(e) => Err(e),
         };
@@ -257,7 +278,6 @@ impl CaskFs {
     fn store_version(
         &self,
         ino: u64,
-        node: u64,
         o: super::draft::Overlay,
         changed_at: SystemTime,
         pending: bool,
@@ -288,6 +308,8 @@ impl CaskFs {
         for (k, v) in made.nodes {
             b.put(k, v);
         }
+        // Before the draft's base is let go (with `made.draft`, at the end).
+        live.keep(&made.keeps);
         match (&mut dirs, created) {
             (Some(dirs), Some(p)) => {
                 drop(lock);
@@ -299,14 +321,14 @@ impl CaskFs {
             }
             _ => {
                 b.put(keys::inode(ino).to_vec(), made.inode.encode());
-                self.store.kv.write(b)?;
-                live.set_current(self.lives.version(ino, made.inode.clone()));
+                let revision = self.store.kv.write(b)?;
+                live.set_current(self.lives.version(ino, made.inode.clone(), revision));
                 drop(lock);
             }
         }
-        let _ = node;
         let vno = live.current().map_or(0, |v| v.vno);
         self.free(&live, vno, made.frees);
+        drop(made.draft);
         Ok(true)
     }
 
@@ -319,9 +341,11 @@ impl CaskFs {
         self.cache_event(node, &live, CacheState::value_stored);
         if let Some(k) = self.kernel.get() {
             k.attrs_changed(self.nodeids.node_of(ino));
-            if node != self.nodeids.node_of(ino) {
-                // Readers left on an older node may follow its growth.
-                k.attrs_changed(node);
+            // Readers left on older nodes may follow its growth.
+            if self.opts.cache_reads {
+                for old in self.nodeids.retired_of(ino) {
+                    k.attrs_changed(old);
+                }
             }
         }
         for other in self.handles.drafts_of(ino) {
@@ -426,6 +450,9 @@ impl CaskFs {
 
 /// Entries that continue each other made one (trees may split them
 /// differently).
+/// Bytes compared at a time when following growth.
+const COMPARED: u64 = 1 << 20;
+
 fn joined(entries: Vec<Extent>) -> Vec<Extent> {
     let mut out: Vec<Extent> = Vec::with_capacity(entries.len());
     for e in entries {

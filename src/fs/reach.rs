@@ -11,12 +11,13 @@ impl CaskFs {
     /// The keys the filesystem reaches: the superblock and counters, every
     /// named inode (the root, and those removed while open), the entries
     /// naming them, the nodes and extents their trees reach, and what
-    /// pinned versions still read.
+    /// pinned versions still read, and what open drafts wrote behind.
     pub fn reachable_keys(&self) -> Result<HashSet<Vec<u8>>> {
         let mut reach: HashSet<Vec<u8>> = HashSet::new();
         reach.insert(keys::SUPERBLOCK.to_vec());
         reach.insert(keys::counter("ino"));
         reach.insert(keys::counter("blk"));
+        reach.insert(keys::open_mark());
         let mut inos = vec![keys::ROOT];
         for (parent, name, e) in self.dirs.read().all() {
             if !e.pending {
@@ -24,12 +25,12 @@ impl CaskFs {
                 inos.push(e.ino);
             }
         }
-        self.store.kv.scan(keys::orphan_prefix(), &mut |k, v| {
-            if let (Some(ino), Some(_)) = (keys::orphan_of(k), v) {
-                reach.insert(k.to_vec());
+        for k in self.store.kv.keys(keys::orphan_prefix())? {
+            if let Some(ino) = keys::orphan_of(&k) {
                 inos.push(ino);
+                reach.insert(k);
             }
-        })?;
+        }
         inos.sort_unstable();
         inos.dedup();
         for ino in inos {
@@ -45,6 +46,8 @@ impl CaskFs {
             }
         }
         reach.extend(self.lives.waiting());
+        let drafts = self.handles.drafts_written();
+        reach.extend(drafts.into_iter().map(|id| keys::extent(id).to_vec()));
         Ok(reach)
     }
 }

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 
 use super::errno::{Error, Result};
 use super::ids::Ids;
-use crate::backend::{self, Kv};
+use crate::backend::{self, Kv, Revision};
 use crate::schema::tree::{self, Node, Nodes};
 use crate::schema::{Data, Inode, extent, keys};
 
@@ -40,8 +40,16 @@ impl Store {
     }
 
     pub fn inode(&self, ino: u64) -> Result<Option<Inode>> {
+        Ok(self.inode_at(ino)?.map(|(i, _)| i))
+    }
+
+    /// The inode record and the revision it was read at.
+    pub fn inode_at(&self, ino: u64) -> Result<Option<(Inode, Revision)>> {
         match self.kv.get(&keys::inode(ino))? {
-            Some(v) => Ok(Some(Inode::decode(&v.bytes(0, v.len() as usize)?)?)),
+            Some(v) => {
+                let inode = Inode::decode(&v.bytes(0, v.len() as usize)?)?;
+                Ok(Some((inode, v.revision())))
+            }
             None => Ok(None),
         }
     }

@@ -1,4 +1,6 @@
-//! How a namespace lies in etcd, under the mount's prefix P:
+//! How a namespace lay in etcd before the schema (docs/SCHEMA.md), under
+//! the mount's prefix P; `caskfs backup` still reads it, to carry such a
+//! namespace over:
 //!
 //! - `P/m/KEY`: the key's record: its metadata, length, and where its bytes
 //!   are (a few dozen bytes, so the whole tree of names loads quickly);
@@ -11,7 +13,22 @@
 //! length, mode, uid, gid, mtime and ctime (ns), and for chunks the
 //! generation.
 
-use crate::engine::{Meta, Metadata};
+use super::Client;
+use crate::backend::{Error, Result};
+
+/// What a record said of its key besides its bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Meta {
+    /// `st_mode`: a regular file, a folder or a symlink, and its
+    /// permissions.
+    pub mode: u32,
+    /// 0xFFFF_FFFF: whoever mounts it.
+    pub uid: u32,
+    pub gid: u32,
+    /// Nanoseconds since the epoch.
+    pub mtime: u64,
+    pub ctime: u64,
+}
 
 /// Values up to this many bytes are stored in one etcd key; etcd takes
 /// requests up to 1.5 MiB by default.
@@ -36,10 +53,6 @@ pub struct Record {
 }
 
 impl Record {
-    pub fn metadata(&self) -> Metadata {
-        Metadata::new(self.len, &self.meta)
-    }
-
     pub fn encode(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(FIXED + 8);
         v.extend_from_slice(MAGIC);
@@ -147,6 +160,59 @@ impl Layout {
         let rest = etcd_key.strip_prefix(self.chunks().as_slice())?;
         let hex = std::str::from_utf8(rest.get(..16)?).ok()?;
         u64::from_str_radix(hex, 16).ok()
+    }
+}
+
+/// Every key of the old layout under `layout`, with its record.
+pub fn records(client: &Client, layout: &Layout) -> Result<Vec<(Vec<u8>, Record)>> {
+    let (kvs, _) = client
+        .get_prefix(&layout.records(), 1000, false)
+        .map_err(super::fail)?;
+    Ok(kvs
+        .into_iter()
+        .filter_map(|kv| {
+            let key = layout.key_of_record(&kv.key)?.to_vec();
+            Some((key, Record::decode(&kv.value)?))
+        })
+        .collect())
+}
+
+/// The bytes of `key`, whose record is `r`, handed to `each` in pieces
+/// (a large value's chunks one at a time).
+pub fn read(
+    client: &Client,
+    layout: &Layout,
+    key: &[u8],
+    r: &Record,
+    each: &mut dyn FnMut(&[u8]) -> Result<()>,
+) -> Result<()> {
+    let damaged = || Error::Corrupt(format!("{}: bytes missing", String::from_utf8_lossy(key)));
+    match r.body {
+        Body::Inline => {
+            let (kv, _) = client.get(&layout.data(key)).map_err(super::fail)?;
+            let data = kv.map(|kv| kv.value).unwrap_or_default();
+            if data.len() as u64 != r.len {
+                return Err(damaged());
+            }
+            each(&data)
+        }
+        Body::Chunks { generation } => {
+            let mut left = r.len;
+            let mut n = 0;
+            while left > 0 {
+                let (kv, _) = client
+                    .get(&layout.chunk(generation, n))
+                    .map_err(super::fail)?;
+                let chunk = kv.ok_or_else(damaged)?.value;
+                if chunk.is_empty() || chunk.len() as u64 > left {
+                    return Err(damaged());
+                }
+                left -= chunk.len() as u64;
+                each(&chunk)?;
+                n += 1;
+            }
+            Ok(())
+        }
     }
 }
 

@@ -21,10 +21,10 @@ struct Table {
     current: HashMap<u64, u64>,
     /// Aliases, and the inode each stands for.
     aliases: HashMap<u64, u64>,
-    /// Node ids names no longer lead to, and the version their page-cache
-    /// readers share (they share its pages, so they read one version and
-    /// follow its growth together).
-    retired: HashMap<u64, Option<Pin>>,
+    /// Node ids names no longer lead to, the inode each stood for, and
+    /// the version their page-cache readers share (they share its pages,
+    /// so they read one version and follow its growth together).
+    retired: HashMap<u64, (u64, Option<Pin>)>,
     next: u64,
 }
 
@@ -61,25 +61,35 @@ impl NodeIds {
         t.next += 1;
         t.aliases.insert(new, ino);
         t.current.insert(ino, new);
-        t.retired.insert(node, value);
+        t.retired.insert(node, (ino, value));
         new
+    }
+
+    /// The node ids of `ino` that names no longer lead to.
+    pub fn retired_of(&self, ino: u64) -> Vec<u64> {
+        let t = self.table.lock();
+        t.retired
+            .iter()
+            .filter(|(_, (i, _))| *i == ino)
+            .map(|(n, _)| *n)
+            .collect()
     }
 
     /// The version the page-cache readers of retired `node` share.
     pub fn retired_value(&self, node: u64) -> Option<Pin> {
-        self.table.lock().retired.get(&node)?.clone()
+        self.table.lock().retired.get(&node)?.1.clone()
     }
 
     /// They moved on to `value` together (the file grew).
     pub fn set_retired_value(&self, node: u64, value: Pin) {
-        if let Some(v) = self.table.lock().retired.get_mut(&node) {
+        if let Some((_, v)) = self.table.lock().retired.get_mut(&node) {
             *v = Some(value);
         }
     }
 
     /// The last reader of retired `node` closed.
     pub fn forget_retired(&self, node: u64) {
-        if let Some(v) = self.table.lock().retired.get_mut(&node) {
+        if let Some((_, v)) = self.table.lock().retired.get_mut(&node) {
             *v = None;
         }
     }
@@ -100,6 +110,9 @@ mod tests {
         let b = n.retire(5, a, None);
         assert_eq!((n.node_of(5), n.ino_of(b)), (b, 5));
         assert!(n.is_retired(a));
+        let mut old = n.retired_of(5);
+        old.sort_unstable();
+        assert_eq!(old, vec![5, a]);
         assert_eq!(n.ino_of(FIRST_ALIAS + 99), 0, "no such alias");
     }
 }

@@ -22,6 +22,13 @@ pub struct Made {
     pub nodes: Vec<(Vec<u8>, Vec<u8>)>,
     /// Keys the replaced version reaches and the new one does not.
     pub frees: Vec<Vec<u8>>,
+    /// Keys of the draft's base that the new version reaches again,
+    /// though a commit since (the one it replaces) may have set them to
+    /// be freed once the base is let go: the caller takes them back from
+    /// what waits (`Live::keep`) before it drops `draft`.
+    pub keeps: Vec<Vec<u8>>,
+    /// The draft, whose base stays pinned until it is dropped.
+    pub draft: Overlay,
 }
 
 /// The version `o` makes of file `ino`, whose committed version is
@@ -49,13 +56,14 @@ pub fn make(
     let on_current = base_data.as_ref() == Some(&current.data);
     let mut nodes = Vec::new();
     let mut frees = None;
+    let mut keeps = Vec::new();
     if o.size <= INLINE_MAX || current.kind != FileType::Regular {
         let bytes = o.read(store, 0, o.size as usize)?;
         if !bytes.is_empty() {
             inode.data = Data::Inline(bytes);
         }
     } else {
-        o.write_behind(store)?;
+        o.write_behind(store, true)?;
         let root = match &base_data {
             Some(Data::Tree(root)) => root.clone(),
             _ => {
@@ -77,6 +85,12 @@ pub fn make(
             return Err(e);
         }
         let over = change.over(store);
+        if !on_current {
+            let (mut ids, mut entries) = (Vec::new(), Vec::new());
+            tree::walk(&over, &root, &mut ids, &mut entries)?;
+            keeps.extend(ids.into_iter().map(|id| keys::node(id).to_vec()));
+            keeps.extend(entries.into_iter().map(|e| keys::extent(e.id).to_vec()));
+        }
         let f = if on_current {
             let mut f: Vec<Vec<u8>> = change
                 .freed
@@ -110,6 +124,8 @@ pub fn make(
         inode,
         nodes,
         frees,
+        keeps,
+        draft: o,
     })
 }
 

@@ -18,6 +18,17 @@ pub struct Entry {
     pub pending: bool,
 }
 
+impl Entry {
+    /// A name whose inode has its records.
+    pub fn named(ino: u64, kind: FileType) -> Entry {
+        Entry {
+            ino,
+            kind,
+            pending: false,
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct DirMap {
     dirs: HashMap<u64, HashMap<Box<[u8]>, Entry>>,
@@ -29,23 +40,10 @@ impl DirMap {
         let mut map = DirMap::default();
         let mut damaged = None;
         kv.scan(keys::entry_prefix(), &mut |k, v| {
-            let Some((parent, name)) = keys::entry_of(k) else {
-                return;
-            };
-            match v.map(entry::decode) {
-                Some(Ok((kind, ino))) => map.insert(
-                    parent,
-                    name,
-                    Entry {
-                        ino,
-                        kind,
-                        pending: false,
-                    },
-                ),
-                Some(Err(e)) => damaged = Some(e),
-                None => {
-                    map.remove(parent, name);
-                }
+            if let Some((parent, name)) = keys::entry_of(k)
+                && let Err(e) = map.apply(parent, name, v)
+            {
+                damaged = Some(e);
             }
         })?;
         match damaged {
@@ -60,6 +58,22 @@ impl DirMap {
 
     pub fn insert(&mut self, parent: u64, name: &[u8], e: Entry) {
         self.dirs.entry(parent).or_default().insert(name.into(), e);
+    }
+
+    /// Takes an entry record as stored (`None`: deleted).
+    pub fn apply(
+        &mut self,
+        parent: u64,
+        name: &[u8],
+        record: Option<&[u8]>,
+    ) -> crate::backend::Result<()> {
+        match record.map(entry::decode).transpose()? {
+            Some((kind, ino)) => self.insert(parent, name, Entry::named(ino, kind)),
+            None => {
+                self.remove(parent, name);
+            }
+        }
+        Ok(())
     }
 
     pub fn remove(&mut self, parent: u64, name: &[u8]) -> Option<Entry> {

@@ -77,9 +77,43 @@ impl CaskFs {
             // Removed after the kernel looked it up: what it was, if
             // known (as on a local filesystem), else ESTALE has the
             // kernel look the name up again.
-            Err(Error::NotFound) => self.removed(ino).ok_or(Error::Stale),
+            Err(Error::NotFound) => self
+                .removed(ino)
+                .or_else(|| self.held_attr(node, handle))
+                .ok_or(Error::Stale),
             Err(e) => Err(e),
         }
+    }
+
+    /// What descriptors still open on a removed file show: its length as
+    /// the one that wrote most has it, no link.
+    fn held_attr(&self, node: u64, handle: Option<Arc<super::handle::Handle>>) -> Option<Attr> {
+        let handles = match handle {
+            Some(h) => vec![h],
+            None => self.handles.on_node(node),
+        };
+        let h = handles.first()?;
+        let mut inode = crate::schema::Inode::new(FileType::Regular, 0o644, 0, 0, 0);
+        let pinned = handles
+            .iter()
+            .filter_map(|h| h.draft.pinned())
+            .max_by_key(|p| p.inode().size);
+        if let Some(p) = pinned {
+            inode = p.inode().clone();
+        }
+        let mut a = self.attr_of(h.ino, &inode);
+        if let Some((len, mtime)) = handles
+            .iter()
+            .filter_map(|h| h.draft.local())
+            .max_by_key(|l| l.0)
+        {
+            a.size = len;
+            a.mtime = mtime;
+        }
+        a.node = node;
+        a.nlink = 0;
+        a.cacheable = false;
+        Some(a)
     }
 
     /// chmod, chown, utimens and truncate. The kernel has checked the
@@ -162,8 +196,8 @@ impl CaskFs {
             crate::schema::keys::inode(live.ino).to_vec(),
             inode.encode(),
         );
-        self.store.kv.write(b)?;
-        live.set_current(self.lives.version(live.ino, inode));
+        let revision = self.store.kv.write(b)?;
+        live.set_current(self.lives.version(live.ino, inode, revision));
         Ok(())
     }
 

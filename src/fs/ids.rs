@@ -63,7 +63,7 @@ impl Ids {
             b.put(self.key.clone(), end.to_le_bytes().to_vec())
                 .expect(compare);
             match kv.write(b) {
-                Ok(()) => return Ok((start, end)),
+                Ok(_) => return Ok((start, end)),
                 Err(crate::backend::Error::Conflict) => continue,
                 Err(e) => return Err(e.into()),
             }

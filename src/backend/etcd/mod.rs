@@ -1,0 +1,283 @@
+//! The key-value interface on an etcd cluster, for a namespace that
+//! several hosts mount at once or that must outlive a machine: every
+//! batch is one etcd transaction (its compares as etcd compares), so it is
+//! atomic and, once acknowledged, committed by a quorum. It speaks etcd's
+//! JSON gateway over plain HTTP, so it needs no generated code and no
+//! async runtime. The schema's keys lie under `PREFIX/`.
+//!
+//! - `url`: `etcd://HOST:PORT,.../PREFIX`
+//! - `http`: the little HTTP/1.1 it needs
+//! - `client`: ranges, transactions and watches; failover and errors
+//! - `legacy`: how the layout before the schema lay (`m/`, `d/`, `c/`),
+//!   which `caskfs backup` still reads
+
+mod client;
+mod http;
+pub mod legacy;
+mod url;
+
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::thread;
+use std::time::Duration;
+
+use log::{info, warn};
+
+pub use client::{Client, Error as ClientError};
+pub use url::EtcdUrl;
+
+use super::{
+    Batch, Change, Changed, Compare, Error, Kv, Op, Pinned, Result, Revision, ScanVisit, Value,
+};
+use crate::vocab::StatFs;
+
+/// How long one request to one member may take.
+const ATTEMPT: Duration = Duration::from_secs(2);
+/// How long a request keeps trying members before it fails (ETIMEDOUT).
+const DEADLINE: Duration = Duration::from_secs(10);
+/// Keys per page of a range.
+const PAGE: usize = 1000;
+/// What etcd takes in one request by default (1.5 MiB), less room for a
+/// transaction's other keys.
+const MAX_VALUE: u64 = 1 << 20;
+/// etcd's default `--max-txn-ops`.
+const MAX_OPS: usize = 128;
+
+/// What to do with a prefix an older caskfs wrote (keys that were paths),
+/// which is not mounted or carried over in place.
+pub fn old_layout_advice(url: &str) -> String {
+    format!(
+        "{url}: written by an older caskfs (keys that are paths); copy it with \
+         `caskfs backup {url} DIR`, which reads that layout, then `caskfs backup DIR \
+         etcd://HOSTS/NEW-PREFIX`"
+    )
+}
+
+pub struct Etcd {
+    client: Arc<Client>,
+    /// The namespace's prefix, ending in `/`.
+    prefix: Vec<u8>,
+    /// The revision the last scan read at: a watch starts after it.
+    seen: Arc<AtomicI64>,
+}
+
+fn fail(e: ClientError) -> Error {
+    match e {
+        ClientError::Unavailable(m) => Error::TimedOut(format!("etcd unavailable: {m}")),
+        ClientError::NoSpace => Error::NoSpace("etcd database space exceeded (its quota)".into()),
+        ClientError::TooLarge(m) => Error::TooBig(format!("request too large for etcd: {m}")),
+        ClientError::Failed(m) => Error::Other {
+            errno: libc::EIO,
+            why: format!("etcd: {m}"),
+        },
+    }
+}
+
+impl Etcd {
+    /// Connects to the members `url` names: one request, so that an
+    /// unreachable cluster is one clear error.
+    pub fn open(url: &EtcdUrl) -> Result<Etcd> {
+        let client = Arc::new(Client::new(url.endpoints.clone(), ATTEMPT, DEADLINE));
+        let mut prefix = url.prefix.clone();
+        if prefix.last() != Some(&b'/') {
+            prefix.push(b'/');
+        }
+        let (_, revision) = client.get(&prefix).map_err(fail)?;
+        info!(
+            "etcd on {} under {:?}",
+            url.endpoints.join(","),
+            String::from_utf8_lossy(&prefix)
+        );
+        Ok(Etcd {
+            client,
+            prefix,
+            seen: Arc::new(AtomicI64::new(revision)),
+        })
+    }
+
+    fn key(&self, key: &[u8]) -> Vec<u8> {
+        [&self.prefix, key].concat()
+    }
+
+    /// The client, for reading what lies under the prefix another way
+    /// (`legacy`).
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+
+    pub fn prefix(&self) -> &[u8] {
+        &self.prefix
+    }
+}
+
+struct EtcdValue {
+    bytes: Vec<u8>,
+    revision: Revision,
+}
+
+impl Pinned for EtcdValue {
+    fn len(&self) -> u64 {
+        self.bytes.len() as u64
+    }
+
+    fn bytes(&self, offset: u64, len: usize) -> Result<Cow<'_, [u8]>> {
+        let start = offset.min(self.len()) as usize;
+        let end = start.saturating_add(len).min(self.bytes.len());
+        Ok(Cow::Borrowed(&self.bytes[start..end]))
+    }
+
+    fn revision(&self) -> Revision {
+        self.revision
+    }
+}
+
+impl Kv for Etcd {
+    fn get(&self, key: &[u8]) -> Result<Option<Value>> {
+        let (kv, _) = self.client.get(&self.key(key)).map_err(fail)?;
+        Ok(kv.map(|kv| {
+            Value::new(EtcdValue {
+                bytes: kv.value,
+                revision: kv.mod_rev as Revision,
+            })
+        }))
+    }
+
+    fn write(&self, batch: Batch) -> Result<Revision> {
+        if batch.ops.len() > MAX_OPS {
+            return Err(Error::TooBig(format!(
+                "a transaction of {} changes (etcd takes {MAX_OPS})",
+                batch.ops.len()
+            )));
+        }
+        let when: Vec<client::ModRev> = batch
+            .compares
+            .iter()
+            .map(|c| match c {
+                Compare::Absent(k) => client::ModRev(self.key(k), 0),
+                Compare::Unchanged(k, rev) => client::ModRev(self.key(k), *rev as i64),
+            })
+            .collect();
+        let then: Vec<client::Op> = batch
+            .ops
+            .into_iter()
+            .map(|op| match op {
+                Op::Put { key, value } => client::Op::Put(self.key(&key), value),
+                Op::Delete { key } => client::Op::Delete(self.key(&key)),
+            })
+            .collect();
+        let t = self.client.txn(&when, &then, &[]).map_err(fail)?;
+        match t.succeeded {
+            true => Ok(t.revision as Revision),
+            false => Err(Error::Conflict),
+        }
+    }
+
+    fn scan(&self, prefix: &[u8], each: &mut ScanVisit) -> Result<()> {
+        let (kvs, revision) = self
+            .client
+            .get_prefix(&self.key(prefix), PAGE, false)
+            .map_err(fail)?;
+        self.seen.fetch_max(revision, Ordering::Relaxed);
+        for kv in kvs {
+            if let Some(k) = kv.key.strip_prefix(self.prefix.as_slice()) {
+                each(k, Some(&kv.value));
+            }
+        }
+        Ok(())
+    }
+
+    fn keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
+        let (kvs, _) = self
+            .client
+            .get_prefix(&self.key(prefix), PAGE, true)
+            .map_err(fail)?;
+        Ok(kvs
+            .into_iter()
+            .filter_map(|kv| {
+                kv.key
+                    .strip_prefix(self.prefix.as_slice())
+                    .map(<[u8]>::to_vec)
+            })
+            .collect())
+    }
+
+    /// A transaction is on a quorum's disks when it is acknowledged.
+    fn sync(&self) -> Result<()> {
+        Ok(())
+    }
+
+    fn max_value_len(&self) -> u64 {
+        MAX_VALUE
+    }
+
+    fn max_batch_ops(&self) -> usize {
+        MAX_OPS
+    }
+
+    /// The cluster says when its quota is reached, at the write.
+    fn room(&self, _len: u64) -> Result<()> {
+        Ok(())
+    }
+
+    /// The disk of the temporary directory: etcd's quota is not asked.
+    fn space(&self) -> Result<StatFs> {
+        super::disk_space(&std::env::temp_dir())
+    }
+
+    fn shared(&self) -> bool {
+        true
+    }
+
+    /// Follows every change under the prefix from the last scan on, and
+    /// watches again (from where it left off) whenever the stream ends.
+    fn watch(&self, tell: Changed) {
+        let (client, prefix, seen) = (self.client.clone(), self.prefix.clone(), self.seen.clone());
+        let spawned = thread::Builder::new()
+            .name("etcd-watch".into())
+            .spawn(move || {
+                let mut pause = Duration::from_millis(50);
+                loop {
+                    let from = seen.load(Ordering::Relaxed) + 1;
+                    match follow(&client, &prefix, &seen, &tell, from) {
+                        Ok(()) => pause = Duration::from_millis(50),
+                        Err(e) => {
+                            warn!("etcd watch: {e}; watching again");
+                            thread::sleep(pause);
+                            pause = (pause * 2).min(Duration::from_secs(1));
+                        }
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            warn!("cannot start the etcd watch, changes by other hosts go unseen: {e}");
+        }
+    }
+}
+
+fn follow(
+    client: &Client,
+    prefix: &[u8],
+    seen: &AtomicI64,
+    tell: &Changed,
+    from: i64,
+) -> client::Result<()> {
+    let mut w = client.watch(prefix, from)?;
+    while let Some((events, rev)) = w.next()? {
+        for e in &events {
+            let (key, value, revision) = match e {
+                client::Event::Put(kv) => (&kv.key, Some(kv.value.as_slice()), kv.mod_rev),
+                client::Event::Delete(k, rev) => (k, None, *rev),
+            };
+            if let Some(key) = key.strip_prefix(prefix) {
+                tell(Change {
+                    key,
+                    value,
+                    revision: revision as Revision,
+                });
+            }
+        }
+        seen.fetch_max(rev, Ordering::Relaxed);
+    }
+    Ok(())
+}
