@@ -241,6 +241,7 @@ fn serve(args: &MountOptions, ready: &mut dyn FnMut(&str)) -> Res<()> {
     let fs = Arc::new(fs);
     fs.follow_remote_changes();
     fs.collect_garbage_in_background();
+    fs.store_folder_times_in_background();
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::FSName(source.clone()),

@@ -291,6 +291,18 @@ pub fn encode(buf: &mut Vec<u8>, header: Header, key: &[u8], value: &[u8]) {
     buf[start..start + SEQ_OFFSET].copy_from_slice(&crc.to_le_bytes());
 }
 
+/// Like `encode`, but leaves `value` out of `buf`: it is to be written
+/// right after what `buf` gets, from where it lies. The CRC covers it.
+pub fn encode_head(buf: &mut Vec<u8>, header: Header, key: &[u8], value: &[u8]) {
+    let start = buf.len();
+    buf.extend_from_slice(&header.encode());
+    buf.extend_from_slice(key);
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&buf[start + SEQ_OFFSET..]);
+    crc.update(value);
+    buf[start..start + SEQ_OFFSET].copy_from_slice(&crc.finalize().to_le_bytes());
+}
+
 /// True when `record` (exactly one whole record) matches its CRC.
 pub fn crc_ok(record: &[u8]) -> bool {
     record.len() >= SEQ_OFFSET && crc32fast::hash(&record[SEQ_OFFSET..]) == le_u32(record)

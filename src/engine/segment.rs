@@ -33,6 +33,9 @@ pub const CHUNK: usize = 1 << 20;
 /// counts as used space (a 20,000-key store of 100-byte values is 3 MiB);
 /// one call per 256 KiB of records costs nothing measurable.
 const GROW_BY: u64 = 256 << 10;
+/// Records at least this large are written with `pwrite`, not copied into
+/// the mapping.
+pub const PWRITE_FROM: usize = 64 << 10;
 
 pub struct Segment {
     pub id: u64,
@@ -223,6 +226,12 @@ impl Segment {
                 // No fallocate here: write it the plain way.
                 Err(_) => return self.pwrite(bytes, at),
             }
+            // A large record copied into fresh pages of the mapping costs a
+            // page fault per page; `pwrite` fills the same page cache in
+            // large steps.
+            if bytes.len() >= PWRITE_FROM {
+                return self.file.write_all_at(bytes, at);
+            }
             // SAFETY: in bounds of the mapping and of the file's allocated
             // blocks; no reader looks at these bytes until they are published.
             unsafe {
@@ -242,6 +251,26 @@ impl Segment {
         self.file_len
             .fetch_max(at + bytes.len() as u64, Ordering::AcqRel);
         Ok(())
+    }
+
+    /// Starts the disk's writeback of `[from, to)` without waiting for it.
+    pub fn start_writeback(&self, from: u64, to: u64) {
+        // SAFETY: sync_file_range on a descriptor we own; it reads no memory.
+        let rc = unsafe {
+            libc::sync_file_range(
+                self.file.as_raw_fd(),
+                from as i64,
+                (to - from) as i64,
+                libc::SYNC_FILE_RANGE_WRITE,
+            )
+        };
+        if rc != 0 {
+            debug!(
+                "starting writeback of {}: {}",
+                self.path.display(),
+                std::io::Error::last_os_error()
+            );
+        }
     }
 
     /// Allocates the file up to at least `end`, a step ahead when there is room.

@@ -12,7 +12,7 @@ use super::format::SEGMENT_HEADER_LEN;
 use super::index::Entry;
 use super::meta::Meta;
 use super::record::{self, CRC_FIELD, HEADER_LEN, Header, Kind};
-use super::segment::{CHUNK, Segment};
+use super::segment::{CHUNK, PWRITE_FROM, Segment};
 
 /// Where a put's value comes from.
 pub enum Source<'a> {
@@ -79,6 +79,9 @@ pub fn encoded_len(ops: &[Op]) -> u64 {
     }
 }
 
+/// Bytes appended between starts of writeback.
+const WRITE_BACK_STEP: u64 = 8 << 20;
+
 pub struct Writer {
     /// Always a segment of the current layout: `Store::open` closes an
     /// older build's active segment before anything is appended.
@@ -89,6 +92,10 @@ pub struct Writer {
     /// Set when a failed append could not be cut back; cleared by the next cut.
     dirty_tail: bool,
     buf: Vec<u8>,
+    /// Where the disk's writeback was last started: the segment's bytes
+    /// are sent to the disk as they pile up, so syncing it at its roll
+    /// does not wait for all of them at once.
+    written_back: u64,
 }
 
 impl Writer {
@@ -99,6 +106,7 @@ impl Writer {
             next_seq,
             dirty_tail: false,
             buf: Vec::new(),
+            written_back: len,
         }
     }
 
@@ -130,6 +138,10 @@ impl Writer {
         match result {
             Ok(entries) => {
                 self.len += encoded_len(ops);
+                if self.len - self.written_back >= WRITE_BACK_STEP {
+                    self.seg.start_writeback(self.written_back, self.len);
+                    self.written_back = self.len;
+                }
                 self.next_seq += 1;
                 self.seg.set_max_seq(seq);
                 Ok(entries)
@@ -196,6 +208,19 @@ impl Writer {
                     &owned
                 }
             };
+            if !batch && value.len() >= PWRITE_FROM {
+                // Not copied into `buf`: written from where it lies.
+                record::encode_head(&mut buf, h, op.key, value);
+                let head = self.seg.write_at(&buf, self.len);
+                let at = self.len + buf.len() as u64;
+                self.buf = buf;
+                return head
+                    .and_then(|()| self.seg.write_at(value, at))
+                    .map(|()| entries)
+                    .map_err(|e| {
+                        Error::io(format!("appending to {}", self.seg.path.display()), e)
+                    });
+            }
             record::encode(&mut buf, h, op.key, value);
         }
         if batch {

@@ -171,7 +171,13 @@ impl Overlay {
         self.cut_mem(off, end);
         self.cut_behind(off, end);
         self.mem_bytes += data.len();
-        self.mem.insert(off, data.to_vec());
+        // A sequential writer's pieces grow one run, copied once.
+        match self.mem.range_mut(..off).next_back() {
+            Some((start, run)) if *start + run.len() as u64 == off => run.extend_from_slice(data),
+            _ => {
+                self.mem.insert(off, data.to_vec());
+            }
+        }
         self.size = self.size.max(end);
         if self.mem_bytes > WRITE_BEHIND {
             self.write_behind(store, false)?;
@@ -237,14 +243,8 @@ impl Overlay {
     pub fn write_behind(&mut self, store: &Store, all: bool) -> Result<()> {
         let room = store.kv.max_value_len().saturating_sub(extent::HEADER_LEN);
         let most = WRITE_BEHIND.min(room as usize).max(1);
-        let mut runs: Vec<(u64, Vec<u8>)> = Vec::new();
-        for (start, run) in std::mem::take(&mut self.mem) {
-            match runs.last_mut() {
-                Some((s, r)) if *s + r.len() as u64 == start => r.extend_from_slice(&run),
-                _ => runs.push((start, run)),
-            }
-        }
-        let rest: usize = runs.iter().map(|(_, r)| r.len() % most).sum();
+        let runs = std::mem::take(&mut self.mem);
+        let rest: usize = runs.values().map(|r| r.len() % most).sum();
         let all = all || rest > WRITE_BEHIND / 2;
         let mut new = Vec::new();
         let mut failed = None;

@@ -140,6 +140,8 @@ pub struct CaskFs {
     pub(super) handles: HandleTable,
     pub(super) nodeids: NodeIds,
     pub(super) pending: Mutex<HashMap<u64, Pending>>,
+    /// Folders whose current times are not stored yet (`folder_times.rs`).
+    pub(super) unstored: Mutex<HashSet<u64>>,
     /// Open directory streams: a snapshot of the names, taken at the
     /// first readdir (a listing the kernel serves from its cache never
     /// asks, so opendir itself must stay cheap).
@@ -218,6 +220,7 @@ impl CaskFs {
             handles: HandleTable::default(),
             nodeids: NodeIds::default(),
             pending: Mutex::default(),
+            unstored: Mutex::default(),
             listings: Mutex::default(),
             next_listing: AtomicU64::new(0),
             kernel: OnceLock::new(),
@@ -444,6 +447,7 @@ impl CaskFs {
     }
 
     pub fn sync(&self) -> Result<()> {
+        self.store_folder_times()?;
         Ok(self.store.kv.sync()?)
     }
 
@@ -528,6 +532,9 @@ impl CaskFs {
             }
         }
         self.flush_frees();
+        if let Err(e) = self.store_folder_times() {
+            warn!("storing folders' times at unmount: {e}");
+        }
         if !self.opts.read_only && !self.opts.shared {
             let mut b = Batch::default();
             b.delete(keys::open_mark());

@@ -41,6 +41,9 @@ struct State {
     waiting: Vec<(u64, Vec<Vec<u8>>)>,
     handles: usize,
     cache: CacheState,
+    /// `current` is newer than the stored record (a folder's times, which
+    /// are stored later): kept until stored.
+    unstored: bool,
 }
 
 pub struct Live {
@@ -108,13 +111,30 @@ impl Live {
         let mut st = self.state.lock();
         if v.revision >= st.changed_elsewhere {
             st.current = Some(v);
+            st.unstored = false;
         }
+    }
+
+    /// `v` is current, but not stored yet: kept (never dropped as idle)
+    /// until a write of the record stores it.
+    pub fn set_unstored(&self, v: Arc<Version>) {
+        let mut st = self.state.lock();
+        st.current = Some(v);
+        st.unstored = true;
+    }
+
+    /// The current version, if it is newer than the stored record.
+    pub fn unstored(&self) -> Option<Arc<Version>> {
+        let st = self.state.lock();
+        st.current.clone().filter(|_| st.unstored)
     }
 
     /// Forget the committed version: read it again next time (it was
     /// removed).
     pub fn forget_current(&self) {
-        self.state.lock().current = None;
+        let mut st = self.state.lock();
+        st.current = None;
+        st.unstored = false;
     }
 
     /// Another host changed the record at `revision`: what is older goes,
@@ -235,7 +255,7 @@ impl Live {
     /// Nothing holds it: no handle, pin or waiting free.
     fn idle(&self) -> bool {
         let st = self.state.lock();
-        st.handles == 0 && st.pins.is_empty() && st.waiting.is_empty()
+        st.handles == 0 && st.pins.is_empty() && st.waiting.is_empty() && !st.unstored
     }
 }
 

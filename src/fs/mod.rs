@@ -30,6 +30,7 @@ mod dirs;
 mod draft;
 mod errno;
 mod files;
+mod folder_times;
 #[allow(
     clippy::module_inception,
     reason = "fs/fs.rs holds the filesystem and what it shares"

@@ -35,6 +35,9 @@ struct Records<'a> {
     /// The inodes, locked in the order of their numbers.
     held: Vec<(u64, Arc<Live>, ArcMutexGuard<RawMutex, ()>)>,
     changed: Vec<(u64, Option<Inode>)>,
+    /// Folders whose times the change sets, to be stored later
+    /// (`CaskFs::store_folder_times`) unless the batch writes them anyway.
+    later: Vec<(u64, i64)>,
 }
 
 impl<'a> Records<'a> {
@@ -55,6 +58,7 @@ impl<'a> Records<'a> {
             fs,
             held,
             changed: Vec::new(),
+            later: Vec::new(),
         }
     }
 
@@ -75,8 +79,31 @@ impl<'a> Records<'a> {
         self.changed.push((ino, None));
     }
 
+    /// Folder `dir` (locked) had an entry changed at `now`, and has
+    /// `links` more subfolders. Only a change of nlink is stored with the
+    /// change; new times alone are stored within a second (a create or an
+    /// unlink then writes two records, not three), except on a shared
+    /// backend, whose other hosts read the record.
+    fn touch(&mut self, dir: u64, links: i32, now: i64) -> Result<()> {
+        if links != 0 || self.fs.opts.shared {
+            let inode = self.get(dir)?;
+            self.set(dir, touched(inode, links, now));
+        } else {
+            self.later.push((dir, now));
+        }
+        Ok(())
+    }
+
     /// Writes `b` with the changed records, and makes them current.
     fn write(&mut self, mut b: Batch) -> Result<()> {
+        for (dir, now) in std::mem::take(&mut self.later) {
+            if self.changed.iter().any(|(i, _)| *i == dir) {
+                let inode = self.get(dir)?;
+                self.set(dir, touched(inode, 0, now));
+            } else {
+                self.later.push((dir, now));
+            }
+        }
         let mut last: Vec<(u64, Option<Inode>)> = Vec::new();
         for (ino, i) in self.changed.drain(..).rev() {
             if !last.iter().any(|(x, _)| *x == ino) {
@@ -112,6 +139,15 @@ impl<'a> Records<'a> {
                 (Some(l), None) => l.forget_current(),
                 (None, _) => {}
             }
+        }
+        for (dir, now) in std::mem::take(&mut self.later) {
+            let Some((_, live, _)) = self.held.iter().find(|(x, _, _)| *x == dir) else {
+                continue;
+            };
+            let inode = touched(self.get(dir)?, 0, now);
+            let revision = live.current().map_or(0, |v| v.revision);
+            live.set_unstored(self.fs.lives.version(dir, inode, revision));
+            self.fs.unstored.lock().insert(dir);
         }
         Ok(())
     }
@@ -316,31 +352,25 @@ impl CaskFs {
             inode.nlink = 2;
             inode.parent = dir;
         }
-        let now = inode.ctime;
-        self.add_entry(
-            &mut dirs,
-            r,
-            (dir, name),
-            (ino, inode),
-            touched(pinode, i32::from(subdir), now),
-        )
+        self.add_entry(&mut dirs, r, (dir, name), (ino, inode), i32::from(subdir))
     }
 
     /// Stores the name `name` in folder `dir` for inode `ino`, as one batch
-    /// with `inode` and the folder's `dir_inode` (records `r` locks).
+    /// with `inode`, and the folder's times and `links` more subfolders
+    /// (records `r` locks).
     fn add_entry(
         &self,
         dirs: &mut DirMap,
         mut r: Records,
         (dir, name): (u64, &[u8]),
         (ino, inode): (u64, Inode),
-        dir_inode: Inode,
+        links: i32,
     ) -> Result<Attr> {
         let key = keys::entry(dir, name);
         let mut b = Batch::default();
         b.put(key.clone(), entry::encode(inode.kind, ino))
             .expect(Compare::Absent(key));
-        r.set(dir, dir_inode);
+        r.touch(dir, links, inode.ctime)?;
         r.set(ino, inode.clone());
         r.write(b)?;
         dirs.insert(dir, name, Entry::named(ino, inode.kind));
@@ -370,14 +400,7 @@ impl CaskFs {
         let now = now_ns();
         inode.nlink += 1;
         inode.ctime = now;
-        let pinode = r.get(dir)?;
-        self.add_entry(
-            &mut dirs,
-            r,
-            (dir, name),
-            (ino, inode),
-            touched(pinode, 0, now),
-        )
+        self.add_entry(&mut dirs, r, (dir, name), (ino, inode), 0)
     }
 
     pub fn unlink(&self, parent: u64, name: &[u8]) -> Result<()> {
@@ -399,8 +422,7 @@ impl CaskFs {
         let now = now_ns();
         let mut b = Batch::default();
         b.delete(keys::entry(dir, name));
-        let pinode = r.get(dir)?;
-        r.set(dir, touched(pinode, 0, now));
+        r.touch(dir, 0, now)?;
         let frees = self.unlink_inode(&mut r, &mut b, e.ino, now)?;
         r.write(b)?;
         dirs.remove(dir, name);
@@ -608,11 +630,10 @@ impl CaskFs {
         mut b: Batch,
     ) -> Result<()> {
         let mut r = Records::lock(self, &[p.parent, ino]);
-        let pinode = r.get(p.parent)?;
         let key = keys::entry(p.parent, &p.name);
         b.put(key.clone(), entry::encode(inode.kind, ino))
             .expect(Compare::Absent(key));
-        r.set(p.parent, touched(pinode, 0, inode.ctime));
+        r.touch(p.parent, 0, inode.ctime)?;
         r.set(ino, inode);
         r.write(b)?;
         if let Some(e) = dirs.remove(p.parent, &p.name) {
