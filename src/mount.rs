@@ -213,6 +213,9 @@ fn serve(args: &MountOptions, ready: &mut dyn FnMut(&str)) -> Res<()> {
                 crate::upgrade::carry_over(&store)
                     .map_err(|e| format!("carrying {} over: {e}", args.data_dir.display()))?;
             }
+            if !args.read_only {
+                store.metadata_carried_over();
+            }
             let log = Arc::new(Log::new(store.clone()));
             (Some(store), log, args.data_dir.display().to_string())
         }

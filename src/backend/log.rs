@@ -102,7 +102,11 @@ impl Kv for Log {
                 Op::Delete { key } => BatchOp::Delete(key),
             })
             .collect();
-        self.store.apply(&ops).map_err(err)?;
+        match batch.in_order {
+            true => self.store.apply_in_order(&ops),
+            false => self.store.apply(&ops),
+        }
+        .map_err(err)?;
         Ok(0)
     }
 

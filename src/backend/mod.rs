@@ -117,6 +117,11 @@ pub enum Compare {
 pub struct Batch {
     pub ops: Vec<Op>,
     pub compares: Vec<Compare>,
+    /// The changes may as well be applied one after another, in order: a
+    /// crash that keeps only the first ones leaves nothing wrong that the
+    /// next open does not clear (`CaskFs::mark_open`). The log then spares
+    /// the record that would hold them together.
+    pub in_order: bool,
 }
 
 impl Batch {

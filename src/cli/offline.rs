@@ -70,6 +70,7 @@ impl Target {
         if upgrade::needed(&store) {
             upgrade::carry_over(&store).map_err(|e| Failure::from(format!("{shown}: {e}")))?;
         }
+        store.metadata_carried_over();
         let fs = CaskFs::load(Arc::new(Log::new(store.clone())), fs_options(false))
             .map_err(|e| Failure::from(format!("{shown}: {e}")))?;
         Ok(Target {

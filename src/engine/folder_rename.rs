@@ -103,7 +103,7 @@ impl Store {
                     },
                 });
             }
-            let bytes = writer::encoded_len(&ops) - HEADER_LEN as u64;
+            let bytes = writer::encoded_len(&ops, true) - HEADER_LEN as u64;
             if bytes > max_bytes {
                 return Err(too_large(below.len(), bytes));
             }

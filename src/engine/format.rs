@@ -7,9 +7,9 @@ use super::le::{le_u32, le_u64};
 use super::record::Layout;
 
 /// Format version of the segments and hints this build writes; bumped on
-/// any incompatible change. Segments and hints of version 1 are still read
+/// any incompatible change. Segments and hints of versions 1 and 2 are still read
 /// (see `record::Layout` and `hint`).
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 /// The MANIFEST's layout has not changed since version 1.
 pub const MANIFEST_VERSION: u32 = 1;
 

@@ -37,7 +37,7 @@ impl EntryLayout {
     fn of(version: u32) -> Option<EntryLayout> {
         match version {
             1 => Some(EntryLayout { key_len_size: 1 }),
-            FORMAT_VERSION => Some(EntryLayout { key_len_size: 2 }),
+            2..=FORMAT_VERSION => Some(EntryLayout { key_len_size: 2 }),
             _ => None,
         }
     }

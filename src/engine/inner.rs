@@ -8,7 +8,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use log::{debug, info, warn};
@@ -55,6 +55,11 @@ pub(crate) struct Inner {
     pub last_merge: Mutex<Option<MergeReport>>,
     /// Merges done since the store was opened.
     pub merges_done: AtomicU64,
+    /// Some segments are of an older layout whose records may hold a
+    /// file's mode, owner and times, which merges must then keep (they
+    /// write version 2) until those files are carried over
+    /// (`Store::metadata_carried_over`).
+    pub legacy_meta: AtomicBool,
     pub background: Background,
     _lock: DirLock,
 }
@@ -98,6 +103,9 @@ impl Inner {
             segments.len() + 1,
             rec.next_seq
         );
+        let legacy_meta = std::iter::once(&active)
+            .chain(&segments)
+            .any(|s| s.layout != Layout::CURRENT);
         let version = Version {
             active,
             closed: segments,
@@ -113,12 +121,13 @@ impl Inner {
             tree: RwLock::new(None),
             last_merge: Mutex::new(None),
             merges_done: AtomicU64::new(0),
+            legacy_meta: AtomicBool::new(legacy_meta),
             background: Background::default(),
             _lock: lock,
         };
         if !inner.opts.read_only {
             let mut w = inner.writer.lock();
-            if w.seg.layout != Layout::V2 {
+            if w.seg.layout != Layout::CURRENT {
                 // Records are appended in the current layout only, so the
                 // active segment of an older build's store takes no more.
                 inner.roll(&mut w)?;
@@ -140,6 +149,16 @@ impl Inner {
         ops: &mut [Op],
         precheck: impl FnOnce(&Inner) -> Result<bool>,
     ) -> Result<bool> {
+        self.commit_as(ops, true, precheck)
+    }
+
+    /// `commit`, of several ops as records of their own unless `atomic`.
+    pub(super) fn commit_as(
+        &self,
+        ops: &mut [Op],
+        atomic: bool,
+        precheck: impl FnOnce(&Inner) -> Result<bool>,
+    ) -> Result<bool> {
         if self.opts.read_only {
             return Err(Error::ReadOnly);
         }
@@ -148,10 +167,11 @@ impl Inner {
             if !precheck(self)? {
                 return Ok(false);
             }
-            if !w.is_empty() && w.len + writer::encoded_len(ops) > self.opts.max_segment_size {
+            let len = writer::encoded_len(ops, atomic);
+            if !w.is_empty() && w.len + len > self.opts.max_segment_size {
                 self.roll(&mut w)?;
             }
-            let entries = w.append(ops, now_ns())?;
+            let entries = w.append(ops, now_ns(), atomic)?;
             let mut index = w.seg.index_mut();
             for (op, e) in ops.iter().zip(entries) {
                 index.insert(hash_key(op.key), op.key, e);
@@ -296,7 +316,13 @@ impl Inner {
     fn merge_locked(&self, ids: &[u64]) -> Result<MergeReport> {
         let started = Instant::now();
         let version = self.version();
-        let merged = merge::merge(&self.dir, &self.opts, &version, ids, || self.reserve_id())?;
+        let layout = match self.legacy_meta.load(Ordering::Acquire) {
+            true => Layout::V2,
+            false => Layout::CURRENT,
+        };
+        let merged = merge::merge(&self.dir, &self.opts, &version, ids, layout, || {
+            self.reserve_id()
+        })?;
         let report = merge_install::install(
             &self.dir,
             self.opts.crash_point,

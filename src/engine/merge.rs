@@ -25,6 +25,7 @@ use super::merge_output::{Output, Survivor, output_full};
 use super::merge_policy::split;
 use super::options::Options;
 use super::progress::Task;
+use super::record::Layout;
 use super::segment::Segment;
 use super::version::Version;
 
@@ -41,13 +42,14 @@ pub struct Merged {
 }
 
 /// Merges the closed segments `ids` of `version` (oldest first, next to
-/// each other in the segment order) into new segment files in `dir`, whose
-/// ids come from `reserve_id`.
+/// each other in the segment order) into new segment files of `layout` in
+/// `dir`, whose ids come from `reserve_id`.
 pub fn merge(
     dir: &Path,
     opts: &Options,
     version: &Version,
     ids: &[u64],
+    layout: Layout,
     reserve_id: impl Fn() -> u64,
 ) -> Result<Merged> {
     let (newer, inputs, older) = split(version, ids)?;
@@ -81,7 +83,7 @@ pub fn merge(
         survivors.push(keep);
     }
 
-    let outputs = match write_outputs(dir, opts, &inputs, &survivors, reserve_id) {
+    let outputs = match write_outputs(dir, opts, &inputs, &survivors, layout, reserve_id) {
         Ok(o) => o,
         Err(e) => {
             warn!("merge of segments {ids:?} abandoned: {e}");
@@ -104,6 +106,7 @@ fn write_outputs(
     opts: &Options,
     inputs: &[Arc<Segment>],
     survivors: &[Vec<Survivor>],
+    layout: Layout,
     reserve_id: impl Fn() -> u64,
 ) -> Result<Vec<Arc<Segment>>> {
     let mut done: Vec<Output> = Vec::new();
@@ -127,7 +130,7 @@ fn write_outputs(
                     done.extend(current.take());
                 }
                 if current.is_none() {
-                    current = Some(Output::create(dir, reserve_id(), per_output)?);
+                    current = Some(Output::create(dir, reserve_id(), layout, per_output)?);
                 }
                 if let Some(out) = current.as_mut() {
                     out.copy(seg, s)?;

@@ -1,8 +1,9 @@
 //! A merge's output: one new segment file written under a temporary name,
 //! with the survivors copied into it (CRC-checked on the way) and its index
-//! built as it goes. Outputs are written in the current layout: a record
-//! from a version-1 segment is re-encoded (with the metadata it reads as),
-//! so merges are what upgrade a store.
+//! built as it goes. Outputs are written in the current layout, so merges
+//! are what upgrade a store's segments; in version 2 instead while records
+//! of an older build may still hold metadata nothing else keeps (a store
+//! not yet carried over into the schema, `Store::metadata_carried_over`).
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufWriter, Write};
@@ -27,9 +28,9 @@ pub struct Survivor {
 }
 
 impl Survivor {
-    /// Its length in a merge output.
+    /// Its length in a merge output of the current layout.
     pub fn record_len(&self) -> u64 {
-        self.len_in(Layout::V2)
+        self.len_in(Layout::CURRENT)
     }
 
     /// Its length in a segment of `layout`.
@@ -69,14 +70,15 @@ pub struct Output {
     pub tmp: PathBuf,
     pub out: BufWriter<File>,
     pub len: u64,
+    layout: Layout,
     index: Index,
     max_seq: u64,
 }
 
 impl Output {
-    /// Starts output segment `id` under its temporary name, with an index
-    /// sized for `entries`.
-    pub fn create(dir: &Path, id: u64, entries: usize) -> Result<Output> {
+    /// Starts output segment `id` of `layout` under its temporary name,
+    /// with an index sized for `entries`.
+    pub fn create(dir: &Path, id: u64, layout: Layout, entries: usize) -> Result<Output> {
         let path = format::segment_path(dir, id);
         let tmp = format::temp_path(&path);
         let file = OpenOptions::new()
@@ -90,10 +92,11 @@ impl Output {
             tmp,
             out: BufWriter::with_capacity(CHUNK, file),
             len: 0,
+            layout,
             index: Index::with_capacity(entries, entries * 16),
             max_seq: 0,
         };
-        out.write(&format::encode_segment_header(id, Layout::V2))?;
+        out.write(&format::encode_segment_header(id, layout))?;
         Ok(out)
     }
 
@@ -136,7 +139,7 @@ impl Output {
             return Err(Error::corrupt(&seg.path, at, "checksum mismatch"));
         }
         let mut new = Header {
-            layout: Layout::V2,
+            layout: self.layout,
             in_batch: false,
             crc: 0,
             ..old
@@ -167,9 +170,9 @@ impl Output {
             return Err(Error::corrupt(&seg.path, at, "checksum mismatch"));
         }
         let offset = self.len;
-        if old.in_batch || old.layout != Layout::V2 {
+        if old.in_batch || old.layout != self.layout {
             let mut new = Header {
-                layout: Layout::V2,
+                layout: self.layout,
                 in_batch: false,
                 crc: 0,
                 ..old
@@ -212,13 +215,14 @@ impl Output {
         let Output {
             id,
             path,
+            layout,
             index,
             max_seq,
             ..
         } = self;
         let file =
             File::open(&path).map_err(|e| Error::io(format!("opening {}", path.display()), e))?;
-        let seg = Segment::with_file(id, path, file, index, Layout::V2)?;
+        let seg = Segment::with_file(id, path, file, index, layout)?;
         seg.set_max_seq(max_seq);
         seg.freeze();
         Ok(Arc::new(seg))

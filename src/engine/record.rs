@@ -1,29 +1,28 @@
 //! One record: a put, a tombstone, or a batch of puts and tombstones that
-//! must be applied together (a rename). A segment's header says which
-//! layout its records use; this build writes version 2 and reads both.
+//! must be applied together. A segment's header says which layout its
+//! records use; this build writes version 3 and reads all three.
 //!
-//! Version 2 (little-endian):
+//! Version 3 (little-endian), keys and values and nothing else:
 //!
 //! | offset | size | field                                            |
 //! |-------:|-----:|--------------------------------------------------|
 //! |      0 |    4 | CRC32 of every byte after this field             |
 //! |      4 |    8 | sequence number (orders records; never time)     |
-//! |     12 |    8 | mtime, ns since the epoch                        |
-//! |     20 |    1 | flags: kind in bits 0-1, IN_BATCH in bit 7       |
-//! |     21 |    2 | key length (0 for a batch, else 1..=4095)        |
-//! |     23 |    4 | value length                                     |
-//! |     27 |    4 | mode: `st_mode`, file type and permission bits   |
-//! |     31 |    4 | uid                                              |
-//! |     35 |    4 | gid                                              |
-//! |     39 |    8 | ctime, ns since the epoch                        |
-//! |     47 |    k | key                                              |
-//! |   47+k |    v | value (a batch: its inner records back to back)  |
+//! |     12 |    1 | flags: kind in bits 0-1, IN_BATCH in bit 7       |
+//! |     13 |    2 | key length (0 for a batch, else 1..=4095)        |
+//! |     15 |    4 | value length                                     |
+//! |     19 |    k | key                                              |
+//! |   19+k |    v | value (a batch: its inner records back to back)  |
 //!
-//! Tombstones and batch headers carry zeros in mode, uid, gid and ctime.
-//!
-//! Version 1 has the same first 21 bytes, then a key length of 1 byte (at
-//! 21, keys of 1..=255 bytes), the value length (at 22) and the key (at
-//! 26): no mode, owner or ctime. Its puts read as `Meta::v1(mtime)`.
+//! Version 2, written by builds before it, has the same first 12 bytes,
+//! then an mtime (8 bytes, at 12), the flags (at 20), the key length (at
+//! 21), the value length (at 23) and a file's mode, uid, gid (4 bytes
+//! each) and ctime (8) before the key at 47: what the layout of files as
+//! paths kept in each record. Tombstones and batch headers carry zeros
+//! there. Version 1 has version 2's first 21 bytes, then a key length of
+//! 1 byte (at 21, keys of 1..=255 bytes), the value length (at 22) and the
+//! key (at 26): no mode, owner or ctime. Its puts read as
+//! `Meta::v1(mtime)`, version 3's as `Meta::file(0)`.
 
 use std::ops::Deref;
 
@@ -33,20 +32,27 @@ use super::meta::Meta;
 
 const CRC_OFFSET: usize = 0;
 const SEQ_OFFSET: usize = CRC_OFFSET + 4;
-const MTIME_OFFSET: usize = SEQ_OFFSET + 8;
-const FLAGS_OFFSET: usize = MTIME_OFFSET + 8;
+const FLAGS_OFFSET: usize = SEQ_OFFSET + 8;
 const KEY_LEN_OFFSET: usize = FLAGS_OFFSET + 1;
 const VALUE_LEN_OFFSET: usize = KEY_LEN_OFFSET + 2;
-const MODE_OFFSET: usize = VALUE_LEN_OFFSET + 4;
+/// Length of a version-3 record header, the layout every write uses.
+pub const HEADER_LEN: usize = VALUE_LEN_OFFSET + 4;
+
+// Versions 1 and 2, read only.
+const MTIME_OFFSET: usize = SEQ_OFFSET + 8;
+const V2_FLAGS_OFFSET: usize = MTIME_OFFSET + 8;
+const V2_KEY_LEN_OFFSET: usize = V2_FLAGS_OFFSET + 1;
+const V2_VALUE_LEN_OFFSET: usize = V2_KEY_LEN_OFFSET + 2;
+const MODE_OFFSET: usize = V2_VALUE_LEN_OFFSET + 4;
 const UID_OFFSET: usize = MODE_OFFSET + 4;
 const GID_OFFSET: usize = UID_OFFSET + 4;
 const CTIME_OFFSET: usize = GID_OFFSET + 4;
-/// Length of a version-2 record header, the layout every write uses.
-pub const HEADER_LEN: usize = CTIME_OFFSET + 8;
-
-const V1_KEY_LEN_OFFSET: usize = FLAGS_OFFSET + 1;
+const V2_HEADER_LEN: usize = CTIME_OFFSET + 8;
+const V1_KEY_LEN_OFFSET: usize = V2_FLAGS_OFFSET + 1;
 const V1_VALUE_LEN_OFFSET: usize = V1_KEY_LEN_OFFSET + 1;
 const V1_HEADER_LEN: usize = V1_VALUE_LEN_OFFSET + 4;
+/// The longest header of any layout.
+const MAX_HEADER_LEN: usize = V2_HEADER_LEN;
 
 const KIND_MASK: u8 = 0b11;
 /// Marks a record inside a batch, so that a resynchronising scan never takes
@@ -62,13 +68,18 @@ pub const CRC_FIELD: std::ops::Range<usize> = CRC_OFFSET..SEQ_OFFSET;
 pub enum Layout {
     V1,
     V2,
+    V3,
 }
 
 impl Layout {
+    /// The layout this build writes.
+    pub const CURRENT: Layout = Layout::V3;
+
     pub fn from_version(version: u32) -> Option<Layout> {
         match version {
             1 => Some(Layout::V1),
             2 => Some(Layout::V2),
+            3 => Some(Layout::V3),
             _ => None,
         }
     }
@@ -77,13 +88,22 @@ impl Layout {
         match self {
             Layout::V1 => 1,
             Layout::V2 => 2,
+            Layout::V3 => 3,
         }
     }
 
     pub const fn header_len(self) -> usize {
         match self {
             Layout::V1 => V1_HEADER_LEN,
-            Layout::V2 => HEADER_LEN,
+            Layout::V2 => V2_HEADER_LEN,
+            Layout::V3 => HEADER_LEN,
+        }
+    }
+
+    const fn flags_offset(self) -> usize {
+        match self {
+            Layout::V1 | Layout::V2 => V2_FLAGS_OFFSET,
+            Layout::V3 => FLAGS_OFFSET,
         }
     }
 }
@@ -123,7 +143,7 @@ const fn time_only(mtime: u64) -> Meta {
 impl Header {
     pub fn put(seq: u64, in_batch: bool, key_len: u16, value_len: u32, meta: Meta) -> Header {
         Header {
-            layout: Layout::V2,
+            layout: Layout::CURRENT,
             crc: 0,
             seq,
             kind: Kind::Put,
@@ -153,7 +173,7 @@ impl Header {
         if b.len() < layout.header_len() {
             return Err("record header cut short");
         }
-        let flags = b[FLAGS_OFFSET];
+        let flags = b[layout.flags_offset()];
         if flags & !(KIND_MASK | IN_BATCH) != 0 {
             return Err("unknown record flags");
         }
@@ -163,7 +183,10 @@ impl Header {
             2 => Kind::Batch,
             _ => return Err("unknown record kind"),
         };
-        let mtime = le_u64(&b[MTIME_OFFSET..]);
+        let mtime = match layout {
+            Layout::V3 => 0,
+            Layout::V1 | Layout::V2 => le_u64(&b[MTIME_OFFSET..]),
+        };
         let (key_len, value_len, meta) = match layout {
             Layout::V1 => (
                 u16::from(b[V1_KEY_LEN_OFFSET]),
@@ -174,9 +197,18 @@ impl Header {
                     time_only(mtime)
                 },
             ),
-            Layout::V2 => (
+            Layout::V3 => (
                 le_u16(&b[KEY_LEN_OFFSET..]),
                 le_u32(&b[VALUE_LEN_OFFSET..]),
+                if kind == Kind::Put {
+                    Meta::file(0)
+                } else {
+                    time_only(0)
+                },
+            ),
+            Layout::V2 => (
+                le_u16(&b[V2_KEY_LEN_OFFSET..]),
+                le_u32(&b[V2_VALUE_LEN_OFFSET..]),
                 Meta {
                     mode: le_u32(&b[MODE_OFFSET..]),
                     uid: le_u32(&b[UID_OFFSET..]),
@@ -215,30 +247,36 @@ impl Header {
     /// segment (a repair's tombstone for a key found there), whose key
     /// length fits its one byte.
     pub fn encode(&self) -> Encoded {
-        let mut b = [0u8; HEADER_LEN];
+        let mut b = [0u8; MAX_HEADER_LEN];
         b[CRC_OFFSET..SEQ_OFFSET].copy_from_slice(&self.crc.to_le_bytes());
-        b[SEQ_OFFSET..MTIME_OFFSET].copy_from_slice(&self.seq.to_le_bytes());
-        b[MTIME_OFFSET..FLAGS_OFFSET].copy_from_slice(&self.meta.mtime.to_le_bytes());
+        b[SEQ_OFFSET..SEQ_OFFSET + 8].copy_from_slice(&self.seq.to_le_bytes());
         let kind = match self.kind {
             Kind::Put => 0,
             Kind::Tombstone => 1,
             Kind::Batch => 2,
         };
-        b[FLAGS_OFFSET] = kind | if self.in_batch { IN_BATCH } else { 0 };
+        b[self.layout.flags_offset()] = kind | if self.in_batch { IN_BATCH } else { 0 };
         match self.layout {
+            Layout::V3 => {
+                b[KEY_LEN_OFFSET..VALUE_LEN_OFFSET].copy_from_slice(&self.key_len.to_le_bytes());
+                b[VALUE_LEN_OFFSET..HEADER_LEN].copy_from_slice(&self.value_len.to_le_bytes());
+            }
             Layout::V1 => {
+                b[MTIME_OFFSET..V2_FLAGS_OFFSET].copy_from_slice(&self.meta.mtime.to_le_bytes());
                 b[V1_KEY_LEN_OFFSET] = self.key_len as u8;
                 b[V1_VALUE_LEN_OFFSET..V1_HEADER_LEN]
                     .copy_from_slice(&self.value_len.to_le_bytes());
             }
             Layout::V2 => {
                 let m = &self.meta;
-                b[KEY_LEN_OFFSET..VALUE_LEN_OFFSET].copy_from_slice(&self.key_len.to_le_bytes());
-                b[VALUE_LEN_OFFSET..MODE_OFFSET].copy_from_slice(&self.value_len.to_le_bytes());
+                b[MTIME_OFFSET..V2_FLAGS_OFFSET].copy_from_slice(&m.mtime.to_le_bytes());
+                b[V2_KEY_LEN_OFFSET..V2_VALUE_LEN_OFFSET]
+                    .copy_from_slice(&self.key_len.to_le_bytes());
+                b[V2_VALUE_LEN_OFFSET..MODE_OFFSET].copy_from_slice(&self.value_len.to_le_bytes());
                 b[MODE_OFFSET..UID_OFFSET].copy_from_slice(&m.mode.to_le_bytes());
                 b[UID_OFFSET..GID_OFFSET].copy_from_slice(&m.uid.to_le_bytes());
                 b[GID_OFFSET..CTIME_OFFSET].copy_from_slice(&m.gid.to_le_bytes());
-                b[CTIME_OFFSET..HEADER_LEN].copy_from_slice(&m.ctime.to_le_bytes());
+                b[CTIME_OFFSET..V2_HEADER_LEN].copy_from_slice(&m.ctime.to_le_bytes());
             }
         }
         Encoded {
@@ -258,7 +296,7 @@ impl Header {
 
 /// A header's bytes: as long as its layout's header.
 pub struct Encoded {
-    bytes: [u8; HEADER_LEN],
+    bytes: [u8; MAX_HEADER_LEN],
     len: usize,
 }
 
@@ -275,7 +313,8 @@ impl Deref for Encoded {
 pub fn key_at(b: &[u8], layout: Layout) -> Option<&[u8]> {
     let len = match layout {
         Layout::V1 => usize::from(*b.get(V1_KEY_LEN_OFFSET)?),
-        Layout::V2 => usize::from(le_u16(b.get(KEY_LEN_OFFSET..VALUE_LEN_OFFSET)?)),
+        Layout::V2 => usize::from(le_u16(b.get(V2_KEY_LEN_OFFSET..V2_VALUE_LEN_OFFSET)?)),
+        Layout::V3 => usize::from(le_u16(b.get(KEY_LEN_OFFSET..VALUE_LEN_OFFSET)?)),
     };
     let at = layout.header_len();
     b.get(at..at + len)
@@ -321,11 +360,19 @@ mod tests {
         ctime: 5678,
     };
 
+    /// `h` laid out as version 2, which older builds wrote.
+    fn v2(h: Header) -> Header {
+        Header {
+            layout: Layout::V2,
+            ..h
+        }
+    }
+
     fn sample() -> Vec<u8> {
         let mut buf = Vec::new();
         encode(
             &mut buf,
-            Header::put(9, false, 7, 5, META),
+            Header::put(9, false, 7, 5, Meta::file(0)),
             b"dir/key",
             b"value",
         );
@@ -333,9 +380,44 @@ mod tests {
     }
 
     #[test]
-    fn v2_round_trip() {
+    fn v3_round_trip() {
         let buf = sample();
-        assert_eq!(HEADER_LEN, 47);
+        assert_eq!(HEADER_LEN, 19);
+        let h = Header::parse(&buf, Layout::V3).unwrap();
+        assert_eq!(
+            (h.seq, h.kind, h.key_len, h.value_len, h.meta, h.layout),
+            (9, Kind::Put, 7, 5, Meta::file(0), Layout::V3)
+        );
+        assert_eq!(h.record_len() as usize, buf.len());
+        assert_eq!(key_at(&buf, Layout::V3), Some(&b"dir/key"[..]));
+        assert!(crc_ok(&buf));
+        // Byte positions as the table gives them.
+        assert_eq!(le_u64(&buf[4..]), 9);
+        assert_eq!(buf[12], 0);
+        assert_eq!(le_u16(&buf[13..]), 7);
+        assert_eq!(le_u32(&buf[15..]), 5);
+        assert_eq!(&buf[19..26], b"dir/key");
+
+        let mut batch = Vec::new();
+        encode(&mut batch, Header::tombstone(4, 99, true, 1), b"t", b"");
+        let t = Header::parse(&batch, Layout::V3).unwrap();
+        assert_eq!(
+            (t.kind, t.in_batch, t.meta.mtime),
+            (Kind::Tombstone, true, 0)
+        );
+        assert_eq!(batch[12], 1 | IN_BATCH);
+    }
+
+    #[test]
+    fn v2_round_trip() {
+        let mut buf = Vec::new();
+        encode(
+            &mut buf,
+            v2(Header::put(9, false, 7, 5, META)),
+            b"dir/key",
+            b"value",
+        );
+        assert_eq!(Layout::V2.header_len(), 47);
         let h = Header::parse(&buf, Layout::V2).unwrap();
         assert_eq!(
             (h.seq, h.kind, h.key_len, h.value_len, h.meta, h.layout),
@@ -344,7 +426,7 @@ mod tests {
         assert!(!h.in_batch);
         assert_eq!(h.record_len() as usize, buf.len());
         assert_eq!(key_at(&buf, Layout::V2), Some(&b"dir/key"[..]));
-        assert_eq!(&buf[HEADER_LEN + 7..], b"value");
+        assert_eq!(&buf[47 + 7..], b"value");
         assert!(crc_ok(&buf));
         // Byte positions as the table gives them.
         assert_eq!(le_u16(&buf[21..]), 7);
@@ -356,14 +438,14 @@ mod tests {
 
         let long_key = vec![b'k'; MAX_KEY_LEN];
         let mut big = Vec::new();
-        let h = Header::put(1, true, MAX_KEY_LEN as u16, 0, Meta::file(3));
+        let h = v2(Header::put(1, true, MAX_KEY_LEN as u16, 0, Meta::file(3)));
         encode(&mut big, h, &long_key, b"");
         let back = Header::parse(&big, Layout::V2).unwrap();
         assert_eq!(back, Header { crc: back.crc, ..h });
         assert_eq!(key_at(&big, Layout::V2), Some(&long_key[..]));
 
         let mut tomb = Vec::new();
-        encode(&mut tomb, Header::tombstone(4, 99, false, 1), b"t", b"");
+        encode(&mut tomb, v2(Header::tombstone(4, 99, false, 1)), b"t", b"");
         let t = Header::parse(&tomb, Layout::V2).unwrap();
         assert_eq!(
             (t.kind, t.meta.mtime, t.meta.mode, t.meta.ctime),
@@ -448,7 +530,7 @@ mod tests {
                 ..tomb.meta
             },
             value_len: 0,
-            ..tomb
+            ..v2(tomb)
         };
         assert!(refused(mode_on_tomb, b"k", b""));
         let ctime_on_batch = Header {
@@ -456,12 +538,12 @@ mod tests {
                 ctime: 1,
                 ..time_only(0)
             },
-            ..Header::batch(1, 0, 0)
+            ..v2(Header::batch(1, 0, 0))
         };
         assert!(refused(ctime_on_batch, b"", b""));
         for mode in [0o644, 0o200_755, 0o010_644] {
             assert!(refused(
-                Header::put(1, false, 1, 0, Meta { mode, ..META }),
+                v2(Header::put(1, false, 1, 0, Meta { mode, ..META })),
                 b"k",
                 b""
             ));

@@ -233,7 +233,7 @@ mod tests {
     }
 
     fn segment(records: &[(&[u8], &[u8])]) -> Vec<u8> {
-        let mut data = encode_segment_header(1, Layout::V2).to_vec();
+        let mut data = encode_segment_header(1, Layout::CURRENT).to_vec();
         for (i, (k, v)) in records.iter().enumerate() {
             let h = Header::put(i as u64 + 1, false, k.len() as u16, v.len() as u32, meta());
             record::encode(&mut data, h, k, v);
@@ -243,7 +243,7 @@ mod tests {
 
     fn keys(data: &[u8]) -> (Vec<Vec<u8>>, ScanReport) {
         let mut seen = Vec::new();
-        let r = scan(data, Layout::V2, true, |s| seen.push(s.key.to_vec()));
+        let r = scan(data, Layout::CURRENT, true, |s| seen.push(s.key.to_vec()));
         (seen, r)
     }
 
@@ -303,9 +303,9 @@ mod tests {
         assert_eq!(r.damage[0].start, second as u64);
         assert!(r.bad_tail.is_none());
         // A header that cannot be read: skipped up to the next good record.
-        for (at, byte) in [(20, 0x40), (29, 0xff)] {
+        for (at, byte) in [(12, 0x40), (14, 0xff)] {
             let mut bad = data.clone();
-            bad[second + at] = byte; // unknown flags; mode bits above the file type
+            bad[second + at] = byte; // unknown flags; a key longer than any
             let (seen, r) = keys(&bad);
             assert_eq!(seen, vec![b"a".to_vec(), b"c".to_vec()], "byte {at}");
             assert_eq!(r.damage.len(), 1);
@@ -315,7 +315,7 @@ mod tests {
 
     #[test]
     fn half_a_batch_never_counts() {
-        let mut data = encode_segment_header(1, Layout::V2).to_vec();
+        let mut data = encode_segment_header(1, Layout::CURRENT).to_vec();
         let mut inner = Vec::new();
         record::encode(&mut inner, Header::tombstone(5, 0, true, 1), b"a", b"");
         record::encode(

@@ -74,10 +74,10 @@ impl Segment {
             .mode(0o644)
             .open(&path)
             .map_err(|e| Error::io(format!("creating segment {}", path.display()), e))?;
-        file.write_all_at(&format::encode_segment_header(id, Layout::V2), 0)
+        file.write_all_at(&format::encode_segment_header(id, Layout::CURRENT), 0)
             .and_then(|_| file.sync_all())
             .map_err(|e| Error::io(format!("writing header of {}", path.display()), e))?;
-        Self::with_file(id, path, file, Index::default(), Layout::V2)
+        Self::with_file(id, path, file, Index::default(), Layout::CURRENT)
     }
 
     /// Opens an existing segment file and checks its header.
@@ -402,8 +402,9 @@ impl Segment {
         Ok(h)
     }
 
-    /// The metadata of the record at `entry`, from its header. A version-1
-    /// record has none of its own, so its header is not read.
+    /// The metadata of the record at `entry`, from its header. Versions 1
+    /// and 3 keep none but an mtime (version 3 not even that), so their
+    /// headers are not read.
     ///
     /// Unlike a value, the header is not CRC-checked here (that would
     /// read the whole record for a `stat`); it is parsed, and a mode that
@@ -412,6 +413,7 @@ impl Segment {
         match self.layout {
             Layout::V1 => Ok(Meta::v1(entry.mtime)),
             Layout::V2 => Ok(self.header(key, entry)?.meta),
+            Layout::V3 => Ok(Meta::file(0)),
         }
     }
 

@@ -390,6 +390,17 @@ impl Store {
     /// `write_batch` for keys of any bytes, 1 to `MAX_KEY_LEN` of them, not
     /// only paths: what the filesystem's schema stores (`backend::Log`).
     pub fn apply(&self, batch: &[BatchOp]) -> Result<()> {
+        self.apply_as(batch, true)
+    }
+
+    /// `apply` of changes that may be applied one after another: each is a
+    /// record of its own (no batch record around them), in this order, so
+    /// a crash may keep only the first ones.
+    pub fn apply_in_order(&self, batch: &[BatchOp]) -> Result<()> {
+        self.apply_as(batch, false)
+    }
+
+    fn apply_as(&self, batch: &[BatchOp], atomic: bool) -> Result<()> {
         let now = Meta::file(now_ns());
         let mut ops = Vec::with_capacity(batch.len());
         for b in batch {
@@ -415,9 +426,9 @@ impl Store {
         if ops.is_empty() {
             return Ok(());
         }
-        if ops.len() > 1 {
+        if ops.len() > 1 && atomic {
             // One record whose value is the changes' records.
-            let inner = writer::encoded_len(&ops) - HEADER_LEN as u64;
+            let inner = writer::encoded_len(&ops, true) - HEADER_LEN as u64;
             if inner > self.inner.opts.max_value_size {
                 return Err(Error::BatchTooLarge {
                     changes: ops.len(),
@@ -426,7 +437,9 @@ impl Store {
                 });
             }
         }
-        self.inner.commit(&mut ops, |_| Ok(true)).map(|_| ())
+        self.inner
+            .commit_as(&mut ops, atomic, |_| Ok(true))
+            .map(|_| ())
     }
 
     /// The entries of folder `dir` (`b""` is the top), in name order;
@@ -518,6 +531,15 @@ impl Store {
     }
 
     /// Forces everything appended so far to disk.
+    /// Says that no record of an older layout holds metadata that is still
+    /// needed (the store is carried over into the filesystem's schema, or
+    /// never needed it): merges write the current layout from now on.
+    pub fn metadata_carried_over(&self) {
+        self.inner
+            .legacy_meta
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
+
     pub fn sync(&self) -> Result<()> {
         self.inner.sync_all()
     }

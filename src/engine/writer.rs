@@ -11,7 +11,7 @@ use super::error::{Error, Result, show_key};
 use super::format::SEGMENT_HEADER_LEN;
 use super::index::Entry;
 use super::meta::Meta;
-use super::record::{self, CRC_FIELD, HEADER_LEN, Header, Kind};
+use super::record::{self, CRC_FIELD, HEADER_LEN, Header, Kind, Layout};
 use super::segment::{CHUNK, PWRITE_FROM, Segment};
 
 /// Where a put's value comes from.
@@ -69,10 +69,11 @@ impl Op<'_> {
     }
 }
 
-/// Bytes a change of these ops takes in the log.
-pub fn encoded_len(ops: &[Op]) -> u64 {
+/// Bytes a change of these ops takes in the log, as one batch record or
+/// (`atomic` false) as records of their own.
+pub fn encoded_len(ops: &[Op], atomic: bool) -> u64 {
     let inner: u64 = ops.iter().map(Op::record_len).sum();
-    if ops.len() == 1 {
+    if ops.len() == 1 || !atomic {
         inner
     } else {
         HEADER_LEN as u64 + inner
@@ -114,13 +115,16 @@ impl Writer {
         self.len <= SEGMENT_HEADER_LEN as u64
     }
 
-    /// Appends `ops` as one record (a batch when there are several) and
-    /// returns each op's index entry. On failure nothing of it stays in the log.
-    pub fn append(&mut self, ops: &mut [Op], now: u64) -> Result<Vec<Entry>> {
+    /// Appends `ops` as one record (a batch when there are several), or
+    /// with `atomic` false as records of their own one after another (a
+    /// crash may keep the first ones only), and returns each op's index
+    /// entry. On failure nothing of it stays in the log.
+    pub fn append(&mut self, ops: &mut [Op], now: u64, atomic: bool) -> Result<Vec<Entry>> {
         if self.dirty_tail {
             self.cut_back()?;
         }
         let seq = self.next_seq;
+        let batch = atomic && ops.len() > 1;
         let result = if ops.iter().all(|op| {
             op.value_len() <= CHUNK as u64
                 || matches!(
@@ -131,19 +135,23 @@ impl Writer {
                     }
                 )
         }) {
-            self.append_in_memory(ops, seq, now)
+            self.append_in_memory(ops, seq, now, batch)
         } else {
-            self.append_streamed(ops, seq, now)
+            self.append_streamed(ops, seq, now, batch)
+        };
+        let last_seq = match batch {
+            true => seq,
+            false => seq + ops.len() as u64 - 1,
         };
         match result {
             Ok(entries) => {
-                self.len += encoded_len(ops);
+                self.len += encoded_len(ops, batch);
                 if self.len - self.written_back >= WRITE_BACK_STEP {
                     self.seg.start_writeback(self.written_back, self.len);
                     self.written_back = self.len;
                 }
-                self.next_seq += 1;
-                self.seg.set_max_seq(seq);
+                self.next_seq = last_seq + 1;
+                self.seg.set_max_seq(last_seq);
                 Ok(entries)
             }
             Err(e) => {
@@ -172,8 +180,14 @@ impl Writer {
         Ok(())
     }
 
-    fn append_in_memory(&mut self, ops: &mut [Op], seq: u64, now: u64) -> Result<Vec<Entry>> {
-        let batch = ops.len() > 1;
+    fn append_in_memory(
+        &mut self,
+        ops: &mut [Op],
+        seq: u64,
+        now: u64,
+        batch: bool,
+    ) -> Result<Vec<Entry>> {
+        let single = ops.len() == 1;
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
         if batch {
@@ -181,8 +195,8 @@ impl Writer {
         }
         let mut entries = Vec::with_capacity(ops.len());
         let mut owned = Vec::new();
-        for op in ops.iter_mut() {
-            let h = op.header(seq, now, batch);
+        for (i, op) in ops.iter_mut().enumerate() {
+            let h = op.header(record_seq(seq, i, batch), now, batch);
             entries.push(entry_for(&h, self.len + buf.len() as u64));
             let value: &[u8] = match &mut op.change {
                 Change::Delete => &[],
@@ -208,7 +222,7 @@ impl Writer {
                     &owned
                 }
             };
-            if !batch && value.len() >= PWRITE_FROM {
+            if single && value.len() >= PWRITE_FROM {
                 // Not copied into `buf`: written from where it lies.
                 record::encode_head(&mut buf, h, op.key, value);
                 let head = self.seg.write_at(&buf, self.len);
@@ -237,8 +251,13 @@ impl Writer {
 
     /// For values too large to hold in memory: each record is written with a
     /// placeholder CRC, its value streamed in chunks, then the CRC patched.
-    fn append_streamed(&mut self, ops: &mut [Op], seq: u64, now: u64) -> Result<Vec<Entry>> {
-        let batch = ops.len() > 1;
+    fn append_streamed(
+        &mut self,
+        ops: &mut [Op],
+        seq: u64,
+        now: u64,
+        batch: bool,
+    ) -> Result<Vec<Entry>> {
         let seg = &self.seg;
         let write = |bytes: &[u8], at: u64| {
             seg.write_at(bytes, at)
@@ -248,7 +267,11 @@ impl Writer {
         let mut pos = start;
         let mut outer = None;
         if batch {
-            let h = Header::batch(seq, now, (encoded_len(ops) - HEADER_LEN as u64) as u32);
+            let h = Header::batch(
+                seq,
+                now,
+                (encoded_len(ops, true) - HEADER_LEN as u64) as u32,
+            );
             let hb = h.encode();
             write(&hb, pos)?;
             let mut hasher = crc32fast::Hasher::new();
@@ -258,8 +281,8 @@ impl Writer {
         }
         let mut entries = Vec::with_capacity(ops.len());
         let mut chunk = vec![0u8; CHUNK];
-        for op in ops.iter_mut() {
-            let h = op.header(seq, now, batch);
+        for (i, op) in ops.iter_mut().enumerate() {
+            let h = op.header(record_seq(seq, i, batch), now, batch);
             let rec_start = pos;
             entries.push(entry_for(&h, rec_start));
             let mut head = h.encode().to_vec();
@@ -295,11 +318,24 @@ impl Writer {
     }
 }
 
+/// The sequence number of the `i`th of several ops appended from `seq`:
+/// a batch's records share its number, records of their own have one each.
+fn record_seq(seq: u64, i: usize, batch: bool) -> u64 {
+    match batch {
+        true => seq,
+        false => seq + i as u64,
+    }
+}
+
 pub(super) fn entry_for(h: &Header, offset: u64) -> Entry {
     Entry {
         offset: offset as u32,
         value_len: h.value_len,
-        mtime: h.meta.mtime,
+        // What a scan of the record finds: version 3 keeps no time.
+        mtime: match h.layout {
+            Layout::V3 => 0,
+            Layout::V1 | Layout::V2 => h.meta.mtime,
+        },
         tombstone: h.kind == Kind::Tombstone,
     }
 }

@@ -219,11 +219,19 @@ impl CaskFs {
         }
         // Inodes with no name, and folders that hold names but are
         // reached by none: only the top of each such subtree is linked.
+        // A store a crash left open, looked at read-only (so not swept),
+        // may hold a file's inode whose create or unlink the crash cut in
+        // two: garbage the next open removes (`mark_open`) as it removes
+        // extents, not damage.
+        let crashed = self.opts.read_only && self.store.kv.get(&keys::open_mark())?.is_some();
         let mut unnamed: BTreeMap<u64, FileType> = BTreeMap::new();
         for &ino in records.iter().filter(|i| !orphans.contains(i)) {
             if !reached.contains_key(&ino) {
                 let kind = self.store.inode(ino).ok().flatten().map(|i| i.kind);
-                unnamed.insert(ino, kind.unwrap_or(FileType::Regular));
+                let kind = kind.unwrap_or(FileType::Regular);
+                if !(crashed && kind != FileType::Directory) {
+                    unnamed.insert(ino, kind);
+                }
             }
         }
         for (parent, _, _) in dirs.all() {

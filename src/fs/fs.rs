@@ -545,8 +545,9 @@ impl CaskFs {
     }
 
     /// Marks the store open until `shutdown`; if the last open left the
-    /// mark (it crashed), first deletes the extents and nodes nothing
-    /// reaches: a draft's that never committed, frees that were waiting.
+    /// mark (it crashed), first deletes the extents, nodes and files'
+    /// inodes nothing reaches: a draft's that never committed, frees that
+    /// were waiting, a create or an unlink cut in two.
     /// Not on a shared backend: other hosts' drafts are there too
     /// (`collect_garbage` is its way).
     fn mark_open(&self) -> Result<()> {
@@ -561,9 +562,27 @@ impl CaskFs {
                 let found = self.store.kv.keys(prefix)?;
                 dead.extend(found.into_iter().filter(|k| !reach.contains(k)));
             }
+            // A file created or removed as the crash came, whose name was
+            // not written yet or was already deleted (`Batch::in_order`).
+            // Folders are always written with their names.
+            for k in self.store.kv.keys(keys::inode_prefix())? {
+                if reach.contains(&k) {
+                    continue;
+                }
+                let Some(ino) = keys::inode_of(&k) else {
+                    continue;
+                };
+                if self
+                    .store
+                    .inode(ino)?
+                    .is_some_and(|i| i.kind != FileType::Directory)
+                {
+                    dead.push(k);
+                }
+            }
             if !dead.is_empty() {
                 info!(
-                    "removing {} extents and nodes a crash left unreached",
+                    "removing {} inodes, extents and nodes a crash left unreached",
                     dead.len()
                 );
             }

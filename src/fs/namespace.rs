@@ -19,7 +19,7 @@ use super::fs::{Caller, CaskFs, Opened, Pending};
 use super::handle::OpenMode;
 use super::live::Live;
 use super::page_cache::ReadMode;
-use crate::backend::{Batch, Compare};
+use crate::backend::{Batch, Compare, Op};
 use crate::schema::{Data, Inode, entry, keys};
 use crate::vocab::{FileType, S_IFMT, now_ns};
 
@@ -116,6 +116,16 @@ impl<'a> Records<'a> {
                 None => b.delete(keys::inode(*ino).to_vec()),
             };
         }
+        if b.in_order {
+            // Names go first and come last: a crash in between leaves an
+            // inode no name reaches, which the next open removes.
+            b.ops
+                .sort_by_key(|op| match (op, keys::entry_of(op.key())) {
+                    (Op::Delete { .. }, Some(_)) => 0,
+                    (_, None) => 1,
+                    (Op::Put { .. }, Some(_)) => 2,
+                });
+        }
         // Only the entries are needed for telling own changes apart.
         let own: Batch = Batch {
             ops: b
@@ -125,6 +135,7 @@ impl<'a> Records<'a> {
                 .cloned()
                 .collect(),
             compares: Vec::new(),
+            in_order: false,
         };
         let revision = self.fs.store.kv.write(b)?;
         self.fs.note_own(&own, revision);
@@ -424,6 +435,9 @@ impl CaskFs {
         b.delete(keys::entry(dir, name));
         r.touch(dir, 0, now)?;
         let frees = self.unlink_inode(&mut r, &mut b, e.ino, now)?;
+        // The inode goes with its name (or waits as an orphan): the name
+        // may go first.
+        b.in_order = r.get(e.ino).map_or(true, |i| i.nlink == 0);
         r.write(b)?;
         dirs.remove(dir, name);
         drop(r);
@@ -633,6 +647,8 @@ impl CaskFs {
         let key = keys::entry(p.parent, &p.name);
         b.put(key.clone(), entry::encode(inode.kind, ino))
             .expect(Compare::Absent(key));
+        // A new inode, named last.
+        b.in_order = true;
         r.touch(p.parent, 0, inode.ctime)?;
         r.set(ino, inode);
         r.write(b)?;
