@@ -4,10 +4,11 @@
 # bypass the page cache (`--no-cache-reads`), and the mount contract again
 # on the etcd backend.
 # The etcd backend's tests start etcd clusters of their own, so etcd must
-# be installed (Debian's etcd-server): as root with apt-get this installs
-# it when missing, and stops the system service the package starts (the
-# tests use their own ports). Otherwise those tests skip, saying so, and
-# under CI=true they fail. Arguments go to `cargo test`.
+# be installed (Debian's etcd-server), and the tests of tools on the mount
+# need rsync, git and python3: as root with apt-get this installs what is
+# missing, and stops the system service etcd's package starts (the tests
+# use their own ports). Otherwise those tests skip, saying so, and under
+# CI=true they fail. Arguments go to `cargo test`.
 #
 # FUSE over io_uring (Linux 6.14 and later) is off until root turns on the
 # fuse module's enable_uring parameter: as root this turns it on for the
@@ -22,14 +23,21 @@ if ! command -v cargo >/dev/null 2>&1; then
     echo "test.sh: cargo not found; install Rust from https://rustup.rs" >&2
     exit 1
 fi
-if ! command -v etcd >/dev/null 2>&1 && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
-    echo "test.sh: installing etcd-server for the etcd backend's tests" >&2
+# The tools the tests use that a fresh Debian may lack: command -> package.
+# rsync, git and python3's sqlite3 are what users run on the mount
+# (tests/mount_links.rs); etcd-server runs the etcd backend's clusters.
+missing=()
+for pair in etcd:etcd-server rsync:rsync git:git python3:python3; do
+    command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+done
+if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "test.sh: installing ${missing[*]} for the tests" >&2
     export DEBIAN_FRONTEND=noninteractive
-    apt-get install -y --no-install-recommends etcd-server >/dev/null 2>&1 || {
+    apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
         apt-get update >/dev/null
-        apt-get install -y --no-install-recommends etcd-server >/dev/null
+        apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null
     }
-    if command -v systemctl >/dev/null 2>&1; then
+    if [[ " ${missing[*]} " == *" etcd-server "* ]] && command -v systemctl >/dev/null 2>&1; then
         systemctl disable --now etcd >/dev/null 2>&1 || true
     fi
 fi
@@ -42,7 +50,7 @@ fi
 cargo test --release "$@"
 mount_suites=(--test mount_files --test mount_posix --test mount_tree --test mount_errors
     --test mount_concurrency --test mount_cache --test mount_lifecycle --test mount_faults
-    --test mount_control --test reliability_random_io --test reliability_crash_loop)
+    --test mount_control --test mount_links --test reliability_random_io --test reliability_crash_loop)
 if [ "$(cat "$uring" 2>/dev/null)" = Y ]; then
     # The first pass ran on io_uring; the mount suites once more on
     # /dev/fuse, reading direct (tests that name a read mode keep theirs).
@@ -57,5 +65,5 @@ fi
 # backends. Without etcd the first pass has said so already.
 if command -v etcd >/dev/null 2>&1; then
     CASKFS_TEST_BACKEND=etcd cargo test --release --test mount_files --test mount_posix \
-        --test mount_tree --test mount_errors --test mount_concurrency "$@"
+        --test mount_tree --test mount_errors --test mount_concurrency --test mount_links "$@"
 fi

@@ -202,6 +202,31 @@ fn modes_owners_and_times_are_kept() {
 }
 
 #[test]
+fn a_folders_times_follow_its_names_and_are_stored() {
+    require_fuse!();
+    let mut m = Mount::start(&[]);
+    m.ok("mkdir mnt/d mnt/e && touch -d '2001-01-01' mnt/d mnt/e");
+    let old = "978307200\n978307200\n";
+    assert_eq!(stat(&m, "%Y", "d e"), old);
+    // A create and an unlink show in the folder's times at once.
+    m.ok("echo v > mnt/d/f && echo w > mnt/e/g && rm mnt/e/g");
+    let now = stat(&m, "%Y %Z", "d e");
+    assert!(!now.contains("978307200"), "{now}");
+    // Stored at unmount.
+    m.unmount();
+    m.mount();
+    assert_eq!(stat(&m, "%Y %Z", "d e"), now, "after a remount");
+    // Stored within a second, so a kill -9 after that keeps them.
+    m.ok("touch -d '2002-02-02' mnt/d && echo x > mnt/d/h");
+    let now = stat(&m, "%Y %Z", "d");
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    m.crash();
+    m.mount();
+    assert_eq!(stat(&m, "%Y %Z", "d"), now, "after a crash");
+    assert_eq!(m.ok("cat mnt/d/h"), "x\n");
+}
+
+#[test]
 fn permissions_are_checked_for_other_users() {
     require_fuse!();
     if !is_root() {
