@@ -204,8 +204,12 @@ fn a_value_over_the_maximum_is_refused_and_nothing_is_written() {
     ]) {
         Err(e @ Error::BatchTooLarge { .. }) => {
             let msg = e.to_string();
-            // Two values of 600 bytes, two headers of 47, two keys.
-            assert!(msg.contains("1300") && msg.contains("1000"), "batch: {msg}");
+            // Two values of 600 bytes, two record headers, two keys.
+            let len = 2 * 600 + 2 * caskfs::engine::RECORD_HEADER_LEN + "other".len() + "k".len();
+            assert!(
+                msg.contains(&format!(" {len} bytes")) && msg.contains("1000"),
+                "batch: {msg}"
+            );
         }
         other => panic!("batch of 1200 bytes: expected BatchTooLarge, got {other:?}"),
     }

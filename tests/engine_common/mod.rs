@@ -14,8 +14,11 @@ use std::time::Duration;
 use caskfs::engine::{Options, Store};
 
 pub const SEGMENT_HEADER_LEN: usize = 24;
-/// A version-2 record header (what this build writes).
-pub const RECORD_HEADER_LEN: usize = 47;
+/// A version-3 record header (what this build writes): CRC, seq, flags,
+/// key length, value length.
+pub const RECORD_HEADER_LEN: usize = caskfs::engine::RECORD_HEADER_LEN;
+/// A version-2 record header (segments written before version 3).
+pub const V2_RECORD_HEADER_LEN: usize = 47;
 /// A version-1 record header (segments written before version 2).
 pub const V1_RECORD_HEADER_LEN: usize = 26;
 /// The mode and owner a version-1 record, or a plain `put`, reads as.
@@ -121,7 +124,8 @@ pub fn copy_dir(src: &Path, dst: &Path) {
 }
 
 /// The metadata fields of a record header (for a version-1 put, the
-/// defaults it reads as; zeros but the mtime for a tombstone).
+/// defaults it reads as; for a version-3 put, which holds none, the
+/// defaults at time 0; zeros but the mtime for a tombstone).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RecMeta {
     pub mode: u32,
@@ -189,29 +193,34 @@ struct Parsed {
 /// Parses one record at `off` of a segment of format `version` (not
 /// checking `in_batch`); None when it is not whole and valid.
 fn parse_one(data: &[u8], off: usize, version: u32) -> Option<Parsed> {
-    let head_len = if version == 1 {
-        V1_RECORD_HEADER_LEN
-    } else {
-        RECORD_HEADER_LEN
-    };
+    let head_len = header_len(version);
     let h = data.get(off..off + head_len)?;
     let seq = le_u64(&h[4..]);
-    let mtime = le_u64(&h[12..]);
-    let flags = h[20];
-    let (key_len, value_len, mut meta) = if version == 1 {
-        let meta = RecMeta::default_at(mtime);
-        (h[21] as usize, le_u32(&h[22..]) as usize, meta)
-    } else {
-        let meta = RecMeta {
-            mode: le_u32(&h[27..]),
-            uid: le_u32(&h[31..]),
-            gid: le_u32(&h[35..]),
-            mtime,
-            ctime: le_u64(&h[39..]),
-        };
-        (le_u16(&h[21..]) as usize, le_u32(&h[23..]) as usize, meta)
+    // Version 3: no mtime; flags at 12, key length u16 at 13, value length
+    // u32 at 15.
+    let mtime = if version == 3 { 0 } else { le_u64(&h[12..]) };
+    let flags = if version == 3 { h[12] } else { h[20] };
+    let (key_len, value_len, mut meta) = match version {
+        1 => {
+            let meta = RecMeta::default_at(mtime);
+            (h[21] as usize, le_u32(&h[22..]) as usize, meta)
+        }
+        3 => {
+            let meta = RecMeta::default_at(0);
+            (le_u16(&h[13..]) as usize, le_u32(&h[15..]) as usize, meta)
+        }
+        _ => {
+            let meta = RecMeta {
+                mode: le_u32(&h[27..]),
+                uid: le_u32(&h[31..]),
+                gid: le_u32(&h[35..]),
+                mtime,
+                ctime: le_u64(&h[39..]),
+            };
+            (le_u16(&h[21..]) as usize, le_u32(&h[23..]) as usize, meta)
+        }
     };
-    if flags & 0b11 != KIND_PUT && version == 1 {
+    if flags & 0b11 != KIND_PUT && version != 2 {
         meta = RecMeta {
             mode: 0,
             uid: 0,
@@ -235,20 +244,25 @@ fn parse_one(data: &[u8], off: usize, version: u32) -> Option<Parsed> {
     })
 }
 
+/// The record header length of segments of format `version`.
+fn header_len(version: u32) -> usize {
+    match version {
+        1 => V1_RECORD_HEADER_LEN,
+        2 => V2_RECORD_HEADER_LEN,
+        _ => RECORD_HEADER_LEN,
+    }
+}
+
 /// The format version in a segment file's header.
 pub fn segment_version(data: &[u8]) -> u32 {
     data.get(8..12).map_or(0, le_u32)
 }
 
-/// Decodes a whole segment file (of either format version) up to the first
+/// Decodes a whole segment file (of any format version) up to the first
 /// bad record; returns the records and the offset where decoding stopped.
 pub fn parse_segment(data: &[u8]) -> (Vec<Rec>, usize) {
     let version = segment_version(data);
-    let head_len = if version == 1 {
-        V1_RECORD_HEADER_LEN
-    } else {
-        RECORD_HEADER_LEN
-    };
+    let head_len = header_len(version);
     let mut recs = Vec::new();
     let mut off = SEGMENT_HEADER_LEN;
     while off < data.len() {
@@ -296,31 +310,19 @@ pub fn parse_segment(data: &[u8]) -> (Vec<Rec>, usize) {
     (recs, off)
 }
 
-/// Encodes one version-2 record the way the format describes it, a put
-/// with the default metadata.
+/// Encodes one version-3 record (what this build writes) the way the
+/// format describes it: a put, or a tombstone for `None`.
 pub fn encode_record(seq: u64, key: &[u8], value: Option<&[u8]>) -> Vec<u8> {
-    encode_record_with(seq, key, value, RecMeta::default_at(1_000_000_000))
-}
-
-/// `encode_record` with the given metadata (a tombstone gets only its mtime).
-pub fn encode_record_with(seq: u64, key: &[u8], value: Option<&[u8]>, meta: RecMeta) -> Vec<u8> {
     let value_bytes = value.unwrap_or(b"");
     let mut buf = vec![0u8; RECORD_HEADER_LEN];
     buf[4..12].copy_from_slice(&seq.to_le_bytes());
-    buf[12..20].copy_from_slice(&meta.mtime.to_le_bytes());
-    buf[20] = if value.is_some() {
+    buf[12] = if value.is_some() {
         KIND_PUT
     } else {
         KIND_TOMBSTONE
     };
-    buf[21..23].copy_from_slice(&(key.len() as u16).to_le_bytes());
-    buf[23..27].copy_from_slice(&(value_bytes.len() as u32).to_le_bytes());
-    if value.is_some() {
-        buf[27..31].copy_from_slice(&meta.mode.to_le_bytes());
-        buf[31..35].copy_from_slice(&meta.uid.to_le_bytes());
-        buf[35..39].copy_from_slice(&meta.gid.to_le_bytes());
-        buf[39..47].copy_from_slice(&meta.ctime.to_le_bytes());
-    }
+    buf[13..15].copy_from_slice(&(key.len() as u16).to_le_bytes());
+    buf[15..19].copy_from_slice(&(value_bytes.len() as u32).to_le_bytes());
     buf.extend_from_slice(key);
     buf.extend_from_slice(value_bytes);
     let crc = crc32fast::hash(&buf[4..]);

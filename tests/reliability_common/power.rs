@@ -18,20 +18,22 @@ struct Rec {
     end: usize,
 }
 
-/// The records of a segment file (format version 2), walked by their
-/// headers (47 bytes: CRC, seq, mtime, flags, key length u16 at 21, value
-/// length u32 at 23, mode, uid, gid, ctime).
+/// The records of a segment file (format version 3), walked by their
+/// headers (CRC, seq, flags at 12, key length u16 at 13, value length u32
+/// at 15).
 fn records(data: &[u8]) -> Vec<Rec> {
-    const HEADER: usize = 47;
+    const HEADER: usize = caskfs::engine::RECORD_HEADER_LEN;
+    let version = u32::from_le_bytes(data[8..12].try_into().unwrap());
+    assert_eq!(version, 3, "segment format version");
     let mut out = Vec::new();
     let mut at = 24;
     while at + HEADER <= data.len() {
-        let flags = data[at + 20];
-        let key_len = u16::from_le_bytes(data[at + 21..at + 23].try_into().unwrap()) as usize;
+        let flags = data[at + 12];
+        let key_len = u16::from_le_bytes(data[at + 13..at + 15].try_into().unwrap()) as usize;
         if flags == 0 && key_len == 0 {
             break; // zeros allocated ahead
         }
-        let vlen = u32::from_le_bytes(data[at + 23..at + 27].try_into().unwrap()) as usize;
+        let vlen = u32::from_le_bytes(data[at + 15..at + 19].try_into().unwrap()) as usize;
         let end = at + HEADER + key_len + vlen;
         if end > data.len() {
             break;
