@@ -241,6 +241,7 @@ fn serve(args: &MountOptions, ready: &mut dyn FnMut(&str)) -> Res<()> {
         (e, _) => format!("{source}: {e}"),
     })?;
     drop(kv);
+    give_back_loading_memory();
     let fs = Arc::new(fs);
     fs.follow_remote_changes();
     fs.collect_garbage_in_background();
@@ -427,5 +428,16 @@ fn lazy_unmount(mountpoint: &Path) {
             .args(["-u", "-z", "--"])
             .arg(mountpoint)
             .status();
+    }
+}
+
+/// Loading a store (recovery, the directory map) allocates and frees much
+/// that glibc's heap would otherwise keep for the daemon's lifetime, where
+/// RSS shows it as the daemon's own memory.
+fn give_back_loading_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only returns free heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }
