@@ -1,8 +1,8 @@
 //! Engine benchmark (a plain program, `harness = false`): load N keys with
 //! `put` (spread over `FOLDERS` folders: `123/0123456789ab`), N random
 //! `get`s on one thread and N on each of two threads at once, then reopen with hints and without them (scan),
-//! build the tree of folders and list one, and print a table of medians
-//! over several runs beside the targets of issues 2, 11 and 12.
+//! and print a table of medians over several runs beside the targets of
+//! issues 2, 11 and 12.
 //!
 //!     cargo bench --bench engine -- [--keys N] [--gets N] [--value-size B]
 //!                                   [--runs R] [--dir PATH]
@@ -120,9 +120,8 @@ fn dir_bytes(dir: &Path) -> u64 {
         .unwrap_or(0)
 }
 
-/// Child mode: open the store, then build the tree of folders and list
-/// one; print "secs anon_delta hwm rss_file tree_secs tree_anon_delta
-/// list_secs".
+/// Child mode: open the store and read a few keys; print "secs
+/// anon_delta hwm rss_file".
 fn child_reopen(dir: &Path, keys: u64) {
     let anon_before = status_bytes("RssAnon");
     let t = Instant::now();
@@ -135,22 +134,8 @@ fn child_reopen(dir: &Path, keys: u64) {
         let v = store.get(&key(i)).expect("get").expect("key present");
         assert!(!v.is_empty() || keys == 0);
     }
-    let t = Instant::now();
-    let top = store.list(b"").expect("the top folder");
-    let tree_secs = t.elapsed().as_secs_f64();
-    let tree_anon = status_bytes("RssAnon").saturating_sub(anon_after);
-    assert_eq!(top.len() as u64, FOLDERS.min(keys));
-    let t = Instant::now();
-    let mut listed = 0;
-    for f in 0..FOLDERS {
-        listed += store
-            .list(format!("{f:03}").as_bytes())
-            .map_or(0, |l| l.len());
-    }
-    let list_secs = t.elapsed().as_secs_f64() / FOLDERS as f64;
-    assert_eq!(listed as u64, keys, "every key listed once");
     println!(
-        "{secs} {} {hwm} {file} {tree_secs} {tree_anon} {list_secs}",
+        "{secs} {} {hwm} {file}",
         anon_after.saturating_sub(anon_before)
     );
     drop(store);
@@ -160,9 +145,6 @@ struct Reopen {
     secs: f64,
     anon_delta: u64,
     hwm: u64,
-    tree_secs: f64,
-    tree_anon: u64,
-    list_secs: f64,
 }
 
 fn reopen_in_child(dir: &Path, keys: u64) -> Reopen {
@@ -184,14 +166,11 @@ fn reopen_in_child(dir: &Path, keys: u64) -> Reopen {
         .split_whitespace()
         .filter_map(|s| s.parse().ok())
         .collect();
-    assert_eq!(f.len(), 7, "bad child output: {text}");
+    assert_eq!(f.len(), 4, "bad child output: {text}");
     Reopen {
         secs: f[0],
         anon_delta: f[1] as u64,
         hwm: f[2] as u64,
-        tree_secs: f[4],
-        tree_anon: f[5] as u64,
-        list_secs: f[6],
     }
 }
 
@@ -406,24 +385,6 @@ fn main() {
             "  per key beyond the 16 key bytes",
             format!("{:.1} B", per_key(m(&|r| r.reopen_scan.anon_delta as f64))),
             "<= 64 B",
-        ),
-        (
-            "tree of folders: built at the first listing (s)",
-            format!("{:.3}", m(&|r| r.reopen_hint.tree_secs)),
-            "-",
-        ),
-        (
-            "  its RSS per key (RssAnon delta)",
-            format!(
-                "{:.1} B",
-                m(&|r| r.reopen_hint.tree_anon as f64) / a.keys as f64
-            ),
-            "reported",
-        ),
-        (
-            "list one folder of keys/1000 entries (µs)",
-            format!("{:.1}", m(&|r| r.reopen_hint.list_secs) * 1e6),
-            "-",
         ),
     ];
     println!();

@@ -13,10 +13,10 @@ use std::sync::Arc;
 use log::info;
 
 use crate::backend::{Batch, Kv, Log};
-use crate::engine::{Store, validate_key};
+use crate::engine::Store;
 use crate::fs::{CaskFs, Error, FsOptions, Imported, Owner, Result, StoreState};
 use crate::schema::keys;
-use crate::vocab::{FileType, S_IFMT};
+use crate::vocab::{FileType, MAX_NAME_LEN, MAX_PATH_LEN, S_IFMT};
 
 /// Old keys deleted per batch.
 const CLEAR_BATCH: usize = 1000;
@@ -46,7 +46,7 @@ pub fn carry_over(store: &Arc<Store>) -> Result<()> {
     let old: Vec<Vec<u8>> = store
         .keys()
         .into_iter()
-        .filter(|k| !keys::is_schema_key(k) && validate_key(k).is_ok())
+        .filter(|k| !keys::is_schema_key(k) && is_old_path(k))
         .collect();
     let state = store
         .get(keys::SUPERBLOCK)
@@ -106,6 +106,22 @@ fn copy(store: &Store, fs: &CaskFs, old: &[Vec<u8>]) -> Result<()> {
     Ok(())
 }
 
+/// Whether `key` is a path as the old layout's keys were: components
+/// separated by `/`, each 1 to `MAX_NAME_LEN` bytes without NUL and not
+/// `.` or `..`, `MAX_PATH_LEN` bytes at most in all (what the old engine
+/// let in, so that every key could be a file in the mount).
+fn is_old_path(key: &[u8]) -> bool {
+    !key.is_empty()
+        && key.len() <= MAX_PATH_LEN
+        && key.split(|&b| b == b'/').all(|part| {
+            !part.is_empty()
+                && part.len() <= MAX_NAME_LEN
+                && part != b"."
+                && part != b".."
+                && !part.contains(&0)
+        })
+}
+
 fn ns(t: u64) -> i64 {
     i64::try_from(t).unwrap_or(i64::MAX)
 }
@@ -132,5 +148,42 @@ impl std::io::Read for Pieces {
         buf[..bytes.len()].copy_from_slice(&bytes);
         self.at += bytes.len() as u64;
         Ok(bytes.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_paths() {
+        let name = [b'x'; MAX_NAME_LEN];
+        let longest = vec![&name[..]; 16].join(&b'/');
+        assert_eq!(longest.len(), MAX_PATH_LEN);
+        for good in [
+            &b"a"[..],
+            b"a/b/c",
+            b"a/.hidden/..dots/...",
+            b"\xff",
+            &longest,
+        ] {
+            assert!(is_old_path(good), "{} bytes", good.len());
+        }
+        let too_long_name = [b'x'; MAX_NAME_LEN + 1];
+        let too_long = [&longest[..], b"y"].concat();
+        for bad in [
+            &b""[..],
+            b".",
+            b"..",
+            b"/a",
+            b"a/",
+            b"a//b",
+            b"a/../b",
+            b"a\0b",
+            &too_long_name,
+            &too_long,
+        ] {
+            assert!(!is_old_path(bad), "{bad:?}");
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use caskfs::engine::{CrashPoint, Options, Store};
+use caskfs::engine::{BatchOp, CrashPoint, Options, Store};
 
 fn opts() -> Options {
     Options {
@@ -126,12 +126,15 @@ fn a_merge_keeps_newest_values_and_drops_the_rest() {
         store.delete(format!("key{round}").as_bytes()).unwrap();
         model.remove(format!("key{round}").as_bytes());
     }
-    // A value larger than a segment and a rename (a batch) among the inputs.
+    // A value larger than a segment and a batch (a value moved to another
+    // key) among the inputs.
     let big: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
     store.put(b"big", &big).unwrap();
     model.insert(b"big".to_vec(), big);
-    store.rename(b"key25", b"moved").unwrap();
     let v = model.remove(&b"key25"[..]).unwrap();
+    store
+        .write_batch(&[BatchOp::Delete(b"key25"), BatchOp::Put(b"moved", &v)])
+        .unwrap();
     model.insert(b"moved".to_vec(), v);
     store.roll().unwrap();
     let before = store.stats().unwrap();
@@ -243,15 +246,13 @@ fn random_operations_with_merges_and_reopens_match_a_model() {
                     assert_eq!(r.is_ok(), model.remove(&key).is_some(), "{ctx}: delete");
                 }
                 65..=74 => {
+                    // A batch moving the value (or an empty one) to another key.
                     let to = format!("key{}", rng.below(25)).into_bytes();
-                    let r = store.rename(&key, &to);
-                    match model.remove(&key) {
-                        Some(v) => {
-                            r.unwrap();
-                            model.insert(to, v);
-                        }
-                        None => assert!(r.is_err(), "{ctx}: rename of a missing key"),
-                    }
+                    let v = model.remove(&key).unwrap_or_default();
+                    store
+                        .write_batch(&[BatchOp::Delete(&key), BatchOp::Put(&to, &v)])
+                        .unwrap();
+                    model.insert(to, v);
                 }
                 75..=84 => assert_eq!(
                     store.get(&key).unwrap(),

@@ -9,7 +9,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use caskfs::engine::{Error, Meta, S_IFREG, Store, check};
+use caskfs::engine::{Error, Meta, Store, check};
 use engine_common::{
     Rng, contents, copy_dir, encode_record, hint_path, open, parse_segment, seg_path, segment_ids,
     small_opts, tempdir,
@@ -18,8 +18,7 @@ use engine_common::{
 type State = BTreeMap<Vec<u8>, Vec<u8>>;
 
 /// A closed store with several segments (overwrites and deletes across
-/// them, names and paths, puts with and without metadata); returns its
-/// contents.
+/// them, names and paths); returns its contents.
 fn build(dir: &Path, seed: u64, puts: usize) -> State {
     let mut rng = Rng::new(seed);
     let s = open(dir);
@@ -36,18 +35,7 @@ fn build(dir: &Path, seed: u64, puts: usize) -> State {
         } else {
             let len = rng.below(200) as usize;
             let value = rng.bytes(len);
-            if i % 2 == 0 {
-                s.put(&key, &value).expect("put");
-            } else {
-                let meta = Meta {
-                    mode: S_IFREG | 0o600,
-                    uid: i as u32,
-                    gid: 7,
-                    mtime: 1_000_000_000 * i as u64,
-                    ctime: 2_000_000_000 * i as u64,
-                };
-                s.put_with(&key, &value, &meta).expect("put_with");
-            }
+            s.put(&key, &value).expect("put");
         }
     }
     let state = contents(&s);

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
-use caskfs::engine::{BatchOp, Meta, S_IFDIR, S_IFLNK, S_IFREG, Store, check};
+use caskfs::engine::{BatchOp, Store, check};
 use engine_common::{Rec, RecMeta, Rng, apply, copy_dir, open, parse_segment, seg_path, tempdir};
 
 type State = BTreeMap<Vec<u8>, Vec<u8>>;
@@ -29,15 +29,12 @@ fn k(i: usize) -> Vec<u8> {
     .into_bytes()
 }
 
-/// Metadata other than a plain put's, to be seen intact or not at all.
-fn meta(kind: u32, n: u32) -> Meta {
-    Meta {
-        mode: kind | ((0o7000 + n) % 0o10_000),
-        uid: 1000 + n,
-        gid: 2000 + n,
-        mtime: 1_000_000_000_000 * u64::from(n),
-        ctime: 1_000_000_000_000 * u64::from(n) + 7,
-    }
+/// Moves the value of `from` to `to` in one batch record (a tombstone and
+/// a put).
+fn move_value(s: &Store, from: &[u8], to: &[u8]) {
+    let v = s.get(from).expect("get").expect("a live value to move");
+    s.write_batch(&[BatchOp::Delete(from), BatchOp::Put(to, &v)])
+        .expect("move");
 }
 
 /// Every key the fixture touches, plus one it never does.
@@ -48,40 +45,38 @@ fn universe() -> Vec<Vec<u8>> {
 }
 
 /// Two segments: 1 closed (with its hint), 2 the last one. Each holds
-/// puts, overwrites, tombstones, renames and batches.
+/// puts, overwrites, tombstones and batches.
 fn build_fixture(dir: &Path) {
     let mut rng = Rng::new(99);
     let s = open(dir);
     for i in 0..9 {
         s.put(&k(i), &rng.bytes(20 + i * 13)).expect("put");
     }
-    s.put_with(&k(0), &rng.bytes(25), &meta(S_IFDIR, 1))
-        .expect("put_with");
-    s.put_with(&k(8), &rng.bytes(15), &meta(S_IFLNK, 2))
-        .expect("put_with");
+    s.put(&k(0), &rng.bytes(25)).expect("put");
+    s.put(&k(8), &rng.bytes(15)).expect("put");
     s.put(&k(1), &rng.bytes(40)).expect("overwrite");
     s.delete(&k(2)).expect("delete");
-    s.rename(&k(3), &k(9)).expect("rename to a new name");
-    s.rename(&k(4), &k(5)).expect("rename over a key");
+    move_value(&s, &k(3), &k(9));
+    move_value(&s, &k(4), &k(5));
     let v6 = rng.bytes(33);
     let v10 = rng.bytes(0);
     s.write_batch(&[
         BatchOp::Put(&k(6), &v6),
         BatchOp::Delete(&k(7)),
-        BatchOp::PutWith(&k(10), &v10, meta(S_IFREG, 3)),
+        BatchOp::Put(&k(10), &v10),
     ])
     .expect("batch");
     s.roll().expect("roll");
     s.put(&k(0), &rng.bytes(50)).expect("put");
     s.put(&k(1), &rng.bytes(60)).expect("put");
     s.delete(&k(5)).expect("delete");
-    s.rename(&k(6), &k(11)).expect("rename");
+    move_value(&s, &k(6), &k(11));
     let v12 = rng.bytes(44);
     s.write_batch(&[BatchOp::Put(&k(12), &v12), BatchOp::Delete(&k(2))])
         .expect("batch");
-    s.put_with(&k(13), &rng.bytes(70), &meta(S_IFDIR, 5))
-        .expect("put_with");
-    s.set_meta(&k(8), &meta(S_IFREG, 4)).expect("set_meta");
+    s.put(&k(13), &rng.bytes(70)).expect("put");
+    let v8 = s.get(&k(8)).expect("get").expect("live");
+    s.put(&k(8), &v8).expect("rewrite");
     s.close().expect("close");
 }
 

@@ -4,7 +4,7 @@ mod engine_common;
 
 use std::fs;
 
-use caskfs::engine::{BatchOp, Error, Meta, Options, Store, validate_key};
+use caskfs::engine::{BatchOp, Error, Options, Store};
 use engine_common::{open, seg_path, segment_ids, small_opts, tempdir};
 
 #[test]
@@ -54,32 +54,27 @@ fn invalid_keys_are_refused_and_nothing_is_written() {
     s.put(b"existing", b"v").expect("put");
     let seg = seg_path(d.path(), *segment_ids(d.path()).last().expect("segment"));
     let len = fs::metadata(&seg).expect("stat").len();
-    let long = vec![b'x'; 256];
-    let long_path = vec![&[b'y'; 255][..]; 17].join(&b'/');
-    let bad: [&[u8]; 13] = [
-        b"", b".", b"..", b"/", b"a//b", b"/a", b"a/", b"a/./b", b"a/../b", b"nul\0", b"a/nul\0",
-        &long, &long_path,
-    ];
-    for key in bad {
-        let shown = String::from_utf8_lossy(&key[..key.len().min(10)]).into_owned();
-        assert!(
-            validate_key(key).is_err(),
-            "validate_key accepted {shown:?}"
-        );
+    let too_long = vec![b'x'; 4096];
+    for key in [&b""[..], &too_long] {
         for (what, r) in [
             ("put", s.put(key, b"v")),
             ("put_from", s.put_from(key, 1, &mut &b"v"[..])),
             ("delete", s.delete(key)),
-            ("rename from", s.rename(key, b"existing")),
-            ("rename to", s.rename(b"existing", key)),
             (
                 "batch",
                 s.write_batch(&[BatchOp::Put(b"ok", b"v"), BatchOp::Delete(key)]),
             ),
+            (
+                "batch in order",
+                s.apply_in_order(&[BatchOp::Put(b"ok", b"v"), BatchOp::Put(key, b"v")]),
+            ),
         ] {
             match r {
                 Err(Error::InvalidKey { .. }) => {}
-                other => panic!("{what} of key {shown:?}: expected InvalidKey, got {other:?}"),
+                other => panic!(
+                    "{what} of {} bytes: expected InvalidKey, got {other:?}",
+                    key.len()
+                ),
             }
         }
         let msg = s.put(key, b"v").expect_err("refused").to_string();
@@ -91,72 +86,36 @@ fn invalid_keys_are_refused_and_nothing_is_written() {
         "bytes were written"
     );
     assert_eq!(s.keys(), vec![b"existing".to_vec()]);
-
-    let max = vec![b'k'; 255];
-    s.put(&max, b"longest name").expect("a 255-byte key works");
-    s.rename(&max, b"short").expect("rename");
-    s.rename(b"short", &max).expect("rename back");
-    let deepest = vec![&[b'p'; 255][..]; 16].join(&b'/');
-    assert_eq!(deepest.len(), 4095);
-    s.put(&deepest, b"longest path")
-        .expect("a 4095-byte key works");
-    s.put(b"a/b/c", b"short path").expect("a path key works");
-    s.rename(b"a/b/c", b"a/b/d").expect("rename of a path");
     s.close().expect("close");
-    let s = open(d.path());
-    assert_eq!(s.get(&max).expect("get"), Some(b"longest name".to_vec()));
-    assert_eq!(
-        s.get(&deepest).expect("get"),
-        Some(b"longest path".to_vec())
-    );
-    assert_eq!(s.get(b"a/b/d").expect("get"), Some(b"short path".to_vec()));
-    assert_eq!(s.get(b"a/b/c").expect("get"), None);
 }
 
+/// Keys are bytes, not paths: whatever a path could not be is a key.
 #[test]
-fn a_mode_that_cannot_be_stored_is_refused_and_nothing_is_written() {
+fn any_bytes_of_1_to_4095_are_a_key() {
     let d = tempdir();
     let s = open(d.path());
-    s.put(b"k", b"v").expect("put");
-    let seg = seg_path(d.path(), *segment_ids(d.path()).last().expect("segment"));
-    let len = fs::metadata(&seg).expect("stat").len();
-    for mode in [
-        0o644,
-        0o010_644,
-        0o020_644,
-        0o140_644,
-        0o100_644 | 0o1_000_000,
-    ] {
-        let meta = Meta {
-            mode,
-            ..Meta::file(1)
-        };
-        for (what, r) in [
-            ("put_with", s.put_with(b"k", b"v", &meta)),
-            (
-                "put_from_with",
-                s.put_from_with(b"k", 1, &mut &b"v"[..], &meta),
-            ),
-            ("set_meta", s.set_meta(b"k", &meta)),
-            (
-                "batch",
-                s.write_batch(&[
-                    BatchOp::Put(b"ok", b"v"),
-                    BatchOp::PutWith(b"k", b"v", meta),
-                ]),
-            ),
-        ] {
-            match r {
-                Err(Error::InvalidMeta { .. }) => {}
-                other => panic!("{what} with mode {mode:o}: expected InvalidMeta, got {other:?}"),
-            }
-        }
+    let longest = vec![b'/'; 4095];
+    let keys: [&[u8]; 9] = [
+        b".",
+        b"..",
+        b"/",
+        b"a//b",
+        b"/a/",
+        b"nul\0",
+        b"\xff\xfe",
+        &[b'x'; 256],
+        &longest,
+    ];
+    for (i, key) in keys.iter().enumerate() {
+        s.put(key, format!("value {i}").as_bytes()).expect("put");
     }
-    assert_eq!(
-        fs::metadata(&seg).expect("stat").len(),
-        len,
-        "bytes were written"
-    );
+    s.delete(b"..").expect("delete");
+    s.close().expect("close");
+    let s = open(d.path());
+    for (i, key) in keys.iter().enumerate() {
+        let want = (*key != b"..").then(|| format!("value {i}").into_bytes());
+        assert_eq!(s.get(key).expect("get"), want, "key of {} bytes", key.len());
+    }
 }
 
 #[test]

@@ -12,80 +12,52 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use caskfs::engine::{
-    BatchOp, DEFAULT_MODE, Error, Meta, OWNER_UNSET, Options, S_IFDIR, S_IFLNK, S_IFREG, Store,
-};
+use caskfs::engine::{BatchOp, Error, MAX_KEY_LEN, Options, Store};
 use engine_common::{Rng, small_opts, tempdir};
 
 const LARGE_MIN: usize = (1 << 20) + 1;
 
 #[derive(Clone, Debug)]
 enum Op {
+    /// put (or put_from, by step) of this many bytes.
     Put(usize, usize),
-    /// put_with (or put_from_with, by step) of this metadata.
-    PutWith(usize, usize, Meta),
     PutLarge(usize, usize),
     /// put_from whose reader fails after `fail_at` of `len` bytes.
     PutFailing(usize, usize, usize),
     Read(usize, u64, usize),
     Delete(usize),
-    Rename(usize, usize),
-    Batch(Vec<(usize, Option<BatchPut>)>),
-    SetMeta(usize, Meta),
+    /// A batch of puts (of this many bytes) and deletes (`None`), as one
+    /// record (`write_batch`) or as records of their own in order
+    /// (`apply_in_order`, when `in_order`).
+    Batch {
+        items: Vec<(usize, Option<usize>)>,
+        in_order: bool,
+    },
     BadKey(usize),
     Roll,
     Reopen,
     CrashReopen,
 }
 
-/// A put in a batch (a delete when absent): its length, and metadata
-/// unless the default.
-type BatchPut = (usize, Option<Meta>);
-
-/// The key space: mostly short names, plus awkward but valid ones, paths
-/// among them.
+/// The key space: short names, and keys no path could be (keys are any
+/// bytes): slashes, dots, NUL, non-UTF-8, a name past 255 bytes, and the
+/// longest key.
 fn key_space() -> Vec<Vec<u8>> {
     let mut keys: Vec<Vec<u8>> = (0..17).map(|i| format!("k{i:02}").into_bytes()).collect();
-    keys.push(vec![b'L'; 255]);
+    keys.push(vec![b'L'; 256]);
     keys.push(b"\xff\xfe not utf-8".to_vec());
     keys.push(b"with space and .dots.".to_vec());
     keys.push(b"a/b/c".to_vec());
-    keys.push(b"a/b/d".to_vec());
-    keys.push(b"dir/sub/k00".to_vec());
-    keys.push([&b"long/"[..], &[b'M'; 255], b"/", &[b'N'; 255], b"/end"].concat());
+    keys.push(b"a//b/".to_vec());
+    keys.push(b"..".to_vec());
+    keys.push(b"nul\0byte".to_vec());
+    keys.push(vec![b'M'; MAX_KEY_LEN]);
     keys
 }
 
-const BAD_KEYS: [&[u8]; 10] = [
-    b"",
-    b".",
-    b"..",
-    b"a//b",
-    b"/a",
-    b"a/",
-    b"a/./b",
-    b"a/../b",
-    b"nul\0byte",
-    &[b'x'; 256],
-];
-
-/// Metadata as a filesystem might set it: any of the three file types,
-/// any permission bits, owners from root to unset, times from 2001 on.
-fn gen_meta(rng: &mut Rng) -> Meta {
-    let kind = [S_IFREG, S_IFDIR, S_IFLNK][rng.below(3) as usize];
-    let owner = |rng: &mut Rng| match rng.below(4) {
-        0 => 0,
-        1 => 1000,
-        2 => OWNER_UNSET,
-        _ => rng.next_u64() as u32,
-    };
-    Meta {
-        mode: kind | rng.below(0o10_000) as u32,
-        uid: owner(rng),
-        gid: owner(rng),
-        mtime: 1_000_000_000 + rng.below(1 << 40),
-        ctime: 1_000_000_000 + rng.below(1 << 40),
-    }
+/// The only keys refused: empty, and longer than `MAX_KEY_LEN`.
+fn bad_keys() -> [Vec<u8>; 2] {
+    [Vec::new(), vec![b'x'; MAX_KEY_LEN + 1]]
 }
 
 fn gen_op(rng: &mut Rng, nkeys: usize) -> Op {
@@ -98,8 +70,7 @@ fn gen_op(rng: &mut Rng, nkeys: usize) -> Op {
         }
     };
     match rng.below(1000) {
-        0..=339 => Op::Put(k(rng), small_len(rng)),
-        340..=399 => Op::PutWith(k(rng), small_len(rng), gen_meta(rng)),
+        0..=399 => Op::Put(k(rng), small_len(rng)),
         400..=404 => Op::PutLarge(k(rng), LARGE_MIN + rng.below(300_000) as usize),
         405..=409 => {
             let len = if rng.chance(1, 2) {
@@ -110,25 +81,21 @@ fn gen_op(rng: &mut Rng, nkeys: usize) -> Op {
             Op::PutFailing(k(rng), len, rng.below(len as u64) as usize)
         }
         410..=509 => Op::Read(k(rng), rng.below(320), rng.below(200) as usize),
-        510..=639 => Op::Delete(k(rng)),
-        640..=739 => Op::Rename(k(rng), k(rng)),
-        740..=839 => {
+        510..=659 => Op::Delete(k(rng)),
+        660..=869 => {
             let n = 1 + rng.below(4) as usize;
-            Op::Batch(
-                (0..n)
-                    .map(|_| {
-                        let key = k(rng);
-                        let v = (!rng.chance(1, 3)).then(|| {
-                            let meta = rng.chance(1, 3).then(|| gen_meta(rng));
-                            (small_len(rng), meta)
-                        });
-                        (key, v)
-                    })
-                    .collect(),
-            )
+            let items = (0..n)
+                .map(|_| {
+                    let key = k(rng);
+                    (key, (!rng.chance(1, 3)).then(|| small_len(rng)))
+                })
+                .collect();
+            Op::Batch {
+                items,
+                in_order: rng.chance(1, 3),
+            }
         }
-        840..=869 => Op::SetMeta(k(rng), gen_meta(rng)),
-        870..=889 => Op::BadKey(rng.below(BAD_KEYS.len() as u64) as usize),
+        870..=889 => Op::BadKey(rng.below(2) as usize),
         890..=949 => Op::Roll,
         950..=979 => Op::Reopen,
         _ => Op::CrashReopen,
@@ -163,76 +130,7 @@ impl Read for FailingReader<'_> {
     }
 }
 
-/// What a key's metadata must be.
-#[derive(Clone, Copy, Debug)]
-struct Expect {
-    mode: u32,
-    uid: u32,
-    gid: u32,
-    /// Exact when given by the caller; `None` when the store's clock set it.
-    mtime: Option<u64>,
-    ctime: Ctime,
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Ctime {
-    Exact(u64),
-    /// A plain put: changed when modified.
-    SameAsMtime,
-    /// Set by the store's clock at a rename.
-    Unknown,
-}
-
-impl Expect {
-    /// A plain put's.
-    fn default() -> Expect {
-        Expect {
-            mode: DEFAULT_MODE,
-            uid: OWNER_UNSET,
-            gid: OWNER_UNSET,
-            mtime: None,
-            ctime: Ctime::SameAsMtime,
-        }
-    }
-
-    fn exactly(m: &Meta) -> Expect {
-        Expect {
-            mode: m.mode,
-            uid: m.uid,
-            gid: m.gid,
-            mtime: Some(m.mtime),
-            ctime: Ctime::Exact(m.ctime),
-        }
-    }
-
-    /// What a problem with `got`, if any.
-    fn mismatch(&self, got: &caskfs::engine::Metadata) -> Option<String> {
-        let ns = |t: SystemTime| {
-            t.duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_nanos() as u64)
-        };
-        let (mtime, ctime) = (ns(got.mtime), ns(got.ctime));
-        let ctime_ok = match self.ctime {
-            Ctime::Exact(c) => ctime == c,
-            Ctime::SameAsMtime => ctime == mtime,
-            Ctime::Unknown => true,
-        };
-        let ok = got.mode == self.mode
-            && got.uid == self.uid
-            && got.gid == self.gid
-            && self.mtime.is_none_or(|m| m == mtime)
-            && ctime_ok;
-        (!ok).then(|| {
-            format!(
-                "metadata mode {:o} uid {} gid {} mtime {mtime} ctime {ctime}, expected {self:?}",
-                got.mode, got.uid, got.gid
-            )
-        })
-    }
-}
-
-/// Each key's value and what its metadata must be.
-type Model = BTreeMap<Vec<u8>, (Vec<u8>, Expect)>;
+type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
 struct Harness {
     opts: Options,
@@ -286,52 +184,23 @@ impl Harness {
             Op::Put(k, len) => {
                 let v = value_for(&mut self.rng, step, len);
                 let key = self.keys[k].clone();
-                self.store()
-                    .put(&key, &v)
-                    .map_err(|e| format!("put: {e}"))?;
-                self.model.insert(key, (v, Expect::default()));
-            }
-            Op::PutWith(k, len, meta) => {
-                let v = value_for(&mut self.rng, step, len);
-                let key = self.keys[k].clone();
                 let r = if step.is_multiple_of(2) {
-                    self.store().put_with(&key, &v, &meta)
+                    self.store().put(&key, &v)
                 } else {
-                    self.store()
-                        .put_from_with(&key, len as u64, &mut &v[..], &meta)
+                    self.store().put_from(&key, len as u64, &mut &v[..])
                 };
-                r.map_err(|e| format!("put_with: {e}"))?;
-                self.model.insert(key, (v, Expect::exactly(&meta)));
+                r.map_err(|e| format!("put: {e}"))?;
+                self.model.insert(key, v);
             }
             Op::PutLarge(k, len) => {
                 let v = value_for(&mut self.rng, step, len);
                 let key = self.keys[k].clone();
-                match step % 3 {
-                    0 => self
-                        .store()
-                        .put_from(&key, len as u64, &mut &v[..])
-                        .map_err(|e| format!("put_from: {e}"))?,
-                    1 => self
-                        .store()
-                        .put(&key, &v)
-                        .map_err(|e| format!("put large: {e}"))?,
-                    // Adopted whole: larger than half a segment.
-                    _ => {
-                        let mut s = self
-                            .store()
-                            .stage(key.len())
-                            .map_err(|e| format!("stage: {e}"))?;
-                        for (i, piece) in v.chunks(65536).enumerate() {
-                            s.write_at(i as u64 * 65536, piece)
-                                .map_err(|e| format!("staged write: {e}"))?;
-                        }
-                        let meta = Meta::file(caskfs::engine::to_ns(SystemTime::now()));
-                        self.store()
-                            .put_staged(&key, s, &meta)
-                            .map_err(|e| format!("put_staged: {e}"))?;
-                    }
-                }
-                self.model.insert(key, (v, Expect::default()));
+                let r = match step % 2 {
+                    0 => self.store().put_from(&key, len as u64, &mut &v[..]),
+                    _ => self.store().put(&key, &v),
+                };
+                r.map_err(|e| format!("put large: {e}"))?;
+                self.model.insert(key, v);
             }
             Op::PutFailing(k, len, fail_at) => {
                 let v = value_for(&mut self.rng, step, len);
@@ -348,7 +217,7 @@ impl Harness {
             Op::Read(k, off, len) => {
                 let got = self.store().read(&self.keys[k], off, len);
                 match (self.model.get(&self.keys[k]), got) {
-                    (Some((v, _)), Ok(got)) => {
+                    (Some(v), Ok(got)) => {
                         let from = (off as usize).min(v.len());
                         let to = (from + len).min(v.len());
                         if got != v[from..to] {
@@ -371,83 +240,45 @@ impl Harness {
                     expect_not_found(r, "delete of an absent key")?;
                 }
             }
-            Op::Rename(a, b) => {
-                let r = self.store().rename(&self.keys[a], &self.keys[b]);
-                match self.model.get(&self.keys[a]).cloned() {
-                    None => expect_not_found(r, "rename of an absent key")?,
-                    Some((value, expect)) => {
-                        r.map_err(|e| format!("rename: {e}"))?;
-                        if a != b {
-                            self.model.remove(&self.keys[a]);
-                            // Everything moves with the value but its ctime,
-                            // which is the rename's; a plain put's mtime was
-                            // its ctime, and is kept.
-                            let moved = Expect {
-                                ctime: Ctime::Unknown,
-                                ..expect
-                            };
-                            self.model.insert(self.keys[b].clone(), (value, moved));
-                        }
-                    }
-                }
-            }
-            Op::Batch(ref items) => {
+            Op::Batch {
+                ref items,
+                in_order,
+            } => {
                 let values: Vec<Option<Vec<u8>>> = items
                     .iter()
-                    .map(|(_, put)| put.map(|(l, _)| value_for(&mut self.rng, step, l)))
+                    .map(|(_, put)| put.map(|l| value_for(&mut self.rng, step, l)))
                     .collect();
                 let batch: Vec<BatchOp> = items
                     .iter()
                     .zip(&values)
-                    .map(|((k, put), v)| match (v, put) {
-                        (Some(v), Some((_, Some(meta)))) => {
-                            BatchOp::PutWith(&self.keys[*k], v, *meta)
-                        }
-                        (Some(v), _) => BatchOp::Put(&self.keys[*k], v),
-                        (None, _) => BatchOp::Delete(&self.keys[*k]),
+                    .map(|((k, _), v)| match v {
+                        Some(v) => BatchOp::Put(&self.keys[*k], v),
+                        None => BatchOp::Delete(&self.keys[*k]),
                     })
                     .collect();
-                self.store()
-                    .write_batch(&batch)
-                    .map_err(|e| format!("write_batch: {e}"))?;
-                for ((k, put), v) in items.iter().zip(values) {
-                    let expect = match put {
-                        Some((_, Some(meta))) => Expect::exactly(meta),
-                        _ => Expect::default(),
-                    };
+                match in_order {
+                    false => self.store().write_batch(&batch),
+                    true => self.store().apply_in_order(&batch),
+                }
+                .map_err(|e| format!("batch: {e}"))?;
+                for ((k, _), v) in items.iter().zip(values) {
                     match v {
-                        Some(v) => self.model.insert(self.keys[*k].clone(), (v, expect)),
+                        Some(v) => self.model.insert(self.keys[*k].clone(), v),
                         None => self.model.remove(&self.keys[*k]),
                     };
                 }
             }
-            Op::SetMeta(k, meta) => {
-                let r = self.store().set_meta(&self.keys[k], &meta);
-                match self.model.get_mut(&self.keys[k]) {
-                    None => expect_not_found(r, "set_meta of an absent key")?,
-                    Some(entry) => {
-                        r.map_err(|e| format!("set_meta: {e}"))?;
-                        entry.1 = Expect::exactly(&meta);
-                    }
-                }
-            }
             Op::BadKey(i) => {
-                let bad = BAD_KEYS[i];
+                let bad = &bad_keys()[i];
                 match self.store().put(bad, b"v") {
                     Err(Error::InvalidKey { .. }) => {}
-                    other => return Err(format!("put of bad key {bad:?}: {other:?}")),
+                    other => return Err(format!("put of a bad key: {other:?}")),
                 }
-                let no_type = Meta {
-                    mode: 0o644,
-                    ..Meta::file(1)
-                };
-                match self.store().put_with(&self.keys[0], b"v", &no_type) {
-                    Err(Error::InvalidMeta { .. }) => {}
-                    other => return Err(format!("put_with of mode 644: {other:?}")),
-                }
-                match self.store().rename(&self.keys[0], bad) {
+                // Nothing of a batch with a bad key is written.
+                let batch = [BatchOp::Put(&self.keys[0], b"v"), BatchOp::Delete(bad)];
+                match self.store().write_batch(&batch) {
                     Err(Error::InvalidKey { .. }) => {}
-                    other => return Err(format!("rename to bad key {bad:?}: {other:?}")),
+                    other => return Err(format!("batch with a bad key: {other:?}")),
                 }
             }
             Op::Roll => self.store().roll().map_err(|e| format!("roll: {e}"))?,
@@ -457,7 +288,8 @@ impl Harness {
         Ok(())
     }
 
-    /// Compares the store with the model: keys(), metadata and get of every key.
+    /// Compares the store with the model: keys(), and the value and its
+    /// length (as `metadata` has it) of every key.
     fn compare(&self) -> Result<(), String> {
         let store = self.store();
         let listed = store.keys();
@@ -479,7 +311,7 @@ impl Harness {
                 .map_err(|e| format!("get {:?}: {e}", show_one(key)))?;
             match (want, meta, got) {
                 (None, None, None) => {}
-                (Some((v, expect)), Some(m), Some(g)) => {
+                (Some(v), Some(m), Some(g)) => {
                     if m.len != v.len() as u64 {
                         return Err(format!(
                             "metadata({:?}).len = {}, model {}",
@@ -497,9 +329,6 @@ impl Harness {
                             v.len(),
                             show_one(&v[..v.len().min(12)])
                         ));
-                    }
-                    if let Some(why) = expect.mismatch(&m) {
-                        return Err(format!("{:?}: {why}", show_one(key)));
                     }
                 }
                 (want, meta, got) => {
@@ -647,41 +476,6 @@ fn replay() {
 
 // Named regressions: fixed op sequences for behaviour the random runs hit.
 
-/// A rename whose source lives in the active segment, when the rename
-/// record itself makes the segment roll: the value is copied from a
-/// segment that has just been closed.
-#[test]
-fn regression_rename_across_a_roll() {
-    let mut ops: Vec<Op> = (0..13).map(|i| Op::Put(i % 3, 290)).collect();
-    ops.push(Op::Rename(0, 5));
-    ops.push(Op::Rename(5, 0));
-    ops.push(Op::Reopen);
-    run(11, 0, Some(&ops));
-}
-
-/// A large value renamed (a streamed batch record) and its metadata carried.
-#[test]
-fn regression_large_rename_keeps_value_and_mtime() {
-    let meta = Meta {
-        mode: S_IFLNK | 0o777,
-        uid: 7,
-        gid: 8,
-        mtime: 1_234_567_890_123,
-        ctime: 1_234_567_890_999,
-    };
-    let ops = vec![
-        Op::PutLarge(1, LARGE_MIN + 77),
-        Op::SetMeta(1, meta),
-        Op::Rename(1, 2),
-        Op::Read(2, (1 << 20) - 3, 100),
-        Op::CrashReopen,
-        Op::Rename(2, 2),
-        Op::Roll,
-        Op::Reopen,
-    ];
-    run(12, 0, Some(&ops));
-}
-
 /// A streamed put whose reader fails part-way: the half-written record must
 /// be cut back, so the next records and the next open are unaffected.
 #[test]
@@ -699,35 +493,24 @@ fn regression_failed_streamed_put_is_cut_back() {
 }
 
 /// A batch that puts and deletes the same key: the last change wins, in
-/// memory and after a scan of the segment.
+/// memory and after a scan of the segment, as one record and in order.
 #[test]
 fn regression_batch_with_repeated_key() {
     let ops = vec![
-        Op::Batch(vec![(0, Some((5, None))), (0, None)]),
-        Op::Batch(vec![(1, None), (1, Some((7, Some(Meta::file(5)))))]),
+        Op::Batch {
+            items: vec![(0, Some(5)), (0, None)],
+            in_order: false,
+        },
+        Op::Batch {
+            items: vec![(1, None), (1, Some(7))],
+            in_order: false,
+        },
+        Op::Batch {
+            items: vec![(2, Some(5)), (2, None), (3, None), (3, Some(9))],
+            in_order: true,
+        },
         Op::Roll,
         Op::CrashReopen,
     ];
     run(14, 0, Some(&ops));
-}
-
-/// Renames between keys of different lengths copy the value record to
-/// record: the source record must be read with the source key's length
-/// (found and fixed with compaction's commit; kept here for small and
-/// streamed values).
-#[test]
-fn regression_rename_between_keys_of_different_lengths() {
-    let ops = vec![
-        Op::Put(17, 200),
-        Op::Rename(17, 0),
-        Op::Rename(0, 19),
-        Op::PutLarge(18, LARGE_MIN + 5),
-        Op::Rename(18, 1),
-        Op::Rename(1, 17),
-        Op::Read(17, 1 << 20, 10),
-        Op::Roll,
-        Op::Rename(17, 2),
-        Op::CrashReopen,
-    ];
-    run(15, 0, Some(&ops));
 }

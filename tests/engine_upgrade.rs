@@ -1,8 +1,11 @@
-//! A data directory written before format version 2 (the fixture in
-//! `tests/fixtures/v1-store`, described in `tests/fixtures/README.md`)
-//! opens and reads as it did, with the metadata a version-1 record stands
-//! for; new writes go into version-2 segments beside the old ones; a merge
-//! rewrites everything as version 2; `check` is clean at every step.
+//! Data directories written before format version 3, whose records carry
+//! a file's mode, owner and times (the fixtures in `tests/fixtures/`,
+//! described in `tests/fixtures/README.md`): they open and read as they
+//! did, metadata included; new writes go into version-3 segments beside
+//! the old ones; merges keep the old records' metadata in version-2
+//! output until the store says it is carried over
+//! (`Store::metadata_carried_over`), and write version 3 from then on;
+//! `check` is clean at every step.
 
 mod engine_common;
 
@@ -12,15 +15,15 @@ use std::path::Path;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use caskfs::engine::{
-    BatchOp, DEFAULT_MODE, Meta, Metadata, OWNER_UNSET, Options, S_IFDIR, S_IFLNK, S_IFREG, Store,
-    check,
+    BatchOp, Meta, OWNER_UNSET, Options, S_IFDIR, S_IFLNK, S_IFREG, Store, check,
 };
 use engine_common::{
-    RecMeta, contents, copy_dir, hint_path, parse_segment, seg_path, segment_ids, segment_version,
-    small_opts, tempdir,
+    RecMeta, contents, copy_dir, hint_path, parse_segment, seg_path, segment_ids, small_opts,
+    tempdir,
 };
 
 const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v1-store");
+const V2_FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/v2-store");
 
 const UNICODE_KEY: &str = "with space \u{e9}t\u{e9} \u{1f600}";
 
@@ -46,53 +49,68 @@ fn ns(t: SystemTime) -> u64 {
         .unwrap_or(0)
 }
 
-/// What a key's metadata must be.
-#[derive(Clone, Copy, Debug)]
-enum Expect {
-    /// A version-1 record (or a plain put): default mode and owner, and
-    /// ctime equal to this mtime.
-    Default(u64),
-    Exactly(Meta),
-    /// Renamed: all kept but the ctime, which is the rename's.
-    Moved(Meta),
-}
+/// What a version-3 record's metadata reads as: it stores none.
+const NONE: Meta = Meta::file(0);
 
-fn assert_meta(key: &[u8], m: &Metadata, want: Expect, what: &str) {
-    let name = String::from_utf8_lossy(key);
-    let got = m.meta();
-    match want {
-        Expect::Default(mtime) => assert_eq!(got, Meta::file(mtime), "{what}: {name}"),
-        Expect::Exactly(meta) => assert_eq!(got, meta, "{what}: {name}"),
-        Expect::Moved(meta) => {
-            assert_eq!(
-                Meta {
-                    ctime: meta.ctime,
-                    ..got
-                },
-                meta,
-                "{what}: {name}"
-            );
-            assert!(got.ctime > meta.ctime, "{what}: {name}: ctime not moved on");
-        }
-    }
-}
+/// Each key's value and the metadata it must read as.
+type Want = BTreeMap<Vec<u8>, (Vec<u8>, Meta)>;
 
 /// Every key reads back its value, and its metadata as expected, through
 /// `metadata` and through a pinned `Value`.
-fn verify(s: &Store, want: &BTreeMap<Vec<u8>, (Vec<u8>, Expect)>, what: &str) {
+fn verify(s: &Store, want: &Want, what: &str) {
     let values: BTreeMap<Vec<u8>, Vec<u8>> = want
         .iter()
         .map(|(k, (v, _))| (k.clone(), v.clone()))
         .collect();
     assert_eq!(contents(s), values, "{what}: contents");
-    for (key, (value, expect)) in want {
+    for (key, (value, meta)) in want {
+        let name = String::from_utf8_lossy(key);
         let m = s.metadata(key).expect("metadata").expect("live key");
-        assert_eq!(m.len, value.len() as u64, "{what}: length");
-        assert_meta(key, &m, *expect, what);
+        assert_eq!(m.len, value.len() as u64, "{what}: {name}: length");
+        assert_eq!(m.meta(), *meta, "{what}: {name}: metadata");
         let pinned = s.value(key).expect("value").expect("live key");
-        assert_eq!(pinned.metadata(), m, "{what}: a pinned value's metadata");
+        assert_eq!(
+            pinned.metadata(),
+            m,
+            "{what}: {name}: a pinned value's metadata"
+        );
         assert_eq!(pinned.read(0, value.len() + 1).expect("read"), *value);
     }
+}
+
+/// Every key's value and metadata as `s` has them now.
+fn snapshot(s: &Store) -> Want {
+    contents(s)
+        .into_iter()
+        .map(|(k, v)| {
+            let m = s.metadata(&k).expect("metadata").expect("live key");
+            (k, (v, m.meta()))
+        })
+        .collect()
+}
+
+/// `want` as it reads once nothing keeps metadata any more.
+fn without_metadata(want: &Want) -> Want {
+    want.iter()
+        .map(|(k, (v, _))| (k.clone(), (v.clone(), NONE)))
+        .collect()
+}
+
+/// Moves the value of `from` to `to` in one batch (what a rename was).
+fn move_value(s: &Store, want: &mut Want, from: &[u8], to: &[u8]) {
+    let (value, meta) = want.remove(from).expect("a live key to move");
+    s.write_batch(&[BatchOp::Delete(from), BatchOp::Put(to, &value)])
+        .expect("batch");
+    // The value moves, its metadata does not: a new record has none.
+    assert_ne!(meta, NONE, "an old record's metadata");
+    want.insert(to.to_vec(), (value, NONE));
+}
+
+/// The format version in the header of a segment or hint file (bytes 8
+/// to 12, after the magic number).
+fn file_version(path: &Path) -> u32 {
+    let bytes = fs::read(path).expect("read");
+    u32::from_le_bytes(bytes[8..12].try_into().expect("a header"))
 }
 
 fn assert_check_clean(dir: &Path, what: &str) {
@@ -100,17 +118,31 @@ fn assert_check_clean(dir: &Path, what: &str) {
     assert!(report.is_clean(), "{what}: check found damage:\n{report}");
 }
 
+/// After a merge that keeps metadata: the active segment is version 3,
+/// the merge's outputs (by id after it, whose order is the MANIFEST's)
+/// version 2.
+fn assert_merged_beside_the_active(segs: &[u32]) {
+    let current = segs.iter().filter(|&&v| v == 3).count();
+    let legacy = segs.iter().filter(|&&v| v == 2).count();
+    assert_eq!(
+        (current, legacy),
+        (1, segs.len() - 1),
+        "segment versions {segs:?}"
+    );
+}
+
 /// The format versions in the headers of the segment files and hint files.
 fn versions(dir: &Path) -> (Vec<u32>, Vec<u32>) {
     let ids = segment_ids(dir);
     let segs = ids
         .iter()
-        .map(|&id| segment_version(&fs::read(seg_path(dir, id)).expect("segment")))
+        .map(|&id| file_version(&seg_path(dir, id)))
         .collect();
     let hints = ids
         .iter()
-        .filter_map(|&id| fs::read(hint_path(dir, id)).ok())
-        .map(|h| segment_version(&h))
+        .map(|&id| hint_path(dir, id))
+        .filter(|p| p.exists())
+        .map(|p| file_version(&p))
         .collect();
     (segs, hints)
 }
@@ -158,7 +190,7 @@ fn opening_read_only_changes_nothing() {
 }
 
 #[test]
-fn a_version_1_store_reads_takes_version_2_writes_and_is_merged_into_version_2() {
+fn a_version_1_store_reads_takes_version_3_writes_and_merges_keep_its_metadata() {
     let tmp = tempdir();
     let dir = tmp.path().join("data");
     copy_dir(Path::new(FIXTURE), &dir);
@@ -166,7 +198,7 @@ fn a_version_1_store_reads_takes_version_2_writes_and_is_merged_into_version_2()
 
     // 1. It opens; every key reads back with the version-1 defaults.
     let s = Store::open(&dir, small_opts()).expect("open the fixture");
-    let mut want: BTreeMap<Vec<u8>, (Vec<u8>, Expect)> = BTreeMap::new();
+    let mut want = Want::new();
     for (key, value) in fixture_contents() {
         let m = s.metadata(&key).expect("metadata").expect("live key");
         assert_eq!(m.mode, S_IFREG | 0o644);
@@ -177,77 +209,39 @@ fn a_version_1_store_reads_takes_version_2_writes_and_is_merged_into_version_2()
             "mtime {:?}",
             m.mtime
         );
-        want.insert(key, (value, Expect::Default(ns(m.mtime))));
+        want.insert(key, (value, Meta::file(ns(m.mtime))));
     }
     verify(&s, &want, "opened");
     for gone in [&b"gone"[..], b"old-name"] {
         assert_eq!(s.get(gone).expect("get"), None);
     }
 
-    // 2. New writes, with paths and metadata, go to a new version-2 segment.
-    let link = Meta {
-        mode: S_IFLNK | 0o777,
-        uid: 1000,
-        gid: 100,
-        mtime: 1_600_000_000_123_456_789,
-        ctime: 1_600_000_001_000_000_000,
-    };
-    let folder = Meta {
-        mode: S_IFDIR | 0o1755,
-        uid: 0,
-        gid: 0,
-        mtime: 1_500_000_000_000_000_000,
-        ctime: 1_500_000_000_000_000_001,
-    };
-    s.put_with(b"a/b/c", b"target/of/link", &link)
-        .expect("put_with");
-    want.insert(
-        b"a/b/c".to_vec(),
-        (b"target/of/link".to_vec(), Expect::Exactly(link)),
-    );
-    s.put(b"dir/plain", b"plain").expect("put");
-    let plain = s.metadata(b"dir/plain").expect("metadata").expect("live");
-    want.insert(
-        b"dir/plain".to_vec(),
-        (b"plain".to_vec(), Expect::Default(ns(plain.mtime))),
-    );
-    s.write_batch(&[
-        BatchOp::PutWith(b"a/b", b"", folder),
-        BatchOp::Delete(b"late"),
-    ])
-    .expect("batch");
-    want.insert(b"a/b".to_vec(), (Vec::new(), Expect::Exactly(folder)));
+    // 2. New writes go to a new version-3 segment, and keep no metadata.
+    s.put(b"a/b/c", b"target/of/link").expect("put");
+    want.insert(b"a/b/c".to_vec(), (b"target/of/link".to_vec(), NONE));
+    s.put_from(b"\0not a path//", 5, &mut &b"bytes"[..])
+        .expect("put_from");
+    want.insert(b"\0not a path//".to_vec(), (b"bytes".to_vec(), NONE));
+    s.write_batch(&[BatchOp::Put(b"a/b", b""), BatchOp::Delete(b"late")])
+        .expect("batch");
+    want.insert(b"a/b".to_vec(), (Vec::new(), NONE));
     want.remove(&b"late"[..]);
-    // A version-1 record's metadata changed: rewritten as version 2.
-    let owned = Meta {
-        mode: S_IFREG | 0o600,
-        uid: 42,
-        gid: 43,
-        ..Meta::file(1_650_000_000_000_000_000)
-    };
-    s.set_meta(b"alpha", &owned).expect("set_meta");
-    want.get_mut(&b"alpha"[..]).expect("alpha").1 = Expect::Exactly(owned);
-    // A version-1 value renamed: it keeps what it read as, but its ctime.
-    let (value, Expect::Default(mtime)) = want.remove(&b"beta"[..]).expect("beta") else {
-        panic!("beta has the defaults");
-    };
-    s.rename(b"beta", b"moved/beta").expect("rename");
-    want.insert(
-        b"moved/beta".to_vec(),
-        (value, Expect::Moved(Meta::file(mtime))),
-    );
+    // A version-1 value rewritten, and one moved: their new records have
+    // no metadata.
+    s.put(b"alpha", b"third alpha").expect("put");
+    want.insert(b"alpha".to_vec(), (b"third alpha".to_vec(), NONE));
+    move_value(&s, &mut want, b"beta", b"moved/beta");
     s.delete(b"empty").expect("delete");
     want.remove(&b"empty"[..]);
     verify(&s, &want, "after the writes");
     s.close().expect("close");
 
-    let ids = segment_ids(&dir);
     assert_eq!(
-        ids,
+        segment_ids(&dir),
         vec![1, 2, 3],
         "the version-1 active segment was closed"
     );
-    assert_eq!(versions(&dir), (vec![1, 1, 2], vec![1, 2]));
+    assert_eq!(versions(&dir), (vec![1, 1, 3], vec![1, 3]));
     for id in [1, 2] {
         assert_eq!(
             fs::read(seg_path(&dir, id)).expect("segment"),
@@ -255,46 +249,24 @@ fn a_version_1_store_reads_takes_version_2_writes_and_is_merged_into_version_2()
             "version-1 segment {id} was changed"
         );
     }
-    let (recs, _) = parse_segment(&fs::read(seg_path(&dir, 3)).expect("segment"));
-    let link_rec = recs
-        .iter()
-        .flat_map(|r| &r.items)
-        .find(|i| i.key == b"a/b/c")
-        .expect("the new record");
-    assert_eq!(
-        (link_rec.meta.mode, link_rec.meta.uid, link_rec.meta.ctime),
-        (link.mode, link.uid, link.ctime)
-    );
     assert_check_clean(&dir, "after the writes");
 
     // 3. Reopened: the same.
     let s = Store::open(&dir, small_opts()).expect("reopen");
     verify(&s, &want, "reopened");
 
-    // 4. A merge of everything rewrites the version-1 records as version 2.
+    // 4. A merge of everything while the old metadata is needed: the
+    // version-1 records are rewritten as version 2, their metadata spelt
+    // out, and the version-3 ones too (as what they read as).
     s.roll().expect("roll");
     let report = s.compact().expect("compact").expect("something to merge");
     assert_eq!(report.inputs, vec![1, 2, 3]);
     verify(&s, &want, "merged");
     s.close().expect("close");
     let (segs, hints) = versions(&dir);
-    assert!(segs.iter().all(|&v| v == 2), "segment versions {segs:?}");
-    assert!(hints.iter().all(|&v| v == 2), "hint versions {hints:?}");
+    assert_merged_beside_the_active(&segs);
+    assert!(hints.iter().all(|&v| v == 3), "hint versions {hints:?}");
     assert_check_clean(&dir, "after the merge");
-    // The former version-1 records now spell their metadata out.
-    let merged: Vec<_> = segment_ids(&dir)
-        .into_iter()
-        .flat_map(|id| parse_segment(&fs::read(seg_path(&dir, id)).expect("segment")).0)
-        .flat_map(|r| r.items)
-        .collect();
-    for key in [&b"binary"[..], b"new-name", UNICODE_KEY.as_bytes()] {
-        let item = merged.iter().find(|i| i.key == key).expect("merged record");
-        let Expect::Default(mtime) = want[key].1 else {
-            panic!("default metadata expected");
-        };
-        assert_eq!(item.meta, RecMeta::default_at(mtime));
-        assert_eq!(item.meta.mode, DEFAULT_MODE);
-    }
 
     // 5. Reopened after the merge: the same again, from the new hints and
     // from a scan.
@@ -306,8 +278,94 @@ fn a_version_1_store_reads_takes_version_2_writes_and_is_merged_into_version_2()
     }
     let s = Store::open(&dir, small_opts()).expect("reopen by scan");
     verify(&s, &want, "reopened by scan");
+
+    // 6. Carried over: the next merge writes version 3, and the metadata
+    // is gone with the old records.
+    merged_once_carried_over(&dir, s, &want);
+}
+
+/// Says `s` is carried over, merges everything, and checks that every
+/// segment is then version 3 and every key reads as `want` without
+/// metadata, before and after a reopen; `check` clean.
+fn merged_once_carried_over(dir: &Path, s: Store, want: &Want) {
+    s.metadata_carried_over();
+    s.roll().expect("roll");
+    s.compact().expect("compact").expect("something to merge");
+    let want = without_metadata(want);
+    verify(&s, &want, "merged after the carry-over");
     s.close().expect("close");
-    assert_check_clean(&dir, "at the end");
+    let (segs, hints) = versions(dir);
+    assert!(segs.iter().all(|&v| v == 3), "segment versions {segs:?}");
+    assert!(hints.iter().all(|&v| v == 3), "hint versions {hints:?}");
+    assert_check_clean(dir, "after the last merge");
+    for id in segment_ids(dir) {
+        let _ = fs::remove_file(hint_path(dir, id));
+    }
+    let s = Store::open(dir, small_opts()).expect("reopen by scan");
+    verify(&s, &want, "reopened by scan after the carry-over");
+    s.close().expect("close");
+    assert_check_clean(dir, "at the end");
+}
+
+/// The version-2 fixture (a mount's files, folders and symlinks, with
+/// their own modes, owners and times) reads with each record's metadata,
+/// and merges keep it until the store is carried over.
+#[test]
+fn a_version_2_store_reads_with_its_metadata_and_merges_keep_it() {
+    let tmp = tempdir();
+    let dir = tmp.path().join("data");
+    copy_dir(Path::new(V2_FIXTURE), &dir);
+    assert_eq!(versions(&dir), (vec![2, 2, 2], vec![2, 2]));
+    assert_check_clean(&dir, "the fixture as it is");
+
+    let s = Store::open(&dir, small_opts()).expect("open the fixture");
+    let mut want = snapshot(&s);
+    // Some of what the fixture's README says each path was.
+    let secs = |t: u64| t * 1_000_000_000;
+    for (key, mode, uid, gid) in [
+        (&b"private/key"[..], S_IFREG | 0o644, 1000, 100),
+        (b"private", S_IFDIR | 0o700, 0, 0),
+        (b"setgid", S_IFDIR | 0o2775, 0, 0),
+        (b"shop/products/42", S_IFREG | 0o600, 0, 0),
+        (b"link-to-greeting", S_IFLNK | 0o777, 0, 0),
+    ] {
+        let (_, m) = &want[key];
+        let name = String::from_utf8_lossy(key);
+        assert_eq!((m.mode, m.uid, m.gid), (mode, uid, gid), "{name}");
+    }
+    assert_eq!(want[&b"link-to-greeting"[..]].0, b"greeting");
+    let greeting = want[&b"greeting"[..]].1;
+    assert_eq!(
+        greeting.mtime / secs(1),
+        981_173_106,
+        "touch -d of greeting"
+    );
+    assert!(greeting.ctime > greeting.mtime);
+    verify(&s, &want, "opened");
+
+    // Writes beside the old records; the version-2 active segment was
+    // closed at the open.
+    s.put(b"new", b"written after").expect("put");
+    want.insert(b"new".to_vec(), (b"written after".to_vec(), NONE));
+    move_value(&s, &mut want, b"rewritten", b"moved");
+    s.close().expect("close");
+    assert_eq!(versions(&dir).0, vec![2, 2, 2, 3]);
+
+    // A merge while the metadata is needed writes version 2 and keeps it.
+    let s = Store::open(&dir, small_opts()).expect("reopen");
+    verify(&s, &want, "reopened");
+    s.roll().expect("roll");
+    s.compact().expect("compact").expect("something to merge");
+    verify(&s, &want, "merged");
+    s.close().expect("close");
+    let (segs, _) = versions(&dir);
+    assert_merged_beside_the_active(&segs);
+    assert_check_clean(&dir, "after the merge");
+
+    // Still needed after a reopen (the merged segments are version 2).
+    let s = Store::open(&dir, small_opts()).expect("reopen after the merge");
+    verify(&s, &want, "reopened after the merge");
+    merged_once_carried_over(&dir, s, &want);
 }
 
 /// `check --repair` of damage in a version-1 segment: the damaged record
@@ -331,7 +389,7 @@ fn a_damaged_version_1_segment_is_repaired_in_its_own_version() {
     let report = caskfs::engine::repair(&dir).expect("repair");
     assert_eq!(report.lost_values, vec![b"beta".to_vec()], "{report}");
     assert_check_clean(&dir, "after the repair");
-    assert_eq!(segment_version(&fs::read(&seg1).expect("segment")), 1);
+    assert_eq!(file_version(&seg1), 1);
     let (recs, end) = parse_segment(&fs::read(&seg1).expect("segment"));
     assert_eq!(end as u64, fs::metadata(&seg1).expect("stat").len());
     assert!(

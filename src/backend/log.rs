@@ -15,7 +15,7 @@ use log::{info, warn};
 use parking_lot::Mutex;
 
 use super::{Batch, Compare, Error, Kv, Op, Pinned, Result, Revision, ScanVisit, Value};
-use crate::engine::{self, BatchOp, MAX_KEY_LEN, Meta, RECORD_HEADER_LEN, Store};
+use crate::engine::{self, BatchOp, MAX_KEY_LEN, RECORD_HEADER_LEN, Store};
 use crate::vocab::StatFs;
 
 /// Bytes a record adds to its value at most: header and the longest key.
@@ -23,10 +23,6 @@ const RECORD_OVERHEAD: u64 = (RECORD_HEADER_LEN + MAX_KEY_LEN) as u64;
 
 /// Disk bytes that writes leave free, for the deletions that free space.
 const DELETE_RESERVE: u64 = 1 << 20;
-
-/// The metadata the log's records still carry (version 2): the schema's
-/// keys keep their own, so every record gets the same.
-const NO_META: Meta = Meta::file(0);
 
 pub struct Log {
     store: Arc<Store>,
@@ -98,13 +94,13 @@ impl Kv for Log {
             .ops
             .iter()
             .map(|op| match op {
-                Op::Put { key, value } => BatchOp::PutWith(key, value, NO_META),
+                Op::Put { key, value } => BatchOp::Put(key, value),
                 Op::Delete { key } => BatchOp::Delete(key),
             })
             .collect();
         match batch.in_order {
             true => self.store.apply_in_order(&ops),
-            false => self.store.apply(&ops),
+            false => self.store.write_batch(&ops),
         }
         .map_err(err)?;
         Ok(0)

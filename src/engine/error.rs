@@ -11,32 +11,15 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub enum Error {
     /// An operating-system call failed; `context` says which and on what.
     Io { context: String, source: io::Error },
-    /// The key is not a valid path. `too_long` when it is refused for its
-    /// length or a component's (ENAMETOOLONG rather than EINVAL).
-    InvalidKey {
-        key: String,
-        reason: &'static str,
-        too_long: bool,
-    },
-    /// The mode cannot be stored (see `Meta::invalid`); nothing was written.
-    InvalidMeta {
-        key: String,
-        mode: u32,
-        reason: &'static str,
-    },
+    /// The key cannot be stored (see `key::check_key`); nothing was
+    /// written.
+    InvalidKey { key: String, reason: &'static str },
     /// The value is larger than the configured maximum; nothing was written.
     ValueTooLarge { key: String, len: u64, max: u64 },
     /// A batch's changes together (one record: their values, keys and
     /// headers) are larger than the maximum for one value; nothing was
     /// written.
     BatchTooLarge { changes: usize, len: u64, max: u64 },
-    /// A folder holds more than one rename may move (see
-    /// `Store::rename_folder`); nothing was written.
-    FolderTooLarge {
-        key: String,
-        entries: usize,
-        bytes: u64,
-    },
     /// No live value for the key.
     NotFound { key: String },
     /// Bytes on disk fail their checksum or do not parse.
@@ -93,10 +76,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Io { context, source } => write!(f, "{context}: {source}"),
-            Error::InvalidKey { key, reason, .. } => write!(f, "invalid key \"{key}\": {reason}"),
-            Error::InvalidMeta { key, mode, reason } => {
-                write!(f, "invalid mode {mode:o} for key \"{key}\": {reason}")
-            }
+            Error::InvalidKey { key, reason } => write!(f, "invalid key \"{key}\": {reason}"),
             Error::ValueTooLarge { key, len, max } => write!(
                 f,
                 "value for key \"{key}\" is {len} bytes, over the maximum of {max} bytes"
@@ -104,14 +84,6 @@ impl fmt::Display for Error {
             Error::BatchTooLarge { changes, len, max } => write!(
                 f,
                 "a batch of {changes} changes takes {len} bytes, over the maximum of {max} bytes for one value"
-            ),
-            Error::FolderTooLarge {
-                key,
-                entries,
-                bytes,
-            } => write!(
-                f,
-                "folder \"{key}\" holds more than one rename moves (at least {entries} entries, {bytes} bytes)"
             ),
             Error::NotFound { key } => write!(f, "key \"{key}\" not found"),
             Error::Corrupt {

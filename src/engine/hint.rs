@@ -254,13 +254,13 @@ mod tests {
         assert_eq!((h.max_seq, h.segment_len), (20, 1000));
         assert!(h.index.same_as(&ix));
         let mut future = bytes.clone();
-        future[8] = 3;
+        future[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
         let body = future.len() - 4;
         let crc = crc32fast::hash(&future[..body]);
         future[body..].copy_from_slice(&crc.to_le_bytes());
         match decode(&future, 2) {
-            Err(why) => assert!(why.contains("version 3"), "{why}"),
-            Ok(_) => panic!("a hint of version 3 was read"),
+            Err(why) => assert!(why.contains("version 4"), "{why}"),
+            Ok(_) => panic!("a hint of version 4 was read"),
         }
     }
 

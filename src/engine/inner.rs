@@ -1,7 +1,7 @@
 //! The store's shared state, owned by `Store` and its background threads:
 //! the segment list, the one `Writer`, the MANIFEST, and the write path
-//! over them (commit and group commit, rolls, adopting a staged file), and
-//! the entry points of merges. Everything that changes the segment list
+//! over them (commit and group commit, rolls), and the entry points of
+//! merges. Everything that changes the segment list
 //! goes through here; the pieces it calls (`merge`, `merge_install`,
 //! `stats`, `background`) are handed what they need.
 
@@ -11,28 +11,25 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
-use log::{debug, info, warn};
+use log::{info, warn};
 use parking_lot::{Mutex, RwLock};
 
 use super::background::Background;
-use super::error::{Error, Result, show_key};
-use super::format::{self, SEGMENT_HEADER_LEN};
+use super::error::{Error, Result};
+use super::format::SEGMENT_HEADER_LEN;
 use super::hint;
-use super::index::{Index, hash_key};
+use super::index::hash_key;
 use super::lock::DirLock;
 use super::manifest::Manifest;
 use super::merge;
 use super::merge_install::{self, MergeReport};
 use super::merge_policy::{self, MergeOutlook};
-use super::meta::{Meta, now_ns};
 use super::options::{Options, SyncPolicy};
-use super::record::{CRC_FIELD, Header, Layout};
+use super::record::Layout;
 use super::recovery;
 use super::segment::Segment;
-use super::staged::Staged;
-use super::tree::{EntryKind, Tree};
 use super::version::Version;
-use super::writer::{self, Change, Op, Writer};
+use super::writer::{self, Op, Writer};
 
 pub(crate) struct Inner {
     pub dir: PathBuf,
@@ -45,13 +42,6 @@ pub(crate) struct Inner {
     synced: Mutex<(u64, u64)>,
     /// One merge at a time.
     pub merge_lock: Mutex<()>,
-    /// The folders and their entries, so that listing one folder does not
-    /// visit the store; changed with the active index, under the writer.
-    /// Built at the first question about folders: building it reads every
-    /// live record's header (seconds for a million keys), and keeping it
-    /// costs each new key a tree insert, which a store never listed by
-    /// folder need not pay.
-    pub tree: RwLock<Option<Tree>>,
     pub last_merge: Mutex<Option<MergeReport>>,
     /// Merges done since the store was opened.
     pub merges_done: AtomicU64,
@@ -118,7 +108,6 @@ impl Inner {
             manifest: Mutex::new(rec.manifest),
             synced: Mutex::new(synced),
             merge_lock: Mutex::new(()),
-            tree: RwLock::new(None),
             last_merge: Mutex::new(None),
             merges_done: AtomicU64::new(0),
             legacy_meta: AtomicBool::new(legacy_meta),
@@ -171,22 +160,12 @@ impl Inner {
             if !w.is_empty() && w.len + len > self.opts.max_segment_size {
                 self.roll(&mut w)?;
             }
-            let entries = w.append(ops, now_ns(), atomic)?;
+            let entries = w.append(ops, atomic)?;
             let mut index = w.seg.index_mut();
             for (op, e) in ops.iter().zip(entries) {
                 index.insert(hash_key(op.key), op.key, e);
             }
             drop(index);
-            if let Some(tree) = self.tree.write().as_mut() {
-                for op in ops.iter() {
-                    match &op.change {
-                        Change::Put { meta, .. } => {
-                            tree.insert(op.key, EntryKind::of_mode(meta.mode))
-                        }
-                        Change::Delete => tree.remove(op.key),
-                    }
-                }
-            }
             (w.seg.id, w.len)
         };
         if self.opts.sync == SyncPolicy::Always {
@@ -241,27 +220,11 @@ impl Inner {
     }
 
     /// Closes the active segment (synced and mapped) and starts a new one,
-    /// recorded in the MANIFEST before any record goes into it.
+    /// recorded in the MANIFEST before any record goes into it. On failure
+    /// the new segment's file is removed.
     pub fn roll(&self, w: &mut Writer) -> Result<()> {
-        let seg = Segment::create(&self.dir, self.reserve_id())?;
-        let next_seq = w.next_seq;
-        self.install_active(w, seg, SEGMENT_HEADER_LEN as u64, next_seq)
-    }
-
-    /// A segment id of its own for a file not yet in the MANIFEST; its
-    /// order among the segments is the MANIFEST's, not the id's.
-    pub fn reserve_id(&self) -> u64 {
-        let mut m = self.manifest.lock();
-        m.next_id += 1;
-        m.next_id - 1
-    }
-
-    /// Closes the active segment (synced and mapped) and makes `seg`, whose
-    /// records end at `len`, the active one, recorded in the MANIFEST
-    /// before any record is appended. On failure `seg`'s file is removed.
-    fn install_active(&self, w: &mut Writer, seg: Segment, len: u64, next_seq: u64) -> Result<()> {
+        let seg = Arc::new(Segment::create(&self.dir, self.reserve_id())?);
         let old = w.seg.clone();
-        let seg = Arc::new(seg);
         let installed = old
             .truncate(w.len)
             .and_then(|_| old.file.sync_data())
@@ -282,7 +245,7 @@ impl Inner {
         old.freeze();
         // Its hint is written by the background thread, off the write path.
         old.needs_hint.store(true, Ordering::Release);
-        *w = Writer::new(seg.clone(), len, next_seq);
+        *w = Writer::new(seg.clone(), SEGMENT_HEADER_LEN as u64, w.next_seq);
         let mut version = self.version.write();
         let mut closed = Vec::with_capacity(version.closed.len() + 1);
         closed.push(old);
@@ -313,6 +276,14 @@ impl Inner {
         self.merge_locked(ids)
     }
 
+    /// A segment id of its own for a file not yet in the MANIFEST; its
+    /// order among the segments is the MANIFEST's, not the id's.
+    fn reserve_id(&self) -> u64 {
+        let mut m = self.manifest.lock();
+        m.next_id += 1;
+        m.next_id - 1
+    }
+
     fn merge_locked(&self, ids: &[u64]) -> Result<MergeReport> {
         let started = Instant::now();
         let version = self.version();
@@ -340,47 +311,5 @@ impl Inner {
     /// `merge_policy::outlook`).
     pub fn merge_outlook(&self) -> MergeOutlook {
         merge_policy::outlook(&self.version(), &self.opts)
-    }
-
-    /// Stores `staged` as the value of `key` by making its file the active
-    /// segment (see `Staged`). The value's CRC is read before the writer's
-    /// lock is taken, so other writers wait only for the rename and the
-    /// MANIFEST.
-    pub fn adopt(&self, key: &[u8], staged: Staged, id: u64, meta: &Meta) -> Result<()> {
-        let io_err = |e| Error::io(format!("storing the value of \"{}\"", show_key(key)), e);
-        let value_crc = staged.value_crc().map_err(io_err)?;
-        let len = staged.len();
-        let (seg_id, end) = {
-            let mut w = self.writer.lock();
-            let seq = w.next_seq;
-            let h = Header::put(seq, false, key.len() as u16, len as u32, *meta);
-            let mut head = h.encode().to_vec();
-            head.extend_from_slice(key);
-            let mut crc = crc32fast::Hasher::new();
-            crc.update(&head[CRC_FIELD.end..]);
-            crc.combine(&value_crc);
-            head[CRC_FIELD].copy_from_slice(&crc.finalize().to_le_bytes());
-            let path = format::segment_path(&self.dir, id);
-            let file = staged.into_segment_file(&head, &path).map_err(io_err)?;
-            let seg = Segment::with_file(id, path, file, Index::default(), Layout::V2)?;
-            let at = SEGMENT_HEADER_LEN as u64;
-            seg.index_mut()
-                .insert(hash_key(key), key, writer::entry_for(&h, at));
-            seg.set_max_seq(seq);
-            let end = at + head.len() as u64 + len;
-            self.install_active(&mut w, seg, end, seq + 1)?;
-            debug!(
-                "stored {len} bytes of \"{}\" as segment {id}, without a copy",
-                show_key(key)
-            );
-            if let Some(tree) = self.tree.write().as_mut() {
-                tree.insert(key, EntryKind::of_mode(meta.mode));
-            }
-            (id, end)
-        };
-        if self.opts.sync == SyncPolicy::Always {
-            self.sync_upto(seg_id, end)?;
-        }
-        Ok(())
     }
 }

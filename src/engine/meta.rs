@@ -1,6 +1,10 @@
-//! What a record says about its key besides the value: the file type and
+//! What a record of version 1 or 2 says about its key besides the value,
+//! from when keys were paths and records files: the file type and
 //! permission bits, the owner, and two times. A version-1 record carries
-//! only an mtime; it reads as `Meta::v1(mtime)`.
+//! only an mtime; it reads as `Meta::v1(mtime)`. Version 3 stores none
+//! (its puts read as `Meta::file(0)`); this is kept so that an old store
+//! can be carried over into the schema with its files' metadata
+//! (src/upgrade.rs) and merged meanwhile without losing it.
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -14,7 +18,7 @@ pub const S_IFLNK: u32 = 0o120_000;
 /// and sticky.
 pub const PERM_BITS: u32 = 0o7777;
 
-/// The mode every version-1 record and every plain `Store::put` has.
+/// The mode every version-1 record has, and a version-3 one reads as.
 pub const DEFAULT_MODE: u32 = S_IFREG | 0o644;
 /// A uid or gid meaning "whoever mounts the store": what every file of a
 /// version-1 store showed, since such a store recorded no owner.
@@ -57,9 +61,10 @@ impl Meta {
         Meta::file(mtime)
     }
 
-    /// Why this metadata cannot be stored, if it cannot: a file type other
-    /// than a regular file, a directory or a symlink, or bits outside the
-    /// type and permission bits.
+    /// Why no record could hold this metadata, if none could (a header
+    /// that does is damage): a file type other than a regular file, a
+    /// directory or a symlink, or bits outside the type and permission
+    /// bits.
     pub fn invalid(&self) -> Option<&'static str> {
         if self.mode & !(S_IFMT | PERM_BITS) != 0 {
             return Some("mode has bits outside the file type and permissions");

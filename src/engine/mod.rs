@@ -1,13 +1,13 @@
 //! The storage engine: a Bitcask-style log of checksummed records in
-//! segment files, with one in-memory hash index per segment. Nothing here
-//! knows about FUSE.
+//! segment files, with one in-memory hash index per segment. Keys and
+//! values are bytes; nothing here knows about files, folders or FUSE
+//! (the filesystem is src/fs over src/schema).
 
 mod background;
 mod backup;
 mod check;
 mod crash_points;
 mod error;
-mod folder_rename;
 mod format;
 mod hint;
 mod huge_pages;
@@ -29,11 +29,9 @@ mod recovery;
 mod repair;
 mod scan;
 mod segment;
-mod staged;
 mod stats;
 mod store;
 mod table;
-pub mod tree;
 mod version;
 mod writer;
 
@@ -41,9 +39,8 @@ pub use backup::BackupReport;
 pub use check::{CheckReport, check};
 pub use crash_points::CrashPoint;
 pub use error::{Error, Result};
-pub use folder_rename::{MAX_RENAME_BYTES, MAX_RENAME_ENTRIES};
 pub use format::{CONTROL_FILE, MANIFEST_FILE};
-pub use key::{MAX_KEY_LEN, MAX_NAME_LEN, validate_key};
+pub use key::MAX_KEY_LEN;
 pub use merge_install::MergeReport;
 pub use merge_policy::MergeOutlook;
 pub use meta::{DEFAULT_MODE, Meta, OWNER_UNSET, PERM_BITS, S_IFDIR, S_IFLNK, S_IFMT, S_IFREG};
@@ -51,7 +48,5 @@ pub use options::{Options, SyncPolicy, parse_ratio, parse_secs, parse_size};
 /// Bytes a record's header takes, besides its key and value.
 pub use record::HEADER_LEN as RECORD_HEADER_LEN;
 pub use repair::{LOST_AND_FOUND, RepairReport, repair};
-pub use staged::Staged;
 pub use stats::{SegmentStats, Stats};
-pub use store::{BatchOp, Metadata, Store, Value, to_ns};
-pub use tree::{EntryKind, Tree};
+pub use store::{BatchOp, Metadata, Store, Value};

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::crash_points::CrashPoint;
 use super::error::{Error, Result};
 use super::key::MAX_KEY_LEN;
-use super::record::HEADER_LEN;
+use super::record::{HEADER_LEN, Layout};
 
 /// When appended data is forced to disk, as in Bitcask's `sync_strategy`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,12 +45,14 @@ pub const MAX_SEGMENT_SIZE_LIMIT: u64 = 2 << 30;
 pub const MAX_VALUE_SIZE_LIMIT: u64 = (2 << 30) - (1 << 20);
 
 // The last record of a segment starts below the segment size limit; with
-// the largest value, or a rename of it (a batch of a tombstone and a put,
-// three headers and two keys), it still ends within a u32.
+// the largest value and key under the longest header (version 2's, which a
+// merge may write), or as a batch (its changes held to the value size,
+// plus a header of its own), it still ends within a u32.
 const _: () = assert!(
-    MAX_SEGMENT_SIZE_LIMIT + (3 * HEADER_LEN + 2 * MAX_KEY_LEN) as u64 + MAX_VALUE_SIZE_LIMIT
+    MAX_SEGMENT_SIZE_LIMIT + (Layout::V2.header_len() + MAX_KEY_LEN) as u64 + MAX_VALUE_SIZE_LIMIT
         <= u32::MAX as u64
 );
+const _: () = assert!(Layout::V2.header_len() >= HEADER_LEN);
 
 #[derive(Clone, Debug)]
 pub struct Options {

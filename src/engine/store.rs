@@ -15,21 +15,20 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::error::{Error, Result, show_key};
 use super::index::{Entry, hash_key};
 use super::inner::Inner;
-use super::key::{MAX_KEY_LEN, validate_key};
+use super::key::check_key;
 use super::merge_install::{self, MergeReport};
 use super::merge_policy::MergeOutlook;
-use super::meta::{Meta, now_ns};
+use super::meta::Meta;
 use super::options::{Options, SyncPolicy};
 use super::record::HEADER_LEN;
 use super::segment::Segment;
-use super::staged::Staged;
 use super::stats::{self, Stats};
-use super::tree::{EntryKind, Tree};
 use super::version::Version;
 use super::writer::{self, Change, Op, Source};
 
-/// What `stat` needs of a live key: its value's length and its record's
-/// metadata (see `Meta`).
+/// A live key's value length and its record's metadata (see `Meta`): a
+/// file's mode, owner and times in a record of version 1 or 2, what
+/// carrying an old store over into the schema reads (src/upgrade.rs).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Metadata {
     pub len: u64,
@@ -55,13 +54,7 @@ impl Metadata {
         }
     }
 
-    /// A regular file of `len` bytes with the default mode and owner,
-    /// changed at `mtime`: what a plain `put` then would record.
-    pub fn file(len: u64, mtime: SystemTime) -> Metadata {
-        Metadata::new(len, &Meta::file(to_ns(mtime)))
-    }
-
-    /// The metadata part, as `put_with` and `set_meta` take it.
+    /// The metadata part, as the record holds it.
     pub fn meta(&self) -> Meta {
         Meta {
             mode: self.mode,
@@ -106,9 +99,7 @@ pub type ScanVisit<'a> = dyn FnMut(&[u8], Option<&[u8]>) + 'a;
 
 /// One change of a batch.
 pub enum BatchOp<'a> {
-    /// A put with the metadata of `Store::put`.
     Put(&'a [u8], &'a [u8]),
-    PutWith(&'a [u8], &'a [u8], Meta),
     Delete(&'a [u8]),
 }
 
@@ -121,10 +112,9 @@ fn to_system_time(ns: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_nanos(ns)
 }
 
-/// Nanoseconds since the epoch; times before it count as the epoch, times
-/// past 2554 as the last one that fits.
-/// Nanoseconds since the Unix epoch, as records store times.
-pub fn to_ns(t: SystemTime) -> u64 {
+/// Nanoseconds since the Unix epoch, as records store times; times before
+/// it count as the epoch, times past 2554 as the last one that fits.
+fn to_ns(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
         .unwrap_or(0)
@@ -183,7 +173,8 @@ impl Store {
     }
 
     /// The metadata of `key`, read from its record's header (`None` when
-    /// the key has no live value).
+    /// the key has no live value). Only records of versions 1 and 2 hold
+    /// any; a version-3 record reads as `Meta::file(0)`.
     pub fn metadata(&self, key: &[u8]) -> Result<Option<Metadata>> {
         let version = self.inner.version();
         match version.lookup(hash_key(key), key) {
@@ -221,73 +212,23 @@ impl Store {
             .is_some_and(|(_, e)| !e.tombstone)
     }
 
-    /// Stores `value` as a regular file with the default mode and owner
-    /// (`Meta::file`), modified and changed now.
+    /// Stores `value` as the value of `key`.
     pub fn put(&self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.put_with(key, value, &Meta::file(now_ns()))
-    }
-
-    pub fn put_with(&self, key: &[u8], value: &[u8], meta: &Meta) -> Result<()> {
-        validate_key(key)?;
-        self.put_source(key, Source::Bytes(value), meta)
+        self.put_source(key, Source::Bytes(value))
     }
 
     /// Stores exactly `len` bytes read from `reader` as the value of `key`,
-    /// without holding the whole value in memory; metadata as `put`'s.
+    /// without holding the whole value in memory.
     pub fn put_from(&self, key: &[u8], len: u64, reader: &mut dyn Read) -> Result<()> {
-        self.put_from_with(key, len, reader, &Meta::file(now_ns()))
+        self.put_source(key, Source::Reader(reader, len))
     }
 
-    pub fn put_from_with(
-        &self,
-        key: &[u8],
-        len: u64,
-        reader: &mut dyn Read,
-        meta: &Meta,
-    ) -> Result<()> {
-        validate_key(key)?;
-        self.put_source(key, Source::Reader(reader, len), meta)
-    }
-
-    /// A file for a value too large to buffer in memory, to be stored as
-    /// the value of a key of `key_len` bytes with `put_staged`.
-    pub fn stage(&self, key_len: usize) -> Result<Staged> {
-        if self.inner.opts.read_only {
-            return Err(Error::ReadOnly);
-        }
-        let id = self.inner.reserve_id();
-        let from_len = self.inner.opts.max_segment_size / 2;
-        Staged::for_segment(self.dir(), id, key_len, from_len).map_err(|e| {
-            Error::io(
-                format!("creating a staged file in {}", self.dir().display()),
-                e,
-            )
-        })
-    }
-
-    /// Stores the value in `staged` as the value of `key`. A value of half
-    /// a segment or more, staged for a key of this length, becomes a
-    /// segment of its own without being copied; a smaller one is copied
-    /// into the active segment, and `staged` comes back for more writes.
-    pub fn put_staged(&self, key: &[u8], staged: Staged, meta: &Meta) -> Result<Option<Staged>> {
-        validate_key(key)?;
-        check_meta(key, meta)?;
-        self.check_value_len(key, staged.len())?;
-        if let Some(a) = staged.adoptable_for(key.len()) {
-            self.inner.adopt(key, staged, a.id, meta)?;
-            return Ok(None);
-        }
-        self.put_from_with(key, staged.len(), &mut staged.reader(), meta)?;
-        Ok(Some(staged))
-    }
-
-    fn put_source<'a>(&self, key: &'a [u8], value: Source<'a>, meta: &Meta) -> Result<()> {
-        check_key_len(key)?;
-        check_meta(key, meta)?;
+    fn put_source<'a>(&self, key: &'a [u8], value: Source<'a>) -> Result<()> {
+        check_key(key)?;
         self.check_value_len(key, value.len())?;
         let mut ops = [Op {
             key,
-            change: Change::Put { value, meta: *meta },
+            change: Change::Put { value },
         }];
         self.inner.commit(&mut ops, |_| Ok(true)).map(|_| ())
     }
@@ -304,17 +245,9 @@ impl Store {
         Ok(())
     }
 
-    /// Sets the metadata of `key` (all of it, as given) by rewriting its
-    /// record; `NotFound` when the key has no live value.
-    pub fn set_meta(&self, key: &[u8], meta: &Meta) -> Result<()> {
-        validate_key(key)?;
-        check_meta(key, meta)?;
-        self.copy_value(key, key, Some(*meta))
-    }
-
     /// Appends a tombstone; `NotFound` when the key has no live value.
     pub fn delete(&self, key: &[u8]) -> Result<()> {
-        validate_key(key)?;
+        check_key(key)?;
         let mut ops = [Op {
             key,
             change: Change::Delete,
@@ -324,102 +257,33 @@ impl Store {
             .map(|_| ())
     }
 
-    /// Moves the value of `from` to `to` (replacing it) in one batch record:
-    /// after a crash either both halves happened or neither did. The value
-    /// keeps its metadata, but for its ctime: now.
-    pub fn rename(&self, from: &[u8], to: &[u8]) -> Result<()> {
-        validate_key(from)?;
-        validate_key(to)?;
-        if from == to {
-            return live(&self.inner.version(), from).map(|_| ());
-        }
-        self.copy_value(from, to, None)
-    }
-
-    /// Writes the live value of `from` as the value of `to` (deleting `from`
-    /// when the names differ), copying it record to record, with `meta`, or
-    /// by default the source's metadata changed now. If `from` changes
-    /// between the look-up and the write lock, it starts again.
-    fn copy_value(&self, from: &[u8], to: &[u8], meta: Option<Meta>) -> Result<()> {
-        loop {
-            let version = self.inner.version();
-            let (seg, e) = live(&version, from)?;
-            let meta = match meta {
-                Some(m) => m,
-                None => Meta {
-                    ctime: now_ns(),
-                    ..seg.meta(from, &e)?
-                },
-            };
-            let put = Op {
-                key: to,
-                change: Change::Put {
-                    value: Source::Stored(seg.clone(), e, from),
-                    meta,
-                },
-            };
-            let mut ops = Vec::with_capacity(2);
-            if from != to {
-                ops.push(Op {
-                    key: from,
-                    change: Change::Delete,
-                });
-            }
-            ops.push(put);
-            let unchanged = |i: &Inner| {
-                live(&i.version(), from).map(|(s, now)| Arc::ptr_eq(s, seg) && now == e)
-            };
-            if self.inner.commit(&mut ops, unchanged)? {
-                return Ok(());
-            }
-        }
-    }
-
     /// Applies several puts and deletes as one atomic record. Deletes of
     /// absent keys are allowed here. The record's value is the changes'
     /// records, so those together (values, keys and headers) are held to
     /// the value size limit.
     pub fn write_batch(&self, batch: &[BatchOp]) -> Result<()> {
-        for b in batch {
-            let (BatchOp::Put(key, _) | BatchOp::PutWith(key, _, _) | BatchOp::Delete(key)) = *b;
-            validate_key(key)?;
-        }
-        self.apply(batch)
-    }
-
-    /// `write_batch` for keys of any bytes, 1 to `MAX_KEY_LEN` of them, not
-    /// only paths: what the filesystem's schema stores (`backend::Log`).
-    pub fn apply(&self, batch: &[BatchOp]) -> Result<()> {
         self.apply_as(batch, true)
     }
 
-    /// `apply` of changes that may be applied one after another: each is a
-    /// record of its own (no batch record around them), in this order, so
-    /// a crash may keep only the first ones.
+    /// `write_batch` of changes that may be applied one after another:
+    /// each is a record of its own (no batch record around them), in this
+    /// order, so a crash may keep only the first ones.
     pub fn apply_in_order(&self, batch: &[BatchOp]) -> Result<()> {
         self.apply_as(batch, false)
     }
 
     fn apply_as(&self, batch: &[BatchOp], atomic: bool) -> Result<()> {
-        let now = Meta::file(now_ns());
         let mut ops = Vec::with_capacity(batch.len());
         for b in batch {
-            let (key, put) = match *b {
-                BatchOp::Put(key, value) => (key, Some((value, now))),
-                BatchOp::PutWith(key, value, meta) => (key, Some((value, meta))),
-                BatchOp::Delete(key) => (key, None),
-            };
-            check_key_len(key)?;
-            let change = match put {
-                Some((value, meta)) => {
-                    check_meta(key, &meta)?;
+            let (BatchOp::Put(key, _) | BatchOp::Delete(key)) = *b;
+            check_key(key)?;
+            let change = match *b {
+                BatchOp::Put(_, value) => {
                     self.check_value_len(key, value.len() as u64)?;
-                    Change::Put {
-                        value: Source::Bytes(value),
-                        meta,
-                    }
+                    let value = Source::Bytes(value);
+                    Change::Put { value }
                 }
-                None => Change::Delete,
+                BatchOp::Delete(_) => Change::Delete,
             };
             ops.push(Op { key, change });
         }
@@ -440,42 +304,6 @@ impl Store {
         self.inner
             .commit_as(&mut ops, atomic, |_| Ok(true))
             .map(|_| ())
-    }
-
-    /// The entries of folder `dir` (`b""` is the top), in name order;
-    /// `None` when `dir` is not a folder. Costs the folder's entries, not
-    /// the store's.
-    pub fn list(&self, dir: &[u8]) -> Option<Vec<(Vec<u8>, EntryKind)>> {
-        self.with_tree(|t| t.list(dir))
-    }
-
-    /// What `key` is in the tree of folders, if anything: folders implied
-    /// by the keys below them included.
-    pub fn kind(&self, key: &[u8]) -> Option<EntryKind> {
-        self.with_tree(|t| t.kind(key))
-    }
-
-    /// How many entries folder `dir` holds, and how many are folders.
-    pub fn folder_counts(&self, dir: &[u8]) -> (usize, u32) {
-        self.with_tree(|t| t.counts(dir))
-    }
-
-    /// Every key below folder `dir`, parents before their entries; `None`
-    /// if there are more than `limit`.
-    pub fn below(&self, dir: &[u8], limit: usize) -> Option<Vec<(Vec<u8>, EntryKind)>> {
-        self.with_tree(|t| t.below(dir, limit))
-    }
-
-    /// Runs `f` on the tree of folders, building it first if no one asked
-    /// before (under the writer, so that no commit is missed meanwhile).
-    pub(super) fn with_tree<R>(&self, f: impl FnOnce(&Tree) -> R) -> R {
-        if let Some(tree) = self.inner.tree.read().as_ref() {
-            return f(tree);
-        }
-        let _writer = self.inner.writer.lock();
-        let mut slot = self.inner.tree.write();
-        let tree = slot.get_or_insert_with(|| build_tree(&self.inner.version()));
-        f(tree)
     }
 
     /// A consistent, sorted snapshot of the live keys.
@@ -530,7 +358,6 @@ impl Store {
         Ok(())
     }
 
-    /// Forces everything appended so far to disk.
     /// Says that no record of an older layout holds metadata that is still
     /// needed (the store is carried over into the filesystem's schema, or
     /// never needed it): merges write the current layout from now on.
@@ -540,6 +367,7 @@ impl Store {
             .store(false, std::sync::atomic::Ordering::Release);
     }
 
+    /// Forces everything appended so far to disk.
     pub fn sync(&self) -> Result<()> {
         self.inner.sync_all()
     }
@@ -624,64 +452,10 @@ fn not_found(key: &[u8]) -> Error {
     Error::NotFound { key: show_key(key) }
 }
 
-/// A key of the key-value interface: 1 to `MAX_KEY_LEN` bytes of any
-/// value (a record's key length field holds no more).
-fn check_key_len(key: &[u8]) -> Result<()> {
-    if key.is_empty() || key.len() > MAX_KEY_LEN {
-        return Err(Error::InvalidKey {
-            key: show_key(&key[..key.len().min(64)]),
-            reason: "not 1 to 4095 bytes long",
-            too_long: !key.is_empty(),
-        });
-    }
-    Ok(())
-}
-
-pub(super) fn check_meta(key: &[u8], meta: &Meta) -> Result<()> {
-    match meta.invalid() {
-        Some(reason) => Err(Error::InvalidMeta {
-            key: show_key(key),
-            mode: meta.mode,
-            reason,
-        }),
-        None => Ok(()),
-    }
-}
-
 /// The live record of `key` in `v`, or `NotFound`.
-pub(super) fn live<'v>(v: &'v Version, key: &[u8]) -> Result<(&'v Arc<Segment>, Entry)> {
+fn live<'v>(v: &'v Version, key: &[u8]) -> Result<(&'v Arc<Segment>, Entry)> {
     match v.lookup(hash_key(key), key) {
         Some((seg, e)) if !e.tombstone => Ok((seg, e)),
         _ => Err(not_found(key)),
     }
-}
-
-/// The tree of folders of the live keys in `version`. A record whose
-/// header cannot be read counts as a file (reading it reports the damage).
-/// The tree of the live records, newest segment first: a key already in
-/// the tree, or whose newer record is a tombstone, is an older record.
-/// Only the deleted keys are remembered apart, so a store of live keys
-/// costs no allocation per key beyond the tree's own.
-fn build_tree(version: &Version) -> Tree {
-    let mut tree = Tree::default();
-    let mut deleted = hashbrown::HashSet::new();
-    for seg in version.newest_first() {
-        for (key, e) in seg.index().iter() {
-            if tree.has_record(key) {
-                continue;
-            }
-            if e.tombstone {
-                deleted.insert(key.to_vec());
-                continue;
-            }
-            if !deleted.is_empty() && deleted.contains(key) {
-                continue;
-            }
-            let kind = seg
-                .meta(key, &e)
-                .map_or(EntryKind::File, |m| EntryKind::of_mode(m.mode));
-            tree.insert(key, kind);
-        }
-    }
-    tree
 }

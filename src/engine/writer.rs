@@ -17,11 +17,8 @@ use super::segment::{CHUNK, PWRITE_FROM, Segment};
 /// Where a put's value comes from.
 pub enum Source<'a> {
     Bytes(&'a [u8]),
-    /// Exactly `len` bytes read from a reader (a spilled write buffer).
+    /// Exactly `len` bytes read from a reader.
     Reader(&'a mut dyn Read, u64),
-    /// The value of the stored record of a key (not necessarily the key
-    /// being written), copied and CRC-checked on the way.
-    Stored(Arc<Segment>, Entry, &'a [u8]),
 }
 
 impl Source<'_> {
@@ -29,13 +26,24 @@ impl Source<'_> {
         match self {
             Source::Bytes(b) => b.len() as u64,
             Source::Reader(_, len) => *len,
-            Source::Stored(_, e, _) => u64::from(e.value_len),
         }
+    }
+
+    /// Fills `buf` with the value's bytes from `at`, where a reader must
+    /// be: right after the bytes read before.
+    fn read_at(&mut self, at: usize, buf: &mut [u8], key: &[u8]) -> Result<()> {
+        match self {
+            Source::Bytes(b) => buf.copy_from_slice(&b[at..at + buf.len()]),
+            Source::Reader(r, _) => r.read_exact(buf).map_err(|e| {
+                Error::io(format!("reading the value for \"{}\"", show_key(key)), e)
+            })?,
+        }
+        Ok(())
     }
 }
 
 pub enum Change<'a> {
-    Put { value: Source<'a>, meta: Meta },
+    Put { value: Source<'a> },
     Delete,
 }
 
@@ -58,13 +66,14 @@ impl Op<'_> {
 
     /// Keys are at most 4095 bytes and values at most
     /// `MAX_VALUE_SIZE_LIMIT` (checked by the store), so both lengths fit.
-    fn header(&self, seq: u64, now: u64, in_batch: bool) -> Header {
+    /// Version 3 stores no metadata nor time: a put's is what such a
+    /// record reads as, a tombstone's time zero.
+    fn header(&self, seq: u64, in_batch: bool) -> Header {
         let key_len = self.key.len() as u16;
+        let value_len = self.value_len() as u32;
         match &self.change {
-            Change::Put { meta, .. } => {
-                Header::put(seq, in_batch, key_len, self.value_len() as u32, *meta)
-            }
-            Change::Delete => Header::tombstone(seq, now, in_batch, key_len),
+            Change::Put { .. } => Header::put(seq, in_batch, key_len, value_len, Meta::file(0)),
+            Change::Delete => Header::tombstone(seq, 0, in_batch, key_len),
         }
     }
 }
@@ -119,7 +128,7 @@ impl Writer {
     /// with `atomic` false as records of their own one after another (a
     /// crash may keep the first ones only), and returns each op's index
     /// entry. On failure nothing of it stays in the log.
-    pub fn append(&mut self, ops: &mut [Op], now: u64, atomic: bool) -> Result<Vec<Entry>> {
+    pub fn append(&mut self, ops: &mut [Op], atomic: bool) -> Result<Vec<Entry>> {
         if self.dirty_tail {
             self.cut_back()?;
         }
@@ -130,14 +139,13 @@ impl Writer {
                 || matches!(
                     op.change,
                     Change::Put {
-                        value: Source::Bytes(_),
-                        ..
+                        value: Source::Bytes(_)
                     }
                 )
         }) {
-            self.append_in_memory(ops, seq, now, batch)
+            self.append_in_memory(ops, seq, batch)
         } else {
-            self.append_streamed(ops, seq, now, batch)
+            self.append_streamed(ops, seq, batch)
         };
         let last_seq = match batch {
             true => seq,
@@ -180,13 +188,7 @@ impl Writer {
         Ok(())
     }
 
-    fn append_in_memory(
-        &mut self,
-        ops: &mut [Op],
-        seq: u64,
-        now: u64,
-        batch: bool,
-    ) -> Result<Vec<Entry>> {
+    fn append_in_memory(&mut self, ops: &mut [Op], seq: u64, batch: bool) -> Result<Vec<Entry>> {
         let single = ops.len() == 1;
         let mut buf = std::mem::take(&mut self.buf);
         buf.clear();
@@ -196,29 +198,20 @@ impl Writer {
         let mut entries = Vec::with_capacity(ops.len());
         let mut owned = Vec::new();
         for (i, op) in ops.iter_mut().enumerate() {
-            let h = op.header(record_seq(seq, i, batch), now, batch);
+            let h = op.header(record_seq(seq, i, batch), batch);
             entries.push(entry_for(&h, self.len + buf.len() as u64));
             let value: &[u8] = match &mut op.change {
                 Change::Delete => &[],
                 Change::Put {
                     value: Source::Bytes(b),
-                    ..
                 } => b,
                 Change::Put {
                     value: Source::Reader(r, len),
-                    ..
                 } => {
                     owned.resize(*len as usize, 0);
                     r.read_exact(&mut owned).map_err(|e| {
                         Error::io(format!("reading the value for \"{}\"", show_key(op.key)), e)
                     })?;
-                    &owned
-                }
-                Change::Put {
-                    value: Source::Stored(seg, e, key),
-                    ..
-                } => {
-                    owned = seg.read_value(key, e)?;
                     &owned
                 }
             };
@@ -238,7 +231,8 @@ impl Writer {
             record::encode(&mut buf, h, op.key, value);
         }
         if batch {
-            let h = Header::batch(seq, now, (buf.len() - HEADER_LEN) as u32);
+            // Zero time: version 3 keeps none.
+            let h = Header::batch(seq, 0, (buf.len() - HEADER_LEN) as u32);
             buf[..HEADER_LEN].copy_from_slice(&h.encode());
             let crc = crc32fast::hash(&buf[CRC_FIELD.end..]);
             buf[CRC_FIELD].copy_from_slice(&crc.to_le_bytes());
@@ -251,13 +245,7 @@ impl Writer {
 
     /// For values too large to hold in memory: each record is written with a
     /// placeholder CRC, its value streamed in chunks, then the CRC patched.
-    fn append_streamed(
-        &mut self,
-        ops: &mut [Op],
-        seq: u64,
-        now: u64,
-        batch: bool,
-    ) -> Result<Vec<Entry>> {
+    fn append_streamed(&mut self, ops: &mut [Op], seq: u64, batch: bool) -> Result<Vec<Entry>> {
         let seg = &self.seg;
         let write = |bytes: &[u8], at: u64| {
             seg.write_at(bytes, at)
@@ -269,7 +257,7 @@ impl Writer {
         if batch {
             let h = Header::batch(
                 seq,
-                now,
+                0, // no time, as above
                 (encoded_len(ops, true) - HEADER_LEN as u64) as u32,
             );
             let hb = h.encode();
@@ -282,7 +270,7 @@ impl Writer {
         let mut entries = Vec::with_capacity(ops.len());
         let mut chunk = vec![0u8; CHUNK];
         for (i, op) in ops.iter_mut().enumerate() {
-            let h = op.header(record_seq(seq, i, batch), now, batch);
+            let h = op.header(record_seq(seq, i, batch), batch);
             let rec_start = pos;
             entries.push(entry_for(&h, rec_start));
             let mut head = h.encode().to_vec();
@@ -291,18 +279,16 @@ impl Writer {
             hasher.update(&head[CRC_FIELD.end..]);
             write(&head, pos)?;
             pos += head.len() as u64;
-            if let Change::Put { value, .. } = &mut op.change {
-                let mut copy = ValueCopy::new(value, op.key)?;
-                let mut left = h.value_len as usize;
-                while left > 0 {
-                    let n = left.min(CHUNK);
-                    copy.next(&mut chunk[..n])?;
+            if let Change::Put { value } = &mut op.change {
+                let mut done = 0;
+                while done < h.value_len as usize {
+                    let n = (h.value_len as usize - done).min(CHUNK);
+                    value.read_at(done, &mut chunk[..n], op.key)?;
                     hasher.update(&chunk[..n]);
                     write(&chunk[..n], pos)?;
                     pos += n as u64;
-                    left -= n;
+                    done += n;
                 }
-                copy.finish()?;
             }
             let crc = hasher.clone().finalize();
             write(&crc.to_le_bytes(), rec_start)?;
@@ -327,7 +313,7 @@ fn record_seq(seq: u64, i: usize, batch: bool) -> u64 {
     }
 }
 
-pub(super) fn entry_for(h: &Header, offset: u64) -> Entry {
+fn entry_for(h: &Header, offset: u64) -> Entry {
     Entry {
         offset: offset as u32,
         value_len: h.value_len,
@@ -337,79 +323,5 @@ pub(super) fn entry_for(h: &Header, offset: u64) -> Entry {
             Layout::V1 | Layout::V2 => h.meta.mtime,
         },
         tombstone: h.kind == Kind::Tombstone,
-    }
-}
-
-/// Reads a value chunk by chunk from its source; a stored value's CRC is
-/// checked as it is copied, so damaged bytes are never written out again.
-struct ValueCopy<'s, 'a> {
-    source: &'s mut Source<'a>,
-    pos: u64,
-    check: Option<(crc32fast::Hasher, u32)>,
-    key: Vec<u8>,
-}
-
-impl<'s, 'a> ValueCopy<'s, 'a> {
-    fn new(source: &'s mut Source<'a>, key: &[u8]) -> Result<Self> {
-        let mut check = None;
-        if let Source::Stored(seg, e, stored_key) = source {
-            let head_len = seg.layout.header_len();
-            let head = seg.bytes(u64::from(e.offset), head_len + stored_key.len())?;
-            let h = Header::parse(&head, seg.layout)
-                .map_err(|d| Error::corrupt(&seg.path, u64::from(e.offset), d))?;
-            if head[head_len..] != **stored_key || usize::from(h.key_len) != stored_key.len() {
-                return Err(Error::corrupt(
-                    &seg.path,
-                    u64::from(e.offset),
-                    "record does not match the index",
-                ));
-            }
-            let mut hasher = crc32fast::Hasher::new();
-            hasher.update(&head[CRC_FIELD.end..]);
-            check = Some((hasher, h.crc));
-        }
-        Ok(ValueCopy {
-            source,
-            pos: 0,
-            check,
-            key: key.to_vec(),
-        })
-    }
-
-    fn next(&mut self, buf: &mut [u8]) -> Result<()> {
-        match self.source {
-            Source::Bytes(b) => {
-                buf.copy_from_slice(&b[self.pos as usize..self.pos as usize + buf.len()])
-            }
-            Source::Reader(r, _) => r.read_exact(buf).map_err(|e| {
-                Error::io(
-                    format!("reading the value for \"{}\"", show_key(&self.key)),
-                    e,
-                )
-            })?,
-            Source::Stored(seg, e, stored_key) => {
-                let value_at = seg.layout.header_len() + stored_key.len();
-                let at = u64::from(e.offset) + value_at as u64 + self.pos;
-                buf.copy_from_slice(&seg.read_at(at, buf.len())?);
-                if let Some((h, _)) = self.check.as_mut() {
-                    h.update(buf);
-                }
-            }
-        }
-        self.pos += buf.len() as u64;
-        Ok(())
-    }
-
-    fn finish(self) -> Result<()> {
-        if let (Some((h, want)), Source::Stored(seg, e, _)) = (self.check, &*self.source)
-            && h.finalize() != want
-        {
-            return Err(Error::corrupt(
-                &seg.path,
-                u64::from(e.offset),
-                "checksum mismatch",
-            ));
-        }
-        Ok(())
     }
 }
