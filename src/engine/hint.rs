@@ -4,10 +4,11 @@
 //! Layout (little-endian): header of 48 bytes — magic, format version,
 //! reserved (zero), segment id, segment length the hint describes, highest
 //! sequence number in the segment, entry count — then per entry: flags (bit 0
-//! = tombstone), key length (u16 in version 2, one byte in version 1),
-//! record offset u32, value length u32, mtime u64, key bytes; then a CRC32
-//! of everything before it. A hint of either version may describe a segment
-//! of either version: it holds index entries, not records.
+//! = tombstone), key length (u16; one byte in version 1), record offset
+//! u32, value length u32 (then an mtime u64 in versions 1 and 2, read and
+//! ignored), key bytes; then a CRC32 of everything before it. A hint of any
+//! version may describe a segment of any version: it holds index entries,
+//! not records.
 //!
 //! Hints are written off the write path (by the background thread, after a
 //! roll) and made durable; even so, a damaged hint only fails its checksum
@@ -25,25 +26,32 @@ use super::le::{le_u16, le_u32, le_u64};
 use super::manifest::sync_dir;
 
 const HEADER_LEN: usize = 8 + 4 + 4 + 8 + 8 + 8 + 8;
-/// An entry's bytes before its key, in version 2.
-const ENTRY_FIXED_LEN: usize = 1 + 2 + 4 + 4 + 8;
+/// An entry's bytes before its key, in version 3.
+const ENTRY_FIXED_LEN: usize = 1 + 2 + 4 + 4;
 
 /// Where an entry's fields sit, by hint version.
 struct EntryLayout {
     key_len_size: usize,
+    /// Bytes of an mtime that versions 1 and 2 kept after the value length.
+    mtime_size: usize,
 }
 
 impl EntryLayout {
     fn of(version: u32) -> Option<EntryLayout> {
-        match version {
-            1 => Some(EntryLayout { key_len_size: 1 }),
-            2..=FORMAT_VERSION => Some(EntryLayout { key_len_size: 2 }),
-            _ => None,
-        }
+        let (key_len_size, mtime_size) = match version {
+            1 => (1, 8),
+            2 => (2, 8),
+            FORMAT_VERSION => (2, 0),
+            _ => return None,
+        };
+        Some(EntryLayout {
+            key_len_size,
+            mtime_size,
+        })
     }
 
     fn fixed_len(&self) -> usize {
-        1 + self.key_len_size + 4 + 4 + 8
+        1 + self.key_len_size + 4 + 4 + self.mtime_size
     }
 }
 
@@ -69,7 +77,6 @@ pub fn encode(id: u64, segment_len: u64, max_seq: u64, index: &Index) -> Vec<u8>
         buf.extend_from_slice(&(key.len() as u16).to_le_bytes());
         buf.extend_from_slice(&e.offset.to_le_bytes());
         buf.extend_from_slice(&e.value_len.to_le_bytes());
-        buf.extend_from_slice(&e.mtime.to_le_bytes());
         buf.extend_from_slice(key);
     }
     let crc = crc32fast::hash(&buf);
@@ -129,7 +136,6 @@ pub fn decode(bytes: &[u8], id: u64) -> std::result::Result<Hint, String> {
             tombstone: fixed[0] == 1,
             offset: le_u32(rest),
             value_len: le_u32(&rest[4..]),
-            mtime: le_u64(&rest[8..]),
         };
         if u64::from(entry.offset) >= segment_len {
             return Err("entry points past the end of the segment".into());
@@ -190,7 +196,6 @@ mod tests {
             let e = Entry {
                 offset: 24 + i * 40,
                 value_len: i,
-                mtime: u64::from(i) * 1000,
                 tombstone: i % 7 == 0,
             };
             ix.insert(hash_key(k.as_bytes()), k.as_bytes(), e);
@@ -212,12 +217,12 @@ mod tests {
         assert!(decode(&bytes, 4).is_err());
     }
 
-    /// A version-1 hint, as the code before version 2 wrote it: key lengths
-    /// of one byte.
-    fn encode_v1(id: u64, segment_len: u64, max_seq: u64, index: &Index) -> Vec<u8> {
+    /// A hint of version 1 or 2, as the builds before version 3 wrote it:
+    /// key lengths of one byte in version 1, and an mtime in each entry.
+    fn encode_old(version: u32, id: u64, segment_len: u64, max_seq: u64, index: &Index) -> Vec<u8> {
         let mut buf = Vec::new();
         buf.extend_from_slice(&HINT_MAGIC);
-        buf.extend_from_slice(&1u32.to_le_bytes());
+        buf.extend_from_slice(&version.to_le_bytes());
         buf.extend_from_slice(&0u32.to_le_bytes());
         buf.extend_from_slice(&id.to_le_bytes());
         buf.extend_from_slice(&segment_len.to_le_bytes());
@@ -225,10 +230,13 @@ mod tests {
         buf.extend_from_slice(&(index.len() as u64).to_le_bytes());
         for (key, e) in index.iter() {
             buf.push(u8::from(e.tombstone));
-            buf.push(key.len() as u8);
+            match version {
+                1 => buf.push(key.len() as u8),
+                _ => buf.extend_from_slice(&(key.len() as u16).to_le_bytes()),
+            }
             buf.extend_from_slice(&e.offset.to_le_bytes());
             buf.extend_from_slice(&e.value_len.to_le_bytes());
-            buf.extend_from_slice(&e.mtime.to_le_bytes());
+            buf.extend_from_slice(&77u64.to_le_bytes());
             buf.extend_from_slice(key);
         }
         let crc = crc32fast::hash(&buf);
@@ -244,15 +252,17 @@ mod tests {
             let e = Entry {
                 offset: 24 + i * 30,
                 value_len: i,
-                mtime: 77,
                 tombstone: i == 3,
             };
             ix.insert(hash_key(k.as_bytes()), k.as_bytes(), e);
         }
-        let bytes = encode_v1(2, 1000, 20, &ix);
-        let h = decode(&bytes, 2).unwrap();
-        assert_eq!((h.max_seq, h.segment_len), (20, 1000));
-        assert!(h.index.same_as(&ix));
+        for version in [2, 1] {
+            let bytes = encode_old(version, 2, 1000, 20, &ix);
+            let h = decode(&bytes, 2).unwrap();
+            assert_eq!((h.max_seq, h.segment_len), (20, 1000));
+            assert!(h.index.same_as(&ix), "version {version}");
+        }
+        let bytes = encode_old(1, 2, 1000, 20, &ix);
         let mut future = bytes.clone();
         future[8..12].copy_from_slice(&(FORMAT_VERSION + 1).to_le_bytes());
         let body = future.len() - 4;

@@ -20,13 +20,12 @@ pub fn hash_key(key: &[u8]) -> u64 {
     HASHER.hash_one(key)
 }
 
-/// What a lookup finds: the record's offset in its segment file, the value
-/// length, and the record's wall-clock time.
+/// What a lookup finds: the record's offset in its segment file and the
+/// value length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub offset: u32,
     pub value_len: u32,
-    pub mtime: u64,
     pub tombstone: bool,
 }
 
@@ -42,7 +41,6 @@ struct Slot {
     key_pos: u32,
     offset: u32,
     value_len: u32,
-    mtime: u64,
 }
 
 impl Slot {
@@ -55,7 +53,6 @@ impl Slot {
             } else {
                 value_len
             },
-            mtime: self.mtime,
             tombstone: value_len == TOMBSTONE_LEN,
         }
     }
@@ -67,7 +64,6 @@ impl Slot {
         } else {
             e.value_len
         };
-        self.mtime = e.mtime;
     }
 }
 
@@ -77,7 +73,7 @@ pub struct Index {
     arena: Vec<u8>,
 }
 
-// Three slots and their tags fill one cache line.
+// Four slots and their tags fill one cache line.
 const _: () = assert!(size_of::<Bucket<Slot>>() == 64);
 
 /// Marks a two-byte key length in the arena.
@@ -167,7 +163,6 @@ impl Index {
             key_pos,
             offset: 0,
             value_len: 0,
-            mtime: 0,
         };
         slot.set(entry);
         table.insert_unique(hash, slot, |s| hash_key(arena_key(arena, s.key_pos)));
@@ -266,7 +261,6 @@ mod tests {
         Entry {
             offset,
             value_len: len,
-            mtime: 5,
             tombstone: false,
         }
     }
@@ -274,7 +268,7 @@ mod tests {
     #[test]
     fn insert_get_overwrite() {
         let mut ix = Index::default();
-        assert_eq!(std::mem::size_of::<Slot>(), 20);
+        assert_eq!(std::mem::size_of::<Slot>(), 12);
         for i in 0..1000u32 {
             let k = format!("key{i}");
             ix.insert(hash_key(k.as_bytes()), k.as_bytes(), put(i, i));
@@ -282,7 +276,6 @@ mod tests {
         let gone = Entry {
             offset: 7,
             value_len: 0,
-            mtime: 9,
             tombstone: true,
         };
         ix.insert(hash_key(b"key3"), b"key3", gone);

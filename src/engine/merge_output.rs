@@ -191,16 +191,10 @@ impl Output {
         Ok(())
     }
 
-    /// Records a survivor copied to `offset` in this output's index, as a
-    /// scan of the output would find it: with no time in version 3 (a
-    /// hint must match the scan).
+    /// Records a survivor copied to `offset` in this output's index.
     fn indexed(&mut self, s: &Survivor, key: &[u8], offset: u64, seq: u64) {
         let entry = Entry {
             offset: offset as u32,
-            mtime: match self.layout {
-                Layout::V3 => 0,
-                Layout::V1 | Layout::V2 => s.entry.mtime,
-            },
             ..s.entry
         };
         self.index.insert_new(s.hash, key, entry);

@@ -503,7 +503,7 @@ mod tests {
             for bit in 0..8 {
                 let mut bad = buf.clone();
                 bad[i] ^= 1 << bit;
-                let parsed = Header::parse(&bad, Layout::V2);
+                let parsed = Header::parse(&bad, Layout::V3);
                 let caught = match parsed {
                     Err(_) => true,
                     Ok(h) => h.record_len() as usize != bad.len() || !crc_ok(&bad),

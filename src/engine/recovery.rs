@@ -144,6 +144,9 @@ pub fn scan_into(seg: &Segment, data: &[u8], last: bool) -> ScanReport {
     let mut bulk = index.bulk_insert();
     let report = scan::scan(data, seg.layout, last, |s| bulk.insert(s.key, s.entry()));
     drop(bulk);
+    // Grown by doubling as the scan went: sized to what it holds now (the
+    // active segment's index keeps taking writes, and grows again if so).
+    index.shrink_to_fit();
     seg.set_max_seq(report.max_seq);
     for d in &report.damage {
         error!(

@@ -12,7 +12,6 @@ pub struct Scanned<'a> {
     pub key: &'a [u8],
     pub offset: u64,
     pub value_len: u32,
-    pub mtime: u64,
     pub tombstone: bool,
 }
 
@@ -22,7 +21,6 @@ impl Scanned<'_> {
         Entry {
             offset: self.offset as u32,
             value_len: self.value_len,
-            mtime: self.mtime,
             tombstone: self.tombstone,
         }
     }
@@ -183,7 +181,6 @@ fn emit<'d>(data: &'d [u8], off: usize, h: &Header, visit: &mut impl FnMut(Scann
             key,
             offset: at as u64,
             value_len: h.value_len,
-            mtime: h.meta.mtime,
             tombstone: h.kind == Kind::Tombstone,
         });
     };
@@ -269,11 +266,11 @@ mod tests {
         }
         let mut seen = Vec::new();
         let r = scan(&data, Layout::V1, true, |s| {
-            seen.push((s.key.to_vec(), s.offset, s.mtime))
+            seen.push((s.key.to_vec(), s.offset, s.value_len))
         });
         assert_eq!(
             seen,
-            vec![(b"a".to_vec(), 24, 9), (b"bb".to_vec(), 24 + 26 + 2, 9)]
+            vec![(b"a".to_vec(), 24, 1), (b"bb".to_vec(), 24 + 26 + 2, 0)]
         );
         assert_eq!(r.end, data.len() as u64);
     }

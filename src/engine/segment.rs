@@ -402,17 +402,15 @@ impl Segment {
         Ok(h)
     }
 
-    /// The metadata of the record at `entry`, from its header. Versions 1
-    /// and 3 keep none but an mtime (version 3 not even that), so their
-    /// headers are not read.
+    /// The metadata of the record at `entry`, from its header. Version 3
+    /// keeps none, so its headers are not read.
     ///
     /// Unlike a value, the header is not CRC-checked here (that would
     /// read the whole record for a `stat`); it is parsed, and a mode that
     /// cannot be is refused. Reads of the value check the whole record.
     pub fn meta(&self, key: &[u8], entry: &Entry) -> Result<Meta> {
         match self.layout {
-            Layout::V1 => Ok(Meta::v1(entry.mtime)),
-            Layout::V2 => Ok(self.header(key, entry)?.meta),
+            Layout::V1 | Layout::V2 => Ok(self.header(key, entry)?.meta),
             Layout::V3 => Ok(Meta::file(0)),
         }
     }

@@ -15,9 +15,9 @@ use allocator_api2::vec::Vec;
 
 use super::huge_pages::HugePages;
 
-/// Slots per bucket: three index slots of 20 bytes and their tags fill a
+/// Slots per bucket: four index slots of 12 bytes and their tags fill a
 /// 64-byte line.
-const SLOTS: usize = 3;
+const SLOTS: usize = 4;
 /// Set in the tag of every occupied slot, so that a tag of 0 means empty;
 /// the other 7 bits come from the hash.
 const FULL: u8 = 0x80;

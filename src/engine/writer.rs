@@ -11,7 +11,7 @@ use super::error::{Error, Result, show_key};
 use super::format::SEGMENT_HEADER_LEN;
 use super::index::Entry;
 use super::meta::Meta;
-use super::record::{self, CRC_FIELD, HEADER_LEN, Header, Kind, Layout};
+use super::record::{self, CRC_FIELD, HEADER_LEN, Header, Kind};
 use super::segment::{CHUNK, PWRITE_FROM, Segment};
 
 /// Where a put's value comes from.
@@ -317,11 +317,6 @@ fn entry_for(h: &Header, offset: u64) -> Entry {
     Entry {
         offset: offset as u32,
         value_len: h.value_len,
-        // What a scan of the record finds: version 3 keeps no time.
-        mtime: match h.layout {
-            Layout::V3 => 0,
-            Layout::V1 | Layout::V2 => h.meta.mtime,
-        },
         tombstone: h.kind == Kind::Tombstone,
     }
 }

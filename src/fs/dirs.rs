@@ -49,12 +49,36 @@ struct Names {
     dead: usize,
 }
 
+/// An `Entry` and where its name starts in the arena (its 2-byte length
+/// first), in 16 bytes.
 #[derive(Clone, Copy)]
 struct Slot {
-    /// Where the name starts in the arena (its 2-byte length first).
+    ino: u64,
     at: u32,
-    entry: Entry,
+    kind: FileType,
+    pending: bool,
 }
+
+impl Slot {
+    fn new(at: u32, e: Entry) -> Slot {
+        Slot {
+            ino: e.ino,
+            at,
+            kind: e.kind,
+            pending: e.pending,
+        }
+    }
+
+    fn entry(&self) -> Entry {
+        Entry {
+            ino: self.ino,
+            kind: self.kind,
+            pending: self.pending,
+        }
+    }
+}
+
+const _: () = assert!(size_of::<Slot>() == 16);
 
 fn name_at(arena: &[u8], at: u32) -> &[u8] {
     let at = at as usize;
@@ -72,14 +96,14 @@ impl Names {
     fn get(&self, name: &[u8]) -> Option<Entry> {
         self.table
             .find(hash(name), |s| name_at(&self.arena, s.at) == name)
-            .map(|s| s.entry)
+            .map(Slot::entry)
     }
 
     fn insert(&mut self, name: &[u8], entry: Entry) {
         let h = hash(name);
         let Names { arena, table, .. } = self;
         if let Some(s) = table.find_mut(h, |s| name_at(arena, s.at) == name) {
-            s.entry = entry;
+            *s = Slot::new(s.at, entry);
             return;
         }
         // Names are at most 255 bytes (4095 for a damaged store's keys).
@@ -87,7 +111,7 @@ impl Names {
         let at = arena.len() as u32;
         arena.extend_from_slice(&(len as u16).to_le_bytes());
         arena.extend_from_slice(&name[..len]);
-        table.insert_unique(h, Slot { at, entry }, |s| hash(name_at(arena, s.at)));
+        table.insert_unique(h, Slot::new(at, entry), |s| hash(name_at(arena, s.at)));
     }
 
     fn remove(&mut self, name: &[u8]) -> Option<Entry> {
@@ -98,7 +122,7 @@ impl Names {
         if *dead > 4096 && *dead * 2 > arena.len() {
             self.squeeze();
         }
-        Some(slot.entry)
+        Some(slot.entry())
     }
 
     /// Copies the live names into a new arena.
@@ -117,7 +141,7 @@ impl Names {
     fn iter(&self) -> impl Iterator<Item = (&[u8], Entry)> {
         self.table
             .iter()
-            .map(|s| (name_at(&self.arena, s.at), s.entry))
+            .map(|s| (name_at(&self.arena, s.at), s.entry()))
     }
 }
 
