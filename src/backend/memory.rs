@@ -58,8 +58,8 @@ impl Memory {
         }
     }
 
-    /// Accepts `n` more batches (and staged puts), then refuses every
-    /// write, as if the process had died there.
+    /// Accepts `n` more batches (each change of an in-order batch counts
+    /// as one), then refuses every write, as if the process had died there.
     pub fn crash_after(&self, n: u64) {
         self.writes_left.store(n, Ordering::SeqCst);
     }
@@ -80,7 +80,7 @@ impl Memory {
         }
     }
 
-    /// How many batches were written.
+    /// How many batches were written (in-order ones by their changes).
     pub fn writes(&self) -> u64 {
         self.writes.load(Ordering::SeqCst)
     }
@@ -159,18 +159,27 @@ impl Kv for Memory {
                 return Err(Error::Conflict);
             }
         }
-        self.take_write()?;
-        self.writes.fetch_add(1, Ordering::SeqCst);
-        map.revision += 1;
-        let revision = map.revision;
-        for op in batch.ops {
-            match op {
-                Op::Put { key, value } => {
-                    let value = value.into();
-                    map.keys.insert(key, Stored { value, revision });
-                }
-                Op::Delete { key } => {
-                    map.keys.remove(&key);
+        // A batch that may land in order is written op by op, as the log
+        // writes it, so an injected crash can cut it between two.
+        let pieces: Vec<Vec<Op>> = match batch.in_order {
+            true => batch.ops.into_iter().map(|op| vec![op]).collect(),
+            false => vec![batch.ops],
+        };
+        let mut revision = map.revision;
+        for ops in pieces {
+            self.take_write()?;
+            self.writes.fetch_add(1, Ordering::SeqCst);
+            map.revision += 1;
+            revision = map.revision;
+            for op in ops {
+                match op {
+                    Op::Put { key, value } => {
+                        let value = value.into();
+                        map.keys.insert(key, Stored { value, revision });
+                    }
+                    Op::Delete { key } => {
+                        map.keys.remove(&key);
+                    }
                 }
             }
         }
