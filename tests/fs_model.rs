@@ -236,6 +236,19 @@ impl Fs {
         r.and(f).and(rel)
     }
 
+    /// copy_file_range of `n` bytes at `off_in` of node `src` to
+    /// `off_out` of node `dst`, then a close that commits it.
+    fn copy(&self, src: u64, off_in: u64, dst: u64, off_out: u64, n: u64) -> Result<u64, Error> {
+        let fh_in = self.fs.open(src, libc::O_RDONLY, 1)?.fh;
+        let fh_out = self.fs.open(dst, libc::O_WRONLY, 1)?.fh;
+        let r = self.fs.copy_range((fh_in, off_in), (fh_out, off_out), n, 1);
+        let closed = self.fs.flush(fh_out, 1, 1);
+        let released = self.fs.release(fh_out);
+        let _ = self.fs.release(fh_in);
+        let n = r?;
+        closed.and(released).map(|()| n)
+    }
+
     /// Every key the backend holds that the tree does not reach.
     fn garbage(&self) -> BTreeSet<Vec<u8>> {
         self.kv
@@ -378,7 +391,7 @@ fn apply_random(fs: &Fs, m: &mut Model, rng: &mut Rng, strict: bool) -> Option<S
     let name = format!("n{}", rng.below(6)).into_bytes();
     let existing = m.dirs[&mdir].get(&name).copied();
     let shown = format!("{mdir}/{}", String::from_utf8_lossy(&name));
-    match rng.below(12) {
+    match rng.below(15) {
         0..=2 => {
             let big = [10, 3_000, 5_000, 70_000, 1_500_000][rng.below(5) as usize];
             let n = rng.below(big) as usize;
@@ -502,6 +515,47 @@ fn apply_random(fs: &Fs, m: &mut Model, rng: &mut Rng, strict: bool) -> Option<S
                 }
             }
             Some(format!("link {shown}"))
+        }
+        12..=13 => {
+            // copy_file_range, which shares a large file's extents.
+            let Some(src) = existing.filter(|id| m.files.contains_key(id)) else {
+                return Some("nothing".into());
+            };
+            // Into any other file of the tree.
+            let files: Vec<(u64, Vec<u8>, u64)> = m
+                .dirs
+                .iter()
+                .flat_map(|(d, names)| names.iter().map(move |(n, id)| (*d, n.clone(), *id)))
+                .filter(|(_, _, id)| m.files.contains_key(id) && *id != src)
+                .collect();
+            if files.is_empty() {
+                return Some("nothing".into());
+            }
+            let (mto, to, dst) = files[rng.below(files.len() as u64) as usize].clone();
+            let to_dir = resolve(fs, &path_of(m, mto));
+            let src_node = fs.fs.lookup(dir, &name, 1).unwrap().node;
+            let dst_node = fs.fs.lookup(to_dir, &to, 1).unwrap().node;
+            let len = m.files[&src].len() as u64;
+            let off_in = rng.below(len + 1) / 3;
+            let n = rng.below(len + 50_000);
+            let off_out = rng.below(m.files[&dst].len() as u64 + 10_000);
+            let copied = must(
+                fs.copy(src_node, off_in, dst_node, off_out, n),
+                strict,
+                "copy",
+            )?;
+            assert_eq!(copied, n.min(len - off_in), "bytes copied");
+            let bytes = m.files[&src][off_in as usize..(off_in + copied) as usize].to_vec();
+            let f = m.files.get_mut(&dst).unwrap();
+            let end = off_out as usize + bytes.len();
+            if f.len() < end && !bytes.is_empty() {
+                f.resize(end, 0);
+            }
+            f[off_out as usize..end].copy_from_slice(&bytes);
+            Some(format!(
+                "copy {shown} at {off_in} to {mto}/{} at {off_out}",
+                String::from_utf8_lossy(&to)
+            ))
         }
         _ => {
             let n = 1 + rng.below(40) as usize;

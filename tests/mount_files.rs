@@ -274,6 +274,60 @@ fn large_values_spill_and_come_back_whole() {
 /// sees stays whole: a reader open across a rewrite keeps its version,
 /// appends and a rename while open work, `caskfs check` passes.
 #[test]
+fn cp_shares_a_large_files_extents_instead_of_copying_them() {
+    require_fuse!();
+    let mut m = Mount::start(&[]);
+    let a = pattern(8 << 20, 3);
+    fs::write(m.scratch("a"), &a).unwrap();
+    m.ok("cp a mnt/a && echo small > mnt/small");
+    let used = |m: &Mount| m.ok("du -sb data | cut -f1").trim().parse::<u64>().unwrap();
+    let before = m.local().then(|| used(&m));
+    // cp asks copy_file_range, which shares the extents (here on the log;
+    // on etcd the daemon copies the bytes).
+    m.ok("cp mnt/a mnt/b && cmp a mnt/b && cp mnt/small mnt/small2 && cmp mnt/small mnt/small2");
+    if let Some(before) = before {
+        let grew = used(&m).saturating_sub(before);
+        assert!(grew < 256 << 10, "cp of 8 MiB grew the log by {grew} bytes");
+    }
+    // A range into the middle of another file, and past its end.
+    m.ok("python3 -c \"
+import os
+src = os.open('mnt/a', os.O_RDONLY)
+dst = os.open('mnt/c', os.O_WRONLY | os.O_CREAT, 0o644)
+os.write(dst, b'x' * 100)
+assert os.copy_file_range(src, dst, 3 << 20, 1 << 20, 50) == 3 << 20
+os.close(dst)
+data = open('a', 'rb').read()
+assert open('mnt/c', 'rb').read() == b'x' * 50 + data[1 << 20:4 << 20]
+\"");
+    // Each copy changes on its own; the source loses nothing when a copy
+    // changes, or goes.
+    m.ok("printf X | dd of=mnt/b bs=1 seek=4096 conv=notrunc status=none");
+    m.ok("cmp a mnt/a && ! cmp -s a mnt/b && rm mnt/a && cmp -n 4096 a mnt/b");
+    m.ok("cmp -i 4097 a mnt/b");
+    m.unmount();
+    if m.local() {
+        check_clean(&m.data);
+    }
+    m.mount();
+    m.ok("cmp -i 4097 a mnt/b && test $(stat -c %s mnt/c) = 3145778");
+    // With the last file that reaches them gone, the extents go too.
+    m.ok("rm mnt/b mnt/c");
+    m.unmount();
+    if m.local() {
+        let out = std::process::Command::new(common::BIN)
+            .arg("compact")
+            .arg(&m.data)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let left = used(&m);
+        assert!(left < 1 << 20, "{left} bytes left after every copy went");
+        check_clean(&m.data);
+    }
+}
+
+#[test]
 fn large_files_cost_what_is_written_and_survive_a_remount() {
     require_fuse!();
     let mut m = Mount::start(&["--max-segment-size", "4M"]);

@@ -49,7 +49,8 @@ struct State {
     /// start of O_TRUNC or a create.
     written: bool,
     /// Who made those changes: the file tables (lock owners) that wrote,
-    /// the threads that truncated (the kernel names no file table then),
+    /// the threads that truncated or copied into it (the kernel names no
+    /// file table then),
     /// and whether a page written back from a mapping (which names
     /// neither) was among them.
     writers: Vec<u64>,
@@ -92,6 +93,9 @@ pub struct Overlay {
     /// Extents this draft wrote: deleted unless a commit makes them
     /// reachable.
     pub written: Vec<u64>,
+    /// Extents of other files this draft reaches through `share`: never
+    /// its to delete.
+    pub shared: Vec<u64>,
     frees: Frees,
 }
 
@@ -105,10 +109,11 @@ impl Drop for Overlay {
 }
 
 impl Draft {
-    /// The extents written behind and not committed yet.
+    /// The extents written behind and not committed yet, and those of
+    /// other files it reaches.
     pub fn written(&self) -> Vec<u64> {
         match &self.state.lock().body {
-            Body::Changed(o) => o.written.clone(),
+            Body::Changed(o) => o.written.iter().chain(&o.shared).copied().collect(),
             Body::Committed(_) => Vec::new(),
         }
     }
@@ -126,6 +131,7 @@ impl Overlay {
             mem: BTreeMap::new(),
             mem_bytes: 0,
             written: Vec::new(),
+            shared: Vec::new(),
             frees,
         }
     }
@@ -183,6 +189,36 @@ impl Overlay {
             self.write_behind(store, false)?;
         }
         Ok(())
+    }
+
+    /// Makes `[off, off + len)` the bytes `pieces` reach (extents of
+    /// another file, at offsets within that range), zeros between them.
+    pub fn share(&mut self, off: u64, len: u64, pieces: Vec<Extent>) {
+        let end = off + len;
+        self.cut_mem(off, end);
+        self.cut_behind(off, end);
+        let mut at = off;
+        for p in &pieces {
+            if p.off > at {
+                // A hole of the source: zeros here too, over the base.
+                self.put_zeros(at, p.off);
+            }
+            at = p.end();
+        }
+        if at < end {
+            self.put_zeros(at, end);
+        }
+        self.shared.extend(pieces.iter().map(|p| p.id));
+        self.behind.extend(pieces);
+        self.behind.sort_unstable_by_key(|e| e.off);
+        self.size = self.size.max(end);
+    }
+
+    /// Zeros over `[a, b)`: in memory, as a write of them would be.
+    fn put_zeros(&mut self, a: u64, b: u64) {
+        let n = (b - a) as usize;
+        self.mem_bytes += n;
+        self.mem.insert(a, vec![0; n]);
     }
 
     pub fn truncate(&mut self, len: u64) {
@@ -478,6 +514,48 @@ impl Draft {
         let mut st = self.state.lock();
         let was_local = matches!(st.body, Body::Changed(_));
         changed(self.ino, &mut st, load, frees)?.truncate(len);
+        st.changed_at = SystemTime::now();
+        st.dirty = true;
+        st.written = true;
+        if !st.truncaters.contains(&tid) {
+            st.truncaters.push(tid);
+        }
+        Ok(!was_local)
+    }
+
+    /// Makes `[off, off + len)` what `pieces` reach (see `Overlay::share`)
+    /// for thread `tid`, which a close by its process then commits as it
+    /// would its truncate; says, as `write` does, whether the draft newly
+    /// differs from the committed version. `off + len` is within `max`.
+    #[allow(clippy::too_many_arguments, reason = "one copy request's fields")]
+    pub fn share(
+        &self,
+        store: &Store,
+        (off, len): (u64, u64),
+        pieces: Vec<Extent>,
+        tid: u32,
+        max: u64,
+        load: impl FnOnce() -> Result<Option<Pin>>,
+        frees: &Frees,
+    ) -> Result<bool> {
+        if off.saturating_add(len) > max {
+            return Err(Error::TooBig);
+        }
+        let mut st = self.state.lock();
+        if let Some(code) = st.poisoned {
+            return Err(Error::from(io::Error::from_raw_os_error(code)));
+        }
+        let was_local = matches!(st.body, Body::Changed(_));
+        let o = changed(self.ino, &mut st, load, frees)?;
+        o.share(off, len, pieces);
+        // Zeros for the source's holes may have piled up in memory.
+        if o.mem_bytes > WRITE_BEHIND
+            && let Err(e) = o.write_behind(store, false)
+        {
+            st.poisoned = Some(super::errno::errno(&e));
+            st.dirty = false;
+            return Err(e);
+        }
         st.changed_at = SystemTime::now();
         st.dirty = true;
         st.written = true;

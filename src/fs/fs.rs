@@ -140,6 +140,9 @@ pub struct CaskFs {
     pub(super) handles: HandleTable,
     pub(super) nodeids: NodeIds,
     pub(super) pending: Mutex<HashMap<u64, Pending>>,
+    /// Held while extents' holders records are read and written
+    /// (`sharing.rs`).
+    pub(super) sharing: Mutex<()>,
     /// Folders whose current times are not stored yet (`folder_times.rs`).
     pub(super) unstored: Mutex<HashSet<u64>>,
     /// Open directory streams: a snapshot of the names, taken at the
@@ -221,6 +224,7 @@ impl CaskFs {
             nodeids: NodeIds::default(),
             pending: Mutex::default(),
             unstored: Mutex::default(),
+            sharing: Mutex::default(),
             listings: Mutex::default(),
             next_listing: AtomicU64::new(0),
             kernel: OnceLock::new(),
@@ -399,7 +403,7 @@ impl CaskFs {
         if keys.is_empty() || self.opts.read_only {
             return;
         }
-        if let Err(e) = commit::delete(&*self.store.kv, keys) {
+        if let Err(e) = self.delete_freed(keys) {
             // Left as garbage: nothing reaches it, a check finds it.
             warn!("freeing what no file reaches any more: {e}");
         }
@@ -518,7 +522,7 @@ impl CaskFs {
             };
             frees.push(keys::inode(ino).to_vec());
             frees.push(keys::orphan(ino).to_vec());
-            commit::delete(&*self.store.kv, frees)?;
+            self.delete_freed(frees)?;
             info!("freed inode {ino}, removed while open when the store last closed");
         }
         Ok(())
@@ -577,6 +581,12 @@ impl CaskFs {
                     .inode(ino)?
                     .is_some_and(|i| i.kind != FileType::Directory)
                 {
+                    dead.push(k);
+                }
+            }
+            // Holders of extents nothing reaches any more.
+            for k in self.store.kv.keys(keys::holders_prefix())? {
+                if !reach.contains(&k) {
                     dead.push(k);
                 }
             }

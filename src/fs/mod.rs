@@ -48,6 +48,7 @@ mod paths;
 mod process;
 mod reach;
 mod remote;
+mod sharing;
 mod store;
 
 pub use attr::{Attr, BLOCK_SIZE, Owner};

@@ -11,7 +11,8 @@ impl CaskFs {
     /// The keys the filesystem reaches: the superblock and counters, every
     /// named inode (the root, and those removed while open), the entries
     /// naming them, the nodes and extents their trees reach, and what
-    /// pinned versions still read, and what open drafts wrote behind.
+    /// pinned versions still read, and what open drafts wrote behind or
+    /// share, and the holders records of shared extents reached.
     pub fn reachable_keys(&self) -> Result<HashSet<Vec<u8>>> {
         let mut reach: HashSet<Vec<u8>> = HashSet::new();
         reach.insert(keys::SUPERBLOCK.to_vec());
@@ -48,6 +49,12 @@ impl CaskFs {
         reach.extend(self.lives.waiting());
         let drafts = self.handles.drafts_written();
         reach.extend(drafts.into_iter().map(|id| keys::extent(id).to_vec()));
+        // A shared extent's holders record, while the extent is reached.
+        for k in self.store.kv.keys(keys::holders_prefix())? {
+            if keys::holders_of(&k).is_some_and(|id| reach.contains(keys::extent(id).as_slice())) {
+                reach.insert(k);
+            }
+        }
         Ok(reach)
     }
 }

@@ -18,6 +18,7 @@ const NODE: u8 = b'n';
 const EXTENT: u8 = b'x';
 const ORPHAN: u8 = b'o';
 const COUNTER: u8 = b'c';
+const HOLDERS: u8 = b'r';
 
 /// A key of the schema, not one of the old layout.
 pub fn is_schema_key(key: &[u8]) -> bool {
@@ -71,6 +72,20 @@ pub fn node_prefix() -> &'static [u8] {
 /// The id of an extent or node key.
 pub fn block_of(key: &[u8]) -> Option<u64> {
     id_of(EXTENT, key).or_else(|| id_of(NODE, key))
+}
+
+/// Who may hold extent `id` besides the file that wrote it: present only
+/// for an extent `copy_file_range` shared (`fs/sharing.rs`).
+pub fn holders(id: u64) -> [u8; 9] {
+    tagged(HOLDERS, id)
+}
+
+pub fn holders_prefix() -> &'static [u8] {
+    &[HOLDERS]
+}
+
+pub fn holders_of(key: &[u8]) -> Option<u64> {
+    id_of(HOLDERS, key)
 }
 
 /// An inode with no name left that was open: freed at the next open.

@@ -12,6 +12,7 @@
 mod codec;
 pub mod entry;
 pub mod extent;
+pub mod holders;
 pub mod inode;
 pub mod keys;
 pub mod superblock;

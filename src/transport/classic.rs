@@ -609,17 +609,25 @@ impl Filesystem for Classic {
 
     fn copy_file_range(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino_in: INodeNo,
-        _fh_in: FileHandle,
-        _offset_in: u64,
+        fh_in: FileHandle,
+        offset_in: u64,
         _ino_out: INodeNo,
-        _fh_out: FileHandle,
-        _offset_out: u64,
-        _len: u64,
+        fh_out: FileHandle,
+        offset_out: u64,
+        len: u64,
         _flags: CopyFileRangeFlags,
         reply: ReplyWrite,
     ) {
-        reply.error(errno(self.requests.refuse(Refused::CopyFileRange)));
+        match self.requests.copy_file_range(
+            (fh_in.0, offset_in),
+            (fh_out.0, offset_out),
+            len,
+            req.pid(),
+        ) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(errno(e)),
+        }
     }
 }

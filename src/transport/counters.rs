@@ -41,11 +41,12 @@ pub enum Req {
     Bmap,
     Ioctl,
     Poll,
+    CopyFileRange,
     Other,
 }
 
 /// Their names, as the FUSE protocol has them, in `Req`'s order.
-const KINDS: [&str; 36] = [
+const KINDS: [&str; 37] = [
     "lookup",
     "forget",
     "getattr",
@@ -81,6 +82,7 @@ const KINDS: [&str; 36] = [
     "bmap",
     "ioctl",
     "poll",
+    "copy_file_range",
     "other",
 ];
 

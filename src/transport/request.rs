@@ -109,7 +109,6 @@ pub enum Refused {
     Poll,
     Fallocate,
     Lseek,
-    CopyFileRange,
     /// An opcode the transport does not know.
     Unknown,
 }
@@ -372,6 +371,25 @@ impl Requests {
         Ok(n as u32)
     }
 
+    /// copy_file_range: shared, not copied, where it can be
+    /// (`fs/sharing.rs`). The reply holds a 32-bit count, so one request
+    /// copies at most 1 GiB; the caller asks again for the rest.
+    pub fn copy_file_range(
+        &self,
+        from: (u64, u64),
+        to: (u64, u64),
+        len: u64,
+        tid: u32,
+    ) -> Answer<u32> {
+        self.count(Req::CopyFileRange);
+        let n = self
+            .fs
+            .copy_range(from, to, len.min(1 << 30), tid)
+            .map_err(|e| err("copy_file_range", &e))?;
+        self.counters.written(n as usize);
+        Ok(n as u32)
+    }
+
     pub fn flush(&self, fh: u64, lock_owner: u64, pid: u32) -> Answer<()> {
         self.count(Req::Flush);
         done("flush", self.fs.flush(fh, lock_owner, pid))
@@ -444,8 +462,7 @@ impl Requests {
     /// - poll: ENOSYS makes the kernel treat files as always ready, as
     ///   for disks;
     /// - fallocate: EOPNOTSUPP;
-    /// - lseek: ENOSYS lets the kernel answer it (no holes to report);
-    /// - copy_file_range: ENOSYS makes the kernel read and write instead.
+    /// - lseek: ENOSYS lets the kernel answer it (no holes to report).
     pub fn refuse(&self, what: Refused) -> Errno {
         let (req, errno) = match what {
             Refused::Readdirplus => (Req::Readdirplus, libc::ENOSYS),
@@ -459,9 +476,7 @@ impl Requests {
             Refused::Ioctl => (Req::Ioctl, libc::ENOTTY),
             Refused::Poll => (Req::Poll, libc::ENOSYS),
             Refused::Fallocate => (Req::Other, libc::EOPNOTSUPP),
-            Refused::Lseek | Refused::CopyFileRange | Refused::Unknown => {
-                (Req::Other, libc::ENOSYS)
-            }
+            Refused::Lseek | Refused::Unknown => (Req::Other, libc::ENOSYS),
         };
         self.count(req);
         errno

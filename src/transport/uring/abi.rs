@@ -219,6 +219,19 @@ pub struct CreateIn {
 }
 
 /// `fuse_read_in`, and `fuse_write_in`, which has the same layout.
+/// `fuse_copy_file_range_in`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct CopyFileRangeIn {
+    pub fh_in: u64,
+    pub off_in: u64,
+    pub nodeid_out: u64,
+    pub fh_out: u64,
+    pub off_out: u64,
+    pub len: u64,
+    pub flags: u64,
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct IoIn {
@@ -378,6 +391,7 @@ mod tests {
         assert_eq!(size_of::<OpenIn>(), 8);
         assert_eq!(size_of::<CreateIn>(), 16);
         assert_eq!(size_of::<IoIn>(), 40);
+        assert_eq!(size_of::<CopyFileRangeIn>(), 56);
         assert_eq!(size_of::<ReleaseIn>(), 24);
         assert_eq!(size_of::<FlushIn>(), 24);
         assert_eq!(size_of::<FsyncIn>(), 16);

@@ -178,7 +178,12 @@ pub fn serve(r: &Requests, req: &Request, buf: &mut [u8]) -> Answer<usize> {
         op::POLL => Err(r.refuse(Refused::Poll)),
         op::READDIRPLUS => Err(r.refuse(Refused::Readdirplus)),
         op::LSEEK => Err(r.refuse(Refused::Lseek)),
-        op::COPY_FILE_RANGE => Err(r.refuse(Refused::CopyFileRange)),
+        op::COPY_FILE_RANGE => {
+            let a: abi::CopyFileRangeIn = arg(req.op_in)?;
+            let size =
+                r.copy_file_range((a.fh_in, a.off_in), (a.fh_out, a.off_out), a.len, h.pid)?;
+            put(buf, &abi::WriteOut { size, padding: 0 })
+        }
         _ => Err(r.refuse(Refused::Unknown)),
     }
 }
