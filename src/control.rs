@@ -122,7 +122,10 @@ fn reply(d: &Daemon, request: &str) -> (u8, String) {
             }
             Err(e) => failed(&e),
         },
-        ("compact", _) => match d.store.roll().and_then(|()| d.store.compact()) {
+        ("compact", _) => match defragment(d)
+            .and_then(|()| d.store.roll())
+            .and_then(|()| d.store.compact())
+        {
             Ok(Some(r)) => (0, format!("merged {r}\n")),
             Ok(None) => (0, "nothing to merge\n".into()),
             Err(e) => failed(&e),
@@ -205,4 +208,13 @@ pub fn ask(data_dir: &Path, request: &str) -> Option<io::Result<(u8, String)>> {
         Ok((code, text.to_string()))
     };
     Some(talk())
+}
+
+/// Files written in small pieces are written again before a merge, which
+/// then drops the pieces (`fs/defrag.rs`).
+fn defragment(d: &Daemon) -> crate::engine::Result<()> {
+    if let Err(e) = d.fs.defragment() {
+        log::warn!("rewriting fragmented files before a merge: {e}");
+    }
+    Ok(())
 }

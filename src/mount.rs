@@ -246,6 +246,7 @@ fn serve(args: &MountOptions, ready: &mut dyn FnMut(&str)) -> Res<()> {
     fs.follow_remote_changes();
     fs.collect_garbage_in_background();
     fs.store_folder_times_in_background();
+    fs.defragment_after_merges();
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::FSName(source.clone()),
@@ -303,6 +304,8 @@ fn serve(args: &MountOptions, ready: &mut dyn FnMut(&str)) -> Res<()> {
         control::transport(&uring),
         fs.read_mode()
     );
+    // Weak, as the store below: SIGUSR1 rewrites fragmented files first.
+    let defragmenter = Arc::downgrade(&fs);
     // Live stats and control speak for a local store only, for now.
     let control = local.as_ref().and_then(|store| {
         let started = control::Server::start(control::Daemon {
@@ -332,6 +335,10 @@ fn serve(args: &MountOptions, ready: &mut dyn FnMut(&str)) -> Res<()> {
                     libc::SIGUSR1 => match merger.as_ref().and_then(|m| m.upgrade()) {
                         Some(store) => {
                             info!("SIGUSR1: merging closed segments");
+                            let fs = defragmenter.upgrade();
+                            if let Some(Err(e)) = fs.map(|fs| fs.defragment()) {
+                                warn!("rewriting fragmented files before a merge: {e}");
+                            }
                             store.request_compaction();
                         }
                         None => info!("SIGUSR1: no segments to merge (etcd compacts its own)"),

@@ -342,6 +342,67 @@ fn a_crash_at_any_step_of_an_operation_leaves_it_done_or_undone() {
     }
 }
 
+/// A file whose bytes were committed 4 KiB at a time: one extent each.
+fn written_in_pieces(fs: &Fs, name: &[u8], data: &[u8]) -> u64 {
+    let node = {
+        fs.put(ROOT, name, &data[..4096], 1).expect("put");
+        fs.fs.lookup(ROOT, name, 1).expect("lookup").node
+    };
+    for (i, piece) in data.chunks(4096).enumerate().skip(1) {
+        fs.pwrite(node, (i * 4096) as u64, piece).expect("pwrite");
+    }
+    node
+}
+
+fn extents(fs: &Fs) -> usize {
+    fs.kv.dump().keys().filter(|k| k[0] == b'x').count()
+}
+
+#[test]
+fn a_file_written_in_pieces_is_written_again_in_large_extents() {
+    let mut rng = Rng(7);
+    let fs = Fs::new(Arc::new(Memory::default())).unwrap();
+    let data = rng.bytes(100 * 4096 + 123);
+    let node = written_in_pieces(&fs, b"db", &data);
+    let before = extents(&fs);
+    assert!(before > 90, "{before} extents");
+    assert_eq!(fs.fs.defragment().expect("defragment"), 1);
+    assert!(extents(&fs) <= 2, "{} extents after", extents(&fs));
+    assert_eq!(fs.read_all(node, data.len() as u64), data);
+    assert!(fs.garbage().is_empty());
+    // Nothing changed since: nothing to do.
+    assert_eq!(fs.fs.defragment().expect("defragment"), 0);
+    let again = fs.restart();
+    let node = again.fs.lookup(ROOT, b"db", 1).expect("lookup").node;
+    assert_eq!(again.read_all(node, data.len() as u64), data);
+
+    // A crash at every write of the rewrite leaves the same bytes, and
+    // nothing that nothing reaches.
+    let empty = Memory::default();
+    let pieces = || {
+        let fs = Fs::new(Arc::new(empty.restart())).unwrap();
+        written_in_pieces(&fs, b"db", &data);
+        fs
+    };
+    let writes = {
+        let fs = pieces();
+        let before = fs.kv.writes();
+        assert_eq!(fs.fs.defragment().expect("defragment"), 1);
+        fs.kv.writes() - before
+    };
+    assert!(writes > 2, "{writes} writes");
+    for cut in 0..writes {
+        let crashed = pieces();
+        crashed.kv.crash_after(cut);
+        // Fails somewhere (logged), or frees nothing at the end.
+        let _ = crashed.fs.defragment();
+        let back = crashed.restart();
+        let node = back.fs.lookup(ROOT, b"db", 1).expect("lookup").node;
+        assert_eq!(back.read_all(node, data.len() as u64), data, "cut {cut}");
+        assert!(back.garbage().is_empty(), "cut {cut}: {:?}", back.garbage());
+    }
+}
+
 /// The names from the root to folder `id` of the model.
 fn path_of(m: &Model, id: u64) -> Vec<Vec<u8>> {
     let mut path = Vec::new();
@@ -391,7 +452,7 @@ fn apply_random(fs: &Fs, m: &mut Model, rng: &mut Rng, strict: bool) -> Option<S
     let name = format!("n{}", rng.below(6)).into_bytes();
     let existing = m.dirs[&mdir].get(&name).copied();
     let shown = format!("{mdir}/{}", String::from_utf8_lossy(&name));
-    match rng.below(15) {
+    match rng.below(16) {
         0..=2 => {
             let big = [10, 3_000, 5_000, 70_000, 1_500_000][rng.below(5) as usize];
             let n = rng.below(big) as usize;
@@ -515,6 +576,11 @@ fn apply_random(fs: &Fs, m: &mut Model, rng: &mut Rng, strict: bool) -> Option<S
                 }
             }
             Some(format!("link {shown}"))
+        }
+        14 => {
+            // Files written in pieces written again: the same bytes.
+            must(fs.fs.defragment(), strict, "defragment")?;
+            Some("defragment".into())
         }
         12..=13 => {
             // copy_file_range, which shares a large file's extents.

@@ -153,6 +153,10 @@ impl Kv for Log {
         Ok(())
     }
 
+    fn compactions(&self) -> u64 {
+        self.store.merges_done()
+    }
+
     /// The data directory's disk, so `df` on the mount shows real space.
     fn space(&self) -> Result<StatFs> {
         disk_space(self.store.dir())

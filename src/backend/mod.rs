@@ -242,4 +242,10 @@ pub trait Kv: Send + Sync {
     /// Has `tell` called with every change from now on, its own included
     /// (a shared backend; the others never call it).
     fn watch(&self, _tell: Changed) {}
+    /// How many times the backend has compacted what it holds: the
+    /// filesystem rewrites fragmented files after each (0 for a backend
+    /// that does so out of sight).
+    fn compactions(&self) -> u64 {
+        0
+    }
 }

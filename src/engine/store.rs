@@ -382,6 +382,11 @@ impl Store {
         Ok(stats)
     }
 
+    /// Merges done since the store was opened.
+    pub fn merges_done(&self) -> u64 {
+        self.inner.merges_done.load(Ordering::Relaxed)
+    }
+
     /// Merges all closed segments now, in the calling thread.
     pub fn compact(&self) -> Result<Option<MergeReport>> {
         self.inner.compact_all()

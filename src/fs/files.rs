@@ -329,6 +329,9 @@ impl CaskFs {
         let vno = live.current().map_or(0, |v| v.vno);
         self.free(&live, vno, made.frees);
         drop(made.draft);
+        if matches!(made.inode.data, crate::schema::Data::Tree(_)) {
+            self.note_changed(ino);
+        }
         Ok(true)
     }
 

@@ -140,6 +140,9 @@ pub struct CaskFs {
     pub(super) handles: HandleTable,
     pub(super) nodeids: NodeIds,
     pub(super) pending: Mutex<HashMap<u64, Pending>>,
+    /// Files with extent trees committed since the last rewrite of their
+    /// pieces (`defrag.rs`).
+    pub(super) changed: Mutex<HashSet<u64>>,
     /// Held while extents' holders records are read and written
     /// (`sharing.rs`).
     pub(super) sharing: Mutex<()>,
@@ -225,6 +228,7 @@ impl CaskFs {
             pending: Mutex::default(),
             unstored: Mutex::default(),
             sharing: Mutex::default(),
+            changed: Mutex::default(),
             listings: Mutex::default(),
             next_listing: AtomicU64::new(0),
             kernel: OnceLock::new(),

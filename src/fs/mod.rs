@@ -26,6 +26,7 @@ mod attr;
 mod attrs;
 mod check;
 mod commit;
+mod defrag;
 mod dirs;
 mod draft;
 mod errno;
