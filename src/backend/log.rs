@@ -111,9 +111,7 @@ impl Kv for Log {
     }
 
     fn keys(&self, prefix: &[u8]) -> Result<Vec<Vec<u8>>> {
-        let mut keys = self.store.keys();
-        keys.retain(|k| k.starts_with(prefix));
-        Ok(keys)
+        Ok(self.store.keys_with_prefix(prefix))
     }
 
     fn sync(&self) -> Result<()> {

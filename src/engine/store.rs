@@ -308,13 +308,19 @@ impl Store {
 
     /// A consistent, sorted snapshot of the live keys.
     pub fn keys(&self) -> Vec<Vec<u8>> {
+        self.keys_with_prefix(b"")
+    }
+
+    /// `keys` that start with `prefix`; only those are copied, so asking
+    /// for a few among millions costs a look at each, not a copy.
+    pub fn keys_with_prefix(&self, prefix: &[u8]) -> Vec<Vec<u8>> {
         let version = self.inner.version();
         // Holding the active index read lock keeps writes out while we look.
         let active = version.active.index();
         let mut seen = hashbrown::HashSet::new();
         let mut live = Vec::new();
         let mut visit = |key: &[u8], e: Entry| {
-            if seen.insert(key.to_vec()) && !e.tombstone {
+            if key.starts_with(prefix) && seen.insert(key.to_vec()) && !e.tombstone {
                 live.push(key.to_vec());
             }
         };
