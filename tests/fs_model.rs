@@ -1,15 +1,15 @@
 //! The filesystem over the schema, without a kernel or a disk: its
 //! operations on the in-memory backend against a model of a filesystem
 //! (inodes, names, bytes), compared after every step and after every
-//! reopen; then the same with the backend "crashing" at every step of an
-//! operation, where the reopened tree must be the one from before the
-//! operation or the one after it, with nothing left that it does not
-//! reach.
+//! reopen, and on the log too; then the same with the backend "crashing"
+//! at every step of an operation, where the reopened tree must be the one
+//! from before the operation or the one after it, with nothing left that
+//! it does not reach.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use caskfs::backend::{Kv, Memory};
+use caskfs::backend::{Kv, Log, Memory};
 use caskfs::fs::{Caller, CaskFs, Error, FsOptions, Owner};
 use caskfs::vocab::FileType;
 
@@ -136,21 +136,24 @@ fn diff(a: &Tree, b: &Tree) -> String {
     out.join("\n")
 }
 
-/// The filesystem on its backend, with the helpers a test needs.
-struct Fs {
-    kv: Arc<Memory>,
+/// The filesystem on its backend (the memory one, unless said), with
+/// the helpers a test needs.
+struct Fs<K: Kv + 'static = Memory> {
+    kv: Arc<K>,
     fs: CaskFs,
 }
 
 impl Fs {
-    fn new(kv: Arc<Memory>) -> Result<Fs, Error> {
-        let fs = CaskFs::load(kv.clone() as Arc<dyn Kv>, opts())?;
-        Ok(Fs { kv, fs })
-    }
-
     /// After a crash: a new process on what was written.
     fn restart(&self) -> Fs {
         Fs::new(Arc::new(self.kv.restart())).expect("reopening after a crash")
+    }
+}
+
+impl<K: Kv + 'static> Fs<K> {
+    fn new(kv: Arc<K>) -> Result<Fs<K>, Error> {
+        let fs = CaskFs::load(kv.clone() as Arc<dyn Kv>, opts())?;
+        Ok(Fs { kv, fs })
     }
 
     fn tree(&self) -> Tree {
@@ -251,20 +254,10 @@ impl Fs {
 
     /// Every key the backend holds that the tree does not reach.
     fn garbage(&self) -> BTreeSet<Vec<u8>> {
-        self.kv
-            .dump()
-            .into_keys()
-            .filter(|k| !reached(self, k))
-            .collect()
+        let reach = self.fs.reachable_keys().expect("reachable keys");
+        let keys = self.kv.keys(b"").expect("keys");
+        keys.into_iter().filter(|k| !reach.contains(k)).collect()
     }
-}
-
-/// Whether a key is part of the tree: the superblock, counters, inodes and
-/// entries of what the tree holds, and the nodes and extents its files'
-/// trees reach. Asked of what a walk found.
-fn reached(fs: &Fs, key: &[u8]) -> bool {
-    let reach = fs.fs.reachable_keys().expect("reachable keys");
-    reach.contains(key)
 }
 
 #[test]
@@ -284,6 +277,59 @@ fn operations_match_a_model_and_survive_a_reopen() {
             );
             if step % 50 == 49 {
                 fs = Fs::new(fs.kv.clone()).unwrap();
+                let (got, want) = (fs.tree(), m.tree());
+                assert!(
+                    got == want,
+                    "seed {seed} step {step}: reopened\n{}",
+                    diff(&got, &want)
+                );
+                let garbage = fs.garbage();
+                assert!(
+                    garbage.is_empty(),
+                    "seed {seed} step {step}: garbage {garbage:?}"
+                );
+            }
+        }
+    }
+}
+
+/// The same on the log in a data directory of 1 MiB segments: every 50
+/// operations the store is closed (or, every other time, dropped as a
+/// crash leaves it) and opened again, and every 100 its segments merge.
+#[test]
+fn operations_match_a_model_on_the_log() {
+    let options = || caskfs::engine::Options {
+        max_segment_size: 1 << 20,
+        compaction: false,
+        ..caskfs::engine::Options::default()
+    };
+    for seed in 1..=2u64 {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let open = || {
+            let store = caskfs::engine::Store::open(dir.path(), options()).expect("open");
+            Fs::new(Arc::new(Log::new(Arc::new(store)))).expect("load")
+        };
+        let mut rng = Rng(seed.wrapping_mul(0xD1B5_4A32_D192_ED03));
+        let mut fs = open();
+        let mut m = Model::new();
+        for step in 0..300 {
+            let op = apply_random(&fs, &mut m, &mut rng, true).unwrap_or_default();
+            let (got, want) = (fs.tree(), m.tree());
+            assert!(
+                got == want,
+                "seed {seed} step {step}: {op}\n{}",
+                diff(&got, &want)
+            );
+            if step % 100 == 99 {
+                fs.kv.store().roll().expect("roll");
+                fs.kv.store().compact().expect("merge");
+            }
+            if step % 50 == 49 {
+                if step % 100 == 49 {
+                    fs.fs.shutdown();
+                }
+                drop(fs);
+                fs = open();
                 let (got, want) = (fs.tree(), m.tree());
                 assert!(
                     got == want,
@@ -422,7 +468,7 @@ fn path_of(m: &Model, id: u64) -> Vec<Vec<u8>> {
 }
 
 /// The inode of the folder at `path`.
-fn resolve(fs: &Fs, path: &[Vec<u8>]) -> u64 {
+fn resolve<K: Kv>(fs: &Fs<K>, path: &[Vec<u8>]) -> u64 {
     path.iter().fold(ROOT, |dir, name| {
         fs.fs
             .lookup(dir, name, 1)
@@ -443,7 +489,7 @@ fn must<T>(r: Result<T, Error>, strict: bool, what: &str) -> Option<T> {
 
 /// One operation at random, on both; says what it did. Not `strict`: the
 /// backend may crash under it, and what it meant to do is all that counts.
-fn apply_random(fs: &Fs, m: &mut Model, rng: &mut Rng, strict: bool) -> Option<String> {
+fn apply_random<K: Kv>(fs: &Fs<K>, m: &mut Model, rng: &mut Rng, strict: bool) -> Option<String> {
     let dirs: Vec<u64> = m.dirs.keys().copied().collect();
     let mdir = dirs[rng.below(dirs.len() as u64) as usize];
     let mto = dirs[rng.below(dirs.len() as u64) as usize];
