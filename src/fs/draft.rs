@@ -514,12 +514,7 @@ impl Draft {
         let mut st = self.state.lock();
         let was_local = matches!(st.body, Body::Changed(_));
         changed(self.ino, &mut st, load, frees)?.truncate(len);
-        st.changed_at = SystemTime::now();
-        st.dirty = true;
-        st.written = true;
-        if !st.truncaters.contains(&tid) {
-            st.truncaters.push(tid);
-        }
+        changed_by_thread(&mut st, tid);
         Ok(!was_local)
     }
 
@@ -556,12 +551,7 @@ impl Draft {
             st.dirty = false;
             return Err(e);
         }
-        st.changed_at = SystemTime::now();
-        st.dirty = true;
-        st.written = true;
-        if !st.truncaters.contains(&tid) {
-            st.truncaters.push(tid);
-        }
+        changed_by_thread(&mut st, tid);
         Ok(!was_local)
     }
 
@@ -630,6 +620,17 @@ impl Draft {
                 Ok(None)
             }
         }
+    }
+}
+
+/// The draft was changed by thread `tid` (a truncate or a copy, which the
+/// kernel sends with no file table), for a close by its process to commit.
+fn changed_by_thread(st: &mut State, tid: u32) {
+    st.changed_at = SystemTime::now();
+    st.dirty = true;
+    st.written = true;
+    if !st.truncaters.contains(&tid) {
+        st.truncaters.push(tid);
     }
 }
 
