@@ -69,28 +69,21 @@ impl CaskFs {
         if self.opts.shared || self.opts.read_only {
             return;
         }
-        let fs = Arc::downgrade(self);
         let mut seen = self.store.kv.compactions();
-        let spawned = std::thread::Builder::new()
-            .name("caskfs-defrag".into())
-            .spawn(move || {
-                loop {
-                    std::thread::sleep(LOOK_EVERY);
-                    let Some(fs) = fs.upgrade() else {
-                        return;
-                    };
-                    let now = fs.store.kv.compactions();
-                    if now != seen {
-                        seen = now;
-                        if let Err(e) = fs.defragment() {
-                            warn!("rewriting fragmented files after a merge: {e}");
-                        }
-                    }
+        let tick = move |fs: &CaskFs| {
+            let now = fs.store.kv.compactions();
+            if now != seen {
+                seen = now;
+                if let Err(e) = fs.defragment() {
+                    warn!("rewriting fragmented files after a merge: {e}");
                 }
-            });
-        if let Err(e) = spawned {
-            warn!("fragmented files are rewritten only before merges asked for: {e}");
-        }
+            }
+        };
+        self.every(
+            ("caskfs-defrag", LOOK_EVERY),
+            "fragmented files are rewritten only before merges asked for",
+            tick,
+        );
     }
 
     /// Rewrites `ino`'s runs of pieces, if it has any, under the inode's

@@ -45,25 +45,17 @@ impl CaskFs {
         if self.opts.shared || self.opts.read_only {
             return;
         }
-        let fs = Arc::downgrade(self);
-        let spawned = std::thread::Builder::new()
-            .name("caskfs-times".into())
-            .spawn(move || {
-                loop {
-                    std::thread::sleep(STORE_EVERY);
-                    let Some(fs) = fs.upgrade() else {
-                        return;
-                    };
-                    if fs.unstored.lock().is_empty() {
-                        continue;
-                    }
-                    if let Err(e) = fs.store_folder_times() {
-                        warn!("storing folders' times: {e}");
-                    }
-                }
-            });
-        if let Err(e) = spawned {
-            warn!("folders' times are stored only at sync and unmount: {e}");
-        }
+        let tick = |fs: &CaskFs| {
+            if !fs.unstored.lock().is_empty()
+                && let Err(e) = fs.store_folder_times()
+            {
+                warn!("storing folders' times: {e}");
+            }
+        };
+        self.every(
+            ("caskfs-times", STORE_EVERY),
+            "folders' times are stored only at sync and unmount",
+            tick,
+        );
     }
 }

@@ -146,6 +146,9 @@ pub struct CaskFs {
     /// Held while extents' holders records are read and written
     /// (`sharing.rs`).
     pub(super) sharing: Mutex<()>,
+    /// Some extent has a holders record: only then does freeing one look
+    /// for it.
+    pub(super) any_shared: AtomicBool,
     /// Folders whose current times are not stored yet (`folder_times.rs`).
     pub(super) unstored: Mutex<HashSet<u64>>,
     /// Open directory streams: a snapshot of the names, taken at the
@@ -228,6 +231,7 @@ impl CaskFs {
             pending: Mutex::default(),
             unstored: Mutex::default(),
             sharing: Mutex::default(),
+            any_shared: AtomicBool::default(),
             changed: Mutex::default(),
             listings: Mutex::default(),
             next_listing: AtomicU64::new(0),
@@ -238,6 +242,8 @@ impl CaskFs {
             any_stale: AtomicBool::new(false),
             unreached_seen: Mutex::default(),
         };
+        let shared = !fs.store.kv.keys(keys::holders_prefix())?.is_empty();
+        fs.any_shared.store(shared, Ordering::Relaxed);
         if !opts.read_only {
             fs.free_orphans()?;
             fs.mark_open()?;
@@ -549,6 +555,32 @@ impl CaskFs {
             if let Err(e) = self.store.kv.write(b) {
                 warn!("marking the store closed: {e}");
             }
+        }
+    }
+
+    /// Runs `tick` every `period` in a thread named `name`, for as long as
+    /// the filesystem lives (held only while ticking). If the thread
+    /// cannot start, `without` says what goes without it.
+    pub(super) fn every(
+        self: &Arc<Self>,
+        (name, period): (&str, Duration),
+        without: &str,
+        mut tick: impl FnMut(&CaskFs) + Send + 'static,
+    ) {
+        let fs = Arc::downgrade(self);
+        let spawned = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(period);
+                    match fs.upgrade() {
+                        Some(fs) => tick(&fs),
+                        None => return,
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            warn!("{without}: {e}");
         }
     }
 

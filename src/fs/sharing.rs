@@ -15,6 +15,7 @@
 //! reaches), never deletes one that is read.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::Ordering;
 
 use log::debug;
 
@@ -81,6 +82,7 @@ impl CaskFs {
             .collect();
         let _sharing = self.sharing.lock();
         let ids: HashSet<u64> = pieces.iter().map(|p| p.id).collect();
+        self.any_shared.store(true, Ordering::Relaxed);
         let mut b = Batch::default();
         for &id in &ids {
             let mut inos = self.holders(id)?;
@@ -150,6 +152,9 @@ impl CaskFs {
     /// extent that other files may reach (it has holders) only once none
     /// does.
     pub(super) fn delete_freed(&self, keys: Vec<Vec<u8>>) -> Result<()> {
+        if !self.any_shared.load(Ordering::Relaxed) {
+            return commit::delete(&*self.store.kv, keys);
+        }
         let mut plain = Vec::with_capacity(keys.len());
         let mut held = Vec::new();
         for k in keys {
