@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use caskfs::engine::{Options, Store};
 
+mod common;
+use common::median;
 const VALUE_LEN: usize = 100;
 
 struct Args {
@@ -207,11 +209,6 @@ fn one_run(a: &Args) -> Run {
         gets_alone,
         gets_merging,
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn main() {

@@ -20,6 +20,8 @@ use std::time::Instant;
 
 use caskfs::engine::{Options, Store};
 
+mod common;
+use common::{median, mix, status_bytes};
 const KEY_LEN: usize = 16;
 /// Keys are spread over this many folders.
 const FOLDERS: u64 = 1000;
@@ -76,14 +78,6 @@ fn parse_args() -> Args {
     a
 }
 
-/// splitmix64, for keys and random reads.
-fn mix(mut z: u64) -> u64 {
-    z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
-}
-
 fn key(i: u64) -> [u8; KEY_LEN] {
     let mut k = [0u8; KEY_LEN];
     let h = mix(i);
@@ -97,16 +91,6 @@ fn opts() -> Options {
         compaction: false,
         ..Options::default()
     }
-}
-
-/// A field of /proc/self/status in bytes (it is given in kB).
-fn status_bytes(field: &str) -> u64 {
-    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        .map_or(0, |kb| kb * 1024)
 }
 
 fn dir_bytes(dir: &Path) -> u64 {
@@ -270,11 +254,6 @@ fn one_run(a: &Args, dir: &Path) -> Run {
         disk_bytes,
         load_hwm,
     }
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 fn mib(b: f64) -> String {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs caskfs benchmarks in a release build.
 #   scripts/bench.sh              every benchmark
-#   scripts/bench.sh engine       one of them: engine, compaction, fs, etcd
+#   scripts/bench.sh engine       one of them: engine, files, compaction, fs, etcd
 #                                 (extra arguments go to it, e.g. --keys 100000;
 #                                 scripts/bench.sh fs --quick for a short run,
 #                                 scripts/bench.sh etcd --members 3)
@@ -9,10 +9,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Benchmark name -> how to run it.
-ALL=(engine compaction fs etcd)
+ALL=(engine files compaction fs etcd)
 
 run_engine() {
     cargo bench --bench engine -- "$@"
+}
+
+run_files() {
+    cargo bench --bench files -- "$@"
 }
 
 run_compaction() {

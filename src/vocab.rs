@@ -48,6 +48,15 @@ impl FileType {
         FileType::BlockDevice,
     ];
 
+    /// A number below 8 that names it, where bits are few.
+    pub const fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn of_code(code: u8) -> Option<FileType> {
+        FileType::ALL.get(usize::from(code)).copied()
+    }
+
     /// Its bits in `st_mode`.
     pub const fn mode_bits(self) -> u32 {
         match self {

@@ -23,9 +23,10 @@ const SLOTS: usize = 4;
 const FULL: u8 = 0x80;
 /// A table grows before more than 7/8 of its slots are taken…
 const MAX_FILL: (usize, usize) = (7, 8);
-/// …and is sized for 4/5 when its size is known (a hint's entries, a
-/// closed segment's keys).
-const FIT_FILL: (usize, usize) = (4, 5);
+/// …and is sized for 5/6 when its size is known (a hint's entries, a
+/// closed segment's keys): 19 bytes a key. At 7/8 a million lookups ran
+/// about 8% slower than at 4/5; at 5/6 no slower than the noise showed.
+const FIT_FILL: (usize, usize) = (5, 6);
 const MIN_BUCKETS: usize = 4;
 
 #[derive(Clone, Copy, Default)]

@@ -16,6 +16,9 @@ pub fn decode(b: &[u8]) -> Result<(FileType, u64)> {
     let kind = FileType::of_dirent_type(i.u8()?).ok_or_else(|| corrupt("directory entry"))?;
     let ino = i.var()?;
     i.end()?;
+    if ino >= super::keys::ID_LIMIT {
+        return Err(corrupt("directory entry"));
+    }
     Ok((kind, ino))
 }
 
@@ -30,5 +33,9 @@ mod tests {
         }
         assert!(decode(&[0, 1]).is_err(), "no such type");
         assert!(decode(&[8]).is_err(), "no inode");
+        assert!(
+            decode(&encode(FileType::Regular, 1 << 56)).is_err(),
+            "an inode number no id can be"
+        );
     }
 }
