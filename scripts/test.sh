@@ -5,7 +5,7 @@
 # on the etcd backend.
 # The etcd backend's tests start etcd clusters of their own, so etcd must
 # be installed (Debian's etcd-server), and the tests of tools on the mount
-# need rsync, git and python3: as root with apt-get this installs what is
+# need rsync, git, python3 and attr: as root with apt-get this installs what is
 # missing, and stops the system service etcd's package starts (the tests
 # use their own ports). Otherwise those tests skip, saying so, and under
 # CI=true they fail. Arguments go to `cargo test`.
@@ -25,9 +25,11 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 # The tools the tests use that a fresh Debian may lack: command -> package.
 # rsync, git and python3's sqlite3 are what users run on the mount
-# (tests/mount_links.rs); etcd-server runs the etcd backend's clusters.
+# (tests/mount_links.rs), attr's setfattr and getfattr what they tag files
+# with (tests/mount_xattrs.rs); etcd-server runs the etcd backend's
+# clusters.
 missing=()
-for pair in etcd:etcd-server rsync:rsync git:git python3:python3; do
+for pair in etcd:etcd-server rsync:rsync git:git python3:python3 setfattr:attr; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
@@ -50,7 +52,8 @@ fi
 cargo test --release "$@"
 mount_suites=(--test mount_files --test mount_posix --test mount_tree --test mount_errors
     --test mount_concurrency --test mount_cache --test mount_lifecycle --test mount_faults
-    --test mount_control --test mount_links --test reliability_random_io --test reliability_crash_loop)
+    --test mount_control --test mount_links --test mount_xattrs --test reliability_random_io
+    --test reliability_crash_loop)
 if [ "$(cat "$uring" 2>/dev/null)" = Y ]; then
     # The first pass ran on io_uring; the mount suites once more on
     # /dev/fuse, reading direct (tests that name a read mode keep theirs).
@@ -65,5 +68,6 @@ fi
 # backends. Without etcd the first pass has said so already.
 if command -v etcd >/dev/null 2>&1; then
     CASKFS_TEST_BACKEND=etcd cargo test --release --test mount_files --test mount_posix \
-        --test mount_tree --test mount_errors --test mount_concurrency --test mount_links "$@"
+        --test mount_tree --test mount_errors --test mount_concurrency --test mount_links \
+        --test mount_xattrs "$@"
 fi

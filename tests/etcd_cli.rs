@@ -112,6 +112,7 @@ fn stats_and_backup_take_the_mountpoint_of_a_prefix() {
     let cluster = Cluster::start(1, &[]);
     let m = Mount::start_backend(&cluster.url("mounted"), &[]);
     m.ok("mkdir mnt/d && printf 12345 > mnt/d/k");
+    m.ok("python3 -c \"import os; os.setxattr('mnt/d/k', 'user.kept', b'yes')\"");
     let mnt = m.mnt.to_str().unwrap();
     assert_eq!(
         ok(&["stats", mnt]),
@@ -123,6 +124,11 @@ fn stats_and_backup_take_the_mountpoint_of_a_prefix() {
     let dest = m.scratch("copy");
     assert!(ok(&["backup", mnt, dest.to_str().unwrap()]).contains("copied 2 records"));
     assert_eq!(ok(&["get", dest.to_str().unwrap(), "d/k"]), "12345");
+    // Extended attributes come along.
+    let copy = Mount::start_with(common::temp_root(), dest.clone(), &[]);
+    let kept = copy.ok("python3 -c \"import os; print(os.getxattr('mnt/d/k', 'user.kept'))\"");
+    assert_eq!(kept, "b'yes'\n");
+    drop(copy);
     let compact = caskfs(&["compact", mnt], None);
     assert_eq!(compact.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&compact.stderr).contains("etcd compacts its own history"));

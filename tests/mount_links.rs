@@ -11,21 +11,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Mount, is_root};
-
-/// Whether `what` is installed (`probe` succeeds). Without it the test is
-/// skipped with a note, except under `CI=true`, where that is a failure.
-fn have(m: &Mount, what: &str, probe: &str) -> bool {
-    if m.sh(probe).status.success() {
-        return true;
-    }
-    let missing = format!("{what} is not installed");
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{missing}, and CI=true: this test must run in CI");
-    }
-    eprintln!("skipping: {missing}");
-    false
-}
+use common::{Mount, have, is_root};
 
 /// A tree with hard links inside it: `a/one` has three names, `a/b/big`
 /// (2 MB, so its bytes are extents) two, and a plain file, a symlink and

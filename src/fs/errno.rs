@@ -41,6 +41,10 @@ pub enum Error {
     /// The kernel's name or node is out of date: it looks the name up
     /// again.
     Stale,
+    /// No extended attribute of that name.
+    NoAttribute,
+    /// An inode's extended attributes would outgrow `xattrs::ROOM`.
+    NoRoomForAttributes,
     /// The store is laid out as before the schema (or was left half
     /// carried over): `crate::upgrade` carries it over.
     OldLayout(&'static str),
@@ -76,6 +80,10 @@ impl fmt::Display for Error {
             Error::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
             Error::NotPermitted(what) => write!(f, "not permitted: {what}"),
             Error::Stale => write!(f, "the name was removed or renamed meanwhile"),
+            Error::NoAttribute => write!(f, "no such extended attribute"),
+            Error::NoRoomForAttributes => {
+                write!(f, "no room for more extended attributes on the inode")
+            }
             Error::OldLayout(what) => write!(f, "the store {what}: it needs carrying over"),
         }
     }
@@ -102,6 +110,8 @@ pub fn errno(e: &Error) -> i32 {
         Error::InvalidArgument(_) => libc::EINVAL,
         Error::NotPermitted(_) => libc::EPERM,
         Error::Stale => libc::ESTALE,
+        Error::NoAttribute => libc::ENODATA,
+        Error::NoRoomForAttributes => libc::ENOSPC,
         Error::OldLayout(_) => libc::EPROTO,
     }
 }
@@ -120,7 +130,8 @@ pub fn log_and_errno(op: &str, e: &Error) -> i32 {
         | libc::ENOTEMPTY
         | libc::ESTALE
         | libc::EPERM
-        | libc::EINVAL => {
+        | libc::EINVAL
+        | libc::ENODATA => {
             log::debug!("{op}: {e}")
         }
         _ => warn!("{op}: {e} (errno {code})"),

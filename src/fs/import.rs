@@ -58,7 +58,8 @@ impl CaskFs {
 }
 
 /// Copies every file, folder, symlink and special file of `from` into
-/// `to` (hard links as hard links), with their attributes; returns how
+/// `to` (hard links as hard links), with their attributes and extended
+/// attributes; returns how
 /// many names it copied.
 pub fn copy_tree(from: &CaskFs, to: &CaskFs) -> Result<u64> {
     let mut folders = Vec::new();
@@ -92,8 +93,15 @@ pub fn copy_tree(from: &CaskFs, to: &CaskFs) -> Result<u64> {
             _ => Box::new(io::empty()),
         };
         let new = to.import(&path, &what, &mut bytes)?;
+        let xattrs = from.inode_of_node(ino)?.xattrs;
+        for (name, value) in &xattrs {
+            to.setxattr(new, name, value, 0)?;
+        }
         if a.kind == FileType::Directory {
             folders.push((new, what));
+        } else if !xattrs.is_empty() {
+            // Setting them made a new ctime.
+            to.restore(new, what.perm, what.uid, what.gid, what.mtime, what.ctime)?;
         }
         copied += 1;
     }

@@ -5,6 +5,7 @@
 //! - `namespace`: names: lookup, create, mkdir, mknod, symlink, link,
 //!   unlink, rmdir, rename
 //! - `attrs`: stat, chmod, chown, touch, truncate, readlink
+//! - `xattrs`: extended attributes
 //! - `files`: open, read, write, and the commits at close and fsync
 //! - `listing`: listing a folder
 //! - `draft`: what a writer's descriptors see before they commit
@@ -51,6 +52,7 @@ mod reach;
 mod remote;
 mod sharing;
 mod store;
+mod xattrs;
 
 pub use attr::{Attr, BLOCK_SIZE, Owner};
 pub use check::{Findings, LOST_AND_FOUND, Problem};

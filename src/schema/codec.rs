@@ -89,6 +89,12 @@ impl<'a> In<'a> {
         Err(corrupt(self.what))
     }
 
+    /// Bytes behind their length (a var).
+    pub fn take_var(&mut self) -> Result<&'a [u8], Error> {
+        let n = usize::try_from(self.var()?).map_err(|_| corrupt(self.what))?;
+        self.take(n)
+    }
+
     pub fn var32(&mut self) -> Result<u32, Error> {
         u32::try_from(self.var()?).map_err(|_| corrupt(self.what))
     }

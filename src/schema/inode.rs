@@ -5,7 +5,8 @@
 //! u8   record version (1)
 //! u8   flags: bits 0-1 what the data is (0 none, 1 inline, 2 tree);
 //!      bit 2 an atime follows; bit 3 an rdev; bit 4 a parent; bit 5 the
-//!      ctime is a var of how much it is after the mtime
+//!      ctime is a var of how much it is after the mtime; bit 6
+//!      extended attributes follow
 //! var  mode (st_mode: type and permission bits)
 //! var  uid, gid (0xFFFF_FFFF: whoever mounts the store)
 //! var  nlink
@@ -14,6 +15,7 @@
 //! i64  ctime, or (bit 5) var ctime - mtime: a file's ctime is nearly
 //!      always its mtime or a little after, so this takes 3 bytes, not 8
 //! [i64 atime] [var rdev] [var parent]
+//! [var count, then each: var name length, name, var value length, value]
 //! then the bytes themselves (inline), or the extent tree's root
 //! ```
 
@@ -38,6 +40,7 @@ const HAS_ATIME: u8 = 1 << 2;
 const HAS_RDEV: u8 = 1 << 3;
 const HAS_PARENT: u8 = 1 << 4;
 const CTIME_AFTER: u8 = 1 << 5;
+const HAS_XATTRS: u8 = 1 << 6;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Data {
@@ -68,6 +71,8 @@ pub struct Inode {
     /// A folder's parent folder (the root's is itself); 0 for the rest,
     /// which may have several.
     pub parent: u64,
+    /// Extended attributes: (name, value), in the order they were set.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
     pub data: Data,
 }
 
@@ -87,6 +92,7 @@ impl Inode {
             atime: None,
             rdev: 0,
             parent: 0,
+            xattrs: Vec::new(),
             data: Data::None,
         }
     }
@@ -118,6 +124,9 @@ impl Inode {
         if after.is_some() {
             flags |= CTIME_AFTER;
         }
+        if !self.xattrs.is_empty() {
+            flags |= HAS_XATTRS;
+        }
         let mut o = Out::default();
         o.u8(VERSION)
             .u8(flags)
@@ -140,6 +149,13 @@ impl Inode {
         if self.parent != 0 {
             o.var(self.parent);
         }
+        if !self.xattrs.is_empty() {
+            o.var(self.xattrs.len() as u64);
+            for (name, value) in &self.xattrs {
+                o.var(name.len() as u64).bytes(name);
+                o.var(value.len() as u64).bytes(value);
+            }
+        }
         match &self.data {
             Data::None => {}
             Data::Inline(b) => {
@@ -153,7 +169,7 @@ impl Inode {
     pub fn decode(b: &[u8]) -> Result<Inode> {
         let mut i = In::new(b, "inode");
         let (version, flags) = (i.u8()?, i.u8()?);
-        if version != VERSION || flags & !0b11_1111 != 0 {
+        if version != VERSION || flags & !0b111_1111 != 0 {
             return Err(corrupt("inode"));
         }
         let mode = i.var32()?;
@@ -173,6 +189,7 @@ impl Inode {
             atime: None,
             rdev: 0,
             parent: 0,
+            xattrs: Vec::new(),
             data: Data::None,
         };
         ino.ctime = match flags & CTIME_AFTER {
@@ -190,6 +207,14 @@ impl Inode {
         }
         if flags & HAS_PARENT != 0 {
             ino.parent = i.var()?;
+        }
+        if flags & HAS_XATTRS != 0 {
+            let count = i.var()?;
+            for _ in 0..count {
+                let name = i.take_var()?.to_vec();
+                let value = i.take_var()?.to_vec();
+                ino.xattrs.push((name, value));
+            }
         }
         ino.data = match flags & 0b11 {
             DATA_NONE => Data::None,
@@ -224,6 +249,10 @@ mod tests {
         d.atime = Some(7);
         let mut dev = Inode::new(FileType::CharDevice, 0o600, OWNER_UNSET, OWNER_UNSET, 0);
         dev.rdev = (1 << 8) | 3;
+        dev.xattrs = vec![
+            (b"user.a".to_vec(), Vec::new()),
+            (b"security.selinux".to_vec(), vec![0; 300]),
+        ];
         let mut big = Inode::new(FileType::Regular, 0o600, 0, 0, 0);
         big.size = 10 << 20;
         big.data = Data::Tree(Root::of(vec![Extent {

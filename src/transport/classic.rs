@@ -21,7 +21,7 @@ use fuser::{
     WriteFlags,
 };
 
-use super::request::{Answer, EntryOut, KernelAttr, Refused, Requests};
+use super::request::{Answer, EntryOut, KernelAttr, Refused, Requests, XattrOut};
 use super::uring::MAX_REQUEST;
 use crate::fs::{Caller, SetAttr};
 use crate::vocab::FileType as Kind;
@@ -115,6 +115,14 @@ fn reply_entry(reply: ReplyEntry, r: Answer<EntryOut>) {
 fn reply_empty(reply: ReplyEmpty, r: Answer<()>) {
     match r {
         Ok(()) => reply.ok(),
+        Err(e) => reply.error(errno(e)),
+    }
+}
+
+fn reply_xattr(reply: ReplyXattr, r: Answer<XattrOut>) {
+    match r {
+        Ok(XattrOut::Size(n)) => reply.size(n),
+        Ok(XattrOut::Data(bytes)) => reply.data(&bytes),
         Err(e) => reply.error(errno(e)),
     }
 }
@@ -462,33 +470,29 @@ impl Filesystem for Classic {
     fn setxattr(
         &self,
         _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _value: &[u8],
-        _flags: i32,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        reply.error(errno(self.requests.refuse(Refused::Setxattr)));
+        reply_empty(
+            reply,
+            self.requests.setxattr(ino.0, name.as_bytes(), value, flags),
+        );
     }
 
-    fn getxattr(
-        &self,
-        _req: &Request,
-        _ino: INodeNo,
-        _name: &OsStr,
-        _size: u32,
-        reply: ReplyXattr,
-    ) {
-        reply.error(errno(self.requests.refuse(Refused::Getxattr)));
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        reply_xattr(reply, self.requests.getxattr(ino.0, name.as_bytes(), size));
     }
 
-    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
-        reply.error(errno(self.requests.refuse(Refused::Listxattr)));
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        reply_xattr(reply, self.requests.listxattr(ino.0, size));
     }
 
-    fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
-        reply.error(errno(self.requests.refuse(Refused::Removexattr)));
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        reply_empty(reply, self.requests.removexattr(ino.0, name.as_bytes()));
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {

@@ -98,10 +98,6 @@ pub struct OpenOut {
 #[derive(Clone, Copy, Debug)]
 pub enum Refused {
     Readdirplus,
-    Setxattr,
-    Getxattr,
-    Listxattr,
-    Removexattr,
     Getlk,
     Setlk,
     Bmap,
@@ -126,6 +122,28 @@ fn err(op: &str, e: &Error) -> Errno {
 
 fn done(op: &str, r: crate::fs::Result<()>) -> Answer<()> {
     r.map_err(|e| err(op, &e))
+}
+
+/// What getxattr and listxattr answer: asked with a size of 0, the size
+/// the caller needs; else the bytes, or ERANGE if they do not fit.
+#[derive(Debug, PartialEq, Eq)]
+pub enum XattrOut {
+    Size(u32),
+    Data(Vec<u8>),
+}
+
+fn xattr_out(op: &str, r: crate::fs::Result<Vec<u8>>, size: u32) -> Answer<XattrOut> {
+    // Probes for names a file lacks (the kernel's own for
+    // `security.capability`, tools' for other namespaces) are routine.
+    let bytes = r.map_err(|e| match e {
+        Error::NoAttribute | Error::NotSupported(_) => crate::fs::errno(&e),
+        e => err(op, &e),
+    })?;
+    match (size, u32::try_from(bytes.len())) {
+        (0, Ok(n)) => Ok(XattrOut::Size(n)),
+        (_, Ok(n)) if n <= size => Ok(XattrOut::Data(bytes)),
+        _ => Err(libc::ERANGE),
+    }
 }
 
 /// How the kernel is to treat an open file. A writer's is direct I/O:
@@ -442,6 +460,27 @@ impl Requests {
         self.fs.statfs().map_err(|e| err("statfs", &e))
     }
 
+    pub fn setxattr(&self, ino: u64, name: &[u8], value: &[u8], flags: i32) -> Answer<()> {
+        self.count(Req::Setxattr);
+        done("setxattr", self.fs.setxattr(ino, name, value, flags))
+    }
+
+    pub fn getxattr(&self, ino: u64, name: &[u8], size: u32) -> Answer<XattrOut> {
+        self.count(Req::Getxattr);
+        xattr_out("getxattr", self.fs.getxattr(ino, name), size)
+    }
+
+    pub fn listxattr(&self, ino: u64, size: u32) -> Answer<XattrOut> {
+        self.count(Req::Listxattr);
+        xattr_out("listxattr", self.fs.listxattr(ino), size)
+    }
+
+    pub fn removexattr(&self, ino: u64, name: &[u8]) -> Answer<()> {
+        self.count(Req::Removexattr);
+        let r = self.fs.removexattr(ino, name);
+        xattr_out("removexattr", r.map(|()| Vec::new()), 0).map(|_| ())
+    }
+
     /// Not sent: the kernel checks permissions itself
     /// (`default_permissions`).
     pub fn access(&self, ino: u64, mask: i32) -> Answer<()> {
@@ -451,10 +490,6 @@ impl Requests {
 
     /// The errno of a request caskfs does not serve, and why each:
     /// - readdirplus: never sent (not asked for at INIT);
-    /// - extended attributes: ENOSYS tells the kernel they are not
-    ///   stored, once; it answers EOPNOTSUPP itself from then on, sparing
-    ///   the `security.capability` lookup it otherwise sends before
-    ///   writes;
     /// - POSIX locks: not asked for at INIT, so the kernel keeps them
     ///   itself (they work between processes of this machine);
     /// - bmap: for block-device filesystems only;
@@ -466,10 +501,6 @@ impl Requests {
     pub fn refuse(&self, what: Refused) -> Errno {
         let (req, errno) = match what {
             Refused::Readdirplus => (Req::Readdirplus, libc::ENOSYS),
-            Refused::Setxattr => (Req::Setxattr, libc::ENOSYS),
-            Refused::Getxattr => (Req::Getxattr, libc::ENOSYS),
-            Refused::Listxattr => (Req::Listxattr, libc::ENOSYS),
-            Refused::Removexattr => (Req::Removexattr, libc::ENOSYS),
             Refused::Getlk => (Req::Getlk, libc::ENOSYS),
             Refused::Setlk => (Req::Setlk, libc::ENOSYS),
             Refused::Bmap => (Req::Bmap, libc::ENOSYS),

@@ -373,6 +373,21 @@ impl Mount {
 
 /// `caskfs check` of an unmounted data directory, which must pass; its
 /// report.
+/// Whether `what` is installed (`probe` succeeds in `m`'s temp root).
+/// Without it the test is skipped with a note, except under `CI=true`,
+/// where that is a failure.
+pub fn have(m: &Mount, what: &str, probe: &str) -> bool {
+    if m.sh(probe).status.success() {
+        return true;
+    }
+    let missing = format!("{what} is not installed");
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{missing}, and CI=true: this test must run in CI");
+    }
+    eprintln!("skipping: {missing}");
+    false
+}
+
 pub fn check_clean(data: &Path) -> String {
     let out = Command::new(BIN).arg("check").arg(data).output().unwrap();
     let report = String::from_utf8_lossy(&out.stdout).into_owned();

@@ -219,6 +219,30 @@ pub struct CreateIn {
 }
 
 /// `fuse_read_in`, and `fuse_write_in`, which has the same layout.
+/// `fuse_setxattr_in` (without `FUSE_SETXATTR_EXT`, not asked for).
+#[repr(C)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct SetxattrIn {
+    pub size: u32,
+    pub flags: u32,
+}
+
+/// `fuse_getxattr_in`, also listxattr's.
+#[repr(C)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct GetxattrIn {
+    pub size: u32,
+    pub padding: u32,
+}
+
+/// `fuse_getxattr_out`: the size a value or list needs.
+#[repr(C)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct GetxattrOut {
+    pub size: u32,
+    pub padding: u32,
+}
+
 /// `fuse_copy_file_range_in`.
 #[repr(C)]
 #[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::abi::{self, op};
 use crate::fs::{Caller, DirEntry, SetAttr};
 use crate::transport::request::{
-    Answer, AttrOut, EntryOut, KernelAttr, OpenOut, Refused, Requests,
+    Answer, AttrOut, EntryOut, KernelAttr, OpenOut, Refused, Requests, XattrOut,
 };
 use zerocopy::{FromBytes, Immutable, IntoBytes};
 
@@ -166,10 +166,23 @@ pub fn serve(r: &Requests, req: &Request, buf: &mut [u8]) -> Answer<usize> {
             };
             put(buf, &out)
         }
-        op::SETXATTR => Err(r.refuse(Refused::Setxattr)),
-        op::GETXATTR => Err(r.refuse(Refused::Getxattr)),
-        op::LISTXATTR => Err(r.refuse(Refused::Listxattr)),
-        op::REMOVEXATTR => Err(r.refuse(Refused::Removexattr)),
+        op::SETXATTR => {
+            let a: abi::SetxattrIn = arg(req.op_in)?;
+            let key = name(payload)?;
+            let value = payload
+                .get(key.len() + 1..key.len() + 1 + a.size as usize)
+                .ok_or(libc::EINVAL)?;
+            r.setxattr(ino, key, value, a.flags as i32).map(|()| 0)
+        }
+        op::GETXATTR => {
+            let a: abi::GetxattrIn = arg(req.op_in)?;
+            xattr(buf, r.getxattr(ino, name(payload)?, a.size)?)
+        }
+        op::LISTXATTR => {
+            let a: abi::GetxattrIn = arg(req.op_in)?;
+            xattr(buf, r.listxattr(ino, a.size)?)
+        }
+        op::REMOVEXATTR => r.removexattr(ino, name(payload)?).map(|()| 0),
         op::IOCTL => Err(r.refuse(Refused::Ioctl)),
         op::FALLOCATE => Err(r.refuse(Refused::Fallocate)),
         op::GETLK => Err(r.refuse(Refused::Getlk)),
@@ -185,6 +198,13 @@ pub fn serve(r: &Requests, req: &Request, buf: &mut [u8]) -> Answer<usize> {
             put(buf, &abi::WriteOut { size, padding: 0 })
         }
         _ => Err(r.refuse(Refused::Unknown)),
+    }
+}
+
+fn xattr(buf: &mut [u8], out: XattrOut) -> Answer<usize> {
+    match out {
+        XattrOut::Size(size) => put(buf, &abi::GetxattrOut { size, padding: 0 }),
+        XattrOut::Data(bytes) => put_bytes(buf, &bytes),
     }
 }
 
