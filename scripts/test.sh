@@ -52,8 +52,8 @@ fi
 cargo test --release "$@"
 mount_suites=(--test mount_files --test mount_posix --test mount_tree --test mount_errors
     --test mount_concurrency --test mount_cache --test mount_lifecycle --test mount_faults
-    --test mount_control --test mount_links --test mount_xattrs --test reliability_random_io
-    --test reliability_crash_loop)
+    --test mount_control --test mount_links --test mount_xattrs --test mount_sparse
+    --test reliability_random_io --test reliability_crash_loop)
 if [ "$(cat "$uring" 2>/dev/null)" = Y ]; then
     # The first pass ran on io_uring; the mount suites once more on
     # /dev/fuse, reading direct (tests that name a read mode keep theirs).
@@ -69,5 +69,5 @@ fi
 if command -v etcd >/dev/null 2>&1; then
     CASKFS_TEST_BACKEND=etcd cargo test --release --test mount_files --test mount_posix \
         --test mount_tree --test mount_errors --test mount_concurrency --test mount_links \
-        --test mount_xattrs "$@"
+        --test mount_xattrs --test mount_sparse "$@"
 fi

@@ -239,6 +239,16 @@ impl<K: Kv + 'static> Fs<K> {
         r.and(f).and(rel)
     }
 
+    /// fallocate of `[at, at + n)` of node `node` in `mode`, then a close
+    /// that commits it.
+    fn fallocate(&self, node: u64, at: u64, n: u64, mode: i32) -> Result<(), Error> {
+        let fh = self.fs.open(node, libc::O_WRONLY, 1)?.fh;
+        let r = self.fs.fallocate(fh, at, n, mode, 1);
+        let closed = self.fs.flush(fh, 1, 1);
+        let released = self.fs.release(fh);
+        r.and(closed).and(released)
+    }
+
     /// copy_file_range of `n` bytes at `off_in` of node `src` to
     /// `off_out` of node `dst`, then a close that commits it.
     fn copy(&self, src: u64, off_in: u64, dst: u64, off_out: u64, n: u64) -> Result<u64, Error> {
@@ -498,7 +508,7 @@ fn apply_random<K: Kv>(fs: &Fs<K>, m: &mut Model, rng: &mut Rng, strict: bool) -
     let name = format!("n{}", rng.below(6)).into_bytes();
     let existing = m.dirs[&mdir].get(&name).copied();
     let shown = format!("{mdir}/{}", String::from_utf8_lossy(&name));
-    match rng.below(16) {
+    match rng.below(17) {
         0..=2 => {
             let big = [10, 3_000, 5_000, 70_000, 1_500_000][rng.below(5) as usize];
             let n = rng.below(big) as usize;
@@ -622,6 +632,37 @@ fn apply_random<K: Kv>(fs: &Fs<K>, m: &mut Model, rng: &mut Rng, strict: bool) -
                 }
             }
             Some(format!("link {shown}"))
+        }
+        15 => {
+            // fallocate: a hole punched, a range zeroed (growing the file
+            // or not), or the file grown.
+            let Some(id) = existing.filter(|id| m.files.contains_key(id)) else {
+                return Some("nothing".into());
+            };
+            let node = fs.fs.lookup(dir, &name, 1).unwrap().node;
+            let len = m.files[&id].len() as u64;
+            let at = rng.below(len + 10);
+            let n = 1 + rng.below(len.max(1) + 200_000);
+            let keep = libc::FALLOC_FL_KEEP_SIZE;
+            let mode = [
+                libc::FALLOC_FL_PUNCH_HOLE | keep,
+                libc::FALLOC_FL_ZERO_RANGE,
+                libc::FALLOC_FL_ZERO_RANGE | keep,
+                0,
+            ][rng.below(4) as usize];
+            must(fs.fallocate(node, at, n, mode), strict, "fallocate")?;
+            let f = m.files.get_mut(&id).unwrap();
+            let end = (at + n) as usize;
+            if mode & keep == 0 && f.len() < end {
+                f.resize(end, 0);
+            }
+            if mode != 0 {
+                let upto = end.min(f.len());
+                if (at as usize) < upto {
+                    f[at as usize..upto].fill(0);
+                }
+            }
+            Some(format!("fallocate {mode:#x} {shown} at {at} len {n}"))
         }
         14 => {
             // Files written in pieces written again: the same bytes.

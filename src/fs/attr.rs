@@ -53,6 +53,9 @@ pub struct Attr {
     pub ino: u64,
     pub kind: FileType,
     pub size: u64,
+    /// The bytes its extents hold, where holes make that less than its
+    /// length (`None`: as long as it is).
+    pub allocated: Option<u64>,
     pub atime: SystemTime,
     pub mtime: SystemTime,
     pub ctime: SystemTime,
@@ -77,6 +80,7 @@ impl Attr {
             ino,
             kind: i.kind,
             size: i.size,
+            allocated: i.allocated,
             atime: from_ns(i.atime()),
             mtime: from_ns(i.mtime),
             ctime: from_ns(i.ctime),
@@ -97,8 +101,11 @@ impl Attr {
         if self.cacheable { most } else { Duration::ZERO }
     }
 
-    /// 512-byte blocks, as `stat` counts them.
+    /// 512-byte blocks, as `stat` counts them: holes take none.
     pub fn blocks(&self) -> u64 {
-        self.size.div_ceil(512)
+        self.allocated
+            .unwrap_or(self.size)
+            .min(self.size)
+            .div_ceil(512)
     }
 }

@@ -35,6 +35,7 @@ impl CaskFs {
         };
         if let Some((len, mtime)) = mine {
             a.size = len;
+            a.allocated = None;
             a.mtime = mtime;
         }
         // The kernel keeps one set of attributes for all processes: none

@@ -46,6 +46,7 @@ pub fn make(
         size: o.size,
         mtime,
         ctime: now,
+        allocated: None,
         data: Data::None,
         ..current.clone()
     };
@@ -64,6 +65,14 @@ pub fn make(
         }
     } else {
         o.write_behind(store, true)?;
+        // What the base's extents hold, for the new count.
+        let base_allocated = match (&base_data, &o.base) {
+            (Some(Data::Tree(_)), Some(b)) => {
+                let i = b.inode();
+                i.allocated.unwrap_or(i.size)
+            }
+            _ => 0,
+        };
         let root = match &base_data {
             Some(Data::Tree(root)) => root.clone(),
             _ => {
@@ -84,6 +93,10 @@ pub fn make(
         if let Some(e) = alloc_err {
             return Err(e);
         }
+        let removed: u64 = change.removed.iter().map(|e| e.len).sum();
+        let added: u64 = spans.iter().flat_map(|s| &s.new).map(|e| e.len).sum();
+        let allocated = (base_allocated.saturating_sub(removed) + added).min(o.size);
+        inode.allocated = (allocated < o.size).then_some(allocated);
         let over = change.over(store);
         if !on_current {
             let (mut ids, mut entries) = (Vec::new(), Vec::new());
@@ -140,7 +153,13 @@ fn lay_base_under(store: &Store, ino: u64, o: &mut Overlay) -> Result<()> {
     if end == 0 {
         return Ok(());
     }
-    let bytes = store.read(base.inode(), 0, end as usize, <[u8]>::to_vec)?;
+    let mut bytes = store.read(base.inode(), 0, end as usize, <[u8]>::to_vec)?;
+    for (a, b) in o.zeroed.drain(..) {
+        let b = b.min(bytes.len() as u64);
+        if a < b {
+            bytes[a as usize..b as usize].fill(0);
+        }
+    }
     let id = store.new_block()?;
     let mut value = extent::header(ino, 0).to_vec();
     value.extend_from_slice(&bytes);
@@ -170,22 +189,32 @@ fn lay_base_under(store: &Store, ino: u64, o: &mut Overlay) -> Result<()> {
     Ok(())
 }
 
-/// The ranges a commit changes over the base: the runs of bytes written
-/// below where the base's bytes still show, and everything from there on.
+/// The ranges a commit changes over the base: where the base's bytes no
+/// longer show below its end (written over, or zeroed: holes), each with
+/// what was written there, and everything from there on.
 fn spans(o: &Overlay) -> Vec<Span> {
+    let mut hidden: Vec<(u64, u64)> = o
+        .behind
+        .iter()
+        .filter_map(|e| e.clip(0, o.base_end))
+        .map(|e| (e.off, e.end()))
+        .chain(o.zeroed.iter().map(|&(a, b)| (a, b.min(o.base_end))))
+        .filter(|(a, b)| a < b)
+        .collect();
+    hidden.sort_unstable();
     let mut spans: Vec<Span> = Vec::new();
-    for e in o.behind.iter().filter_map(|e| e.clip(0, o.base_end)) {
+    for (a, b) in hidden {
         match spans.last_mut() {
-            Some(s) if s.b == e.off => {
-                s.b = e.end();
-                s.new.push(e);
-            }
+            Some(s) if s.b >= a => s.b = s.b.max(b),
             _ => spans.push(Span {
-                a: e.off,
-                b: e.end(),
-                new: vec![e],
+                a,
+                b,
+                new: Vec::new(),
             }),
         }
+    }
+    for s in &mut spans {
+        s.new = o.behind.iter().filter_map(|e| e.clip(s.a, s.b)).collect();
     }
     spans.push(Span {
         a: o.base_end,

@@ -1,14 +1,17 @@
 //! Rewriting fragmented files. A file written in small pieces that were
 //! committed one by one (4 KiB writes each followed by an fsync, a log
 //! appended to line by line) is as many small extents, and reading it
-//! back costs a record per piece. Before the log merges its segments (a
-//! merge asked for, `caskfs compact`, SIGUSR1) and after it merges on its
-//! own, the files committed since are looked at, and every run of small
-//! extents next to each other is written again as extents of up to 1 MiB:
-//! a new version with the same bytes and times, freeing the pieces, whose
+//! back costs a record per piece. And an extent a file reaches only in
+//! small part (the rest overwritten, or punched out as a hole) keeps all
+//! its bytes on disk. Before the log merges its segments (a merge asked
+//! for, `caskfs compact`, SIGUSR1) and after it merges on its own, the
+//! files committed since are looked at: every run of small extents next
+//! to each other, and what the file reaches of an extent it reaches less
+//! than half of, is written again as extents of up to 1 MiB: a new
+//! version with the same bytes and times, freeing the old extents, whose
 //! bytes the merge then drops.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,7 +23,7 @@ use super::errno::Result;
 use super::fs::CaskFs;
 use crate::backend::Batch;
 use crate::schema::tree::{self, Extent};
-use crate::schema::{Data, keys};
+use crate::schema::{Data, extent, keys};
 
 /// An extent shorter than this is a piece.
 const PIECE: u64 = 64 << 10;
@@ -100,7 +103,9 @@ impl CaskFs {
         };
         let (mut nodes, mut entries) = (Vec::new(), Vec::new());
         tree::walk(&self.store, root, &mut nodes, &mut entries)?;
-        let runs = runs_of_pieces(&entries);
+        let mut runs = runs_of_pieces(&entries);
+        runs.extend(self.partly_reached(&entries)?);
+        let runs = super::store::merge_ranges(runs);
         if runs.is_empty() {
             return Ok(false);
         }
@@ -136,6 +141,33 @@ impl CaskFs {
             entries.len()
         );
         Ok(true)
+    }
+}
+
+impl CaskFs {
+    /// The entries of extents the file reaches less than half of (by
+    /// bytes), where no other file shares them: rewritten, they free the
+    /// rest.
+    fn partly_reached(&self, entries: &[Extent]) -> Result<Vec<(u64, u64)>> {
+        let mut reached: HashMap<u64, u64> = HashMap::new();
+        for e in entries {
+            *reached.entry(e.id).or_default() += e.len;
+        }
+        let mut wasteful = HashSet::new();
+        for (id, n) in reached {
+            let stored = match self.store.kv.get(&keys::extent(id))? {
+                Some(v) => v.len().saturating_sub(extent::HEADER_LEN),
+                None => continue,
+            };
+            if n * 2 < stored && self.store.kv.get(&keys::holders(id))?.is_none() {
+                wasteful.insert(id);
+            }
+        }
+        Ok(entries
+            .iter()
+            .filter(|e| wasteful.contains(&e.id))
+            .map(|e| (e.off, e.end()))
+            .collect())
     }
 }
 

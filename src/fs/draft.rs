@@ -23,7 +23,7 @@ use parking_lot::Mutex;
 use super::errno::{Error, Result};
 use super::live::{Frees, Pin};
 use super::process::Opener;
-use super::store::Store;
+use super::store::{Store, merge_ranges};
 use crate::backend::Batch;
 use crate::schema::tree::Extent;
 use crate::schema::{extent, keys};
@@ -83,6 +83,9 @@ pub struct Overlay {
     pub base: Option<Pin>,
     /// The base's bytes show only below this (a truncation cut them).
     pub base_end: u64,
+    /// Ranges below `base_end` where the base shows zeros instead (holes
+    /// punched, or copied from a source's holes): sorted and apart.
+    pub zeroed: Vec<(u64, u64)>,
     pub size: u64,
     /// Bytes written to the store already: entries sorted and apart,
     /// newer than the base.
@@ -126,6 +129,7 @@ impl Overlay {
             ino,
             base,
             base_end: size,
+            zeroed: Vec::new(),
             size,
             behind: Vec::new(),
             mem: BTreeMap::new(),
@@ -151,6 +155,12 @@ impl Overlay {
             store.read(base.inode(), off, (upto - off) as usize, |b| {
                 buf[..b.len()].copy_from_slice(b);
             })?;
+            for &(a, b) in &self.zeroed {
+                let (a, b) = (a.max(off), b.min(upto));
+                if a < b {
+                    buf[(a - off) as usize..(b - off) as usize].fill(0);
+                }
+            }
         }
         for e in self.behind.iter().filter_map(|e| e.clip(off, end)) {
             let v = store.kv.get(&keys::extent(e.id))?.ok_or_else(|| {
@@ -197,34 +207,83 @@ impl Overlay {
         let end = off + len;
         self.cut_mem(off, end);
         self.cut_behind(off, end);
-        let mut at = off;
-        for p in &pieces {
-            if p.off > at {
-                // A hole of the source: zeros here too, over the base.
-                self.put_zeros(at, p.off);
-            }
-            at = p.end();
-        }
-        if at < end {
-            self.put_zeros(at, end);
-        }
+        // The source's holes are holes here too, over the base.
+        self.hide_base(off, end);
         self.shared.extend(pieces.iter().map(|p| p.id));
         self.behind.extend(pieces);
         self.behind.sort_unstable_by_key(|e| e.off);
         self.size = self.size.max(end);
     }
 
-    /// Zeros over `[a, b)`: in memory, as a write of them would be.
-    fn put_zeros(&mut self, a: u64, b: u64) {
-        let n = (b - a) as usize;
-        self.mem_bytes += n;
-        self.mem.insert(a, vec![0; n]);
+    /// Makes `[a, b)` a hole: zeros that take no space (fallocate's
+    /// PUNCH_HOLE and ZERO_RANGE). The length grows to `b` unless `keep`,
+    /// which also leaves what lies past the end alone.
+    pub fn zero(&mut self, a: u64, b: u64, keep: bool) {
+        let b = if keep { b.min(self.size) } else { b };
+        if a < b {
+            self.cut_mem(a, b);
+            self.cut_behind(a, b);
+            self.hide_base(a, b);
+        }
+        if !keep {
+            self.size = self.size.max(b);
+        }
+    }
+
+    /// Zeros instead of the base's bytes over `[a, b)`.
+    fn hide_base(&mut self, a: u64, b: u64) {
+        let b = b.min(self.base_end);
+        if a >= b {
+            return;
+        }
+        self.zeroed.push((a, b));
+        self.zeroed = merge_ranges(std::mem::take(&mut self.zeroed));
+    }
+
+    /// Where the draft holds bytes (the rest are holes): the base's below
+    /// its end and outside what was zeroed, and everything written.
+    pub fn data_ranges(&self, store: &Store) -> Result<Vec<(u64, u64)>> {
+        let mut ranges = Vec::new();
+        if let Some(base) = &self.base {
+            for (a, b) in store.data_ranges(base.inode(), 0, self.base_end)? {
+                // Minus the zeroed ranges, which are sorted and apart.
+                let mut at = a;
+                for &(za, zb) in &self.zeroed {
+                    if zb <= at || za >= b {
+                        continue;
+                    }
+                    if za > at {
+                        ranges.push((at, za));
+                    }
+                    at = at.max(zb);
+                }
+                if at < b {
+                    ranges.push((at, b));
+                }
+            }
+        }
+        ranges.extend(self.behind.iter().map(|e| (e.off, e.end())));
+        ranges.extend(self.mem.iter().map(|(&a, r)| (a, a + r.len() as u64)));
+        ranges.retain_mut(|r| {
+            r.1 = r.1.min(self.size);
+            r.0 < r.1
+        });
+        Ok(merge_ranges(ranges))
+    }
+
+    /// The file grows to `len` (fallocate without KEEP_SIZE): zeros.
+    pub fn grow(&mut self, len: u64) {
+        self.size = self.size.max(len);
     }
 
     pub fn truncate(&mut self, len: u64) {
         self.cut_mem(len, u64::MAX);
         self.cut_behind(len, u64::MAX);
         self.base_end = self.base_end.min(len);
+        self.zeroed.retain_mut(|r| {
+            r.1 = r.1.min(len);
+            r.0 < r.1
+        });
         self.size = len;
     }
 
@@ -448,6 +507,30 @@ impl Draft {
         }
     }
 
+    /// The length this draft shows, and where it holds bytes (the rest are
+    /// holes); `load` as for `read`.
+    pub fn data_ranges(
+        &self,
+        store: &Store,
+        load: impl FnOnce() -> Result<Option<Pin>>,
+    ) -> Result<(u64, Vec<(u64, u64)>)> {
+        let mut st = self.state.lock();
+        match &mut st.body {
+            Body::Changed(o) => Ok((o.size, o.data_ranges(store)?)),
+            Body::Committed(pin) => {
+                if pin.is_none() {
+                    *pin = load()?;
+                }
+                let Some(pin) = pin.clone() else {
+                    return Ok((0, Vec::new()));
+                };
+                drop(st);
+                let inode = pin.inode();
+                Ok((inode.size, store.data_ranges(inode, 0, inode.size)?))
+            }
+        }
+    }
+
     /// Writes `data` at `offset` (at the end with `append`) for file table
     /// `owner`; returns the number of bytes taken, and whether the draft
     /// differs from the committed version from now on where it did not
@@ -518,22 +601,21 @@ impl Draft {
         Ok(!was_local)
     }
 
-    /// Makes `[off, off + len)` what `pieces` reach (see `Overlay::share`)
-    /// for thread `tid`, which a close by its process then commits as it
-    /// would its truncate; says, as `write` does, whether the draft newly
-    /// differs from the committed version. `off + len` is within `max`.
-    #[allow(clippy::too_many_arguments, reason = "one copy request's fields")]
-    pub fn share(
+    /// Applies `change` to the draft for thread `tid` (a copy that shares
+    /// extents, fallocate's modes), for a close by its process to commit
+    /// as it would a truncate; says, as `write` does, whether the draft
+    /// newly differs from the committed version. `end` is the furthest
+    /// byte it may touch, within `max`.
+    pub fn reshape(
         &self,
-        store: &Store,
-        (off, len): (u64, u64),
-        pieces: Vec<Extent>,
+        end: u64,
         tid: u32,
         max: u64,
         load: impl FnOnce() -> Result<Option<Pin>>,
         frees: &Frees,
+        change: impl FnOnce(&mut Overlay),
     ) -> Result<bool> {
-        if off.saturating_add(len) > max {
+        if end > max {
             return Err(Error::TooBig);
         }
         let mut st = self.state.lock();
@@ -541,16 +623,7 @@ impl Draft {
             return Err(Error::from(io::Error::from_raw_os_error(code)));
         }
         let was_local = matches!(st.body, Body::Changed(_));
-        let o = changed(self.ino, &mut st, load, frees)?;
-        o.share(off, len, pieces);
-        // Zeros for the source's holes may have piled up in memory.
-        if o.mem_bytes > WRITE_BEHIND
-            && let Err(e) = o.write_behind(store, false)
-        {
-            st.poisoned = Some(super::errno::errno(&e));
-            st.dirty = false;
-            return Err(e);
-        }
+        change(changed(self.ino, &mut st, load, frees)?);
         changed_by_thread(&mut st, tid);
         Ok(!was_local)
     }

@@ -41,6 +41,8 @@ pub enum Error {
     /// The kernel's name or node is out of date: it looks the name up
     /// again.
     Stale,
+    /// SEEK_DATA past the last data, or either past the end: ENXIO.
+    NoSuchOffset,
     /// No extended attribute of that name.
     NoAttribute,
     /// An inode's extended attributes would outgrow `xattrs::ROOM`.
@@ -80,6 +82,7 @@ impl fmt::Display for Error {
             Error::InvalidArgument(what) => write!(f, "invalid argument: {what}"),
             Error::NotPermitted(what) => write!(f, "not permitted: {what}"),
             Error::Stale => write!(f, "the name was removed or renamed meanwhile"),
+            Error::NoSuchOffset => write!(f, "no data or hole there"),
             Error::NoAttribute => write!(f, "no such extended attribute"),
             Error::NoRoomForAttributes => {
                 write!(f, "no room for more extended attributes on the inode")
@@ -110,6 +113,7 @@ pub fn errno(e: &Error) -> i32 {
         Error::InvalidArgument(_) => libc::EINVAL,
         Error::NotPermitted(_) => libc::EPERM,
         Error::Stale => libc::ESTALE,
+        Error::NoSuchOffset => libc::ENXIO,
         Error::NoAttribute => libc::ENODATA,
         Error::NoRoomForAttributes => libc::ENOSPC,
         Error::OldLayout(_) => libc::EPROTO,
@@ -131,7 +135,8 @@ pub fn log_and_errno(op: &str, e: &Error) -> i32 {
         | libc::ESTALE
         | libc::EPERM
         | libc::EINVAL
-        | libc::ENODATA => {
+        | libc::ENODATA
+        | libc::ENXIO => {
             log::debug!("{op}: {e}")
         }
         _ => warn!("{op}: {e} (errno {code})"),

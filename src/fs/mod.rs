@@ -7,6 +7,7 @@
 //! - `attrs`: stat, chmod, chown, touch, truncate, readlink
 //! - `xattrs`: extended attributes
 //! - `files`: open, read, write, and the commits at close and fsync
+//! - `allocate`: fallocate, and lseek's SEEK_DATA and SEEK_HOLE
 //! - `listing`: listing a folder
 //! - `draft`: what a writer's descriptors see before they commit
 //! - `commit`: a draft made a new version: what it writes and frees
@@ -23,6 +24,7 @@
 //! - `reach`: every key the filesystem reaches (what is not garbage)
 //! - `errno`: the layer's error type and its one errno mapping
 
+mod allocate;
 mod attr;
 mod attrs;
 mod check;

@@ -93,14 +93,13 @@ impl CaskFs {
         }
         self.store.kv.write(b)?;
         let dst_live = self.lives.get(dst.ino);
-        let r = dst.draft.share(
-            &self.store,
-            (off_out, n),
-            pieces,
+        let r = dst.draft.reshape(
+            off_out.saturating_add(n),
             tid,
             self.opts.max_file_size,
             || self.pin_current(&dst_live),
             &self.frees,
+            |o| o.share(off_out, n, pieces),
         );
         debug!(
             "copy_file_range: {n} bytes of inode {} shared with inode {} ({} extents)",

@@ -112,6 +112,22 @@ impl Store {
         }
     }
 
+    /// Where `inode` holds bytes within `[a, b)` (the rest are holes),
+    /// sorted and apart: a small file's bytes are all data.
+    pub fn data_ranges(&self, inode: &Inode, a: u64, b: u64) -> Result<Vec<(u64, u64)>> {
+        let b = b.min(inode.size);
+        let ranges = match &inode.data {
+            _ if a >= b => Vec::new(),
+            Data::None => Vec::new(),
+            Data::Inline(bytes) => vec![(a, b.min(bytes.len() as u64))],
+            Data::Tree(root) => tree::read(self, root, a, b)?
+                .iter()
+                .map(|e| (e.off, e.end()))
+                .collect(),
+        };
+        Ok(merge_ranges(ranges))
+    }
+
     /// The extent `id`, which a tree reaches: damage if it is missing.
     fn extent(&self, id: u64) -> Result<backend::Value> {
         self.kv.get(&keys::extent(id))?.ok_or_else(|| {
@@ -147,4 +163,19 @@ impl Nodes for Store {
         c.0.insert(id, node.clone());
         Ok(node)
     }
+}
+
+/// `ranges` sorted, with those that overlap or touch made one; empty ones
+/// dropped.
+pub fn merge_ranges(mut ranges: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
+    ranges.retain(|(a, b)| a < b);
+    ranges.sort_unstable();
+    let mut merged: Vec<(u64, u64)> = Vec::with_capacity(ranges.len());
+    for (a, b) in ranges {
+        match merged.last_mut() {
+            Some(last) if last.1 >= a => last.1 = last.1.max(b),
+            _ => merged.push((a, b)),
+        }
+    }
+    merged
 }

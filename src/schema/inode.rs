@@ -6,7 +6,8 @@
 //! u8   flags: bits 0-1 what the data is (0 none, 1 inline, 2 tree);
 //!      bit 2 an atime follows; bit 3 an rdev; bit 4 a parent; bit 5 the
 //!      ctime is a var of how much it is after the mtime; bit 6
-//!      extended attributes follow
+//!      extended attributes follow; bit 7 how many bytes the extents
+//!      hold, when holes make it less than the size
 //! var  mode (st_mode: type and permission bits)
 //! var  uid, gid (0xFFFF_FFFF: whoever mounts the store)
 //! var  nlink
@@ -14,7 +15,7 @@
 //! i64  mtime (ns since the epoch)
 //! i64  ctime, or (bit 5) var ctime - mtime: a file's ctime is nearly
 //!      always its mtime or a little after, so this takes 3 bytes, not 8
-//! [i64 atime] [var rdev] [var parent]
+//! [i64 atime] [var rdev] [var parent] [var allocated]
 //! [var count, then each: var name length, name, var value length, value]
 //! then the bytes themselves (inline), or the extent tree's root
 //! ```
@@ -41,6 +42,7 @@ const HAS_RDEV: u8 = 1 << 3;
 const HAS_PARENT: u8 = 1 << 4;
 const CTIME_AFTER: u8 = 1 << 5;
 const HAS_XATTRS: u8 = 1 << 6;
+const HAS_ALLOCATED: u8 = 1 << 7;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Data {
@@ -71,6 +73,10 @@ pub struct Inode {
     /// A folder's parent folder (the root's is itself); 0 for the rest,
     /// which may have several.
     pub parent: u64,
+    /// A large file's bytes its extents hold, when holes make that less
+    /// than its size (`None`: as many as its size; for the files from
+    /// before this was kept, too).
+    pub allocated: Option<u64>,
     /// Extended attributes: (name, value), in the order they were set.
     pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
     pub data: Data,
@@ -92,6 +98,7 @@ impl Inode {
             atime: None,
             rdev: 0,
             parent: 0,
+            allocated: None,
             xattrs: Vec::new(),
             data: Data::None,
         }
@@ -127,6 +134,10 @@ impl Inode {
         if !self.xattrs.is_empty() {
             flags |= HAS_XATTRS;
         }
+        let allocated = self.allocated.filter(|n| *n < self.size);
+        if allocated.is_some() {
+            flags |= HAS_ALLOCATED;
+        }
         let mut o = Out::default();
         o.u8(VERSION)
             .u8(flags)
@@ -149,6 +160,9 @@ impl Inode {
         if self.parent != 0 {
             o.var(self.parent);
         }
+        if let Some(n) = allocated {
+            o.var(n);
+        }
         if !self.xattrs.is_empty() {
             o.var(self.xattrs.len() as u64);
             for (name, value) in &self.xattrs {
@@ -169,7 +183,7 @@ impl Inode {
     pub fn decode(b: &[u8]) -> Result<Inode> {
         let mut i = In::new(b, "inode");
         let (version, flags) = (i.u8()?, i.u8()?);
-        if version != VERSION || flags & !0b111_1111 != 0 {
+        if version != VERSION {
             return Err(corrupt("inode"));
         }
         let mode = i.var32()?;
@@ -189,6 +203,7 @@ impl Inode {
             atime: None,
             rdev: 0,
             parent: 0,
+            allocated: None,
             xattrs: Vec::new(),
             data: Data::None,
         };
@@ -207,6 +222,9 @@ impl Inode {
         }
         if flags & HAS_PARENT != 0 {
             ino.parent = i.var()?;
+        }
+        if flags & HAS_ALLOCATED != 0 {
+            ino.allocated = Some(i.var()?);
         }
         if flags & HAS_XATTRS != 0 {
             let count = i.var()?;
@@ -255,6 +273,7 @@ mod tests {
         ];
         let mut big = Inode::new(FileType::Regular, 0o600, 0, 0, 0);
         big.size = 10 << 20;
+        big.allocated = Some(1 << 20);
         big.data = Data::Tree(Root::of(vec![Extent {
             off: 0,
             len: 10 << 20,
@@ -298,7 +317,7 @@ mod tests {
         bad[0] = 2;
         assert!(Inode::decode(&bad).is_err(), "a future version");
         let mut bad = f;
-        bad[1] |= 0x80;
-        assert!(Inode::decode(&bad).is_err(), "unknown flags");
+        bad[1] |= 0b11;
+        assert!(Inode::decode(&bad).is_err(), "an unknown kind of data");
     }
 }

@@ -588,27 +588,37 @@ impl Filesystem for Classic {
 
     fn fallocate(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
-        _fh: FileHandle,
-        _offset: u64,
-        _length: u64,
-        _mode: i32,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
         reply: ReplyEmpty,
     ) {
-        reply.error(errno(self.requests.refuse(Refused::Fallocate)));
+        reply_empty(
+            reply,
+            self.requests
+                .fallocate(fh.0, offset, length, mode, req.pid()),
+        );
     }
 
     fn lseek(
         &self,
         _req: &Request,
         _ino: INodeNo,
-        _fh: FileHandle,
-        _offset: i64,
-        _whence: i32,
+        fh: FileHandle,
+        offset: i64,
+        whence: i32,
         reply: ReplyLseek,
     ) {
-        reply.error(errno(self.requests.refuse(Refused::Lseek)));
+        let Ok(offset) = u64::try_from(offset) else {
+            return reply.error(errno(libc::ENXIO));
+        };
+        match self.requests.lseek(fh.0, offset, whence) {
+            Ok(at) => reply.offset(at as i64),
+            Err(e) => reply.error(errno(e)),
+        }
     }
 
     fn copy_file_range(

@@ -42,11 +42,13 @@ pub enum Req {
     Ioctl,
     Poll,
     CopyFileRange,
+    Fallocate,
+    Lseek,
     Other,
 }
 
 /// Their names, as the FUSE protocol has them, in `Req`'s order.
-const KINDS: [&str; 37] = [
+const KINDS: [&str; 39] = [
     "lookup",
     "forget",
     "getattr",
@@ -83,6 +85,8 @@ const KINDS: [&str; 37] = [
     "ioctl",
     "poll",
     "copy_file_range",
+    "fallocate",
+    "lseek",
     "other",
 ];
 

@@ -103,8 +103,6 @@ pub enum Refused {
     Bmap,
     Ioctl,
     Poll,
-    Fallocate,
-    Lseek,
     /// An opcode the transport does not know.
     Unknown,
 }
@@ -408,6 +406,20 @@ impl Requests {
         Ok(n as u32)
     }
 
+    pub fn fallocate(&self, fh: u64, offset: u64, len: u64, mode: i32, pid: u32) -> Answer<()> {
+        self.count(Req::Fallocate);
+        done("fallocate", self.fs.fallocate(fh, offset, len, mode, pid))
+    }
+
+    /// Only SEEK_DATA and SEEK_HOLE come here: the kernel answers the
+    /// others itself.
+    pub fn lseek(&self, fh: u64, offset: u64, whence: i32) -> Answer<u64> {
+        self.count(Req::Lseek);
+        self.fs
+            .seek_data_or_hole(fh, offset, whence)
+            .map_err(|e| err("lseek", &e))
+    }
+
     pub fn flush(&self, fh: u64, lock_owner: u64, pid: u32) -> Answer<()> {
         self.count(Req::Flush);
         done("flush", self.fs.flush(fh, lock_owner, pid))
@@ -496,8 +508,6 @@ impl Requests {
     /// - ioctl: ENOTTY, as for a file that has none;
     /// - poll: ENOSYS makes the kernel treat files as always ready, as
     ///   for disks;
-    /// - fallocate: EOPNOTSUPP;
-    /// - lseek: ENOSYS lets the kernel answer it (no holes to report).
     pub fn refuse(&self, what: Refused) -> Errno {
         let (req, errno) = match what {
             Refused::Readdirplus => (Req::Readdirplus, libc::ENOSYS),
@@ -506,8 +516,7 @@ impl Requests {
             Refused::Bmap => (Req::Bmap, libc::ENOSYS),
             Refused::Ioctl => (Req::Ioctl, libc::ENOTTY),
             Refused::Poll => (Req::Poll, libc::ENOSYS),
-            Refused::Fallocate => (Req::Other, libc::EOPNOTSUPP),
-            Refused::Lseek | Refused::Unknown => (Req::Other, libc::ENOSYS),
+            Refused::Unknown => (Req::Other, libc::ENOSYS),
         };
         self.count(req);
         errno

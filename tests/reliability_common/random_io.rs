@@ -2,7 +2,8 @@
 //! several descriptors open at once on a handful of keys (`O_RDONLY`,
 //! `O_WRONLY`, `O_RDWR`, with `O_TRUNC` or `O_APPEND`), reads and writes
 //! at random offsets and sizes, through the descriptor and through `mmap`,
-//! `ftruncate` up and down, fsyncs, closes, renames and unlinks. After
+//! `ftruncate` up and down, fallocate's holes, zeroed ranges and
+//! allocation, fsyncs, closes, renames and unlinks. After
 //! every operation the data read and the sizes seen (`fstat` of each
 //! descriptor of the key, `stat` by path, `SEEK_END`) are checked.
 //!
@@ -389,8 +390,55 @@ pub fn run(mnt: &Path, seed: u64, ops: u64, cached: bool) -> u64 {
                 // msync(MS_SYNC) is an fsync of the mapped file.
                 m.commit(&hkey, true);
             }
+            // fallocate: punch a hole, zero a range (growing the file or
+            // not), or allocate (growing it)
+            59..=61 if nh > 0 => {
+                let idx = rng.below(nh as u64) as usize;
+                if !handles[idx].write {
+                    continue;
+                }
+                let hkey = handles[idx].key.clone();
+                touched = hkey.clone();
+                let buf = m.buf(&hkey);
+                let off = rng.below(buf.len() as u64 + 4096).min(60_000);
+                let len = rng.range(1, 70_000);
+                let end = (off + len) as usize;
+                let (mode, what) = match rng.below(4) {
+                    0 => (
+                        libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE,
+                        "punch",
+                    ),
+                    1 => (libc::FALLOC_FL_ZERO_RANGE, "zero"),
+                    2 => (
+                        libc::FALLOC_FL_ZERO_RANGE | libc::FALLOC_FL_KEEP_SIZE,
+                        "zero, keep size",
+                    ),
+                    _ => (0, "allocate"),
+                };
+                log.push(format!(
+                    "fallocate {what} {hkey}#{} at {off} len {len}",
+                    handles[idx].id
+                ));
+                if mode & libc::FALLOC_FL_KEEP_SIZE == 0 && buf.len() < end {
+                    buf.resize(end, 0);
+                }
+                if mode != 0 {
+                    let upto = end.min(buf.len());
+                    if (off as usize) < upto {
+                        buf[off as usize..upto].fill(0);
+                    }
+                }
+                // SAFETY: fallocate on a descriptor this test owns.
+                let r = unsafe {
+                    libc::fallocate(handles[idx].file.as_raw_fd(), mode, off as i64, len as i64)
+                };
+                if r != 0 {
+                    let e = std::io::Error::last_os_error();
+                    fail(&log, i, format!("fallocate: {e}"));
+                }
+            }
             // ftruncate (grow or shrink)
-            55..=61 if nh > 0 => {
+            55..=58 if nh > 0 => {
                 let idx = rng.below(nh as u64) as usize;
                 if !handles[idx].write {
                     continue;

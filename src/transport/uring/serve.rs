@@ -184,13 +184,21 @@ pub fn serve(r: &Requests, req: &Request, buf: &mut [u8]) -> Answer<usize> {
         }
         op::REMOVEXATTR => r.removexattr(ino, name(payload)?).map(|()| 0),
         op::IOCTL => Err(r.refuse(Refused::Ioctl)),
-        op::FALLOCATE => Err(r.refuse(Refused::Fallocate)),
+        op::FALLOCATE => {
+            let a: abi::FallocateIn = arg(req.op_in)?;
+            r.fallocate(a.fh, a.offset, a.length, a.mode as i32, h.pid)
+                .map(|()| 0)
+        }
         op::GETLK => Err(r.refuse(Refused::Getlk)),
         op::SETLK | op::SETLKW => Err(r.refuse(Refused::Setlk)),
         op::BMAP => Err(r.refuse(Refused::Bmap)),
         op::POLL => Err(r.refuse(Refused::Poll)),
         op::READDIRPLUS => Err(r.refuse(Refused::Readdirplus)),
-        op::LSEEK => Err(r.refuse(Refused::Lseek)),
+        op::LSEEK => {
+            let a: abi::LseekIn = arg(req.op_in)?;
+            let offset = r.lseek(a.fh, a.offset, a.whence as i32)?;
+            put(buf, &abi::LseekOut { offset })
+        }
         op::COPY_FILE_RANGE => {
             let a: abi::CopyFileRangeIn = arg(req.op_in)?;
             let size =
