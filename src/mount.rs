@@ -32,9 +32,10 @@ pub struct MountOptions {
     pub backend: Option<EtcdUrl>,
     /// Run in the background; return once the mount is ready.
     pub daemon: bool,
-    /// The local store's options (with `backend`, only its maximum value
-    /// size counts).
+    /// The local store's options (not used with `backend`).
     pub engine: Options,
+    /// The largest file (EFBIG past it).
+    pub max_file_size: u64,
     /// FUSE worker threads.
     pub threads: u16,
     pub transport: Transport,
@@ -231,7 +232,7 @@ fn serve(args: &MountOptions, ready: &mut dyn FnMut(&str)) -> Res<()> {
             read_only: args.read_only,
             cache_reads: args.cache_reads,
             shared: kv.shared(),
-            max_file_size: args.engine.max_value_size,
+            max_file_size: args.max_file_size,
         },
     )
     .map_err(|e| match (e, &args.backend) {

@@ -96,3 +96,39 @@ fn large_value_readers_never_see_a_mix() {
     assert!(w.wait().unwrap().success());
     assert!(w2.wait().unwrap().success());
 }
+
+/// A commit at a flush raced the kernel's readahead on the same
+/// descriptor: a read that came in between loaded the version before the
+/// commit, and the writer's next change was made on top of it, so the
+/// write the flush had just stored was lost. python's mmap closes a
+/// duplicate of the descriptor (a flush) while the pages it faulted in
+/// are still being read ahead.
+#[test]
+fn a_write_survives_a_flush_racing_the_readahead_of_its_mapping() {
+    require_fuse!();
+    let m = Mount::start(&[]);
+    let script = r#"
+import mmap, os
+N = 1 << 20
+p = "mnt/f"
+lost = 0
+for i in range(150):
+    with open(p, "wb") as f:
+        f.write(b"A" * 0x10000 + b"C" * 0x4000 + b"A" * (N - 0x14000))
+    fd = os.open(p, os.O_RDWR)
+    os.pwrite(fd, b"B" * 0x4000, 0x10000)
+    m = mmap.mmap(fd, N, mmap.MAP_SHARED, mmap.PROT_READ)
+    m[0x70000:0x80000]
+    m.close()
+    seen = os.pread(fd, 0x4000, 0x10000)
+    os.copy_file_range(fd, fd, 0x4000, 0x30000, 0x76000)
+    os.close(fd)
+    with open(p, "rb") as f:
+        f.seek(0x10000)
+        kept = f.read(0x4000)
+    lost += seen != b"B" * 0x4000 or kept != b"B" * 0x4000
+print(lost)
+"#;
+    let out = m.ok(&format!("python3 -c '{script}'"));
+    assert_eq!(out.trim(), "0", "iterations that lost the write");
+}

@@ -31,8 +31,9 @@ pub struct MountArgs {
     /// When writes reach the disk: none, always, or interval=MS.
     #[arg(long, default_value = "none")]
     pub sync: SyncPolicy,
-    /// Refuse values larger than this with EFBIG (K, M, G suffixes).
-    #[arg(long, value_parser = parse_size, default_value = "1G")]
+    /// The largest file: a write or truncate past it fails with EFBIG
+    /// (K, M, G, T suffixes; 16T, as ext4 with 4 KiB blocks).
+    #[arg(long, value_parser = parse_size, default_value = "16T")]
     pub max_value_size: u64,
     /// FUSE worker threads (with io_uring, spread over the CPUs' queues,
     /// at least one each).
@@ -98,7 +99,6 @@ impl MountArgs {
     fn engine_options(&self) -> Options {
         Options {
             max_segment_size: self.max_segment_size,
-            max_value_size: self.max_value_size,
             sync: self.sync,
             read_only: self.read_only,
             create_if_missing: !self.read_only,
@@ -139,6 +139,7 @@ impl MountArgs {
         }
         Ok(MountOptions {
             engine: self.engine_options(),
+            max_file_size: self.max_value_size,
             // Reads go through the page cache by default, but not from
             // etcd, whose other hosts' changes would not drop this host's
             // cached pages.

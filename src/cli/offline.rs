@@ -124,7 +124,7 @@ fn fs_options(shared: bool) -> FsOptions {
         read_only: false,
         cache_reads: false,
         shared,
-        max_file_size: Options::default().max_value_size,
+        max_file_size: caskfs::fs::MAX_FILE_SIZE,
     }
 }
 

@@ -163,13 +163,16 @@ pub fn parse_size(s: &str) -> std::result::Result<u64, String> {
         Some((i, 'k' | 'K')) => (&s[..i], 10),
         Some((i, 'm' | 'M')) => (&s[..i], 20),
         Some((i, 'g' | 'G')) => (&s[..i], 30),
+        Some((i, 't' | 'T')) => (&s[..i], 40),
         _ => (s, 0),
     };
     digits
         .parse::<u64>()
         .ok()
         .and_then(|n| n.checked_mul(1 << shift))
-        .ok_or_else(|| format!("bad size \"{s}\": use a number with an optional K, M or G suffix"))
+        .ok_or_else(|| {
+            format!("bad size \"{s}\": use a number with an optional K, M, G or T suffix")
+        })
 }
 
 /// Parses a share such as `0.5` (0 to 1).

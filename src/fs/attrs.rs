@@ -33,17 +33,22 @@ impl CaskFs {
                 .find(|(d, _)| d.opener.is(tid))
                 .map(|(_, m)| *m),
         };
-        if let Some((len, mtime)) = mine {
+        if let Some((len, mtime, ctime)) = mine {
             a.size = len;
             a.allocated = None;
             a.mtime = mtime;
+            a.ctime = ctime;
+            // The mount is noatime: an atime never set apart shows the mtime.
+            if inode.atime.is_none() {
+                a.atime = mtime;
+            }
         }
         // The kernel keeps one set of attributes for all processes: none
         // while they differ between processes. A creation nothing was
         // written to yet is empty to all; should its commit fail, the
         // kernel is told (`creation_abandoned`).
         let pending = self.pending.lock().contains_key(&ino);
-        let unwritten = pending && changed.iter().all(|(_, (len, _))| *len == 0);
+        let unwritten = pending && changed.iter().all(|(_, (len, _, _))| *len == 0);
         a.cacheable = changed.is_empty() || unwritten;
         Ok(a)
     }
@@ -103,13 +108,14 @@ impl CaskFs {
             inode = p.inode().clone();
         }
         let mut a = self.attr_of(h.ino, &inode);
-        if let Some((len, mtime)) = handles
+        if let Some((len, mtime, ctime)) = handles
             .iter()
             .filter_map(|h| h.draft.local())
             .max_by_key(|l| l.0)
         {
             a.size = len;
             a.mtime = mtime;
+            a.ctime = ctime;
         }
         a.node = node;
         a.nlink = 0;

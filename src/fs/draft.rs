@@ -36,6 +36,11 @@ pub struct Draft {
     pub ino: u64,
     /// Who shares it: the process that opened it for writing.
     pub opener: Opener,
+    /// Held by a commit from taking the changes until the new version is
+    /// current, and by every use of the draft that may load the committed
+    /// version: one that came in between would load the version before
+    /// the commit, and a write on top of it would lose the commit's.
+    commit: Mutex<()>,
     state: Mutex<State>,
 }
 
@@ -43,6 +48,9 @@ struct State {
     body: Body,
     /// When the draft last changed (its mtime while uncommitted).
     changed_at: SystemTime,
+    /// When it was last changed in any way, a time set with `set_mtime`
+    /// too: its ctime.
+    touched_at: SystemTime,
     /// Holds changes not yet committed.
     dirty: bool,
     /// Some of those changes are writes or truncates, not only the empty
@@ -398,9 +406,11 @@ impl Draft {
         Draft {
             ino,
             opener,
+            commit: Mutex::new(()),
             state: Mutex::new(State {
                 body,
                 changed_at: SystemTime::now(),
+                touched_at: SystemTime::now(),
                 dirty,
                 written: false,
                 writers: Vec::new(),
@@ -424,13 +434,13 @@ impl Draft {
         Draft::with(ino, opener, Body::Committed(None), false)
     }
 
-    /// The length and mtime this draft shows, when they differ from the
-    /// committed version's.
-    pub fn local(&self) -> Option<(u64, SystemTime)> {
+    /// The length, mtime and ctime this draft shows, when they differ
+    /// from the committed version's.
+    pub fn local(&self) -> Option<(u64, SystemTime, SystemTime)> {
         let st = self.state.lock();
         match &st.body {
             Body::Committed(_) => None,
-            Body::Changed(o) => Some((o.size, st.changed_at)),
+            Body::Changed(o) => Some((o.size, st.changed_at, st.touched_at)),
         }
     }
 
@@ -460,6 +470,7 @@ impl Draft {
             return false;
         }
         st.changed_at = mtime;
+        st.touched_at = SystemTime::now();
         true
     }
 
@@ -469,6 +480,7 @@ impl Draft {
         let mut st = self.state.lock();
         st.body = Body::Changed(Overlay::new(self.ino, None, frees));
         st.changed_at = SystemTime::now();
+        st.touched_at = st.changed_at;
         st.dirty = true;
         st.empty_flushers.clear();
         st.superseded = false;
@@ -486,6 +498,7 @@ impl Draft {
         load: impl FnOnce() -> Result<Option<Pin>>,
         give: impl FnOnce(&[u8]) -> R,
     ) -> Result<R> {
+        let _commit = self.commit.lock();
         let mut st = self.state.lock();
         match &mut st.body {
             Body::Changed(o) => {
@@ -514,6 +527,7 @@ impl Draft {
         store: &Store,
         load: impl FnOnce() -> Result<Option<Pin>>,
     ) -> Result<(u64, Vec<(u64, u64)>)> {
+        let _commit = self.commit.lock();
         let mut st = self.state.lock();
         match &mut st.body {
             Body::Changed(o) => Ok((o.size, o.data_ranges(store)?)),
@@ -548,6 +562,7 @@ impl Draft {
         load: impl FnOnce() -> Result<Option<Pin>>,
         frees: &Frees,
     ) -> Result<(usize, bool)> {
+        let _commit = self.commit.lock();
         let mut st = self.state.lock();
         if let Some(code) = st.poisoned {
             return Err(Error::from(io::Error::from_raw_os_error(code)));
@@ -563,6 +578,7 @@ impl Draft {
             store.kv.room(data.len() as u64)?;
             o.write(store, offset, data)?;
             st.changed_at = SystemTime::now();
+            st.touched_at = st.changed_at;
             st.dirty = true;
             st.written = true;
             Ok(data.len())
@@ -594,6 +610,7 @@ impl Draft {
         if len > max {
             return Err(Error::TooBig);
         }
+        let _commit = self.commit.lock();
         let mut st = self.state.lock();
         let was_local = matches!(st.body, Body::Changed(_));
         changed(self.ino, &mut st, load, frees)?.truncate(len);
@@ -618,6 +635,7 @@ impl Draft {
         if end > max {
             return Err(Error::TooBig);
         }
+        let _commit = self.commit.lock();
         let mut st = self.state.lock();
         if let Some(code) = st.poisoned {
             return Err(Error::from(io::Error::from_raw_os_error(code)));
@@ -626,6 +644,11 @@ impl Draft {
         change(changed(self.ino, &mut st, load, frees)?);
         changed_by_thread(&mut st, tid);
         Ok(!was_local)
+    }
+
+    /// Held while a commit of this draft is under way (see `commit`).
+    pub fn committing(&self) -> parking_lot::MutexGuard<'_, ()> {
+        self.commit.lock()
     }
 
     /// Another draft of this file committed. If this draft's close already
@@ -657,7 +680,13 @@ impl Draft {
     /// flush (`: > k`) or the release commits it; the release not if
     /// another draft committed the file after the skipped flush
     /// (`superseded`).
-    pub fn take_changes(&self, closer: Option<Closer>) -> Result<Option<(Overlay, SystemTime)>> {
+    /// What it returns: the changes, their mtime and their ctime. The
+    /// caller holds `committing()` until the new version is current.
+    #[allow(clippy::type_complexity, reason = "three parts of one commit")]
+    pub fn take_changes(
+        &self,
+        closer: Option<Closer>,
+    ) -> Result<Option<(Overlay, SystemTime, SystemTime)>> {
         let mut st = self.state.lock();
         if let Some(code) = st.poisoned.take() {
             st.body = Body::Committed(None);
@@ -685,7 +714,7 @@ impl Draft {
         st.superseded = false;
         let body = std::mem::replace(&mut st.body, Body::Committed(None));
         match body {
-            Body::Changed(o) if !dropped => Ok(Some((o, st.changed_at))),
+            Body::Changed(o) if !dropped => Ok(Some((o, st.changed_at, st.touched_at))),
             // Dropped: its extents are freed with it.
             Body::Changed(_) => Ok(None),
             committed => {
@@ -700,6 +729,7 @@ impl Draft {
 /// kernel sends with no file table), for a close by its process to commit.
 fn changed_by_thread(st: &mut State, tid: u32) {
     st.changed_at = SystemTime::now();
+    st.touched_at = st.changed_at;
     st.dirty = true;
     st.written = true;
     if !st.truncaters.contains(&tid) {

@@ -258,13 +258,15 @@ impl CaskFs {
         node: u64,
         closer: Option<Closer>,
     ) -> Result<bool> {
+        let committing = d.committing();
         let taken = d.take_changes(closer);
         let pending = self.pending.lock().contains_key(&ino);
         let result = match taken {
-            Ok(Some((o, at))) => self.store_version(ino, o, at, pending),
+            Ok(Some((o, mtime, ctime))) => self.store_version(ino, o, (mtime, ctime), pending),
             Ok(None) => return Ok(false),
             Err(e) => Err(e),
         };
+        drop(committing);
         if pending && let Err(e) = &result {
             debug!("inode {ino} not created: {e}");
             self.creation_abandoned(ino);
@@ -279,7 +281,7 @@ impl CaskFs {
         &self,
         ino: u64,
         o: super::draft::Overlay,
-        changed_at: SystemTime,
+        (mtime, ctime): (SystemTime, SystemTime),
         pending: bool,
     ) -> Result<bool> {
         // A created file's first commit names it: the directory map first.
@@ -302,8 +304,11 @@ impl CaskFs {
                 _ => return Ok(false),
             },
         };
-        let now = to_ns(SystemTime::now());
-        let made = commit::make(&self.store, ino, &current, o, to_ns(changed_at), now)?;
+        // The ctime is the draft's last change's, or a later change of the
+        // inode's own (a chmod meanwhile): not the commit's, which for a
+        // file created and closed unwritten comes after close returned.
+        let ctime = to_ns(ctime).max(current.ctime);
+        let made = commit::make(&self.store, ino, &current, o, to_ns(mtime), ctime)?;
         let mut b = Batch::default();
         for (k, v) in made.nodes {
             b.put(k, v);

@@ -28,6 +28,10 @@ use super::nodeids::NodeIds;
 use super::store::Store;
 use crate::backend::{Batch, Kv};
 pub use crate::schema::superblock::State as StoreState;
+
+/// The largest file unless a mount says other (`--max-value-size`): 16
+/// TiB, as ext4's with 4 KiB blocks.
+pub const MAX_FILE_SIZE: u64 = 16 << 40;
 use crate::schema::superblock::{self, State};
 use crate::schema::{Data, Inode, OWNER_UNSET, keys};
 use crate::vocab::{FileType, MAX_NAME_LEN, StatFs, now_ns};

@@ -59,7 +59,9 @@ mod xattrs;
 pub use attr::{Attr, BLOCK_SIZE, Owner};
 pub use check::{Findings, LOST_AND_FOUND, Problem};
 pub use errno::{Error, Result, errno, log_and_errno};
-pub use fs::{Caller, CaskFs, DirEntry, FsOptions, KernelCache, Opened, SetAttr, StoreState};
+pub use fs::{
+    Caller, CaskFs, DirEntry, FsOptions, KernelCache, MAX_FILE_SIZE, Opened, SetAttr, StoreState,
+};
 pub use import::{Imported, copy_tree};
 pub use page_cache::ReadMode;
 pub use paths::{TOOL, Writer};

@@ -164,6 +164,25 @@ impl<'a> Records<'a> {
     }
 }
 
+impl CaskFs {
+    /// Sets folder `dir`'s times to `now` for a change that writes no
+    /// record yet (a file being created, or removed before its first
+    /// commit), to be stored with the folders' other new times. On a
+    /// shared backend the first commit stores them instead.
+    fn touch_folder(&self, dir: u64, now: i64) -> Result<()> {
+        if self.opts.shared {
+            return Ok(());
+        }
+        let live = self.lives.get(dir);
+        let _lock = live.lock();
+        let inode = self.inode(dir)?.ok_or(Error::NotFound)?;
+        let revision = live.current().map_or(0, |v| v.revision);
+        live.set_unstored(self.lives.version(dir, touched(inode, 0, now), revision));
+        self.unstored.lock().insert(dir);
+        Ok(())
+    }
+}
+
 /// A folder's inode after an entry in it changed; `links` more (or
 /// fewer) subfolders.
 fn touched(mut dir: Inode, links: i32, now: i64) -> Inode {
@@ -256,10 +275,12 @@ impl CaskFs {
                 Pending {
                     parent: dir,
                     name: name.to_vec(),
-                    inode,
+                    inode: inode.clone(),
                 },
             );
             drop(dirs);
+            // The name shows from now on: so does the folder's change.
+            self.touch_folder(dir, inode.ctime)?;
             let open = OpenMode {
                 write: true,
                 append: flags & libc::O_APPEND != 0,
@@ -426,8 +447,11 @@ impl CaskFs {
             if let Some(p) = self.pending.lock().get_mut(&e.ino) {
                 // Its writes go nowhere now: no name to store them under.
                 p.name.clear();
+                p.inode.nlink = 0;
+                p.inode.ctime = now_ns();
             }
-            return Ok(());
+            drop(dirs);
+            return self.touch_folder(dir, now_ns());
         }
         let mut r = Records::lock(self, &[dir, e.ino]);
         let now = now_ns();
@@ -559,6 +583,8 @@ impl CaskFs {
             if d.pending {
                 if let Some(p) = self.pending.lock().get_mut(&d.ino) {
                     p.name.clear();
+                    p.inode.nlink = 0;
+                    p.inode.ctime = now;
                 }
             } else {
                 // Overwritten by the source's entry, or (a source still

@@ -60,7 +60,7 @@ impl CaskFs {
             },
         };
         let size = match (&pin, src.draft.local()) {
-            (_, Some((size, _))) => size,
+            (_, Some((size, _, _))) => size,
             (Some(p), None) => p.inode().size,
             (None, None) => 0,
         };
