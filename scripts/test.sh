@@ -4,11 +4,13 @@
 # bypass the page cache (`--no-cache-reads`), and the mount contract again
 # on the etcd backend.
 # The etcd backend's tests start etcd clusters of their own, so etcd must
-# be installed (Debian's etcd-server), and the tests of tools on the mount
-# need rsync, git, python3 and attr: as root with apt-get this installs what is
-# missing, and stops the system service etcd's package starts (the tests
-# use their own ports). Otherwise those tests skip, saying so, and under
-# CI=true they fail. Arguments go to `cargo test`.
+# be installed (Debian's etcd-server), the tests of tools on the mount
+# need rsync, git, python3 and attr: as root with apt-get this installs
+# what is missing, and stops the system service etcd's package starts (the tests
+# use their own ports). The conformance suites pjdfstest and fsx are
+# installed with cargo when missing. Whatever is still missing, its tests
+# skip, saying so, and under CI=true they fail. Arguments go to `cargo
+# test`.
 #
 # FUSE over io_uring (Linux 6.14 and later) is off until root turns on the
 # fuse module's enable_uring parameter: as root this turns it on for the
@@ -43,6 +45,17 @@ if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/nu
         systemctl disable --now etcd >/dev/null 2>&1 || true
     fi
 fi
+# Others' conformance suites (tests/posix_suites.rs): pjdfstest, as root
+# with the user it switches to, and fsx, both from crates.io.
+for tool in pjdfstest@0.2.2 fsx@0.3.2; do
+    if ! command -v "${tool%@*}" >/dev/null 2>&1; then
+        echo "test.sh: installing ${tool} for the tests (cargo install)" >&2
+        cargo install --locked --quiet "$tool" || echo "test.sh: could not install $tool" >&2
+    fi
+done
+if [ "$(id -u)" = 0 ] && ! id tests >/dev/null 2>&1; then
+    useradd -M -s /usr/sbin/nologin tests
+fi
 uring=/sys/module/fuse/parameters/enable_uring
 if [ -w "$uring" ]; then
     was=$(cat "$uring")
@@ -53,7 +66,7 @@ cargo test --release "$@"
 mount_suites=(--test mount_files --test mount_posix --test mount_tree --test mount_errors
     --test mount_concurrency --test mount_cache --test mount_lifecycle --test mount_faults
     --test mount_control --test mount_links --test mount_xattrs --test mount_sparse
-    --test reliability_random_io --test reliability_crash_loop)
+    --test posix_suites --test reliability_random_io --test reliability_crash_loop)
 if [ "$(cat "$uring" 2>/dev/null)" = Y ]; then
     # The first pass ran on io_uring; the mount suites once more on
     # /dev/fuse, reading direct (tests that name a read mode keep theirs).

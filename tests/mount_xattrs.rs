@@ -210,3 +210,39 @@ fn cp_a_and_rsync_x_carry_them_in_and_out() {
     m.ok("rsync -aX mnt/synced/ back/ && diff -r src back");
     assert_eq!(want("back"), src, "rsync -aX out of the mount");
 }
+
+/// What `rsync -aHXS` has to carry, into the mount and back out: hard
+/// links, extended attributes, a FIFO, symlinks and a sparse 1 GiB file.
+#[test]
+fn rsync_ahxs_round_trip_keeps_links_xattrs_fifos_and_holes() {
+    require_fuse!();
+    let m = Mount::start(&[]);
+    if !have(&m, "attr (setfattr)", "command -v setfattr") || !have(&m, "rsync", "command -v rsync")
+    {
+        return;
+    }
+    m.ok("mkdir -p src/d && echo one > src/one && ln src/one src/d/one-again");
+    if !m.sh("setfattr -n user.probe -v 1 src/one").status.success() {
+        eprintln!("skipping: the disk under the test's temp dir keeps no user xattrs");
+        return;
+    }
+    m.ok("setfattr -n user.tag -v linked src/one && setfattr -n user.dir -v 1 src/d");
+    m.ok("mkfifo src/fifo && ln -s one src/link && ln -s d src/dirlink");
+    m.ok("truncate -s 1G src/sparse && printf middle | dd of=src/sparse bs=1 seek=500000000 conv=notrunc status=none");
+    m.ok("rsync -aHXS src/ mnt/tree/ && rsync -aHXS mnt/tree/ back/");
+    for copy in ["mnt/tree", "back"] {
+        // diff calls two FIFOs different; `shape` compares their kind.
+        m.ok(&format!("diff -r --no-dereference -x fifo src {copy}"));
+        let shape = |dir: &str| {
+            m.ok(&format!(
+                "cd {dir} && find . -printf '%y %n %P -> %l\\n' | sort \
+                 && getfattr -R -h -d --absolute-names . 2>/dev/null | grep -v '^# file' | sort \
+                 && [ $(stat -c %i one) = $(stat -c %i d/one-again) ] && echo linked"
+            ))
+        };
+        assert_eq!(shape(copy), shape("src"), "{copy}");
+        let du = m.ok(&format!("du -k {copy}/sparse | cut -f1"));
+        let du: u64 = du.trim().parse().expect("du");
+        assert!(du < 1024, "{copy}/sparse takes {du} KiB");
+    }
+}
