@@ -178,20 +178,28 @@ fn a_change_sets_the_ctime_and_is_kept_through_kill_9_and_a_merge() {
     }
 }
 
+/// Whether setfattr and rsync are here, and the disk beside the mount,
+/// where the sources live, keeps user xattrs.
+fn can_copy_xattrs_in(m: &Mount) -> bool {
+    if !have(m, "attr (setfattr)", "command -v setfattr") || !have(m, "rsync", "command -v rsync") {
+        return false;
+    }
+    let probe = "touch probe && setfattr -n user.probe -v 1 probe && rm probe";
+    let keeps = m.sh(probe).status.success();
+    if !keeps {
+        eprintln!("skipping: the disk under the test's temp dir keeps no user xattrs");
+    }
+    keeps
+}
+
 #[test]
 fn cp_a_and_rsync_x_carry_them_in_and_out() {
     require_fuse!();
     let m = Mount::start(&[]);
-    if !have(&m, "attr (setfattr)", "command -v setfattr") || !have(&m, "rsync", "command -v rsync")
-    {
+    if !can_copy_xattrs_in(&m) {
         return;
     }
-    // The source lives on the real disk beside the mount.
     m.ok("mkdir -p src/sub && echo a > src/a && echo b > src/sub/b && ln -s a src/link");
-    if !m.sh("setfattr -n user.probe -v 1 src/a").status.success() {
-        eprintln!("skipping: the disk under the test's temp dir keeps no user xattrs");
-        return;
-    }
     m.ok("setfattr -n user.origin -v disk src/a && setfattr -n user.dir -v 1 src/sub");
     m.ok("setfattr -n user.bin -v 0x0001ff src/sub/b");
     // Every path's attributes, in path order (symlinks not followed:
@@ -217,15 +225,10 @@ fn cp_a_and_rsync_x_carry_them_in_and_out() {
 fn rsync_ahxs_round_trip_keeps_links_xattrs_fifos_and_holes() {
     require_fuse!();
     let m = Mount::start(&[]);
-    if !have(&m, "attr (setfattr)", "command -v setfattr") || !have(&m, "rsync", "command -v rsync")
-    {
+    if !can_copy_xattrs_in(&m) {
         return;
     }
     m.ok("mkdir -p src/d && echo one > src/one && ln src/one src/d/one-again");
-    if !m.sh("setfattr -n user.probe -v 1 src/one").status.success() {
-        eprintln!("skipping: the disk under the test's temp dir keeps no user xattrs");
-        return;
-    }
     m.ok("setfattr -n user.tag -v linked src/one && setfattr -n user.dir -v 1 src/d");
     m.ok("mkfifo src/fifo && ln -s one src/link && ln -s d src/dirlink");
     m.ok("truncate -s 1G src/sparse && printf middle | dd of=src/sparse bs=1 seek=500000000 conv=notrunc status=none");
