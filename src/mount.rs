@@ -251,7 +251,7 @@ fn serve(args: &MountOptions, ready: &mut dyn FnMut(&str)) -> Res<()> {
     let mut config = Config::default();
     config.mount_options = vec![
         MountOption::FSName(source.clone()),
-        MountOption::Subtype("caskfs".into()),
+        subtype(),
         MountOption::NoAtime,
         MountOption::NoDev,
         MountOption::NoSuid,
@@ -436,6 +436,18 @@ fn lazy_unmount(mountpoint: &Path) {
             .args(["-u", "-z", "--"])
             .arg(mountpoint)
             .status();
+    }
+}
+
+/// `fuse.caskfs` as the type in /proc/mounts and `df -T`. fusermount3
+/// (for users other than root) takes the subtype as its own option; root
+/// mounts with mount(2), where fuser drops that option, so the kernel is
+/// given it directly.
+fn subtype() -> MountOption {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    match unsafe { libc::geteuid() } {
+        0 => MountOption::CUSTOM("subtype=caskfs".into()),
+        _ => MountOption::Subtype("caskfs".into()),
     }
 }
 

@@ -91,11 +91,20 @@ fn daemon_returns_when_ready_and_exits_at_umount() {
     let data = root.path().join("data");
     let mnt = root.path().join("mnt");
     fs::create_dir(&mnt).unwrap();
+    // Paths relative to where the command runs, the log file's too,
+    // although the daemon leaves that directory.
+    assert!(data.ends_with("data") && mnt.ends_with("mnt"));
     let daemon = || {
         Command::new(BIN)
-            .args(["mount", "--daemon"])
-            .arg(&data)
-            .arg(&mnt)
+            .args([
+                "mount",
+                "--daemon",
+                "--log-file",
+                "caskfs.log",
+                "data",
+                "mnt",
+            ])
+            .current_dir(root.path())
             .output()
             .unwrap()
     };
@@ -109,6 +118,17 @@ fn daemon_returns_when_ready_and_exits_at_umount() {
     // Ready means usable at once.
     fs::write(mnt.join("k"), b"v").unwrap();
     assert_eq!(fs::read(mnt.join("k")).unwrap(), b"v");
+    assert!(
+        root.path().join("caskfs.log").exists(),
+        "the log file is where the command ran"
+    );
+    // mount(8), /proc/mounts and `df -T` name the filesystem.
+    let mounts = fs::read_to_string("/proc/mounts").unwrap();
+    let line = mounts
+        .lines()
+        .find(|l| l.split(' ').nth(1) == Some(mnt.to_str().unwrap()))
+        .unwrap_or_else(|| panic!("{} not in /proc/mounts", mnt.display()));
+    assert_eq!(line.split(' ').nth(2), Some("fuse.caskfs"), "{line}");
     assert!(common::unmount_cmd(&mnt), "unmount failed");
     // The daemon closes the store and releases the directory: mount again.
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -14,8 +14,9 @@ use super::offline;
 
 /// The data directory `path` names: `path` itself, or the data directory
 /// mounted there if `path` is a caskfs mountpoint (a FUSE mount whose
-/// source in /proc/self/mountinfo is a data directory: the type shows as
-/// `fuse` when root mounts without fusermount3, `fuse.caskfs` otherwise).
+/// source in /proc/self/mountinfo is a data directory: the type is
+/// `fuse.caskfs`, or `fuse` for a daemon of a build before it told the
+/// kernel its subtype when root mounts).
 fn data_dir_of(path: &Path) -> PathBuf {
     match mounted_source(path) {
         Some(s) if Path::new(&s).join(MANIFEST_FILE).exists() => PathBuf::from(s),

@@ -137,6 +137,14 @@ impl MountArgs {
                        (reads there go to the daemon by default)";
             return Err(Failure::new(Code::Usage, why));
         }
+        // The daemon leaves the directory it was started in: a relative
+        // path is taken from there now.
+        let log_file = match &self.log_file {
+            Some(p) => {
+                Some(std::path::absolute(p).map_err(|e| format!("log file {}: {e}", p.display()))?)
+            }
+            None => None,
+        };
         Ok(MountOptions {
             engine: self.engine_options(),
             max_file_size: self.max_value_size,
@@ -156,7 +164,7 @@ impl MountArgs {
             },
             read_only: self.read_only,
             allow_other: self.allow_other,
-            log_file: self.log_file,
+            log_file,
         })
     }
 }
