@@ -222,3 +222,34 @@ fn a_reader_follows_growth_but_never_a_rewrite() {
     drop(w);
     assert_eq!(m.ok("cat mnt/k"), "XYZdefghi!");
 }
+
+/// open(O_TRUNC) and close with nothing written: the close does not
+/// commit (a shell redirect closes before it writes), the release right
+/// after does. A stat between them found neither the draft nor the new
+/// version, and the kernel kept the old length and times (pjdfstest's
+/// open_trunc).
+#[test]
+fn a_truncating_open_and_close_show_at_once() {
+    require_fuse!();
+    let m = Mount::start(&[]);
+    let script = r#"
+import os, time
+def st(p):
+    s = os.stat(p)
+    return (s.st_mtime_ns, s.st_ctime_ns, s.st_size)
+bad = 0
+for i in range(300):
+    p = "mnt/f%d" % i
+    os.close(os.open(p, os.O_CREAT | os.O_WRONLY | os.O_EXCL, 0o644))
+    with open(p, "wb") as f:
+        f.write(b"data")
+    a = st(p)
+    time.sleep(0.002)
+    os.close(os.open(p, os.O_WRONLY | os.O_TRUNC))
+    b = st(p)
+    bad += not (b[0] > a[0] and b[1] > a[1] and b[2] == 0)
+print(bad)
+"#;
+    let out = m.ok(&format!("python3 -c '{script}'"));
+    assert_eq!(out.trim(), "0", "stats that showed the file as before");
+}

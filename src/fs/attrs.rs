@@ -16,16 +16,18 @@ impl CaskFs {
     /// The attributes of `ino` as thread `tid` sees them; `own` is the
     /// draft of the descriptor asked through, if any.
     pub(super) fn attr(&self, ino: u64, tid: u32, own: Option<&Draft>) -> Result<Attr> {
-        let inode = self.inode(ino)?.ok_or(Error::NotFound)?;
-        let mut a = self.attr_of(ino, &inode);
-        if inode.kind != FileType::Regular {
-            return Ok(a);
-        }
+        // The drafts first: a commit under way ends before `local` says
+        // none differs, and the record read after it is the new one.
         let drafts = self.handles.drafts_of(ino);
         let changed: Vec<_> = drafts
             .iter()
             .filter_map(|d| d.local().map(|m| (d, m)))
             .collect();
+        let inode = self.inode(ino)?.ok_or(Error::NotFound)?;
+        let mut a = self.attr_of(ino, &inode);
+        if inode.kind != FileType::Regular {
+            return Ok(a);
+        }
         let mine = match own {
             Some(d) => d.local(),
             None => changed
@@ -216,7 +218,7 @@ impl CaskFs {
                 .handles
                 .drafts_of(ino)
                 .into_iter()
-                .find(|d| d.opener.is(tid)),
+                .find(|d| d.opener.is(tid) && !d.closing()),
         }
     }
 

@@ -41,6 +41,8 @@ pub struct Draft {
     /// version: one that came in between would load the version before
     /// the commit, and a write on top of it would lose the commit's.
     commit: Mutex<()>,
+    /// Its last handle was released: no new handle may share it.
+    closing: std::sync::atomic::AtomicBool,
     state: Mutex<State>,
 }
 
@@ -407,6 +409,7 @@ impl Draft {
             ino,
             opener,
             commit: Mutex::new(()),
+            closing: Default::default(),
             state: Mutex::new(State {
                 body,
                 changed_at: SystemTime::now(),
@@ -436,7 +439,10 @@ impl Draft {
 
     /// The length, mtime and ctime this draft shows, when they differ
     /// from the committed version's.
+    /// A commit under way ends first: until its version is current, the
+    /// committed one is older than what this draft showed.
     pub fn local(&self) -> Option<(u64, SystemTime, SystemTime)> {
+        let _commit = self.commit.lock();
         let st = self.state.lock();
         match &st.body {
             Body::Committed(_) => None,
@@ -644,6 +650,16 @@ impl Draft {
         change(changed(self.ino, &mut st, load, frees)?);
         changed_by_thread(&mut st, tid);
         Ok(!was_local)
+    }
+
+    /// Its last handle was released (see `HandleTable::remove`).
+    pub fn close(&self) {
+        self.closing
+            .store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    pub fn closing(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Held while a commit of this draft is under way (see `commit`).

@@ -393,8 +393,16 @@ impl CaskFs {
         if h.cached && self.nodeids.is_retired(h.node) && !self.handles.any_on(h.node, |_| true) {
             self.nodeids.forget_retired(h.node);
         }
+        // The draft's last descriptor commits it while stats still find
+        // it (`attr` waits for the commit): in between they would find
+        // neither the draft nor the new version, and the kernel would keep
+        // the old attributes.
         let result = match last {
-            true => self.commit(&h, None),
+            true => {
+                let r = self.commit(&h, None);
+                self.handles.forget_draft(&h);
+                r
+            }
             false => Ok(()),
         };
         // A file written afresh; not an append, whose every close (each

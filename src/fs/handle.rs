@@ -74,17 +74,28 @@ impl HandleTable {
     }
 
     /// Takes handle `fh` out, and says whether it was the last handle on
-    /// its draft; that draft then leaves the table, so an open from now on
-    /// starts a new one instead of sharing a draft being committed.
+    /// its draft; that draft is then closing: an open from now on starts a
+    /// new one instead of sharing a draft being committed, and it leaves
+    /// the table with `forget_draft`, after its commit.
     pub fn remove(&self, fh: u64) -> Result<(Arc<Handle>, bool)> {
         let mut drafts = self.drafts.lock();
         let mut map = self.map.lock();
         let h = map.remove(&fh).ok_or(Error::BadHandle)?;
         let last = !map.values().any(|o| Arc::ptr_eq(&o.draft, &h.draft));
-        if last && let Some(list) = drafts.get_mut(&h.ino) {
-            list.retain(|d| d.strong_count() > 0 && !std::ptr::eq(d.as_ptr(), &*h.draft));
+        if last {
+            h.draft.close();
+        }
+        if let Some(list) = drafts.get_mut(&h.ino) {
+            list.retain(|d| d.strong_count() > 0);
         }
         Ok((h, last))
+    }
+
+    /// Takes the draft of `h`, a last handle removed, off its file's list.
+    pub fn forget_draft(&self, h: &Handle) {
+        if let Some(list) = self.drafts.lock().get_mut(&h.ino) {
+            list.retain(|d| d.strong_count() > 0 && !std::ptr::eq(d.as_ptr(), &*h.draft));
+        }
     }
 
     /// The handles open on kernel node `node`.
@@ -127,7 +138,7 @@ impl HandleTable {
         let found = list
             .iter()
             .filter_map(Weak::upgrade)
-            .find(|d| d.opener.is(tid));
+            .find(|d| d.opener.is(tid) && !d.closing());
         let draft = found.unwrap_or_else(|| {
             let d = Arc::new(make(Opener::new(tid)));
             list.push(Arc::downgrade(&d));
