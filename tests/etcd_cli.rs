@@ -146,7 +146,24 @@ fn mount_with_a_backend_takes_only_the_mountpoint() {
         ),
         (
             vec!["mount", "--backend", url, "--cache-reads", mnt],
-            "--cache-reads is not available",
+            "--cache-reads has no meaning with --backend",
+        ),
+        (
+            vec![
+                "mount",
+                "--backend",
+                url,
+                "--sync",
+                "always",
+                "--max-segment-size",
+                "1M",
+                mnt,
+            ],
+            "--max-segment-size, --sync have no meaning with --backend",
+        ),
+        (
+            vec!["mount", "--backend", url, "--no-compaction", mnt],
+            "--no-compaction has no meaning",
         ),
         (
             vec!["mount", "--backend", "etcd://nowhere", mnt],

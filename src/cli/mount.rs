@@ -25,12 +25,14 @@ pub struct MountArgs {
     /// Run in the background; return once the mount is ready.
     #[arg(long)]
     pub daemon: bool,
-    /// Close a segment file once it reaches this size (K, M, G suffixes).
-    #[arg(long, value_parser = parse_size, default_value = "64M")]
-    pub max_segment_size: u64,
-    /// When writes reach the disk: none, always, or interval=MS.
-    #[arg(long, default_value = "none")]
-    pub sync: SyncPolicy,
+    /// Close a segment file once it reaches this size (K, M, G suffixes)
+    /// [default: 64M].
+    #[arg(long, value_parser = parse_size)]
+    pub max_segment_size: Option<u64>,
+    /// When writes reach the disk: none, always, or interval=MS [default:
+    /// none].
+    #[arg(long)]
+    pub sync: Option<SyncPolicy>,
     /// The largest file: a write or truncate past it fails with EFBIG
     /// (K, M, G, T suffixes; 16T, as ext4 with 4 KiB blocks).
     #[arg(long, value_parser = parse_size, default_value = "16T")]
@@ -65,22 +67,23 @@ pub struct MountArgs {
     pub no_compaction: bool,
     /// Merge in the background once at least this share (0 to 1) of the
     /// closed segments' bytes is dead (superseded or deleted), and at least
-    /// --merge-min-dead-bytes are.
-    #[arg(long, value_name = "R", value_parser = parse_ratio, default_value = "0.5")]
-    pub merge_dead_ratio: f64,
+    /// --merge-min-dead-bytes are [default: 0.5].
+    #[arg(long, value_name = "R", value_parser = parse_ratio)]
+    pub merge_dead_ratio: Option<f64>,
     /// The dead bytes a background merge waits for, besides
     /// --merge-dead-ratio (K, M, G suffixes) [default: the segment size, at
     /// most 16M].
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub merge_min_dead_bytes: Option<u64>,
     /// Merge in the background when there are more than N closed segments
-    /// beyond those their live data fills, whatever is dead.
-    #[arg(long, value_name = "N", default_value_t = 16)]
-    pub merge_max_segments: usize,
+    /// beyond those their live data fills, whatever is dead [default: 16].
+    #[arg(long, value_name = "N")]
+    pub merge_max_segments: Option<usize>,
     /// How often the merge thread checks whether a merge is due, besides
-    /// after every segment roll (seconds, fractions allowed).
-    #[arg(long, value_name = "SECS", value_parser = parse_secs, default_value = "60")]
-    pub merge_interval: Duration,
+    /// after every segment roll (seconds, fractions allowed) [default:
+    /// 60].
+    #[arg(long, value_name = "SECS", value_parser = parse_secs)]
+    pub merge_interval: Option<Duration>,
     /// With --daemon, append log lines here instead of discarding them.
     #[arg(long)]
     pub log_file: Option<PathBuf>,
@@ -97,18 +100,40 @@ pub enum TransportArg {
 impl MountArgs {
     /// The engine options these arguments ask for.
     fn engine_options(&self) -> Options {
+        let d = Options::default();
         Options {
-            max_segment_size: self.max_segment_size,
-            sync: self.sync,
+            max_segment_size: self.max_segment_size.unwrap_or(d.max_segment_size),
+            sync: self.sync.unwrap_or(d.sync),
             read_only: self.read_only,
             create_if_missing: !self.read_only,
             compaction: !self.no_compaction,
-            compact_dead_ratio: self.merge_dead_ratio,
+            compact_dead_ratio: self.merge_dead_ratio.unwrap_or(d.compact_dead_ratio),
             compact_min_dead_bytes: self.merge_min_dead_bytes,
-            compact_max_segments: self.merge_max_segments,
-            compact_interval: self.merge_interval,
-            ..Options::default()
+            compact_max_segments: self.merge_max_segments.unwrap_or(d.compact_max_segments),
+            compact_interval: self.merge_interval.unwrap_or(d.compact_interval),
+            ..d
         }
+    }
+
+    /// The options given that only a local data directory has: its log's
+    /// segments, syncs and merges (etcd keeps and compacts its own).
+    fn local_only(&self) -> Vec<&'static str> {
+        [
+            ("--max-segment-size", self.max_segment_size.is_some()),
+            ("--sync", self.sync.is_some()),
+            ("--no-compaction", self.no_compaction),
+            ("--merge-dead-ratio", self.merge_dead_ratio.is_some()),
+            (
+                "--merge-min-dead-bytes",
+                self.merge_min_dead_bytes.is_some(),
+            ),
+            ("--merge-max-segments", self.merge_max_segments.is_some()),
+            ("--merge-interval", self.merge_interval.is_some()),
+            ("--cache-reads", self.cache_reads),
+        ]
+        .into_iter()
+        .filter_map(|(name, given)| given.then_some(name))
+        .collect()
     }
 
     /// What to mount and how, or a usage error.
@@ -131,10 +156,15 @@ impl MountArgs {
                 return Err(Failure::new(Code::Usage, usage));
             }
         };
-        if self.backend.is_some() && self.cache_reads {
-            let why = "--cache-reads is not available with --backend yet: \
-                       another host's change would not drop this host's cached pages \
-                       (reads there go to the daemon by default)";
+        let local_only = self.local_only();
+        if self.backend.is_some() && !local_only.is_empty() {
+            let why = format!(
+                "{} {} no meaning with --backend: etcd keeps, syncs and compacts the keys \
+                 itself, and reads go to the daemon (another host's change would not \
+                 drop this host's cached pages)",
+                local_only.join(", "),
+                if local_only.len() == 1 { "has" } else { "have" },
+            );
             return Err(Failure::new(Code::Usage, why));
         }
         // The daemon leaves the directory it was started in: a relative
