@@ -264,7 +264,10 @@ impl CaskFs {
             return;
         };
         let _lock = live.lock();
-        if self.nodeids.node_of(live.ino) != node {
+        // Again under the lock, which every open takes: a reader that
+        // opened since the look above may be reading ahead into the pages
+        // that filling drops, and its reads wait on this daemon.
+        if self.nodeids.node_of(live.ino) != node || self.handles.any_of(live.ino) {
             return;
         }
         let Ok(Some(pin)) = self.pin_current(live) else {
