@@ -21,7 +21,7 @@ use std::time::Instant;
 use caskfs::engine::{Options, Store};
 
 mod common;
-use common::{median, mix, status_bytes};
+use common::{Flags, median, mix, status_bytes};
 const KEY_LEN: usize = 16;
 /// Keys are spread over this many folders.
 const FOLDERS: u64 = 1000;
@@ -35,11 +35,6 @@ struct Args {
     child_reopen: Option<PathBuf>,
 }
 
-fn usage() -> ! {
-    eprintln!("usage: engine [--keys N] [--gets N] [--value-size BYTES] [--runs R] [--dir PATH]");
-    std::process::exit(2)
-}
-
 fn parse_args() -> Args {
     let mut a = Args {
         keys: 1_000_000,
@@ -49,27 +44,17 @@ fn parse_args() -> Args {
         dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-engine"),
         child_reopen: None,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut val = || it.next().unwrap_or_else(|| usage());
-        let num = |s: String| {
-            s.replace('_', "")
-                .parse::<u64>()
-                .unwrap_or_else(|_| usage())
-        };
-        match arg.as_str() {
-            "--keys" => a.keys = num(val()),
-            "--gets" => a.gets = num(val()),
-            "--value-size" => a.value_size = num(val()) as usize,
-            "--runs" => a.runs = num(val()).max(1) as usize,
-            "--dir" => a.dir = PathBuf::from(val()),
-            "--child-reopen" => a.child_reopen = Some(PathBuf::from(val())),
-            "--bench" => {} // passed by `cargo bench`
-            "-h" | "--help" => usage(),
-            _ => {
-                eprintln!("unknown argument {arg}");
-                usage()
-            }
+    let mut f =
+        Flags::new("engine [--keys N] [--gets N] [--value-size BYTES] [--runs R] [--dir PATH]");
+    while let Some(flag) = f.next_flag() {
+        match flag.as_str() {
+            "--keys" => a.keys = f.num(),
+            "--gets" => a.gets = f.num(),
+            "--value-size" => a.value_size = f.num() as usize,
+            "--runs" => a.runs = f.num().max(1) as usize,
+            "--dir" => a.dir = PathBuf::from(f.value()),
+            "--child-reopen" => a.child_reopen = Some(PathBuf::from(f.value())),
+            _ => f.unknown(&flag),
         }
     }
     if a.gets == 0 {

@@ -24,7 +24,7 @@ use caskfs::engine::{Options, Store};
 use caskfs::fs::{CaskFs, FsOptions, Owner};
 
 mod common;
-use common::{median, status_bytes};
+use common::{Flags, median, status_bytes};
 const FOLDERS: u64 = 1000;
 const NAME_LEN: u64 = 5;
 const ROOT: u64 = 1;
@@ -36,11 +36,6 @@ struct Args {
     child: Option<PathBuf>,
 }
 
-fn usage() -> ! {
-    eprintln!("usage: files [--files N] [--runs R] [--dir PATH]");
-    std::process::exit(2)
-}
-
 fn parse_args() -> Args {
     let mut a = Args {
         files: 1_000_000,
@@ -48,25 +43,14 @@ fn parse_args() -> Args {
         dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("target/bench-files"),
         child: None,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(arg) = it.next() {
-        let mut val = || it.next().unwrap_or_else(|| usage());
-        let num = |s: String| {
-            s.replace('_', "")
-                .parse::<u64>()
-                .unwrap_or_else(|_| usage())
-        };
-        match arg.as_str() {
-            "--files" => a.files = num(val()).max(FOLDERS),
-            "--runs" => a.runs = num(val()).max(1) as usize,
-            "--dir" => a.dir = PathBuf::from(val()),
-            "--child" => a.child = Some(PathBuf::from(val())),
-            "--bench" => {} // passed by `cargo bench`
-            "-h" | "--help" => usage(),
-            _ => {
-                eprintln!("unknown argument {arg}");
-                usage()
-            }
+    let mut f = Flags::new("files [--files N] [--runs R] [--dir PATH]");
+    while let Some(flag) = f.next_flag() {
+        match flag.as_str() {
+            "--files" => a.files = f.num().max(FOLDERS),
+            "--runs" => a.runs = f.num().max(1) as usize,
+            "--dir" => a.dir = PathBuf::from(f.value()),
+            "--child" => a.child = Some(PathBuf::from(f.value())),
+            _ => f.unknown(&flag),
         }
     }
     a

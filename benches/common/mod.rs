@@ -38,6 +38,52 @@ pub fn shuffled(n: usize, seed: u64) -> Vec<usize> {
     v
 }
 
+/// The program's arguments, read flag by flag: a flag's value, a number
+/// (`1_000_000` allowed), or a mistake, which prints `usage` and exits 2.
+/// `--bench` (passed by `cargo bench`) is skipped, `-h` prints `usage`.
+pub struct Flags {
+    args: std::iter::Skip<std::env::Args>,
+    usage: &'static str,
+}
+
+impl Flags {
+    pub fn new(usage: &'static str) -> Flags {
+        Flags {
+            args: std::env::args().skip(1),
+            usage,
+        }
+    }
+
+    pub fn next_flag(&mut self) -> Option<String> {
+        loop {
+            match self.args.next()?.as_str() {
+                "--bench" => continue,
+                "-h" | "--help" => self.usage(),
+                flag => return Some(flag.to_string()),
+            }
+        }
+    }
+
+    pub fn value(&mut self) -> String {
+        self.args.next().unwrap_or_else(|| self.usage())
+    }
+
+    pub fn num(&mut self) -> u64 {
+        let v = self.value();
+        v.replace('_', "").parse().unwrap_or_else(|_| self.usage())
+    }
+
+    pub fn unknown(&self, flag: &str) -> ! {
+        eprintln!("unknown argument {flag}");
+        self.usage()
+    }
+
+    pub fn usage(&self) -> ! {
+        eprintln!("usage: {}", self.usage);
+        std::process::exit(2)
+    }
+}
+
 /// A field of /proc/self/status in bytes (it is given in kB).
 pub fn status_bytes(field: &str) -> u64 {
     let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
