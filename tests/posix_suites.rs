@@ -128,8 +128,9 @@ fn fsx_with_every_operation_finds_nothing() {
         let text = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success() && text.contains("All operations completed A-OK!"),
-            "fsx seed {seed}:\n{}",
-            common::tail(&text, 6000)
+            "fsx seed {seed}:\n{}\nthe daemon's log:\n{}",
+            common::tail(&text, 6000),
+            common::tail(&m.log(), 4000)
         );
     }
 }

@@ -130,10 +130,8 @@ impl CaskFs {
         live.keep(&made.keeps);
         b.put(keys::inode(ino).to_vec(), made.inode.encode());
         let revision = self.store.kv.write(b)?;
-        live.set_current(self.lives.version(ino, made.inode, revision));
+        self.set_current_and_free(&live, made.inode, revision, made.frees);
         drop(lock);
-        let vno = live.current().map_or(0, |v| v.vno);
-        self.free(&live, vno, made.frees);
         drop(made.draft);
         debug!(
             "inode {ino}: {} runs of pieces ({} extents) written again",

@@ -318,6 +318,7 @@ impl CaskFs {
         match (&mut dirs, created) {
             (Some(dirs), Some(p)) => {
                 drop(lock);
+                // A first version: it replaces nothing, so frees nothing.
                 let r = self.store_created(dirs, ino, &p, made.inode.clone(), b);
                 if let Err(e) = r {
                     self.pending.lock().insert(ino, p);
@@ -327,12 +328,10 @@ impl CaskFs {
             _ => {
                 b.put(keys::inode(ino).to_vec(), made.inode.encode());
                 let revision = self.store.kv.write(b)?;
-                live.set_current(self.lives.version(ino, made.inode.clone(), revision));
+                self.set_current_and_free(&live, made.inode.clone(), revision, made.frees);
                 drop(lock);
             }
         }
-        let vno = live.current().map_or(0, |v| v.vno);
-        self.free(&live, vno, made.frees);
         drop(made.draft);
         if matches!(made.inode.data, crate::schema::Data::Tree(_)) {
             self.note_changed(ino);

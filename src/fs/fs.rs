@@ -26,7 +26,7 @@ use super::handle::HandleTable;
 use super::live::{Frees, Live, Lives, Pin, Version};
 use super::nodeids::NodeIds;
 use super::store::Store;
-use crate::backend::{Batch, Kv};
+use crate::backend::{Batch, Kv, Revision};
 pub use crate::schema::superblock::State as StoreState;
 
 /// The largest file unless a mount says other (`--max-value-size`): 16
@@ -421,6 +421,25 @@ impl CaskFs {
             // Left as garbage: nothing reaches it, a check finds it.
             warn!("freeing what no file reaches any more: {e}");
         }
+    }
+
+    /// Makes `inode` (stored at `revision`) the current version of `live`
+    /// and frees what the version it replaced reaches and it does not.
+    /// Under the inode's lock: a later commit on an older base (a draft
+    /// begun before this version) may reach those keys again, and takes
+    /// them back (`Live::keep`) only from what waits for that base's pin;
+    /// freed after that commit, they would be deleted under it.
+    pub(super) fn set_current_and_free(
+        &self,
+        live: &Live,
+        inode: Inode,
+        revision: Revision,
+        frees: Vec<Vec<u8>>,
+    ) {
+        let version = self.lives.version(live.ino, inode, revision);
+        let vno = version.vno;
+        live.set_current(version);
+        self.free(live, vno, frees);
     }
 
     /// Frees `keys` of inode `live` as of version `vno`: at once, or when
