@@ -310,7 +310,8 @@ fn main() {
         .find_map(|l| l.strip_prefix("etcd Version: "))
         .unwrap_or("unknown")
         .to_string();
-    let client = Client::new(cluster.endpoints(), ATTEMPT, DEADLINE);
+    let url: caskfs::backend::etcd::EtcdUrl = cluster.url("bench-client").parse().expect("url");
+    let client = Client::new(&url, ATTEMPT, DEADLINE).expect("etcd client");
     println!(
         "caskfs etcd bench: etcd {version}, {} member(s); {} keys of {VALUE_LEN} bytes, \
          {} run(s), one client thread, in {}",

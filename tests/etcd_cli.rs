@@ -167,7 +167,7 @@ fn mount_with_a_backend_takes_only_the_mountpoint() {
         ),
         (
             vec!["mount", "--backend", "etcd://nowhere", mnt],
-            "expected etcd://HOST:PORT",
+            "expected etcd://[USER@]HOST:PORT",
         ),
         (
             vec!["mount", mnt],

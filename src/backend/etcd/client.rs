@@ -2,20 +2,25 @@
 //! ranges, transactions and watches. A request goes to the endpoint that
 //! answered last and moves on to the next when one cannot be reached or
 //! has no leader, until a deadline; what then fails is reported with the
-//! errno a caller can act on.
+//! errno a caller can act on. A refusal that waiting cannot mend (a TLS
+//! handshake every member fails, a wrong password) is reported at once.
+//! With a user, requests carry etcd's auth token, fetched again once when
+//! etcd no longer takes it.
 
 use std::io;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use log::{debug, warn};
-use parking_lot::Mutex;
+use log::{debug, info};
 use serde_json::{Value as Json, json};
 
-use super::http::Conn;
+use super::auth::Auth;
+use super::http::{Fault, Lines, Member};
+use super::url::EtcdUrl;
 
 /// Why a request failed.
 #[derive(Debug)]
@@ -26,16 +31,34 @@ pub enum Error {
     NoSpace,
     /// A request over the cluster's size or operation limits.
     TooLarge(String),
+    /// Access refused: a TLS handshake, the user's password, its
+    /// permissions. Waiting does not help.
+    Refused(String),
+    /// etcd no longer takes the auth token sent (or wants one): the
+    /// client authenticates again and retries once, so a caller sees it
+    /// only as `Refused`.
+    BadToken(String),
     /// Anything else etcd refused or sent that made no sense.
     Failed(String),
 }
 
 impl Error {
+    /// The error as member `name` gave it: its words say which member.
+    fn at(self, name: &str) -> Error {
+        match self {
+            Error::Refused(m) => Error::Refused(format!("{name}: {m}")),
+            Error::BadToken(m) => Error::BadToken(format!("{name}: {m}")),
+            Error::Failed(m) => Error::Failed(format!("{name}: {m}")),
+            e => e,
+        }
+    }
+
     pub fn errno(&self) -> i32 {
         match self {
             Error::Unavailable(_) => libc::ETIMEDOUT,
             Error::NoSpace => libc::ENOSPC,
             Error::TooLarge(_) => libc::EFBIG,
+            Error::Refused(_) | Error::BadToken(_) => libc::EACCES,
             Error::Failed(_) => libc::EIO,
         }
     }
@@ -47,6 +70,7 @@ impl std::fmt::Display for Error {
             Error::Unavailable(m) => write!(f, "etcd unavailable: {m}"),
             Error::NoSpace => write!(f, "etcd database space exceeded (its quota)"),
             Error::TooLarge(m) => write!(f, "request too large for etcd: {m}"),
+            Error::Refused(m) | Error::BadToken(m) => write!(f, "etcd refused: {m}"),
             Error::Failed(m) => write!(f, "etcd: {m}"),
         }
     }
@@ -89,10 +113,11 @@ pub struct Txn {
 }
 
 pub struct Client {
-    endpoints: Vec<String>,
+    members: Vec<Member>,
     /// The endpoint that answered last.
     preferred: AtomicUsize,
-    idle: Mutex<Vec<(usize, Conn)>>,
+    /// The user and its token, if the URL names a user.
+    auth: Option<Arc<Auth>>,
     /// How long one attempt may wait.
     timeout: Duration,
     /// How long a request keeps trying other endpoints.
@@ -100,14 +125,31 @@ pub struct Client {
 }
 
 impl Client {
-    pub fn new(endpoints: Vec<String>, timeout: Duration, deadline: Duration) -> Client {
-        Client {
-            endpoints,
+    /// A client of the members `url` names, over TLS and as its user if it
+    /// says so; no request is made yet. Fails if a certificate file cannot
+    /// be read or the password is not in the environment.
+    pub fn new(url: &EtcdUrl, timeout: Duration, deadline: Duration) -> Result<Client> {
+        let tls = match &url.tls {
+            Some(files) => Some(super::tls::config(files).map_err(Error::Refused)?),
+            None => None,
+        };
+        let server_name = url.tls.as_ref().and_then(|t| t.server_name.as_deref());
+        let members = url
+            .endpoints
+            .iter()
+            .map(|e| Member::new(e, tls.as_ref(), server_name, timeout))
+            .collect();
+        let auth = match &url.user {
+            Some(user) => Some(Arc::new(Auth::from_env(user).map_err(Error::Refused)?)),
+            None => None,
+        };
+        Ok(Client {
+            members,
             preferred: AtomicUsize::new(0),
-            idle: Mutex::new(Vec::new()),
+            auth,
             timeout,
             deadline,
-        }
+        })
     }
 
     /// The value of `key`, with the store's revision.
@@ -226,51 +268,132 @@ impl Client {
             "start_revision": from.to_string(),
         }});
         let body = req.to_string();
+        let token = self.token()?;
         let mut last = String::from("no endpoint");
+        let mut refused = true;
         for i in self.order() {
-            let attempt = Conn::connect(&self.endpoints[i], self.timeout).and_then(|mut c| {
-                let status = c.post_stream("/v3/watch", body.as_bytes())?;
-                c.set_read_timeout(Some(WATCH_QUIET))?;
-                Ok((status, c))
-            });
-            match attempt {
-                Ok((200, conn)) => {
+            let m = &self.members[i];
+            let opened = m.stream(
+                "/v3/watch",
+                body.as_bytes(),
+                token.as_deref(),
+                self.timeout,
+                WATCH_QUIET,
+            );
+            match opened {
+                Ok((200, lines)) => {
                     return Ok(Watch {
-                        conn,
-                        pending: Vec::new(),
+                        lines,
+                        stale: self.auth.clone().zip(token),
                     });
                 }
-                Ok((status, _)) => last = format!("{}: HTTP {status}", self.endpoints[i]),
-                Err(e) => last = format!("{}: {e}", self.endpoints[i]),
+                Ok((status, _)) => {
+                    last = format!("{}: HTTP {status}", m.name);
+                    refused = false;
+                }
+                Err(Fault::Down(e)) => {
+                    last = format!("{}: {e}", m.name);
+                    refused = false;
+                }
+                Err(Fault::Refused(e)) => last = format!("{}: {e}", m.name),
             }
         }
-        Err(Error::Unavailable(last))
+        Err(match refused {
+            true => Error::Refused(last),
+            false => Error::Unavailable(last),
+        })
+    }
+
+    /// The auth token to send, if the URL names a user: the one in use,
+    /// or a new one.
+    fn token(&self) -> Result<Option<String>> {
+        let Some(auth) = &self.auth else {
+            return Ok(None);
+        };
+        auth.token(|| {
+            let reply = self
+                .send("/v3/auth/authenticate", &auth.request().to_string(), None)
+                .map_err(|e| match e {
+                    // What etcd says of a wrong password or an unknown user
+                    // (the same, so as not to tell which).
+                    Error::Failed(m) | Error::Refused(m) if m.contains("authentication failed") => {
+                        Error::Refused(format!(
+                            "user {}: wrong password or no such user ({m})",
+                            auth.user()
+                        ))
+                    }
+                    Error::Failed(m) => Error::Refused(format!("user {}: {m}", auth.user())),
+                    other => other,
+                })?;
+            info!("etcd: authenticated as {}", auth.user());
+            reply["token"]
+                .as_str()
+                .map(str::to_string)
+                .ok_or_else(|| Error::Failed("authenticate: a reply without a token".into()))
+        })
+        .map(Some)
     }
 
     /// POSTs `req` to `path`, on the preferred endpoint first, retrying
     /// what certainly did not reach the cluster or found no leader.
     fn call(&self, path: &str, req: &Json) -> Result<Json> {
         let body = req.to_string();
+        let token = self.token()?;
+        match self.send(path, &body, token.as_deref()) {
+            Err(Error::BadToken(m)) if let (Some(auth), Some(stale)) = (&self.auth, token) => {
+                debug!("etcd {path}: {m}; authenticating again");
+                auth.forget(&stale);
+                let token = self.token()?;
+                self.send(path, &body, token.as_deref())
+                    .map_err(|e| match e {
+                        Error::BadToken(m) => Error::Refused(m),
+                        e => e,
+                    })
+            }
+            Err(Error::BadToken(m)) => Err(Error::Refused(format!(
+                "{m} (the cluster has auth on: give USER@ in the URL and set {})",
+                super::url::PASSWORD_VAR
+            ))),
+            r => r,
+        }
+    }
+
+    /// POSTs `body` to `path` with `token`, failing over between members.
+    fn send(&self, path: &str, body: &str, token: Option<&str>) -> Result<Json> {
         let start = Instant::now();
         let mut pause = Duration::from_millis(20);
         loop {
             let mut last = String::new();
+            // Whether every member refused (TLS): waiting would not help.
+            let mut refused = true;
             for i in self.order() {
-                match self.attempt(i, path, body.as_bytes()) {
+                let name = &self.members[i].name;
+                match self.attempt(i, path, body.as_bytes(), token) {
                     Ok(reply) => match reply_error(&reply) {
                         None => {
                             self.preferred.store(i, Ordering::Relaxed);
                             return Ok(reply);
                         }
-                        Some(Retry::No(e)) => return Err(e),
-                        Some(Retry::Elsewhere(m)) => last = format!("{}: {m}", self.endpoints[i]),
+                        Some(Retry::No(e)) => return Err(e.at(name)),
+                        Some(Retry::Elsewhere(m)) => {
+                            last = format!("{name}: {m}");
+                            refused = false;
+                        }
                     },
-                    Err(e) => last = format!("{}: {e}", self.endpoints[i]),
+                    Err(Fault::Down(e)) => {
+                        last = format!("{name}: {e}");
+                        refused = false;
+                    }
+                    Err(Fault::Refused(e)) => last = format!("{name}: {e}"),
                 }
                 debug!("etcd {path}: {last}");
             }
+            if refused {
+                return Err(Error::Refused(last));
+            }
+            // The caller reports what failed; a mount also logs it there.
             if start.elapsed() + pause > self.deadline {
-                warn!("etcd {path} failed for {:?}: {last}", start.elapsed());
+                debug!("etcd {path} failed for {:?}: {last}", start.elapsed());
                 return Err(Error::Unavailable(last));
             }
             thread::sleep(pause);
@@ -278,46 +401,31 @@ impl Client {
         }
     }
 
-    /// One request to endpoint `i`, on an idle connection to it if there
-    /// is one (a dead one is replaced once).
-    fn attempt(&self, i: usize, path: &str, body: &[u8]) -> io::Result<Json> {
-        let reused = {
-            let mut idle = self.idle.lock();
-            idle.iter()
-                .position(|(e, _)| *e == i)
-                .map(|p| idle.swap_remove(p).1)
-        };
-        let (status, reply, keep, conn) = match reused {
-            Some(mut c) => match c.post(path, body) {
-                Ok((s, r, k)) => (s, r, k, c),
-                // The server may have closed an idle connection.
-                Err(_) => {
-                    let mut c = Conn::connect(&self.endpoints[i], self.timeout)?;
-                    let (s, r, k) = c.post(path, body)?;
-                    (s, r, k, c)
-                }
-            },
-            None => {
-                let mut c = Conn::connect(&self.endpoints[i], self.timeout)?;
-                let (s, r, k) = c.post(path, body)?;
-                (s, r, k, c)
+    /// One request to member `i` (on a connection kept from before, if
+    /// it has one).
+    fn attempt(
+        &self,
+        i: usize,
+        path: &str,
+        body: &[u8],
+        token: Option<&str>,
+    ) -> std::result::Result<Json, Fault> {
+        let (status, reply) = self.members[i].post(path, body, token)?;
+        serde_json::from_slice(&reply).map_err(|e| {
+            // Plain HTTP to a member that serves TLS: etcd says so in
+            // words, and asking again will not change it.
+            if String::from_utf8_lossy(&reply).contains("HTTPS server") {
+                return Fault::Refused(
+                    "the member speaks TLS on this port: give cacert= in the URL".into(),
+                );
             }
-        };
-        if keep {
-            self.idle.lock().push((i, conn));
-        }
-        let json: Json = serde_json::from_slice(&reply).map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("HTTP {status}, reply is not JSON: {e}"),
-            )
-        })?;
-        Ok(json)
+            Fault::Down(format!("HTTP {status}, reply is not JSON: {e}"))
+        })
     }
 
     /// Endpoint indexes, the preferred one first.
     fn order(&self) -> impl Iterator<Item = usize> {
-        let n = self.endpoints.len();
+        let n = self.members.len();
         let first = self.preferred.load(Ordering::Relaxed) % n.max(1);
         (0..n).map(move |k| (first + k) % n)
     }
@@ -329,16 +437,30 @@ enum Retry {
     No(Error),
 }
 
-/// The error a gateway reply carries, if any (gRPC status codes).
+/// The error a gateway reply carries, if any (gRPC status codes): as
+/// `code` and `message`, or in a stream as an `error` object.
 fn reply_error(reply: &Json) -> Option<Retry> {
-    let code = reply.get("code")?.as_i64().unwrap_or(2);
-    let message = reply["message"]
+    let (code, message) = match reply.get("error") {
+        Some(e) if e.is_object() => (&e["grpc_code"], &e["message"]),
+        _ => (reply.get("code")?, &reply["message"]),
+    };
+    let code = code.as_i64().unwrap_or(2);
+    let message = message
         .as_str()
         .or(reply["error"].as_str())
         .unwrap_or("")
         .to_string();
     Some(match code {
         0 => return None,
+        // A token that lapsed or that a restarted member forgot, one
+        // older than a change of users, or none where auth is on.
+        _ if message.contains("invalid auth token")
+            || message.contains("revision of auth store is old")
+            || message.contains("user name is empty") =>
+        {
+            Retry::No(Error::BadToken(message))
+        }
+        7 | 16 => Retry::No(Error::Refused(message)),
         8 if message.contains("space exceeded") => Retry::No(Error::NoSpace),
         3 if message.contains("too large") || message.contains("too many") => {
             Retry::No(Error::TooLarge(message))
@@ -366,8 +488,10 @@ fn op_json(op: &Op) -> Json {
 
 /// A watch's stream of changes.
 pub struct Watch {
-    conn: Conn,
-    pending: Vec<u8>,
+    lines: Lines,
+    /// The auth and the token the watch was opened with: forgotten if
+    /// etcd refuses it, so that the next watch authenticates again.
+    stale: Option<(Arc<Auth>, String)>,
 }
 
 /// One change a watch reports.
@@ -381,7 +505,7 @@ impl Watch {
     /// to; an error or `None` when the stream ended (the caller opens a
     /// new watch from the last revision it saw).
     pub fn next(&mut self) -> Result<Option<(Vec<Event>, i64)>> {
-        let line = match self.conn.next_line(&mut self.pending) {
+        let line = match self.lines.next_line() {
             Ok(Some(line)) => line,
             Ok(None) => return Ok(None),
             // Quiet for long: the member may be cut off without the
@@ -400,6 +524,12 @@ impl Watch {
             serde_json::from_slice(&line).map_err(|e| Error::Failed(format!("watch: {e}")))?;
         match reply_error(&msg) {
             None => {}
+            Some(Retry::No(Error::BadToken(m))) => {
+                if let Some((auth, token)) = &self.stale {
+                    auth.forget(token);
+                }
+                return Err(Error::Unavailable(m));
+            }
             Some(Retry::No(e)) => return Err(e),
             Some(Retry::Elsewhere(m)) => return Err(Error::Unavailable(m)),
         }

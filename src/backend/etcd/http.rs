@@ -1,217 +1,248 @@
-//! Just enough HTTP/1.1 to talk to etcd's JSON gateway on loopback or a
-//! LAN: POST a JSON body over a kept-alive connection and read the reply
-//! (by length or chunked), or read a chunked reply as a stream of lines
-//! (a watch). Every wait is bounded by the connection's timeouts.
+//! HTTP to one member's JSON gateway, through `ureq`: POST a JSON body and
+//! read the whole reply, or read a chunked reply as a stream of lines (a
+//! watch). Each member has an agent of its own, so that its connections
+//! are kept alive and reused, and so that with `server-name=` every member
+//! can be asked for the same name while connecting to its own address.
+//! Every wait is bounded: a request by the attempt's timeout, a stream by
+//! the quiet time between two of its reads.
 
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::io::{self, BufRead, BufReader, Read};
 use std::time::Duration;
+
+use ureq::config::Config;
+use ureq::http::Uri;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
+use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
+use ureq::{Agent, BodyReader};
 
 /// Replies larger than this are refused: etcd's own limit on a request is
 /// 1.5 MiB by default, and a range reply of many keys stays far below.
-const MAX_REPLY: usize = 64 << 20;
+const MAX_REPLY: u64 = 64 << 20;
+/// Requests that may wait at once on one member (the FUSE threads and
+/// the background ones); connections beyond are closed after use.
+const IDLE_PER_MEMBER: usize = 16;
 
-pub struct Conn {
-    reader: BufReader<TcpStream>,
-    host: String,
+/// Why a request to a member failed.
+#[derive(Debug)]
+pub enum Fault {
+    /// It may work later or on another member: not reached, timed out,
+    /// cut off.
+    Down(String),
+    /// It will not work until the configuration changes: the TLS
+    /// handshake failed (a certificate, a CA).
+    Refused(String),
 }
 
-/// How a reply's body is framed.
-enum Body {
-    Length(usize),
-    Chunked,
-    /// Until the server closes the connection.
-    ToEnd,
+/// One member's client URL.
+pub struct Member {
+    /// `host:port`, as the URL gave it: how errors name the member.
+    pub name: String,
+    agent: Agent,
+    /// `http://host:port` or `https://NAME:port`.
+    base: String,
+    tls: bool,
 }
 
-impl Conn {
-    /// Connects to `host:port`, waiting at most `timeout` for the
-    /// connection and then for each read and write.
-    pub fn connect(host: &str, timeout: Duration) -> io::Result<Conn> {
-        let mut last = io::Error::new(io::ErrorKind::NotFound, format!("{host}: no address"));
-        for addr in host.to_socket_addrs()? {
-            match TcpStream::connect_timeout(&addr, timeout) {
-                Ok(s) => {
-                    s.set_nodelay(true)?;
-                    s.set_read_timeout(Some(timeout))?;
-                    s.set_write_timeout(Some(timeout))?;
-                    return Ok(Conn {
-                        reader: BufReader::new(s),
-                        host: host.to_string(),
-                    });
-                }
-                Err(e) => last = e,
-            }
-        }
-        Err(last)
-    }
-
-    /// Changes how long a read may wait (a watch waits for events).
-    pub fn set_read_timeout(&self, t: Option<Duration>) -> io::Result<()> {
-        self.reader.get_ref().set_read_timeout(t)
-    }
-
-    /// POSTs `body` to `path`; returns the status and the whole reply,
-    /// and whether the connection may be used again.
-    pub fn post(&mut self, path: &str, body: &[u8]) -> io::Result<(u16, Vec<u8>, bool)> {
-        let (status, framing, keep) = self.send(path, body)?;
-        let reply = match framing {
-            Body::Length(n) if n > MAX_REPLY => return Err(too_large()),
-            Body::Length(n) => {
-                let mut v = vec![0; n];
-                self.reader.read_exact(&mut v)?;
-                v
-            }
-            Body::Chunked => {
-                let mut v = Vec::new();
-                while let Some(chunk) = self.chunk()? {
-                    if v.len() + chunk.len() > MAX_REPLY {
-                        return Err(too_large());
-                    }
-                    v.extend_from_slice(&chunk);
-                }
-                v
-            }
-            Body::ToEnd => {
-                let mut v = Vec::new();
-                (&mut self.reader)
-                    .take(MAX_REPLY as u64 + 1)
-                    .read_to_end(&mut v)?;
-                if v.len() > MAX_REPLY {
-                    return Err(too_large());
-                }
-                return Ok((status, v, false));
-            }
+impl Member {
+    /// A member at `name` (`host:port`), over TLS if `tls` is given, its
+    /// certificate verified for `server_name` if given (else its host);
+    /// each request may take `timeout`.
+    pub fn new(
+        name: &str,
+        tls: Option<&ureq::tls::TlsConfig>,
+        server_name: Option<&str>,
+        timeout: Duration,
+    ) -> Member {
+        let port = name.rsplit_once(':').map_or("", |(_, p)| p);
+        let (scheme, host) = match (tls, server_name) {
+            (None, _) => ("http", None),
+            (Some(_), name) => ("https", name),
         };
-        Ok((status, reply, keep))
-    }
-
-    /// POSTs `body` to `path` and returns the status; the reply is then
-    /// read with `next_line`, for as long as the server streams it.
-    pub fn post_stream(&mut self, path: &str, body: &[u8]) -> io::Result<u16> {
-        let (status, framing, _) = self.send(path, body)?;
-        match framing {
-            Body::Chunked => Ok(status),
-            _ => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "a streamed reply that is not chunked",
-            )),
+        let mut config = Config::builder()
+            // etcd's errors come as JSON bodies with 4xx/5xx statuses.
+            .http_status_as_error(false)
+            // A cluster on the LAN is reached directly, whatever
+            // HTTP_PROXY says for the web.
+            .proxy(None)
+            .timeout_connect(Some(timeout))
+            .timeout_per_call(Some(timeout))
+            .max_idle_connections(IDLE_PER_MEMBER)
+            .max_idle_connections_per_host(IDLE_PER_MEMBER)
+            .max_redirects(0);
+        if let Some(tls) = tls {
+            config = config.tls_config(tls.clone());
         }
-    }
-
-    /// The next newline-terminated line of a streamed reply, without the
-    /// newline; `None` at its end. Lines may span chunks.
-    pub fn next_line(&mut self, pending: &mut Vec<u8>) -> io::Result<Option<Vec<u8>>> {
-        loop {
-            if let Some(i) = pending.iter().position(|&b| b == b'\n') {
-                let line = pending[..i].to_vec();
-                pending.drain(..=i);
-                return Ok(Some(line));
-            }
-            match self.chunk()? {
-                Some(c) if pending.len() + c.len() > MAX_REPLY => return Err(too_large()),
-                Some(c) => pending.extend_from_slice(&c),
-                None if pending.is_empty() => return Ok(None),
-                None => return Ok(Some(std::mem::take(pending))),
-            }
-        }
-    }
-
-    fn send(&mut self, path: &str, body: &[u8]) -> io::Result<(u16, Body, bool)> {
-        let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n",
-            self.host,
-            body.len()
+        let config = config.build();
+        let base = match host {
+            Some(h) => format!("{scheme}://{h}:{port}"),
+            None => format!("{scheme}://{name}"),
+        };
+        let agent = Agent::with_parts(
+            config,
+            DefaultConnector::default(),
+            Pinned {
+                to: format!("http://{name}"),
+            },
         );
-        // One write, so that the request goes out in one segment.
-        let mut request = head.into_bytes();
-        request.extend_from_slice(body);
-        let s = self.reader.get_mut();
-        s.write_all(&request)?;
-        s.flush()?;
-        self.head()
+        Member {
+            name: name.to_string(),
+            agent,
+            base,
+            tls: tls.is_some(),
+        }
     }
 
-    /// Reads the status line and headers.
-    fn head(&mut self) -> io::Result<(u16, Body, bool)> {
-        let line = self.line()?;
-        let status = line
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse::<u16>().ok())
-            .ok_or_else(|| bad(&format!("status line {line:?}")))?;
-        let (mut framing, mut keep) = (Body::ToEnd, true);
-        loop {
-            let line = self.line()?;
-            if line.is_empty() {
-                break;
-            }
-            let Some((name, value)) = line.split_once(':') else {
-                return Err(bad(&format!("header {line:?}")));
-            };
-            let value = value.trim();
-            match name.to_ascii_lowercase().as_str() {
-                "content-length" => {
-                    let n = value.parse().map_err(|_| bad("content-length"))?;
-                    framing = Body::Length(n);
-                }
-                "transfer-encoding" if value.eq_ignore_ascii_case("chunked") => {
-                    framing = Body::Chunked
-                }
-                "connection" if value.eq_ignore_ascii_case("close") => keep = false,
-                _ => {}
-            }
+    /// POSTs `body` to `path` (with etcd's auth `token`): the status and
+    /// the whole reply.
+    pub fn post(
+        &self,
+        path: &str,
+        body: &[u8],
+        token: Option<&str>,
+    ) -> Result<(u16, Vec<u8>), Fault> {
+        let mut req = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Content-Type", "application/json");
+        if let Some(t) = token {
+            req = req.header("Authorization", t);
         }
-        Ok((status, framing, keep))
+        let mut reply = req.send(body).map_err(|e| self.fault(e))?;
+        let status = reply.status().as_u16();
+        let bytes = reply
+            .body_mut()
+            .with_config()
+            .limit(MAX_REPLY)
+            .read_to_vec()
+            .map_err(|e| self.fault(e))?;
+        Ok((status, bytes))
     }
 
-    /// One chunk of a chunked body; `None` after the last.
-    fn chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
-        let line = self.line()?;
-        let size = line.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(size, 16).map_err(|_| bad("chunk size"))?;
-        if size > MAX_REPLY {
-            return Err(too_large());
+    /// POSTs `body` to `path` and returns the status and the reply as it
+    /// streams in; a read that waits longer than `quiet` fails (timed
+    /// out), so that a member cut off without a broken connection is
+    /// noticed.
+    pub fn stream(
+        &self,
+        path: &str,
+        body: &[u8],
+        token: Option<&str>,
+        timeout: Duration,
+        quiet: Duration,
+    ) -> Result<(u16, Lines), Fault> {
+        let mut req = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Content-Type", "application/json");
+        if let Some(t) = token {
+            req = req.header("Authorization", t);
         }
-        if size == 0 {
-            // Trailers, then the empty line.
-            while !self.line()?.is_empty() {}
-            return Ok(None);
-        }
-        let mut c = vec![0; size];
-        self.reader.read_exact(&mut c)?;
-        if !self.line()?.is_empty() {
-            return Err(bad("chunk end"));
-        }
-        Ok(Some(c))
+        let reply = req
+            .config()
+            // The stream lasts as long as the watch: only each step of
+            // it is bounded.
+            .timeout_per_call(None)
+            .timeout_recv_response(Some(timeout))
+            .timeout_per_read(Some(quiet))
+            .build()
+            .send(body)
+            .map_err(|e| self.fault(e))?;
+        let status = reply.status().as_u16();
+        let reader = reply.into_body().into_reader();
+        Ok((
+            status,
+            Lines {
+                reader: BufReader::new(reader),
+            },
+        ))
     }
+}
 
-    /// One CRLF-terminated line of the head or of the chunk framing.
-    fn line(&mut self) -> io::Result<String> {
-        let mut v = Vec::new();
-        (&mut self.reader).take(8192).read_until(b'\n', &mut v)?;
-        if v.last() != Some(&b'\n') {
+/// A streamed reply, line by line.
+pub struct Lines {
+    reader: BufReader<BodyReader<'static>>,
+}
+
+impl Lines {
+    /// The next newline-terminated line, without the newline; `None` at
+    /// the stream's end. A read that waited too long is `TimedOut`.
+    pub fn next_line(&mut self) -> io::Result<Option<Vec<u8>>> {
+        let mut line = Vec::new();
+        let read = (&mut self.reader)
+            .take(MAX_REPLY + 1)
+            .read_until(b'\n', &mut line)
+            .map_err(timed_out)?;
+        if read as u64 > MAX_REPLY {
             return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed in a reply",
+                io::ErrorKind::InvalidData,
+                "a streamed line too large",
             ));
         }
-        v.pop();
-        if v.last() == Some(&b'\r') {
-            v.pop();
+        if read == 0 {
+            return Ok(None);
         }
-        String::from_utf8(v).map_err(|_| bad("a line that is not UTF-8"))
+        if line.last() == Some(&b'\n') {
+            line.pop();
+        }
+        Ok(Some(line))
     }
 }
 
-fn bad(what: &str) -> io::Error {
-    io::Error::new(
-        io::ErrorKind::InvalidData,
-        format!("bad HTTP reply: {what}"),
-    )
+/// A read timeout as `TimedOut`, however ureq wraps it.
+fn timed_out(e: io::Error) -> io::Error {
+    match ureq::Error::from(e) {
+        ureq::Error::Timeout(t) => io::Error::new(io::ErrorKind::TimedOut, t.to_string()),
+        other => other.into_io(),
+    }
 }
 
-fn too_large() -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, "HTTP reply too large")
+impl Member {
+    /// What a failed request means.
+    fn fault(&self, e: ureq::Error) -> Fault {
+        match e {
+            // etcd closes a plain connection to a port that serves TLS
+            // without a word, as a member going away would.
+            ureq::Error::Io(io) if !self.tls && io.kind() == io::ErrorKind::UnexpectedEof => {
+                Fault::Down(format!(
+                    "{io} (if the cluster serves TLS, give cacert= in the URL)"
+                ))
+            }
+            e => fault(e),
+        }
+    }
+}
+
+fn fault(e: ureq::Error) -> Fault {
+    match e {
+        ureq::Error::Rustls(r) => Fault::Refused(super::tls::reason(&r)),
+        ureq::Error::Io(io) => match io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+            Some(r) => Fault::Refused(super::tls::reason(r)),
+            None => Fault::Down(io.to_string()),
+        },
+        ureq::Error::Timeout(t) => Fault::Down(format!("timed out ({t})")),
+        other => Fault::Down(other.to_string()),
+    }
+}
+
+/// Connects to the member's own address, whatever name the URL asks its
+/// certificate for (`server-name=`).
+#[derive(Debug)]
+struct Pinned {
+    /// `http://host:port` of the member.
+    to: String,
+}
+
+impl Resolver for Pinned {
+    fn resolve(
+        &self,
+        _uri: &Uri,
+        config: &Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, ureq::Error> {
+        let uri: Uri = self
+            .to
+            .parse()
+            .map_err(|_| ureq::Error::BadUri(self.to.clone()))?;
+        DefaultResolver::default().resolve(&uri, config, timeout)
+    }
 }

@@ -2,18 +2,22 @@
 //! several hosts mount at once or that must outlive a machine: every
 //! batch is one etcd transaction (its compares as etcd compares), so it is
 //! atomic and, once acknowledged, committed by a quorum. It speaks etcd's
-//! JSON gateway over plain HTTP, so it needs no generated code and no
+//! JSON gateway over HTTP or HTTPS, so it needs no generated code and no
 //! async runtime. The schema's keys lie under `PREFIX/`.
 //!
-//! - `url`: `etcd://HOST:PORT,.../PREFIX`
-//! - `http`: the little HTTP/1.1 it needs
+//! - `url`: `etcd://[USER@]HOST:PORT,.../PREFIX[?cacert=...]`
+//! - `http`: requests and streams to one member (ureq)
+//! - `tls`: the rustls configuration, and what a failed handshake means
+//! - `auth`: the user's password and etcd's auth token
 //! - `client`: ranges, transactions and watches; failover and errors
 //! - `legacy`: how the layout before the schema lay (`m/`, `d/`, `c/`),
 //!   which `caskfs backup` still reads
 
+mod auth;
 mod client;
 mod http;
 pub mod legacy;
+mod tls;
 mod url;
 
 use std::borrow::Cow;
@@ -25,7 +29,7 @@ use std::time::Duration;
 use log::{info, warn};
 
 pub use client::{Client, Error as ClientError};
-pub use url::EtcdUrl;
+pub use url::{EtcdUrl, PASSWORD_VAR, TlsFiles};
 
 use super::{
     Batch, Change, Changed, Compare, Error, Kv, Op, Pinned, Result, Revision, ScanVisit, Value,
@@ -67,6 +71,10 @@ fn fail(e: ClientError) -> Error {
         ClientError::Unavailable(m) => Error::TimedOut(format!("etcd unavailable: {m}")),
         ClientError::NoSpace => Error::NoSpace("etcd database space exceeded (its quota)".into()),
         ClientError::TooLarge(m) => Error::TooBig(format!("request too large for etcd: {m}")),
+        e @ (ClientError::Refused(_) | ClientError::BadToken(_)) => Error::Other {
+            errno: libc::EACCES,
+            why: e.to_string(),
+        },
         ClientError::Failed(m) => Error::Other {
             errno: libc::EIO,
             why: format!("etcd: {m}"),
@@ -78,7 +86,7 @@ impl Etcd {
     /// Connects to the members `url` names: one request, so that an
     /// unreachable cluster is one clear error.
     pub fn open(url: &EtcdUrl) -> Result<Etcd> {
-        let client = Arc::new(Client::new(url.endpoints.clone(), ATTEMPT, DEADLINE));
+        let client = Arc::new(Client::new(url, ATTEMPT, DEADLINE).map_err(fail)?);
         let mut prefix = url.prefix.clone();
         if prefix.last() != Some(&b'/') {
             prefix.push(b'/');
