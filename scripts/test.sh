@@ -29,9 +29,9 @@ fi
 # rsync, git and python3's sqlite3 are what users run on the mount
 # (tests/mount_links.rs), attr's setfattr and getfattr what they tag files
 # with (tests/mount_xattrs.rs); etcd-server runs the etcd backend's
-# clusters.
+# clusters, openssl makes their TLS certificates (tests/etcd_tls.rs).
 missing=()
-for pair in etcd:etcd-server rsync:rsync git:git python3:python3 setfattr:attr; do
+for pair in etcd:etcd-server openssl:openssl rsync:rsync git:git python3:python3 setfattr:attr; do
     command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
 done
 if [ ${#missing[@]} -gt 0 ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then

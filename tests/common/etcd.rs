@@ -48,8 +48,27 @@ macro_rules! require_etcd {
 struct Member {
     name: String,
     client: u16,
+    /// With TLS, a plain-HTTP client URL besides, which only this harness
+    /// uses (to find the leader, count keys): caskfs is given `client`.
+    harness: Option<u16>,
     peer: u16,
     child: Option<Child>,
+}
+
+impl Member {
+    /// The port this harness asks the member on.
+    fn gateway(&self) -> u16 {
+        self.harness.unwrap_or(self.client)
+    }
+}
+
+/// The files of a cluster that serves its clients over TLS and asks them
+/// for a certificate its CA signed.
+#[derive(Clone)]
+pub struct ServerTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 pub struct Cluster {
@@ -59,6 +78,7 @@ pub struct Cluster {
     members: Vec<Member>,
     /// Extra flags every member gets.
     flags: Vec<String>,
+    tls: Option<ServerTls>,
 }
 
 impl Cluster {
@@ -74,13 +94,30 @@ impl Cluster {
         c
     }
 
+    /// Starts `n` members that serve clients over TLS only (`https://`,
+    /// `--client-cert-auth`); peers talk plain HTTP among themselves.
+    pub fn start_tls(n: usize, tls: &ServerTls, flags: &[&str]) -> Cluster {
+        let temp = tempfile::Builder::new()
+            .prefix("caskfs-etcd-tls-")
+            .tempdir()
+            .expect("temp dir");
+        let mut c = Cluster::start_with(temp.path(), n, flags, Some(tls.clone()));
+        c._temp = Some(temp);
+        c
+    }
+
     /// The same with the members' data and logs in `dir` (created).
     pub fn start_in(dir: &Path, n: usize, flags: &[&str]) -> Cluster {
+        Cluster::start_with(dir, n, flags, None)
+    }
+
+    fn start_with(dir: &Path, n: usize, flags: &[&str], tls: Option<ServerTls>) -> Cluster {
         std::fs::create_dir_all(dir).expect("etcd directory");
         let members = (0..n)
             .map(|i| Member {
                 name: format!("m{i}"),
                 client: free_port(),
+                harness: tls.as_ref().map(|_| free_port()),
                 peer: free_port(),
                 child: None,
             })
@@ -90,6 +127,7 @@ impl Cluster {
             _temp: None,
             members,
             flags: flags.iter().map(|s| s.to_string()).collect(),
+            tls,
         };
         for i in 0..n {
             c.spawn(i, "new");
@@ -111,13 +149,27 @@ impl Cluster {
             .append(true)
             .open(self.dir.join(format!("{}.log", m.name)))
             .expect("etcd log");
-        let client = format!("http://127.0.0.1:{}", m.client);
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        let client = format!("{scheme}://127.0.0.1:{}", m.client);
+        let listen = match m.harness {
+            Some(h) => format!("{client},http://127.0.0.1:{h}"),
+            None => client.clone(),
+        };
         let peer = format!("http://127.0.0.1:{}", m.peer);
         let mut cmd = Command::new("etcd");
+        if let Some(t) = &self.tls {
+            cmd.arg("--cert-file")
+                .arg(&t.cert)
+                .arg("--key-file")
+                .arg(&t.key)
+                .arg("--trusted-ca-file")
+                .arg(&t.ca)
+                .arg("--client-cert-auth");
+        }
         cmd.args(["--name", &m.name])
             .arg("--data-dir")
             .arg(&data)
-            .args(["--listen-client-urls", &client])
+            .args(["--listen-client-urls", &listen])
             .args(["--advertise-client-urls", &client])
             .args(["--listen-peer-urls", &peer])
             .args(["--initial-advertise-peer-urls", &peer])
@@ -148,7 +200,7 @@ impl Cluster {
             .map_or("caskfs".into(), |n| n.to_string_lossy().into_owned())
     }
 
-    /// `host:port` of every member's client URL.
+    /// `host:port` of every member's client URL (`https://` with TLS).
     pub fn endpoints(&self) -> Vec<String> {
         self.members
             .iter()
@@ -178,7 +230,7 @@ impl Cluster {
     /// The index of the member that leads now, if one answers so.
     pub fn leader(&self) -> Option<usize> {
         for m in self.members.iter().filter(|m| m.child.is_some()) {
-            let Some(reply) = post(m.client, "/v3/maintenance/status", "{}") else {
+            let Some(reply) = post(m.gateway(), "/v3/maintenance/status", "{}") else {
                 continue;
             };
             let own = field(&reply, "member_id");
@@ -220,7 +272,7 @@ impl Cluster {
             b64(&end)
         );
         for m in self.members.iter().filter(|m| m.child.is_some()) {
-            if let Some(reply) = post(m.client, "/v3/kv/range", &body) {
+            if let Some(reply) = post(m.gateway(), "/v3/kv/range", &body) {
                 return field(&reply, "count").map_or(0, |c| c.parse().unwrap_or(0));
             }
         }
@@ -238,8 +290,58 @@ impl Cluster {
             .members
             .iter()
             .filter(|m| m.child.is_some())
-            .find_map(|m| post(m.client, "/v3/kv/put", &body));
+            .find_map(|m| post(m.gateway(), "/v3/kv/put", &body));
         assert!(put.is_some(), "no etcd member took a put:\n{}", self.logs());
+    }
+
+    /// Turns etcd's auth on: a root user (which etcd needs first) with
+    /// `password`, and `user` with `password`, who may read and write the
+    /// keys under `prefix/` only. Through the JSON gateway, as Debian's
+    /// etcd-server has no etcdctl.
+    pub fn enable_auth(&self, user: &str, password: &str, prefix: &str) {
+        let under = format!("{prefix}/");
+        let mut end = under.clone().into_bytes();
+        *end.last_mut().expect("a prefix") += 1;
+        for (path, body) in [
+            (
+                "/v3/auth/user/add",
+                format!(r#"{{"name":"root","password":"{password}"}}"#),
+            ),
+            ("/v3/auth/role/add", r#"{"name":"root"}"#.to_string()),
+            (
+                "/v3/auth/user/grant",
+                r#"{"user":"root","role":"root"}"#.to_string(),
+            ),
+            (
+                "/v3/auth/user/add",
+                format!(r#"{{"name":"{user}","password":"{password}"}}"#),
+            ),
+            ("/v3/auth/role/add", r#"{"name":"caskfs"}"#.to_string()),
+            (
+                "/v3/auth/role/grant",
+                format!(
+                    r#"{{"name":"caskfs","perm":{{"permType":"READWRITE","key":"{}","range_end":"{}"}}}}"#,
+                    b64(under.as_bytes()),
+                    b64(&end)
+                ),
+            ),
+            (
+                "/v3/auth/user/grant",
+                format!(r#"{{"user":"{user}","role":"caskfs"}}"#),
+            ),
+            ("/v3/auth/enable", "{}".to_string()),
+        ] {
+            let done = self
+                .members
+                .iter()
+                .filter(|m| m.child.is_some())
+                .find_map(|m| post(m.gateway(), path, &body));
+            assert!(
+                done.is_some(),
+                "etcd refused {path} {body}:\n{}",
+                self.logs()
+            );
+        }
     }
 
     /// The members' logs, for a failure message.

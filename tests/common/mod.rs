@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
+pub mod certs;
 pub mod etcd;
 mod library;
 
@@ -100,6 +101,8 @@ pub struct Mount {
     pub backend: Option<String>,
     /// The cluster `CASKFS_TEST_BACKEND=etcd` started for this mount.
     cluster: Option<etcd::Cluster>,
+    /// Environment variables the daemon gets besides the test's.
+    env: Vec<(String, String)>,
     child: Option<Child>,
 }
 
@@ -135,6 +138,7 @@ impl Mount {
             args: args.iter().map(|s| s.to_string()).collect(),
             backend: cluster.as_ref().map(|c| c.url("test")),
             cluster,
+            env: Vec::new(),
             child: None,
         };
         m.mount();
@@ -144,6 +148,12 @@ impl Mount {
     /// Mounts the etcd prefix `url` (`etcd://.../PREFIX`) on a fresh
     /// temporary mountpoint.
     pub fn start_backend(url: &str, args: &[&str]) -> Mount {
+        Mount::start_backend_env(url, args, &[])
+    }
+
+    /// The same with environment variables `env` set for the daemon (a
+    /// password, say).
+    pub fn start_backend_env(url: &str, args: &[&str], env: &[(&str, &str)]) -> Mount {
         let root = temp_root();
         let mnt = fs::canonicalize(root.path())
             .expect("canonical temp dir")
@@ -156,6 +166,10 @@ impl Mount {
             args: args.iter().map(|s| s.to_string()).collect(),
             backend: Some(url.to_string()),
             cluster: None,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             child: None,
         };
         m.mount();
@@ -205,6 +219,7 @@ impl Mount {
         let child = cmd
             .arg(&self.mnt)
             .env("RUST_LOG", "caskfs=info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log fd"))
             .stderr(log)
