@@ -18,7 +18,8 @@ pub enum Code {
     /// The key asked for does not exist.
     NotFound = 4,
     /// Anything else: I/O errors, an unusable data directory or
-    /// mountpoint, a failed mount.
+    /// mountpoint, a failed mount, an etcd cluster that cannot be reached
+    /// or refuses the connection (TLS) or the user.
     Failed = 5,
 }
 
@@ -43,7 +44,9 @@ Exit codes:
   2  usage error
   3  the data directory is in use by another caskfs process
   4  no such key
-  5  any other failure (I/O, an unusable data directory or mountpoint)";
+  5  any other failure (I/O, an unusable data directory or mountpoint, an
+     etcd cluster that cannot be reached or refuses the TLS certificate,
+     user or password)";
 
 /// A failed command: its exit code and the line that says why.
 #[derive(Debug)]

@@ -19,7 +19,12 @@ pub struct MountArgs {
     /// Serve the keys under PREFIX of an etcd cluster (etcd 3.4 or later,
     /// its client URLs) instead of a data directory, for a namespace that
     /// several hosts share: `caskfs mount --backend
-    /// etcd://HOST:PORT[,HOST:PORT...]/PREFIX MOUNTPOINT`.
+    /// etcd://[USER@]HOST:PORT[,HOST:PORT...]/PREFIX[?OPTIONS] MOUNTPOINT`.
+    /// OPTIONS: `cacert=FILE` (TLS to every member, trusting only that
+    /// CA), `cert=FILE&key=FILE` (a client certificate), `server-name=NAME`
+    /// (the name the members' certificates carry, if not their hosts).
+    /// USER@: etcd's auth, the password read from the environment variable
+    /// CASKFS_ETCD_PASSWORD.
     #[arg(long, value_name = "URL")]
     pub backend: Option<EtcdUrl>,
     /// Run in the background; return once the mount is ready.
