@@ -3,8 +3,9 @@
 //! watch). Each member has an agent of its own, so that its connections
 //! are kept alive and reused, and so that with `server-name=` every member
 //! can be asked for the same name while connecting to its own address.
-//! Every wait is bounded: a request by the attempt's timeout, a stream by
-//! the quiet time between two of its reads.
+//! Every wait is bounded: a request's connect, and each of its reads and
+//! writes, by the attempt's timeout; a stream by the quiet time between
+//! two of its reads.
 
 use std::io::{self, BufRead, BufReader, Read};
 use std::time::Duration;
@@ -46,7 +47,7 @@ pub struct Member {
 impl Member {
     /// A member at `name` (`host:port`), over TLS if `tls` is given, its
     /// certificate verified for `server_name` if given (else its host);
-    /// each request may take `timeout`.
+    /// each step of a request may take `timeout`.
     pub fn new(
         name: &str,
         tls: Option<&ureq::tls::TlsConfig>,
@@ -64,8 +65,11 @@ impl Member {
             // A cluster on the LAN is reached directly, whatever
             // HTTP_PROXY says for the web.
             .proxy(None)
+            // Each step waits at most `timeout`, as a request of any
+            // size may take several reads.
             .timeout_connect(Some(timeout))
-            .timeout_per_call(Some(timeout))
+            .timeout_per_read(Some(timeout))
+            .timeout_per_write(Some(timeout))
             .max_idle_connections(IDLE_PER_MEMBER)
             .max_idle_connections_per_host(IDLE_PER_MEMBER)
             .max_redirects(0);
@@ -139,9 +143,8 @@ impl Member {
         }
         let reply = req
             .config()
-            // The stream lasts as long as the watch: only each step of
-            // it is bounded.
-            .timeout_per_call(None)
+            // The stream lasts as long as the watch: its head comes at
+            // once, then each read waits until the stream is quiet.
             .timeout_recv_response(Some(timeout))
             .timeout_per_read(Some(quiet))
             .build()
