@@ -8,7 +8,11 @@
 //!    create (open O_CREAT|O_TRUNC + write + close), stat, read (open +
 //!    read to EOF + close), overwrite, delete;
 //! 3. the same on a mount of a local data directory (the default backend),
-//!    and on a plain directory on the same disk, for reference.
+//!    and on a plain directory on the same disk, for reference;
+//! 4. ways 1 and 2 again on a second cluster that serves its clients over
+//!    TLS and wants a client certificate (made with `openssl`; skipped,
+//!    saying so, without it), each rate as a ratio to the same way over
+//!    plain HTTP: what TLS costs per operation.
 //!
 //!     cargo bench --bench etcd -- [--keys N] [--runs R] [--members M] [--dir PATH]
 //!
@@ -39,6 +43,10 @@ use common::{is_mounted, median, mix, shuffled, value};
 #[path = "../tests/common/etcd.rs"]
 mod etcd;
 
+#[allow(dead_code)]
+#[path = "../tests/common/certs.rs"]
+mod certs;
+
 const VALUE_LEN: usize = 100;
 const BIN: &str = env!("CARGO_BIN_EXE_caskfs");
 /// The backend's own limits on one request (src/etcd/backend.rs).
@@ -49,6 +57,8 @@ const DEADLINE: Duration = Duration::from_secs(10);
 const OPS: [&str; 5] = ["create", "stat", "read", "overwrite", "delete"];
 /// The ways, in table order.
 const WAYS: [&str; 4] = ["client", "etcd mount", "local mount", "plain dir"];
+/// The ways over TLS, after `WAYS` in the figures: each beside way 0 and 1.
+const TLS_WAYS: [&str; 2] = ["client TLS", "etcd mount TLS"];
 
 struct Args {
     keys: usize,
@@ -312,6 +322,29 @@ fn main() {
         .to_string();
     let url: caskfs::backend::etcd::EtcdUrl = cluster.url("bench-client").parse().expect("url");
     let client = Client::new(&url, ATTEMPT, DEADLINE).expect("etcd client");
+    // The TLS cluster: same members, same disk, certificates of its own.
+    let certs = certs::openssl_available().then(certs::Certs::make);
+    let tls = certs.as_ref().map(|c| {
+        let server = c.server();
+        let files = etcd::ServerTls {
+            ca: c.ca(),
+            cert: server.cert,
+            key: server.key,
+        };
+        let cluster = etcd::Cluster::start_tls_in(&base.join("etcd-tls"), a.members, &files, &[]);
+        let client = c.client();
+        let query = format!(
+            "?cacert={}&cert={}&key={}",
+            c.ca().display(),
+            client.cert.display(),
+            client.key.display()
+        );
+        let url: caskfs::backend::etcd::EtcdUrl = format!("{}{query}", cluster.url("bench-client"))
+            .parse()
+            .expect("TLS url");
+        let client = Client::new(&url, ATTEMPT, DEADLINE).expect("etcd TLS client");
+        (cluster, client, query)
+    });
     println!(
         "caskfs etcd bench: etcd {version}, {} member(s); {} keys of {VALUE_LEN} bytes, \
          {} run(s), one client thread, in {}",
@@ -322,7 +355,7 @@ fn main() {
     );
 
     // runs[way][run][op]
-    let mut runs: Vec<Vec<Vec<Option<Figure>>>> = vec![Vec::new(); WAYS.len()];
+    let mut runs: Vec<Vec<Vec<Option<Figure>>>> = vec![Vec::new(); WAYS.len() + TLS_WAYS.len()];
     for run in 0..a.runs {
         let dir = base.join(format!("run{run}"));
         let t = Instant::now();
@@ -354,11 +387,25 @@ fn main() {
         let plain = dir.join("plain");
         fs::create_dir_all(&plain).expect("plain directory");
         runs[3].push(on_dir(&plain, a.keys, run));
+        let took_plain = t.elapsed();
+        let t = Instant::now();
+        if let Some((tls_cluster, tls_client, query)) = &tls {
+            runs[4].push(on_client(tls_client, &format!("direct{run}/"), a.keys, run));
+            let url = format!("{}{query}", tls_cluster.url(&format!("mount{run}")));
+            let m = Mounted::start(
+                &["--backend".as_ref(), url.as_ref()],
+                &dir.join("tls-mnt"),
+                &dir.join("tls-mount.log"),
+            );
+            runs[5].push(on_dir(&m.mnt, a.keys, run));
+        }
         eprintln!(
-            "run {run}: client {:.1}s, etcd mount {:.1}s, local mount {:.1}s, plain {:.1}s",
+            "run {run}: client {:.1}s, etcd mount {:.1}s, local mount {:.1}s, plain {:.1}s, \
+             TLS client and mount {:.1}s",
             took_client.as_secs_f64(),
             took_etcd.as_secs_f64(),
             took_local.as_secs_f64(),
+            took_plain.as_secs_f64(),
             t.elapsed().as_secs_f64()
         );
         let _ = fs::remove_dir_all(&dir);
@@ -404,4 +451,34 @@ fn main() {
          overwrite = put, read = get, delete = DeleteRange on the gateway; etcd has no stat. \
          The local mount runs with its default --sync none; etcd syncs its log at every commit.)"
     );
+    if tls.is_none() {
+        println!("\nno TLS rows: openssl is not installed");
+        return;
+    }
+    println!(
+        "\nover TLS (cacert, client certificate, --client-cert-auth), beside the same way \
+         over plain HTTP:"
+    );
+    print!("{:<10}", "operation");
+    for w in TLS_WAYS {
+        print!(" {w:>16} {:>6} {:>6} {:>8}", "p50", "p99", "÷ plain");
+    }
+    println!();
+    for (op, name) in OPS.iter().enumerate() {
+        print!("{name:<10}");
+        for (k, way) in [4, 5].into_iter().enumerate() {
+            match (med(way, op), med(k, op)) {
+                (Some(t), Some(p)) => print!(
+                    " {:>16.0} {:>6.0} {:>6.0} {:>8.3}",
+                    t.rate,
+                    t.p50,
+                    t.p99,
+                    t.rate / p.rate
+                ),
+                _ => print!(" {:>16} {:>6} {:>6} {:>8}", "-", "", "", ""),
+            }
+        }
+        println!();
+    }
+    println!("(ops/s, p50/p99 in µs; ÷ plain: ops/s over TLS ÷ ops/s over plain HTTP.)");
 }

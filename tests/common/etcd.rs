@@ -101,9 +101,14 @@ impl Cluster {
             .prefix("caskfs-etcd-tls-")
             .tempdir()
             .expect("temp dir");
-        let mut c = Cluster::start_with(temp.path(), n, flags, Some(tls.clone()));
+        let mut c = Cluster::start_tls_in(temp.path(), n, tls, flags);
         c._temp = Some(temp);
         c
+    }
+
+    /// The same with the members' data and logs in `dir` (created).
+    pub fn start_tls_in(dir: &Path, n: usize, tls: &ServerTls, flags: &[&str]) -> Cluster {
+        Cluster::start_with(dir, n, flags, Some(tls.clone()))
     }
 
     /// The same with the members' data and logs in `dir` (created).
