@@ -131,7 +131,7 @@ fn tls_with_client_certificates_serves_tools_and_loses_no_write_with_its_leader(
     let other_key = with_tls(&plain, &c.ca(), Some(&c.other_client()));
     mount_refused(&other_key, None, &members, "refused our client certificate");
     let no_cert = with_tls(&plain, &c.ca(), None);
-    mount_refused(&no_cert, None, &members, "refused our client certificate");
+    mount_refused(&no_cert, None, &members, "give cert= and key=");
 
     let m = Mount::start_backend(&url, &[]);
     m.ok("echo hello > mnt/k && echo more >> mnt/k && mkdir mnt/d && cp mnt/k mnt/d/copy");
@@ -197,6 +197,15 @@ fn tls_with_client_certificates_serves_tools_and_loses_no_write_with_its_leader(
     assert!(ok(&["backup", local, &url3], None).contains("copied"));
     assert_eq!(ok(&["get", &url3, "a/b"], None), "seven");
     ok(&["rm", &url3, "a/b"], None);
+    // server-name= verifies another name than the endpoint's host: one
+    // the members' certificate carries (localhost), and one it does not.
+    let named = format!("{url2}&server-name=localhost");
+    assert_eq!(ok(&["get", &named, "a/b"], None), "seven");
+    let misnamed = format!("{url2}&server-name=etcd.example");
+    let out = caskfs(&["get", &misnamed, "a/b"], None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{err}");
+    assert!(err.contains("not for the name asked"), "{err}");
     let bad = caskfs(&["get", &unknown_ca, "a/b"], None);
     assert_eq!(bad.status.code(), Some(5));
 }

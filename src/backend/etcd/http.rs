@@ -42,6 +42,8 @@ pub struct Member {
     /// `http://host:port` or `https://NAME:port`.
     base: String,
     tls: bool,
+    /// Whether a client certificate is offered.
+    with_cert: bool,
 }
 
 impl Member {
@@ -93,6 +95,7 @@ impl Member {
             agent,
             base,
             tls: tls.is_some(),
+            with_cert: tls.is_some_and(|t| t.client_cert().is_some()),
         }
     }
 
@@ -210,20 +213,16 @@ impl Member {
                     "{io} (if the cluster serves TLS, give cacert= in the URL)"
                 ))
             }
-            e => fault(e),
+            ureq::Error::Rustls(r) => Fault::Refused(super::tls::reason(&r, self.with_cert)),
+            ureq::Error::Io(io) => {
+                match io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                    Some(r) => Fault::Refused(super::tls::reason(r, self.with_cert)),
+                    None => Fault::Down(io.to_string()),
+                }
+            }
+            ureq::Error::Timeout(t) => Fault::Down(format!("timed out ({t})")),
+            other => Fault::Down(other.to_string()),
         }
-    }
-}
-
-fn fault(e: ureq::Error) -> Fault {
-    match e {
-        ureq::Error::Rustls(r) => Fault::Refused(super::tls::reason(&r)),
-        ureq::Error::Io(io) => match io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-            Some(r) => Fault::Refused(super::tls::reason(r)),
-            None => Fault::Down(io.to_string()),
-        },
-        ureq::Error::Timeout(t) => Fault::Down(format!("timed out ({t})")),
-        other => Fault::Down(other.to_string()),
     }
 }
 

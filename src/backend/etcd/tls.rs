@@ -65,8 +65,9 @@ fn private_key(file: &Path) -> Result<PrivateKey<'static>, String> {
         .map_err(|e| format!("key={}: no PEM private key in it ({e})", file.display()))
 }
 
-/// What a TLS failure with a member means, in words.
-pub fn reason(e: &rustls::Error) -> String {
+/// What a TLS failure with a member means, in words; `with_cert`: whether
+/// we offered a client certificate.
+pub fn reason(e: &rustls::Error, with_cert: bool) -> String {
     use rustls::Error as E;
     match e {
         E::InvalidCertificate(c) => match c {
@@ -92,9 +93,13 @@ pub fn reason(e: &rustls::Error) -> String {
             | AlertDescription::CertificateUnknown
             | AlertDescription::DecryptError
             | AlertDescription::AccessDenied),
-        ) => format!(
+        ) if with_cert => format!(
             "TLS: the member refused our client certificate (alert {a:?}); cert= and key= \
              must be a pair its CA signed"
+        ),
+        E::AlertReceived(a) if !with_cert => format!(
+            "TLS: the member refused the handshake (alert {a:?}): it may want a client \
+             certificate; give cert= and key="
         ),
         E::InvalidMessage(_) | E::InappropriateMessage { .. } => {
             format!("TLS: the member does not speak TLS on this port ({e})")
@@ -128,8 +133,9 @@ mod tests {
     #[test]
     fn reasons_say_what_to_fix() {
         let unknown = rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer);
-        assert!(reason(&unknown).contains("not signed by the CA of cacert="));
+        assert!(reason(&unknown, true).contains("not signed by the CA of cacert="));
         let alert = rustls::Error::AlertReceived(AlertDescription::UnknownCA);
-        assert!(reason(&alert).contains("refused our client certificate"));
+        assert!(reason(&alert, true).contains("refused our client certificate"));
+        assert!(reason(&alert, false).contains("give cert= and key="));
     }
 }
