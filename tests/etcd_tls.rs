@@ -248,6 +248,29 @@ fn a_user_and_password_mount_and_their_token_is_renewed_as_it_lapses() {
         m.log()
     );
     eprintln!("authenticated {authenticated} times over 9 s with a 2 s token");
+
+    // A mount left idle: its watch, quiet for 10 s, is opened again
+    // with a token that lapsed long ago. It must still learn of another
+    // mount's new file (a name it has not seen is listed only if the watch
+    // told it).
+    let other = Mount::start_backend_env(&url, &[], &[(PASSWORD_VAR, "s3cret pass")]);
+    std::thread::sleep(Duration::from_secs(12));
+    other.ok("echo from-other > mnt/d/new");
+    let mut listed = String::new();
+    for _ in 0..100 {
+        listed = m.ok("ls mnt/d");
+        if listed.contains("new") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(
+        listed,
+        "k2\nnew\n",
+        "the idle mount's watch did not follow the other mount:\n{}",
+        m.log()
+    );
+    drop(other);
     drop(m);
 
     // Offline commands with the same URL.

@@ -452,14 +452,7 @@ fn reply_error(reply: &Json) -> Option<Retry> {
         .to_string();
     Some(match code {
         0 => return None,
-        // A token that lapsed or that a restarted member forgot, one
-        // older than a change of users, or none where auth is on.
-        _ if message.contains("invalid auth token")
-            || message.contains("revision of auth store is old")
-            || message.contains("user name is empty") =>
-        {
-            Retry::No(Error::BadToken(message))
-        }
+        _ if bad_token(&message) => Retry::No(Error::BadToken(message)),
         7 | 16 => Retry::No(Error::Refused(message)),
         8 if message.contains("space exceeded") => Retry::No(Error::NoSpace),
         3 if message.contains("too large") || message.contains("too many") => {
@@ -472,6 +465,15 @@ fn reply_error(reply: &Json) -> Option<Retry> {
         }
         _ => Retry::No(Error::Failed(message)),
     })
+}
+
+/// Whether etcd's words mean that the auth token sent will not do: one
+/// that lapsed or that a restarted member forgot, one older than a change
+/// of users, or none where auth is on.
+fn bad_token(message: &str) -> bool {
+    message.contains("invalid auth token")
+        || message.contains("revision of auth store is old")
+        || message.contains("user name is empty")
 }
 
 fn op_json(op: &Op) -> Json {
@@ -536,6 +538,15 @@ impl Watch {
         let result = &msg["result"];
         if result["canceled"].as_bool() == Some(true) {
             let why = result["cancel_reason"].as_str().unwrap_or("canceled");
+            // A watch opened again after a quiet spell carries the token
+            // of its day, which may have lapsed since: etcd cancels it.
+            if bad_token(why)
+                && let Some((auth, token)) = &self.stale
+            {
+                auth.forget(token);
+                debug!("etcd watch: {why}; authenticating again");
+                return Ok(None);
+            }
             return Err(Error::Failed(format!("watch canceled: {why}")));
         }
         let mut events = Vec::new();
@@ -642,5 +653,22 @@ mod tests {
             Some(Retry::No(Error::TooLarge(_)))
         ));
         assert!(reply_error(&json!({"header": {"revision": "3"}})).is_none());
+        // A lapsed token, as a reply and as a stream's error object.
+        let lapsed = json!({"code": 16, "message": "etcdserver: invalid auth token"});
+        assert!(matches!(
+            reply_error(&lapsed),
+            Some(Retry::No(Error::BadToken(_)))
+        ));
+        let streamed =
+            json!({"error": {"grpc_code": 16, "message": "etcdserver: invalid auth token"}});
+        assert!(matches!(
+            reply_error(&streamed),
+            Some(Retry::No(Error::BadToken(_)))
+        ));
+        let denied = json!({"code": 7, "message": "etcdserver: permission denied"});
+        assert!(matches!(
+            reply_error(&denied),
+            Some(Retry::No(Error::Refused(_)))
+        ));
     }
 }
