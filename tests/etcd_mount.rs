@@ -143,6 +143,14 @@ fn conflicting_writers_on_two_mounts_never_mix_values() {
     let values = [common::pattern(300_000, 2), common::pattern(200_000, 3)];
     fs::write(a.path("k"), &values[0]).unwrap();
     let stop = AtomicBool::new(false);
+    /// Stops the writers however the reads end: a failed one must not
+    /// leave them writing until the cluster is full, and the test waiting.
+    struct Stop<'a>(&'a AtomicBool);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::Relaxed);
+        }
+    }
     thread::scope(|s| {
         for (m, v) in [(&a, &values[0]), (&b, &values[1])] {
             let stop = &stop;
@@ -155,11 +163,12 @@ fn conflicting_writers_on_two_mounts_never_mix_values() {
                 }
             });
         }
+        let _stop = Stop(&stop);
         let end = Instant::now() + Duration::from_secs(3);
         let mut reads = 0;
         while Instant::now() < end {
             for m in [&a, &b] {
-                let got = fs::read(m.path("k")).unwrap();
+                let got = fs::read(m.path("k")).unwrap_or_else(|e| panic!("reading k: {e}"));
                 assert!(
                     values.contains(&got),
                     "a read saw {} bytes that are neither value",
@@ -168,7 +177,6 @@ fn conflicting_writers_on_two_mounts_never_mix_values() {
                 reads += 1;
             }
         }
-        stop.store(true, Ordering::Relaxed);
         assert!(reads > 10);
     });
     let last = fs::read(a.path("k")).unwrap();
