@@ -336,7 +336,7 @@ impl Client {
 
     /// POSTs `req` to `path`, on the preferred endpoint first, retrying
     /// what certainly did not reach the cluster or found no leader.
-    fn call(&self, path: &str, req: &Json) -> Result<Json> {
+    pub(super) fn call(&self, path: &str, req: &Json) -> Result<Json> {
         let body = req.to_string();
         let token = self.token()?;
         match self.send(path, &body, token.as_deref()) {
@@ -592,7 +592,7 @@ fn dec(field: &Json) -> Result<Vec<u8>> {
 }
 
 /// etcd's JSON gives 64-bit numbers as strings, and leaves out zeros.
-fn int(field: &Json) -> Result<i64> {
+pub(super) fn int(field: &Json) -> Result<i64> {
     match field {
         Json::Null => Ok(0),
         Json::String(s) => s

@@ -12,24 +12,31 @@
 //! - `client`: ranges, transactions and watches; failover and errors
 //! - `legacy`: how the layout before the schema lay (`m/`, `d/`, `c/`),
 //!   which `caskfs backup` still reads
+//! - `status`: the cluster's members, leader, revision and quota, for
+//!   `caskfs stats` and `df`
+//! - `watch_state`: how the watch is doing, for `caskfs stats`
 
 mod auth;
 mod client;
 mod http;
 pub mod legacy;
+pub mod status;
 mod tls;
 mod url;
+mod watch_state;
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::Duration;
 
 use log::{info, warn};
 
 pub use client::{Client, Error as ClientError};
+pub use status::{DEFAULT_QUOTA, EtcdView, Observer};
 pub use url::{EtcdUrl, PASSWORD_VAR, TlsFiles};
+use watch_state::WatchState;
 
 use super::{
     Batch, Change, Changed, Compare, Error, Kv, Op, Pinned, Result, Revision, ScanVisit, Value,
@@ -47,6 +54,8 @@ const PAGE: usize = 1000;
 const MAX_VALUE: u64 = 1 << 20;
 /// etcd's default `--max-txn-ops`.
 const MAX_OPS: usize = 128;
+/// How long `df` and `caskfs stats` keep trying members.
+const STATUS_DEADLINE: Duration = Duration::from_secs(3);
 
 /// What to do with a prefix an older caskfs wrote (keys that were paths),
 /// which is not mounted or carried over in place.
@@ -62,8 +71,11 @@ pub struct Etcd {
     client: Arc<Client>,
     /// The namespace's prefix, ending in `/`.
     prefix: Vec<u8>,
-    /// The revision the last scan read at: a watch starts after it.
-    seen: Arc<AtomicI64>,
+    /// The revision the last scan or watch message brought us to (a
+    /// watch starts after it), and how the watch is doing.
+    watch: Arc<WatchState>,
+    /// The cluster's status for `df` and `caskfs stats`.
+    observer: Arc<Observer>,
 }
 
 fn fail(e: ClientError) -> Error {
@@ -86,7 +98,14 @@ impl Etcd {
     /// Connects to the members `url` names: one request, so that an
     /// unreachable cluster is one clear error.
     pub fn open(url: &EtcdUrl) -> Result<Etcd> {
+        Etcd::open_with_quota(url, DEFAULT_QUOTA)
+    }
+
+    /// The same, with `quota` as the cluster's `--quota-backend-bytes`
+    /// where etcd does not report it (before 3.6).
+    pub fn open_with_quota(url: &EtcdUrl, quota: u64) -> Result<Etcd> {
         let client = Arc::new(Client::new(url, ATTEMPT, DEADLINE).map_err(fail)?);
+        let status_client = Client::new(url, ATTEMPT, STATUS_DEADLINE).map_err(fail)?;
         let mut prefix = url.prefix.clone();
         if prefix.last() != Some(&b'/') {
             prefix.push(b'/');
@@ -97,10 +116,19 @@ impl Etcd {
             url.endpoints.join(","),
             String::from_utf8_lossy(&prefix)
         );
+        let watch = Arc::new(WatchState::new(revision));
+        let observer = Arc::new(Observer::new(
+            status_client,
+            url.to_string(),
+            prefix.clone(),
+            quota,
+            watch.clone(),
+        ));
         Ok(Etcd {
             client,
             prefix,
-            seen: Arc::new(AtomicI64::new(revision)),
+            watch,
+            observer,
         })
     }
 
@@ -116,6 +144,11 @@ impl Etcd {
 
     pub fn prefix(&self) -> &[u8] {
         &self.prefix
+    }
+
+    /// What answers `caskfs stats` for this mount.
+    pub fn observer(&self) -> Arc<Observer> {
+        self.observer.clone()
     }
 }
 
@@ -186,7 +219,7 @@ impl Kv for Etcd {
             .client
             .get_prefix(&self.key(prefix), PAGE, false)
             .map_err(fail)?;
-        self.seen.fetch_max(revision, Ordering::Relaxed);
+        self.watch.seen.fetch_max(revision, Ordering::Relaxed);
         for kv in kvs {
             if let Some(k) = kv.key.strip_prefix(self.prefix.as_slice()) {
                 each(k, Some(&kv.value));
@@ -228,9 +261,9 @@ impl Kv for Etcd {
         Ok(())
     }
 
-    /// The disk of the temporary directory: etcd's quota is not asked.
+    /// The cluster's quota and database size (see `Observer::space`).
     fn space(&self) -> Result<StatFs> {
-        super::disk_space(&std::env::temp_dir())
+        self.observer.space().map_err(fail)
     }
 
     fn shared(&self) -> bool {
@@ -240,14 +273,18 @@ impl Kv for Etcd {
     /// Follows every change under the prefix from the last scan on, and
     /// watches again (from where it left off) whenever the stream ends.
     fn watch(&self, tell: Changed) {
-        let (client, prefix, seen) = (self.client.clone(), self.prefix.clone(), self.seen.clone());
+        let (client, prefix, state) =
+            (self.client.clone(), self.prefix.clone(), self.watch.clone());
+        state.started();
         let spawned = thread::Builder::new()
             .name("etcd-watch".into())
             .spawn(move || {
                 let mut pause = Duration::from_millis(50);
                 loop {
-                    let from = seen.load(Ordering::Relaxed) + 1;
-                    match follow(&client, &prefix, &seen, &tell, from) {
+                    let from = state.seen.load(Ordering::Relaxed) + 1;
+                    let followed = follow(&client, &prefix, &state, &tell, from);
+                    state.closed(followed.as_ref().err().map(ToString::to_string));
+                    match followed {
                         Ok(()) => pause = Duration::from_millis(50),
                         Err(e) => {
                             warn!("etcd watch: {e}; watching again");
@@ -266,11 +303,12 @@ impl Kv for Etcd {
 fn follow(
     client: &Client,
     prefix: &[u8],
-    seen: &AtomicI64,
+    state: &WatchState,
     tell: &Changed,
     from: i64,
 ) -> client::Result<()> {
     let mut w = client.watch(prefix, from)?;
+    state.opened();
     while let Some((events, rev)) = w.next()? {
         for e in &events {
             let (key, value, revision) = match e {
@@ -285,7 +323,7 @@ fn follow(
                 });
             }
         }
-        seen.fetch_max(rev, Ordering::Relaxed);
+        state.message(rev, events.len());
     }
     Ok(())
 }
