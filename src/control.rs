@@ -4,11 +4,20 @@
 //! connection: the client writes a line (`stats`, `stats json`, `compact`,
 //! `check`, `backup DEST`), the daemon answers with a line holding the
 //! exit code, then the text to print.
+//!
+//! An etcd mount has no data directory: its socket is in the abstract
+//! namespace, named after the mountpoint (`socket_name`), which leaves no
+//! file behind a killed daemon. Anyone may connect to such a socket, so
+//! the daemon asks the kernel who connected (SO_PEERCRED) and answers only
+//! root and its own user, on either kind of socket; the client, likewise,
+//! believes only a daemon of root, its own user, or the mount's owner.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::unix::net::{SocketAddr, UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,6 +26,7 @@ use std::time::Instant;
 
 use log::{info, warn};
 
+use crate::backend::etcd::Observer;
 use crate::engine::{CONTROL_FILE, Store};
 use crate::exit::Code;
 use crate::fs::{CaskFs, Findings};
@@ -27,9 +37,36 @@ pub fn socket_path(data_dir: &Path) -> PathBuf {
     data_dir.join(CONTROL_FILE)
 }
 
+/// The abstract socket name of the etcd mount on `mountpoint`
+/// (canonical): the path itself when it fits in a socket address, else
+/// its start and a hash of the whole.
+pub fn socket_name(mountpoint: &Path) -> Vec<u8> {
+    const ROOM: usize = 100;
+    let path = mountpoint.as_os_str().as_bytes();
+    let mut name = b"caskfs-control:".to_vec();
+    if name.len() + path.len() <= ROOM {
+        name.extend_from_slice(path);
+    } else {
+        // FNV-1a: stable across builds, so that client and daemon agree.
+        let hash = path.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        let tail = format!("...{hash:016x}");
+        name.extend_from_slice(&path[..ROOM - name.len() - tail.len()]);
+        name.extend_from_slice(tail.as_bytes());
+    }
+    name
+}
+
+/// What the daemon serves: a local store, or a prefix of an etcd cluster.
+pub enum Served {
+    Local(Arc<Store>),
+    Etcd(Arc<Observer>),
+}
+
 /// What the daemon answers from.
 pub struct Daemon {
-    pub store: Arc<Store>,
+    pub served: Served,
     pub fs: Arc<CaskFs>,
     pub counters: Arc<Counters>,
     pub mountpoint: PathBuf,
@@ -40,7 +77,8 @@ pub struct Daemon {
 
 /// The serving thread; `stop` ends it and removes the socket.
 pub struct Server {
-    path: PathBuf,
+    /// The socket's file, if it has one (a local store's).
+    path: Option<PathBuf>,
     stop: Arc<AtomicBool>,
     /// The listening socket, shut down to wake the accept at stop.
     listener: UnixListener,
@@ -51,13 +89,29 @@ impl Server {
     /// Binds the socket (replacing one a dead daemon left) and answers on
     /// a thread of its own, one request at a time.
     pub fn start(d: Daemon) -> io::Result<Server> {
-        let path = socket_path(d.store.dir());
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-            _ => {}
-        }
-        let listener = UnixListener::bind(&path)?;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        let (listener, path, shown) = match &d.served {
+            Served::Local(store) => {
+                let path = socket_path(store.dir());
+                match std::fs::remove_file(&path) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+                let listener = UnixListener::bind(&path)?;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+                let shown = path.display().to_string();
+                (listener, Some(path), shown)
+            }
+            Served::Etcd(_) => {
+                let name = socket_name(&d.mountpoint);
+                let addr = SocketAddr::from_abstract_name(&name)?;
+                let listener = UnixListener::bind_addr(&addr)?;
+                (
+                    listener,
+                    None,
+                    format!("@{}", String::from_utf8_lossy(&name)),
+                )
+            }
+        };
         let stop = Arc::new(AtomicBool::new(false));
         let stopping = stop.clone();
         let kept = listener.try_clone()?;
@@ -70,7 +124,11 @@ impl Server {
                     }
                     match conn {
                         Ok(c) => {
-                            if let Err(e) = answer(&d, c) {
+                            let answered = match allowed(&c) {
+                                Ok(()) => answer(&d, c),
+                                Err(why) => refuse(c, &why),
+                            };
+                            if let Err(e) = answered {
                                 warn!("control socket: {e}");
                             }
                         }
@@ -78,7 +136,7 @@ impl Server {
                     }
                 }
             })?;
-        info!("answering on {}", path.display());
+        info!("answering on {shown}");
         Ok(Server {
             path,
             stop,
@@ -96,8 +154,68 @@ impl Server {
         if let Some(t) = self.thread.take() {
             let _ = t.join();
         }
-        let _ = std::fs::remove_file(&self.path);
+        if let Some(path) = &self.path {
+            let _ = std::fs::remove_file(path);
+        }
     }
+}
+
+/// The uid of the process at the other end of `conn`.
+fn peer_uid(conn: &UnixStream) -> io::Result<u32> {
+    // SAFETY: ucred is plain data; all-zero is a valid value.
+    let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: `cred` and `len` are valid out-pointers of the size given.
+    let rc = unsafe {
+        libc::getsockopt(
+            conn.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&raw mut cred).cast(),
+            &mut len,
+        )
+    };
+    match rc {
+        0 => Ok(cred.uid),
+        _ => Err(io::Error::last_os_error()),
+    }
+}
+
+fn own_uid() -> u32 {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    unsafe { libc::geteuid() }
+}
+
+/// Only root and the daemon's own user may ask: stats show what files
+/// are open and the cluster's layout, and compact and backup do work.
+fn allowed(conn: &UnixStream) -> Result<(), String> {
+    let uid = peer_uid(conn).map_err(|e| format!("who is asking: {e}"))?;
+    match uid == 0 || uid == own_uid() {
+        true => Ok(()),
+        false => Err(format!(
+            "uid {uid} may not ask: only root and the mount's owner (uid {}) may",
+            own_uid()
+        )),
+    }
+}
+
+fn refuse(conn: UnixStream, why: &str) -> io::Result<()> {
+    info!("control socket: refused {why}");
+    // The request is read first, so that the client's write does not
+    // fail on a closed socket before it reads why.
+    BufReader::new(&conn)
+        .take(4096)
+        .read_line(&mut String::new())?;
+    let mut w = &conn;
+    w.write_all(
+        format!(
+            "{}
+{why}
+",
+            Code::Failed as u8
+        )
+        .as_bytes(),
+    )
 }
 
 fn answer(d: &Daemon, conn: UnixStream) -> io::Result<()> {
@@ -111,10 +229,15 @@ fn answer(d: &Daemon, conn: UnixStream) -> io::Result<()> {
 /// Code 0 stands for success.
 fn reply(d: &Daemon, request: &str) -> (u8, String) {
     let failed = |e: &dyn std::fmt::Display| (Code::Failed as u8, format!("{e}"));
+    let store = match &d.served {
+        Served::Local(store) => store,
+        Served::Etcd(observer) => return etcd_reply(d, observer, request),
+    };
     match request.split_once(' ').unwrap_or((request, "")) {
-        ("stats", form) => match d.store.stats() {
+        ("stats", form) => match store.stats() {
             Ok(stats) => {
-                let live = live(d);
+                let sync = format!("{:?}", store.options().sync).to_lowercase();
+                let live = live(d, sync);
                 match form {
                     "json" => (0, report::json(&stats, Some(&live))),
                     _ => (0, report::table(&stats, Some(&live))),
@@ -123,25 +246,45 @@ fn reply(d: &Daemon, request: &str) -> (u8, String) {
             Err(e) => failed(&e),
         },
         ("compact", _) => match defragment(d)
-            .and_then(|()| d.store.roll())
-            .and_then(|()| d.store.compact())
+            .and_then(|()| store.roll())
+            .and_then(|()| store.compact())
         {
             Ok(Some(r)) => (0, format!("merged {r}\n")),
             Ok(None) => (0, "nothing to merge\n".into()),
             Err(e) => failed(&e),
         },
-        ("check", _) => match (d.store.check_live(), live_tree_check(d)) {
+        ("check", _) => match (store.check_live(), live_tree_check(d)) {
             (Ok(r), Ok(t)) if r.is_clean() && t.problems.is_empty() => (0, format!("{r}\n{t}\n")),
             (Ok(r), Ok(t)) => (Code::Damage as u8, format!("{r}\n{t}\n")),
             (Err(e), _) => failed(&e),
             (_, Err(e)) => failed(&e),
         },
-        ("backup", dest) if Path::new(dest).is_absolute() => {
-            match d.store.backup(Path::new(dest)) {
-                Ok(r) => (0, format!("{r}\n")),
-                Err(e) => failed(&e),
+        ("backup", dest) if Path::new(dest).is_absolute() => match store.backup(Path::new(dest)) {
+            Ok(r) => (0, format!("{r}\n")),
+            Err(e) => failed(&e),
+        },
+        _ => (Code::Usage as u8, format!("unknown request {request:?}\n")),
+    }
+}
+
+/// What the daemon of an etcd mount answers: stats; the rest is etcd's
+/// own work, or done from the prefix's URL.
+fn etcd_reply(d: &Daemon, observer: &Observer, request: &str) -> (u8, String) {
+    let not_here = |why: &str| (Code::Usage as u8, format!("{why}\n"));
+    match request.split_once(' ').unwrap_or((request, "")) {
+        ("stats", form) => {
+            let view = observer.view();
+            let live = live(d, "quorum (etcd)".into());
+            match form {
+                "json" => (0, report::etcd::json(&view, &live)),
+                _ => (0, report::etcd::table(&view, &live)),
             }
         }
+        ("compact", _) => not_here("compact: not on an etcd mount (etcd compacts its own history)"),
+        ("check", _) => not_here("check: not on an etcd mount (etcd checks its own data)"),
+        ("backup", _) => not_here(
+            "backup: an etcd mount is backed up from its URL: caskfs backup etcd://.../PREFIX DIR",
+        ),
         _ => (Code::Usage as u8, format!("unknown request {request:?}\n")),
     }
 }
@@ -167,14 +310,14 @@ pub fn transport(uring: &AtomicBool) -> &'static str {
     }
 }
 
-fn live(d: &Daemon) -> Live {
+fn live(d: &Daemon, sync: String) -> Live {
     Live {
         pid: std::process::id(),
         mountpoint: d.mountpoint.display().to_string(),
         uptime_secs: d.started.elapsed().as_secs_f64(),
         transport: transport(&d.uring),
         reads: d.fs.read_mode(),
-        sync: format!("{:?}", d.store.options().sync).to_lowercase(),
+        sync,
         open_handles: d.fs.open_handles(),
         bytes_read: d.counters.bytes_read(),
         bytes_written: d.counters.bytes_written(),
@@ -185,7 +328,36 @@ fn live(d: &Daemon) -> Live {
 /// Asks the daemon serving `data_dir`: its exit code and text, or `None`
 /// when no daemon answers there (no socket, or one a dead daemon left).
 pub fn ask(data_dir: &Path, request: &str) -> Option<io::Result<(u8, String)>> {
-    let mut conn = match UnixStream::connect(socket_path(data_dir)) {
+    // The socket's file is its owner's alone: whoever answers on it is.
+    ask_at(
+        UnixStream::connect(socket_path(data_dir)),
+        &|_| true,
+        request,
+    )
+}
+
+/// Asks the daemon of the etcd mount on `mountpoint` (canonical), whose
+/// owner is `owner` (as mountinfo says): `None` if none answers.
+pub fn ask_mount(
+    mountpoint: &Path,
+    owner: Option<u32>,
+    request: &str,
+) -> Option<io::Result<(u8, String)>> {
+    let conn = SocketAddr::from_abstract_name(socket_name(mountpoint))
+        .and_then(|a| UnixStream::connect_addr(&a));
+    // Anyone may bind an abstract name first.
+    let believe = |uid: u32| uid == 0 || uid == own_uid() || Some(uid) == owner;
+    ask_at(conn, &believe, request)
+}
+
+/// Talks to the daemon at the other end of `conn`, if `believe` holds
+/// for its uid.
+fn ask_at(
+    conn: io::Result<UnixStream>,
+    believe: &dyn Fn(u32) -> bool,
+    request: &str,
+) -> Option<io::Result<(u8, String)>> {
+    let mut conn = match conn {
         Ok(c) => c,
         Err(e)
             if matches!(
@@ -198,6 +370,13 @@ pub fn ask(data_dir: &Path, request: &str) -> Option<io::Result<(u8, String)>> {
         Err(e) => return Some(Err(e)),
     };
     let mut talk = || -> io::Result<(u8, String)> {
+        let uid = peer_uid(&conn)?;
+        if !believe(uid) {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                format!("the socket is held by uid {uid}, not by the mount's owner"),
+            ));
+        }
         conn.write_all(format!("{request}\n").as_bytes())?;
         let mut all = String::new();
         conn.read_to_string(&mut all)?;

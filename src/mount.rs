@@ -34,6 +34,9 @@ pub struct MountOptions {
     pub daemon: bool,
     /// The local store's options (not used with `backend`).
     pub engine: Options,
+    /// With `backend`, the cluster's `--quota-backend-bytes`, for an etcd
+    /// that does not report it (before 3.6).
+    pub etcd_quota: u64,
     /// The largest file (EFBIG past it).
     pub max_file_size: u64,
     /// FUSE worker threads.
@@ -197,6 +200,7 @@ fn serve(args: &MountOptions, ready: &mut dyn FnMut(&str)) -> Res<()> {
     // inherit the mask); one thread waits for them with sigwait.
     let signals = block_stop_signals()?;
     // The local store, or none when the keys live in etcd.
+    let mut observer = None;
     let (local, kv, source): (Option<Arc<Store>>, Arc<dyn Kv>, _) = match &args.backend {
         None => {
             let store = Store::open(&args.data_dir, args.engine.clone())
@@ -221,7 +225,9 @@ fn serve(args: &MountOptions, ready: &mut dyn FnMut(&str)) -> Res<()> {
             (Some(store), log, args.data_dir.display().to_string())
         }
         Some(url) => {
-            let etcd = Etcd::open(url).map_err(|e| format!("{url}: {e}"))?;
+            let etcd =
+                Etcd::open_with_quota(url, args.etcd_quota).map_err(|e| format!("{url}: {e}"))?;
+            observer = Some(etcd.observer());
             (None, Arc::new(etcd), url.to_string())
         }
     };
@@ -307,10 +313,14 @@ fn serve(args: &MountOptions, ready: &mut dyn FnMut(&str)) -> Res<()> {
     );
     // Weak, as the store below: SIGUSR1 rewrites fragmented files first.
     let defragmenter = Arc::downgrade(&fs);
-    // Live stats and control speak for a local store only, for now.
-    let control = local.as_ref().and_then(|store| {
+    let served = match (&local, observer) {
+        (Some(store), _) => Some(control::Served::Local(store.clone())),
+        (None, Some(o)) => Some(control::Served::Etcd(o)),
+        (None, None) => None,
+    };
+    let control = served.and_then(|served| {
         let started = control::Server::start(control::Daemon {
-            store: store.clone(),
+            served,
             fs,
             counters,
             mountpoint: args.mountpoint.clone(),
@@ -319,7 +329,7 @@ fn serve(args: &MountOptions, ready: &mut dyn FnMut(&str)) -> Res<()> {
         });
         // The mount works without it; only live stats and control do not.
         started
-            .inspect_err(|e| warn!("no control socket in {}: {e}", args.data_dir.display()))
+            .inspect_err(|e| warn!("no control socket for {source}: {e}"))
             .ok()
     });
     ready("ready");

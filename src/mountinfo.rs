@@ -12,6 +12,8 @@ pub struct Mount {
     pub mountpoint: OsString,
     pub fstype: String,
     pub source: OsString,
+    /// Who mounted it, for FUSE (`user_id=` among its options).
+    pub owner: Option<u32>,
 }
 
 /// Everything mounted now, as this process sees it.
@@ -30,10 +32,17 @@ pub fn is_mounted(path: &Path) -> bool {
 fn parse(line: &str) -> Option<Mount> {
     let (before, after) = line.split_once(" - ")?;
     let mut rest = after.split(' ');
+    let (fstype, source) = (rest.next()?.to_string(), unescape(rest.next()?));
+    let owner = rest
+        .next()
+        .unwrap_or("")
+        .split(',')
+        .find_map(|o| o.strip_prefix("user_id=")?.parse().ok());
     Some(Mount {
         mountpoint: unescape(before.split(' ').nth(4)?),
-        fstype: rest.next()?.to_string(),
-        source: unescape(rest.next()?),
+        fstype,
+        source,
+        owner,
     })
 }
 
@@ -84,6 +93,7 @@ mod tests {
                 mountpoint: "/tmp/m nt".into(),
                 fstype: "fuse.caskfs".into(),
                 source: "/data dir".into(),
+                owner: Some(0),
             })
         );
         assert_eq!(parse("no separator"), None);

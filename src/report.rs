@@ -1,5 +1,8 @@
 //! `caskfs stats` as a table for people and as JSON for scripts, for an
-//! unmounted store and, with what only the daemon knows, a mounted one.
+//! unmounted store and, with what only the daemon knows, a mounted one;
+//! `etcd`: the same for a mount of an etcd prefix.
+
+pub mod etcd;
 
 use std::fmt::Write;
 

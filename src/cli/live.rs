@@ -31,20 +31,38 @@ pub fn etcd_mounted_on(path: &Path) -> Option<std::ffi::OsString> {
 
 /// The source of the FUSE mount on `path`, if it is one.
 fn mounted_source(path: &Path) -> Option<std::ffi::OsString> {
+    mounted_on(path).map(|m| m.source)
+}
+
+/// The FUSE mount on `path`, if it is one.
+fn mounted_on(path: &Path) -> Option<mountinfo::Mount> {
     let canon = std::fs::canonicalize(path).ok()?;
-    mountinfo::mounts()
-        .into_iter()
-        .find(|m| {
-            matches!(m.fstype.as_str(), "fuse" | "fuse.caskfs") && m.mountpoint == canon.as_os_str()
-        })
-        .map(|m| m.source)
+    mountinfo::mounts().into_iter().find(|m| {
+        matches!(m.fstype.as_str(), "fuse" | "fuse.caskfs") && m.mountpoint == canon.as_os_str()
+    })
+}
+
+/// `caskfs stats` of the etcd mount on `path`, asked of its daemon:
+/// `None` if `path` is no etcd mount or no daemon answers for it (one of
+/// a build before etcd mounts had a control socket).
+pub fn etcd_stats(path: &Path, json: bool) -> Option<Result<ExitCode, Failure>> {
+    let m = mounted_on(path).filter(|m| m.source.as_encoded_bytes().starts_with(b"etcd://"))?;
+    let request = if json { "stats json" } else { "stats" };
+    let reply = control::ask_mount(Path::new(&m.mountpoint), m.owner, request)?;
+    Some(print_reply(path, reply))
 }
 
 /// Asks the daemon serving `dir`, printing its answer: `None` if no
 /// daemon answers there.
 fn ask(dir: &Path, request: &str) -> Option<Result<ExitCode, Failure>> {
     let reply = control::ask(dir, request)?;
-    Some(match reply {
+    Some(print_reply(dir, reply))
+}
+
+/// Prints a daemon's answer about `shown`: a report on stdout, a failure
+/// as one line.
+fn print_reply(shown: &Path, reply: std::io::Result<(u8, String)>) -> Result<ExitCode, Failure> {
+    match reply {
         // A report (damage found included) goes to stdout; a failure is
         // one line on stderr, as for every command.
         Ok((code, text)) if code == 0 || code == Code::Damage as u8 => std::io::stdout()
@@ -53,13 +71,13 @@ fn ask(dir: &Path, request: &str) -> Option<Result<ExitCode, Failure>> {
             .map_err(|e| Failure::from(format!("writing stdout: {e}"))),
         Ok((code, text)) => Err(Failure::new(
             Code::from_u8(code),
-            format!("{}: {}", dir.display(), text.trim_end()),
+            format!("{}: {}", shown.display(), text.trim_end()),
         )),
         Err(e) => Err(Failure::from(format!(
             "{}: asking the daemon: {e}",
-            control::socket_path(dir).display()
+            shown.display()
         ))),
-    })
+    }
 }
 
 pub fn stats(path: &Path, json: bool) -> Result<ExitCode, Failure> {

@@ -64,9 +64,12 @@ pub enum Command {
     },
     /// Show segments with their live and dead keys and bytes; of a mounted
     /// store (a mountpoint, or its data directory) also what the daemon
-    /// served.
+    /// served. Of an etcd mount's mountpoint: what the daemon served, its
+    /// watch (state, revision seen, lag) and the cluster (members, leader,
+    /// revision, database size and quota); of an etcd URL, the prefix's
+    /// keys and bytes.
     Stats {
-        /// A data directory, or the mountpoint of one.
+        /// A data directory, an etcd URL, or the mountpoint of either.
         path: PathBuf,
         /// One JSON object instead of the table.
         #[arg(long)]
@@ -160,10 +163,15 @@ pub fn run(command: Command) -> Result<ExitCode, Failure> {
             folder,
             recursive,
         } => offline::ls(&data_dir, folder.as_deref(), recursive)?,
-        Command::Stats { path, json } => match etcd::url(&etcd::prefix_of(&path)).transpose()? {
-            Some(url) => etcd::stats(&url, json)?,
-            None => return live::stats(&path, json),
-        },
+        Command::Stats { path, json } => {
+            if let Some(r) = live::etcd_stats(&path, json) {
+                return r;
+            }
+            match etcd::url(&etcd::prefix_of(&path)).transpose()? {
+                Some(url) => etcd::stats(&url, json)?,
+                None => return live::stats(&path, json),
+            }
+        }
         Command::Compact { path } => {
             etcd::not_for_a_prefix(&path, "compact: etcd compacts its own history")?;
             return live::compact(&path);

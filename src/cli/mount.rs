@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use caskfs::backend::etcd::EtcdUrl;
+use caskfs::backend::etcd::{DEFAULT_QUOTA, EtcdUrl};
 use caskfs::engine::{Options, SyncPolicy, parse_ratio, parse_secs, parse_size};
 use caskfs::exit::{Code, Failure};
 use caskfs::mount::{MountOptions, Transport};
@@ -27,6 +27,12 @@ pub struct MountArgs {
     /// CASKFS_ETCD_PASSWORD.
     #[arg(long, value_name = "URL")]
     pub backend: Option<EtcdUrl>,
+    /// With --backend: the cluster's --quota-backend-bytes (K, M, G
+    /// suffixes), which `df` shows as the size and `caskfs stats` as the
+    /// quota, for etcd before 3.6, which does not report it; a newer etcd's
+    /// own figure wins [default: 2G, etcd's default].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub etcd_quota: Option<u64>,
     /// Run in the background; return once the mount is ready.
     #[arg(long)]
     pub daemon: bool,
@@ -161,6 +167,12 @@ impl MountArgs {
                 return Err(Failure::new(Code::Usage, usage));
             }
         };
+        if self.backend.is_none() && self.etcd_quota.is_some() {
+            return Err(Failure::new(
+                Code::Usage,
+                "--etcd-quota has no meaning without --backend: a data directory's size is its disk's",
+            ));
+        }
         let local_only = self.local_only();
         if self.backend.is_some() && !local_only.is_empty() {
             let why = format!(
@@ -182,6 +194,7 @@ impl MountArgs {
         };
         Ok(MountOptions {
             engine: self.engine_options(),
+            etcd_quota: self.etcd_quota.unwrap_or(DEFAULT_QUOTA),
             max_file_size: self.max_value_size,
             // Reads go through the page cache by default, but not from
             // etcd, whose other hosts' changes would not drop this host's
