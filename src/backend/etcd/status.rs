@@ -92,8 +92,9 @@ pub struct Observer {
     /// `--etcd-quota`, for an etcd that does not report its quota.
     quota: u64,
     watch: Arc<WatchState>,
-    /// The last status and when it came.
-    cached: Mutex<Option<(Instant, Status)>>,
+    /// The last status, or why there was none, and when: a cluster that
+    /// is down is not asked again by every statfs for its deadline.
+    cached: Mutex<Option<(Instant, client::Result<Status>)>>,
 }
 
 impl Observer {
@@ -122,17 +123,18 @@ impl Observer {
         }
     }
 
-    /// A status at most `FRESH` old.
+    /// A status (or its failure) at most `FRESH` old.
     fn status(&self) -> client::Result<Status> {
         let mut cached = self.cached.lock();
         if let Some((at, s)) = cached.as_ref()
             && at.elapsed() < FRESH
         {
-            return Ok(s.clone());
+            return again(s);
         }
-        let s = status(&self.client)?;
-        *cached = Some((Instant::now(), s.clone()));
-        Ok(s)
+        let s = status(&self.client);
+        let answer = again(&s);
+        *cached = Some((Instant::now(), s));
+        answer
     }
 
     /// The quota as `df` shows it: total the quota; used what the
@@ -161,7 +163,7 @@ impl Observer {
     pub fn view(&self) -> EtcdView {
         let cluster = (|| -> client::Result<ClusterView> {
             let status = status(&self.client)?;
-            *self.cached.lock() = Some((Instant::now(), status.clone()));
+            *self.cached.lock() = Some((Instant::now(), Ok(status.clone())));
             let members = members(&self.client)?;
             let prefix_keys = count(&self.client, &self.prefix).ok();
             let (quota, quota_from) = self.quota(&status);
@@ -178,6 +180,27 @@ impl Observer {
             watch: self.watch.view(),
             cluster: cluster.map_err(|e| e.to_string()),
         }
+    }
+}
+
+/// A cached answer again.
+fn again(s: &client::Result<Status>) -> client::Result<Status> {
+    match s {
+        Ok(s) => Ok(s.clone()),
+        Err(e) => Err(copy(e)),
+    }
+}
+
+/// The same error again, for a second caller of a cached failure.
+fn copy(e: &client::Error) -> client::Error {
+    use client::Error as E;
+    match e {
+        E::Unavailable(m) => E::Unavailable(m.clone()),
+        E::NoSpace => E::NoSpace,
+        E::TooLarge(m) => E::TooLarge(m.clone()),
+        E::Refused(m) => E::Refused(m.clone()),
+        E::BadToken(m) => E::BadToken(m.clone()),
+        E::Failed(m) => E::Failed(m.clone()),
     }
 }
 
