@@ -397,3 +397,20 @@ fn defragment(d: &Daemon) -> crate::engine::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn socket_names_fit_and_tell_long_paths_apart() {
+        let short = socket_name(Path::new("/mnt/shop"));
+        assert_eq!(short, b"caskfs-control:/mnt/shop");
+        let long = |end: &str| socket_name(&Path::new(&"/d".repeat(80)).join(end));
+        let (a, b) = (long("a"), long("b"));
+        assert!(a.len() <= 100 && a != b, "{a:?}");
+        assert_eq!(a, long("a"), "the client and the daemon must agree");
+        // Whatever the path, the name fits in sun_path with the leading NUL.
+        assert!(SocketAddr::from_abstract_name(&a).is_ok());
+    }
+}

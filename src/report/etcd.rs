@@ -161,3 +161,89 @@ pub fn json(e: &EtcdView, l: &Live) -> String {
     .to_string()
         + "\n"
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::etcd::status::{Member, Status};
+    use crate::backend::etcd::watch_state::WatchView;
+
+    fn view(cluster: Result<ClusterView, String>) -> (EtcdView, Live) {
+        let watch = WatchView {
+            state: "running",
+            seen: 40,
+            since_last_event_secs: Some(0.5),
+            since_last_progress_secs: Some(0.5),
+            reopened: 0,
+            last_error: None,
+        };
+        let live = Live {
+            pid: 7,
+            mountpoint: "/m \"x\"".into(),
+            uptime_secs: 1.0,
+            transport: "/dev/fuse",
+            reads: "direct",
+            sync: String::new(),
+            open_handles: 2,
+            bytes_read: 0,
+            bytes_written: 5,
+            requests: vec![("create", 3)],
+        };
+        let url = "etcd://h:1/p".to_string();
+        (
+            EtcdView {
+                url,
+                watch,
+                cluster,
+            },
+            live,
+        )
+    }
+
+    #[test]
+    fn json_parses_and_names_the_leader_among_the_members() {
+        let members = [(1, "a"), (u64::MAX, "b")]
+            .map(|(id, name)| Member {
+                id,
+                name: name.into(),
+                client_urls: vec![format!("http://{name}:2379")],
+                learner: false,
+            })
+            .to_vec();
+        let cluster = ClusterView {
+            status: Status {
+                member_id: 1,
+                leader_id: u64::MAX,
+                revision: 42,
+                raft_term: 2,
+                version: "3.4.23".into(),
+                db_size: 100,
+                db_size_in_use: 80,
+                db_size_quota: None,
+            },
+            members,
+            prefix_keys: Some(9),
+            quota: 1000,
+            quota_from: "--etcd-quota",
+        };
+        let (e, l) = view(Ok(cluster));
+        let j: Json = serde_json::from_str(&json(&e, &l)).unwrap();
+        assert_eq!(j["cluster"]["leader"]["name"], "b");
+        assert_eq!(j["cluster"]["leader"]["id"], "ffffffffffffffff");
+        assert_eq!(j["watch"]["lag_revisions"], 2);
+        assert_eq!(j["requests"]["create"], 3);
+        assert_eq!(j["mountpoint"], "/m \"x\"");
+        let t = table(&e, &l);
+        assert!(t.contains("leader b (ffffffffffffffff)"), "{t}");
+        assert!(t.contains("lag 2 revisions"), "{t}");
+    }
+
+    #[test]
+    fn a_cluster_that_does_not_answer_says_why() {
+        let (e, l) = view(Err("etcd unavailable: h:1: refused".into()));
+        let j: Json = serde_json::from_str(&json(&e, &l)).unwrap();
+        assert_eq!(j["cluster"]["error"], "etcd unavailable: h:1: refused");
+        assert!(j["watch"]["lag_revisions"].is_null());
+        assert!(table(&e, &l).contains("cluster: not answering: etcd unavailable"));
+    }
+}

@@ -23,7 +23,7 @@ pub mod legacy;
 pub mod status;
 mod tls;
 mod url;
-mod watch_state;
+pub mod watch_state;
 
 use std::borrow::Cow;
 use std::sync::Arc;
