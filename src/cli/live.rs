@@ -49,19 +49,26 @@ pub fn etcd_stats(path: &Path, json: bool) -> Option<Result<ExitCode, Failure>> 
     let m = mounted_on(path).filter(|m| m.source.as_encoded_bytes().starts_with(b"etcd://"))?;
     let request = if json { "stats json" } else { "stats" };
     let reply = control::ask_mount(Path::new(&m.mountpoint), m.owner, request)?;
-    Some(print_reply(path, reply))
+    let socket =
+        String::from_utf8_lossy(&control::socket_name(Path::new(&m.mountpoint))).into_owned();
+    Some(print_reply(path, &format!("@{socket}"), reply))
 }
 
 /// Asks the daemon serving `dir`, printing its answer: `None` if no
 /// daemon answers there.
 fn ask(dir: &Path, request: &str) -> Option<Result<ExitCode, Failure>> {
     let reply = control::ask(dir, request)?;
-    Some(print_reply(dir, reply))
+    let socket = control::socket_path(dir).display().to_string();
+    Some(print_reply(dir, &socket, reply))
 }
 
-/// Prints a daemon's answer about `shown`: a report on stdout, a failure
-/// as one line.
-fn print_reply(shown: &Path, reply: std::io::Result<(u8, String)>) -> Result<ExitCode, Failure> {
+/// Prints a daemon's answer about `shown`, asked on `socket`: a report on
+/// stdout, a failure as one line.
+fn print_reply(
+    shown: &Path,
+    socket: &str,
+    reply: std::io::Result<(u8, String)>,
+) -> Result<ExitCode, Failure> {
     match reply {
         // A report (damage found included) goes to stdout; a failure is
         // one line on stderr, as for every command.
@@ -73,10 +80,7 @@ fn print_reply(shown: &Path, reply: std::io::Result<(u8, String)>) -> Result<Exi
             Code::from_u8(code),
             format!("{}: {}", shown.display(), text.trim_end()),
         )),
-        Err(e) => Err(Failure::from(format!(
-            "{}: asking the daemon: {e}",
-            shown.display()
-        ))),
+        Err(e) => Err(Failure::from(format!("{socket}: asking the daemon: {e}"))),
     }
 }
 
