@@ -64,7 +64,7 @@ fn num(v: &Json) -> i64 {
 #[test]
 fn stats_of_an_etcd_mount_show_requests_the_watch_and_the_cluster() {
     require_etcd!();
-    let cluster = Cluster::start(3, &[]);
+    let mut cluster = Cluster::start(3, &[]);
     let m = Mount::start_backend(&cluster.url("stats"), &["--etcd-quota", "1G"]);
     m.ok("mkdir mnt/d && echo one > mnt/d/a && seq 1 500 > mnt/d/b && cp mnt/d/b mnt/c");
 
@@ -138,9 +138,29 @@ fn stats_of_an_etcd_mount_show_requests_the_watch_and_the_cluster() {
         assert!(table.contains(fact), "no {fact:?} in:\n{table}");
     }
 
+    // Every endpoint answers, each as its own member.
+    let endpoints = first["endpoints"].as_array().expect("endpoints");
+    assert_eq!(endpoints.len(), 3, "{first}");
+    assert!(endpoints.iter().all(|e| e["ok"] == true), "{first}");
+
     // The daemon does no etcd's work: a clear usage error.
     let compact = caskfs(&m, &["compact", "mnt"]);
     assert_eq!(compact.status.code(), Some(2));
+
+    // A member that is down shows as such; the others still answer.
+    let down = (led_by + 1) % 3;
+    cluster.kill(down);
+    let after = stats_json(&m);
+    let endpoints = after["endpoints"].as_array().expect("endpoints");
+    assert_eq!(endpoints[down]["ok"], false, "{after}");
+    assert_eq!(
+        endpoints.iter().filter(|e| e["ok"] == true).count(),
+        2,
+        "{after}"
+    );
+    assert!(after["cluster"]["leader"]["name"].is_string(), "{after}");
+    let table = stats(&m, false);
+    assert!(table.contains("not answering"), "{table}");
 }
 
 #[test]

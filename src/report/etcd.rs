@@ -49,6 +49,28 @@ pub fn table(e: &EtcdView, l: &Live) -> String {
         }
         Ok(c) => cluster_table(&mut out, c),
     }
+    let name = |id: u64| match &e.cluster {
+        Ok(c) => c.name_of(id),
+        Err(_) => format!("{id:x}"),
+    };
+    for (endpoint, answer) in &e.endpoints {
+        let _ = match answer {
+            Ok(s) => writeln!(
+                out,
+                "endpoint {endpoint}: member {}, revision {}, database {} bytes ({} in use), leader {}",
+                name(s.member_id),
+                s.revision,
+                s.db_size,
+                s.db_size_in_use,
+                if s.leader_id == 0 {
+                    "none".into()
+                } else {
+                    name(s.leader_id)
+                },
+            ),
+            Err(why) => writeln!(out, "endpoint {endpoint}: not answering: {why}"),
+        };
+    }
     out
 }
 
@@ -133,6 +155,27 @@ pub fn json(e: &EtcdView, l: &Live) -> String {
             })
         }
     };
+    let name = |id: u64| match &e.cluster {
+        Ok(c) => c.name_of(id),
+        Err(_) => format!("{id:x}"),
+    };
+    let endpoints: Vec<Json> = e
+        .endpoints
+        .iter()
+        .map(|(endpoint, answer)| match answer {
+            Ok(s) => json!({
+                "endpoint": endpoint,
+                "ok": true,
+                "member": name(s.member_id),
+                "member_id": format!("{:x}", s.member_id),
+                "leader_id": format!("{:x}", s.leader_id),
+                "revision": s.revision,
+                "db_size": s.db_size,
+                "db_size_in_use": s.db_size_in_use,
+            }),
+            Err(why) => json!({ "endpoint": endpoint, "ok": false, "error": why }),
+        })
+        .collect();
     let watch = json!({
         "state": w.state,
         "seen_revision": w.seen,
@@ -157,6 +200,7 @@ pub fn json(e: &EtcdView, l: &Live) -> String {
         "requests": requests,
         "watch": watch,
         "cluster": cluster,
+        "endpoints": endpoints,
     })
     .to_string()
         + "\n"
@@ -195,6 +239,7 @@ mod tests {
                 url,
                 watch,
                 cluster,
+                endpoints: vec![("h:2".into(), Err("refused".into()))],
             },
             live,
         )
@@ -233,6 +278,7 @@ mod tests {
         assert_eq!(j["watch"]["lag_revisions"], 2);
         assert_eq!(j["requests"]["create"], 3);
         assert_eq!(j["mountpoint"], "/m \"x\"");
+        assert_eq!(j["endpoints"][0]["ok"], false);
         let t = table(&e, &l);
         assert!(t.contains("leader b (ffffffffffffffff)"), "{t}");
         assert!(t.contains("lag 2 revisions"), "{t}");

@@ -56,6 +56,8 @@ const MAX_VALUE: u64 = 1 << 20;
 const MAX_OPS: usize = 128;
 /// How long `df` and `caskfs stats` keep trying members.
 const STATUS_DEADLINE: Duration = Duration::from_secs(3);
+/// How long `caskfs stats` waits for each endpoint's own status.
+const ENDPOINT_DEADLINE: Duration = Duration::from_secs(1);
 
 /// What to do with a prefix an older caskfs wrote (keys that were paths),
 /// which is not mounted or carried over in place.
@@ -106,6 +108,16 @@ impl Etcd {
     pub fn open_with_quota(url: &EtcdUrl, quota: u64) -> Result<Etcd> {
         let client = Arc::new(Client::new(url, ATTEMPT, DEADLINE).map_err(fail)?);
         let status_client = Client::new(url, ATTEMPT, STATUS_DEADLINE).map_err(fail)?;
+        // One client per endpoint, so that stats can say which is down.
+        let mut endpoints = Vec::new();
+        for e in &url.endpoints {
+            let one = EtcdUrl {
+                endpoints: vec![e.clone()],
+                ..url.clone()
+            };
+            let c = Client::new(&one, ENDPOINT_DEADLINE, ENDPOINT_DEADLINE).map_err(fail)?;
+            endpoints.push((e.clone(), c));
+        }
         let mut prefix = url.prefix.clone();
         if prefix.last() != Some(&b'/') {
             prefix.push(b'/');
@@ -119,6 +131,7 @@ impl Etcd {
         let watch = Arc::new(WatchState::new(revision));
         let observer = Arc::new(Observer::new(
             status_client,
+            endpoints,
             url.to_string(),
             prefix.clone(),
             quota,

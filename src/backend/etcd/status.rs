@@ -6,6 +6,7 @@
 //! cannot.
 
 use std::sync::Arc;
+use std::thread;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
@@ -80,6 +81,9 @@ pub struct EtcdView {
     pub url: String,
     pub watch: WatchView,
     pub cluster: Result<ClusterView, String>,
+    /// Each endpoint of the URL, asked on its own: which member answers
+    /// there and what it says, or why it does not.
+    pub endpoints: Vec<(String, Result<Status, String>)>,
 }
 
 /// Answers for the cluster of one mount.
@@ -87,6 +91,8 @@ pub struct Observer {
     /// A client of its own, with a short deadline: `df` and `stats` on a
     /// cluster that is down answer in seconds, and wait for no write.
     client: Client,
+    /// Each endpoint of the URL with a client of its own.
+    endpoints: Vec<(String, Client)>,
     url: String,
     prefix: Vec<u8>,
     /// `--etcd-quota`, for an etcd that does not report its quota.
@@ -100,6 +106,7 @@ pub struct Observer {
 impl Observer {
     pub fn new(
         client: Client,
+        endpoints: Vec<(String, Client)>,
         url: String,
         prefix: Vec<u8>,
         quota: u64,
@@ -107,6 +114,7 @@ impl Observer {
     ) -> Observer {
         Observer {
             client,
+            endpoints,
             url,
             prefix,
             quota,
@@ -161,6 +169,29 @@ impl Observer {
     /// Everything `caskfs stats` shows of the cluster and the watch, asked
     /// afresh.
     pub fn view(&self) -> EtcdView {
+        // The endpoints at once, beside the cluster's view: a member that
+        // does not answer costs its deadline once, not once per member.
+        thread::scope(|s| {
+            let asked: Vec<_> = self
+                .endpoints
+                .iter()
+                .map(|(name, c)| (name, s.spawn(|| status(c).map_err(|e| e.to_string()))))
+                .collect();
+            let mut view = self.cluster_view();
+            view.endpoints = asked
+                .into_iter()
+                .map(|(name, h)| {
+                    let answer = h
+                        .join()
+                        .unwrap_or_else(|_| Err("the status request panicked".into()));
+                    (name.clone(), answer)
+                })
+                .collect();
+            view
+        })
+    }
+
+    fn cluster_view(&self) -> EtcdView {
         let cluster = (|| -> client::Result<ClusterView> {
             let status = status(&self.client)?;
             *self.cached.lock() = Some((Instant::now(), Ok(status.clone())));
@@ -179,6 +210,7 @@ impl Observer {
             url: self.url.clone(),
             watch: self.watch.view(),
             cluster: cluster.map_err(|e| e.to_string()),
+            endpoints: Vec::new(),
         }
     }
 }
