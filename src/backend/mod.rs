@@ -6,14 +6,17 @@
 //! - `memory`: a map in memory, for tests of the filesystem without a
 //!   disk or a mount
 //! - `etcd`: an etcd cluster, shared by several hosts
+//! - `locks`: file locks that every host of a shared backend sees
 
 pub mod etcd;
+pub mod locks;
 mod log;
 mod memory;
 
 use std::borrow::Cow;
 use std::fmt;
 
+pub use locks::{Held, LockKind, Locks};
 pub use log::{Log, disk_space};
 pub use memory::Memory;
 

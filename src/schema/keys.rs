@@ -19,6 +19,7 @@ const EXTENT: u8 = b'x';
 const ORPHAN: u8 = b'o';
 const COUNTER: u8 = b'c';
 const HOLDERS: u8 = b'r';
+const LOCKS: u8 = b'l';
 
 /// A key of the schema, not one of the old layout.
 pub fn is_schema_key(key: &[u8]) -> bool {
@@ -43,6 +44,12 @@ fn id_of(tag: u8, key: &[u8]) -> Option<u64> {
 
 pub fn inode(ino: u64) -> [u8; 9] {
     tagged(INODE, ino)
+}
+
+/// Where the file locks on `ino` lie (`backend::locks`): one key per
+/// daemon and lock owner after it, on a shared backend only.
+pub fn locks(ino: u64) -> [u8; 9] {
+    tagged(LOCKS, ino)
 }
 
 pub fn inode_prefix() -> &'static [u8] {

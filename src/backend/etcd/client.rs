@@ -578,7 +578,7 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     vec![0]
 }
 
-fn enc(bytes: &[u8]) -> String {
+pub(super) fn enc(bytes: &[u8]) -> String {
     B64.encode(bytes)
 }
 
@@ -605,7 +605,7 @@ pub(super) fn int(field: &Json) -> Result<i64> {
     }
 }
 
-fn revision(reply: &Json) -> Result<i64> {
+pub(super) fn revision(reply: &Json) -> Result<i64> {
     int(&reply["header"]["revision"])
 }
 
@@ -617,7 +617,7 @@ fn kv(j: &Json) -> Result<Kv> {
     })
 }
 
-fn kvs(reply: &Json) -> Result<Vec<Kv>> {
+pub(super) fn kvs(reply: &Json) -> Result<Vec<Kv>> {
     reply["kvs"]
         .as_array()
         .map(Vec::as_slice)

@@ -15,11 +15,15 @@
 //! - `status`: the cluster's members, leader, revision and quota, for
 //!   `caskfs stats` and `df`
 //! - `watch_state`: how the watch is doing, for `caskfs stats`
+//! - `lease`: the daemon's lease, which its locks live as long as
+//! - `locks`: `flock` and `fcntl` locks that every mount of the prefix sees
 
 mod auth;
 mod client;
 mod http;
 pub mod legacy;
+mod lease;
+mod locks;
 pub mod status;
 mod tls;
 mod url;
@@ -162,6 +166,18 @@ impl Etcd {
     /// What answers `caskfs stats` for this mount.
     pub fn observer(&self) -> Arc<Observer> {
         self.observer.clone()
+    }
+
+    /// File locks that every mount of the prefix sees, held under a lease
+    /// of `ttl` that this daemon keeps alive: a host that dies loses its
+    /// locks when the lease lapses.
+    pub fn locks(&self, ttl: Duration) -> Result<Arc<dyn super::Locks>> {
+        let lease = lease::Lease::grant(self.client.clone(), ttl).map_err(fail)?;
+        Ok(Arc::new(locks::EtcdLocks::new(
+            self.client.clone(),
+            self.prefix.clone(),
+            lease,
+        )))
     }
 }
 
