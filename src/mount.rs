@@ -48,6 +48,9 @@ pub struct MountOptions {
     pub allow_other: bool,
     /// With `daemon`, where log lines go.
     pub log_file: Option<PathBuf>,
+    /// With `backend`: the TTL of the lease the daemon's file locks live
+    /// under (how long a dead host keeps them).
+    pub lock_lease: std::time::Duration,
 }
 
 type Res<T> = Result<T, Failure>;
@@ -199,6 +202,8 @@ fn serve(args: &MountOptions, ready: &mut dyn FnMut(&str)) -> Res<()> {
     // Block the stop signals and SIGUSR1 (merge now) in every thread (they
     // inherit the mask); one thread waits for them with sigwait.
     let signals = block_stop_signals()?;
+    // The locks every host sees, on etcd; else the kernel keeps them.
+    let mut locks = None;
     // The local store, or none when the keys live in etcd.
     let mut observer = None;
     let (local, kv, source): (Option<Arc<Store>>, Arc<dyn Kv>, _) = match &args.backend {
@@ -228,6 +233,8 @@ fn serve(args: &MountOptions, ready: &mut dyn FnMut(&str)) -> Res<()> {
             let etcd =
                 Etcd::open_with_quota(url, args.etcd_quota).map_err(|e| format!("{url}: {e}"))?;
             observer = Some(etcd.observer());
+            let leased = etcd.locks(args.lock_lease);
+            locks = Some(leased.map_err(|e| format!("{url}: a lease for locks: {e}"))?);
             (None, Arc::new(etcd), url.to_string())
         }
     };
@@ -276,7 +283,7 @@ fn serve(args: &MountOptions, ready: &mut dyn FnMut(&str)) -> Res<()> {
     config.n_threads = Some(usize::from(args.threads));
     config.clone_fd = args.threads > 1;
     let prepared = prepare_uring(args)?;
-    let (requests, notifier) = transport::requests(fs.clone());
+    let (requests, notifier) = transport::requests(fs.clone(), locks);
     let counters = requests.counters();
     let mut classic = Classic::new(requests.clone());
     // The rings, the flag INIT sets if the kernel agreed to them, and what

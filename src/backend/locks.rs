@@ -78,13 +78,7 @@ pub trait Locks: Send + Sync {
 /// What an owner holds after setting `start..=end` to `kind` (`None`:
 /// unlocking it): the part of each old range outside it stays, the new
 /// lock goes in, and touching ranges of one kind become one.
-pub fn apply(
-    held: &[Held],
-    kind: Option<LockKind>,
-    start: u64,
-    end: u64,
-    pid: u32,
-) -> Vec<Held> {
+pub fn apply(held: &[Held], kind: Option<LockKind>, start: u64, end: u64, pid: u32) -> Vec<Held> {
     let mut out = Vec::with_capacity(held.len() + 2);
     for h in held {
         if !h.overlaps(start, end) {
@@ -92,7 +86,10 @@ pub fn apply(
             continue;
         }
         if h.start < start {
-            out.push(Held { end: start - 1, ..*h });
+            out.push(Held {
+                end: start - 1,
+                ..*h
+            });
         }
         if h.end > end {
             out.push(Held {
@@ -140,7 +137,12 @@ pub fn encode(held: &[Held]) -> Vec<u8> {
 
 /// The locks `encode` wrote.
 pub fn decode(value: &[u8]) -> Result<Vec<Held>> {
-    let bad = || Error::Corrupt(format!("a lock record: {:?}", String::from_utf8_lossy(value)));
+    let bad = || {
+        Error::Corrupt(format!(
+            "a lock record: {:?}",
+            String::from_utf8_lossy(value)
+        ))
+    };
     let text = std::str::from_utf8(value).map_err(|_| bad())?;
     text.lines()
         .map(|line| {

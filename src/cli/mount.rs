@@ -98,6 +98,23 @@ pub struct MountArgs {
     /// With --daemon, append log lines here instead of discarding them.
     #[arg(long)]
     pub log_file: Option<PathBuf>,
+    /// With --backend: the TTL of the etcd lease this daemon's file locks
+    /// live under, which is how long a host that dies keeps its locks
+    /// (whole seconds, as `10s` or `10`) [default: 10s].
+    #[arg(long, value_name = "SECS", value_parser = parse_lease)]
+    pub lock_lease: Option<Duration>,
+}
+
+/// `--lock-lease`: whole seconds, with or without an `s`; etcd's leases
+/// count seconds.
+fn parse_lease(s: &str) -> Result<Duration, String> {
+    let secs = s.trim().strip_suffix('s').unwrap_or(s.trim());
+    match secs.parse::<u64>() {
+        Ok(n) if (1..=86_400).contains(&n) => Ok(Duration::from_secs(n)),
+        _ => Err(format!(
+            "bad lease \"{s}\": use whole seconds from 1 to 86400, such as 10s"
+        )),
+    }
 }
 
 /// `--transport`: see `caskfs::mount::Transport`.
@@ -173,6 +190,11 @@ impl MountArgs {
                 "--etcd-quota has no meaning without --backend: a data directory's size is its disk's",
             ));
         }
+        if self.backend.is_none() && self.lock_lease.is_some() {
+            let why = "--lock-lease has meaning only with --backend: on a local mount the \
+                       kernel keeps the locks";
+            return Err(Failure::new(Code::Usage, why));
+        }
         let local_only = self.local_only();
         if self.backend.is_some() && !local_only.is_empty() {
             let why = format!(
@@ -213,6 +235,7 @@ impl MountArgs {
             read_only: self.read_only,
             allow_other: self.allow_other,
             log_file,
+            lock_lease: self.lock_lease.unwrap_or(Duration::from_secs(10)),
         })
     }
 }

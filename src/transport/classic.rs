@@ -144,7 +144,11 @@ impl Filesystem for Classic {
             InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP,
             InitFlags::FUSE_PARALLEL_DIROPS,
         ];
-        for flag in wanted {
+        // On a shared backend the daemon keeps fcntl and flock locks, so
+        // that every host sees them; else the kernel keeps them itself.
+        let locks = [InitFlags::FUSE_POSIX_LOCKS, InitFlags::FUSE_FLOCK_LOCKS];
+        let locks = locks.iter().filter(|_| self.requests.serves_locks());
+        for &flag in wanted.iter().chain(locks) {
             if config.capabilities().contains(flag) {
                 let _ = config.add_capabilities(flag);
             }
@@ -363,25 +367,27 @@ impl Filesystem for Classic {
     fn flush(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply_empty(reply, self.requests.flush(fh.0, lock_owner.0, req.pid()));
+        let r = self.requests.flush(ino.0, fh.0, lock_owner.0, req.pid());
+        reply_empty(reply, r);
     }
 
     fn release(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         _flags: OpenFlags,
-        _lock_owner: Option<LockOwner>,
+        flock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        reply_empty(reply, self.requests.release(fh.0));
+        let r = self.requests.release(ino.0, fh.0, flock_owner.map(|o| o.0));
+        reply_empty(reply, r);
     }
 
     fn fsync(
@@ -527,32 +533,42 @@ impl Filesystem for Classic {
     fn getlk(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         _fh: FileHandle,
-        _lock_owner: LockOwner,
-        _start: u64,
-        _end: u64,
-        _typ: i32,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
         _pid: u32,
         reply: ReplyLock,
     ) {
-        reply.error(errno(self.requests.refuse(Refused::Getlk)));
+        match self.requests.getlk(ino.0, lock_owner.0, start, end, typ) {
+            Ok(l) => reply.locked(l.start, l.end, l.typ, l.pid),
+            Err(e) => reply.error(errno(e)),
+        }
     }
 
+    /// fuser does not pass FUSE_LK_FLOCK: an flock and an fcntl lock are
+    /// both a range of an owner here (flock's is the whole file, its
+    /// owner the open file), so on these mounts the two kinds conflict
+    /// with each other, as on BSD.
     fn setlk(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
+        req: &Request,
+        ino: INodeNo,
         _fh: FileHandle,
-        _lock_owner: LockOwner,
-        _start: u64,
-        _end: u64,
-        _typ: i32,
-        _pid: u32,
-        _sleep: bool,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        pid: u32,
+        sleep: bool,
         reply: ReplyEmpty,
     ) {
-        reply.error(errno(self.requests.refuse(Refused::Setlk)));
+        let r = self
+            .requests
+            .setlk(ino.0, lock_owner.0, start, end, typ, pid, sleep, req.pid());
+        reply_empty(reply, r);
     }
 
     fn bmap(&self, _req: &Request, _ino: INodeNo, _blocksize: u32, _idx: u64, reply: ReplyBmap) {

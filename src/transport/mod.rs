@@ -8,9 +8,11 @@
 //! - `uring`: FUSE over io_uring
 //! - `notify`: telling the kernel what changed behind its back
 //! - `counters`: what the daemon served, for `caskfs stats`
+//! - `killed`: whether a waiting caller is being killed
 
 mod classic;
 mod counters;
+mod killed;
 mod notify;
 mod request;
 pub mod uring;
@@ -21,13 +23,18 @@ pub use classic::Classic;
 pub use counters::Counters;
 pub use request::Requests;
 
+use crate::backend::Locks;
 use crate::fs::CaskFs;
 
 /// The request layer over `fs`, and the slot where the session's notifier
 /// goes once the session is made: the filesystem tells the kernel through
-/// it what changed behind its back.
-pub fn requests(fs: Arc<CaskFs>) -> (Arc<Requests>, Arc<OnceLock<fuser::Notifier>>) {
+/// it what changed behind its back. With `locks`, the daemon keeps the
+/// file locks, which every host then sees.
+pub fn requests(
+    fs: Arc<CaskFs>,
+    locks: Option<Arc<dyn Locks>>,
+) -> (Arc<Requests>, Arc<OnceLock<fuser::Notifier>>) {
     let notifier = Arc::new(OnceLock::new());
     fs.set_kernel_cache(Box::new(notify::Invalidator(notifier.clone())));
-    (Arc::new(Requests::new(fs)), notifier)
+    (Arc::new(Requests::new(fs, locks)), notifier)
 }

@@ -9,6 +9,8 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use super::counters::{Counters, Req};
+use super::killed;
+use crate::backend::{LockKind, Locks};
 use crate::fs::{
     Attr, BLOCK_SIZE, Caller, CaskFs, DirEntry, Error, Opened, ReadMode, SetAttr, log_and_errno,
 };
@@ -17,6 +19,10 @@ use crate::vocab::{FileType, StatFs};
 /// What a request that fails answers: an errno.
 pub type Errno = i32;
 pub type Answer<T> = Result<T, Errno>;
+
+/// How long a blocking lock (SETLKW) waits at most between two looks at
+/// the locks in its way.
+const LOCK_POLL_MAX: Duration = Duration::from_millis(100);
 
 /// `FOPEN_*` flags of an open's reply, as the kernel defines them.
 pub const FOPEN_DIRECT_IO: u32 = 1 << 0;
@@ -85,6 +91,16 @@ pub struct EntryOut {
     pub attr_ttl: Duration,
 }
 
+/// The reply to GETLK: the lock in the way, or `F_UNLCK` if none.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LockOut {
+    pub start: u64,
+    pub end: u64,
+    /// `F_RDLCK`, `F_WRLCK` or `F_UNLCK`.
+    pub typ: i32,
+    pub pid: u32,
+}
+
 /// The reply to open and opendir.
 #[derive(Clone, Copy, Debug)]
 pub struct OpenOut {
@@ -109,6 +125,9 @@ pub enum Refused {
 
 pub struct Requests {
     fs: Arc<CaskFs>,
+    /// File locks every host sees, on a shared backend; without them the
+    /// kernel keeps locks itself (INIT does not ask for them).
+    locks: Option<Arc<dyn Locks>>,
     counters: Arc<Counters>,
     /// How long the kernel may keep names and attributes.
     ttl: Duration,
@@ -147,23 +166,47 @@ fn xattr_out(op: &str, r: crate::fs::Result<Vec<u8>>, size: u32) -> Answer<Xattr
 /// How the kernel is to treat an open file. A writer's is direct I/O:
 /// reads and writes go to its handle, which holds the writer's own view.
 /// A reader's goes through the page cache when the filesystem allows,
-/// else straight to the value it pinned. Read-only opens need no flush.
-fn open_flags(o: &Opened) -> u32 {
-    match (o.write, o.read) {
+/// else straight to the value it pinned. Read-only opens need no flush,
+/// unless the daemon keeps the locks: a close releases its process's
+/// `fcntl` locks by a flush.
+fn open_flags(o: &Opened, locks: bool) -> u32 {
+    let flags = match (o.write, o.read) {
         (true, _) => FOPEN_DIRECT_IO,
         (false, ReadMode::Direct) => FOPEN_DIRECT_IO | FOPEN_NOFLUSH,
         (false, ReadMode::Cached { keep: true }) => FOPEN_KEEP_CACHE | FOPEN_NOFLUSH,
         (false, ReadMode::Cached { keep: false }) => FOPEN_NOFLUSH,
+    };
+    match locks {
+        true => flags & !FOPEN_NOFLUSH,
+        false => flags,
+    }
+}
+
+/// A lock request's type (`F_RDLCK`, `F_WRLCK`, `F_UNLCK`) as the lock
+/// to take, `None` to release.
+fn lock_kind(typ: i32) -> Answer<Option<LockKind>> {
+    match typ {
+        libc::F_RDLCK => Ok(Some(LockKind::Read)),
+        libc::F_WRLCK => Ok(Some(LockKind::Write)),
+        libc::F_UNLCK => Ok(None),
+        _ => Err(libc::EINVAL),
     }
 }
 
 impl Requests {
-    pub fn new(fs: Arc<CaskFs>) -> Requests {
+    pub fn new(fs: Arc<CaskFs>, locks: Option<Arc<dyn Locks>>) -> Requests {
         Requests {
             ttl: fs.cache_lifetime(),
             fs,
+            locks,
             counters: Arc::default(),
         }
+    }
+
+    /// Whether the daemon keeps file locks (INIT asks the kernel to send
+    /// them) rather than the kernel.
+    pub fn serves_locks(&self) -> bool {
+        self.locks.is_some()
     }
 
     pub fn fs(&self) -> &Arc<CaskFs> {
@@ -325,7 +368,7 @@ impl Requests {
         let o = self.fs.open(ino, flags, pid).map_err(|e| err("open", &e))?;
         Ok(OpenOut {
             fh: o.fh,
-            flags: open_flags(&o),
+            flags: open_flags(&o, self.serves_locks()),
         })
     }
 
@@ -345,7 +388,7 @@ impl Requests {
             .map_err(|e| err("create", &e))?;
         let open = OpenOut {
             fh: o.fh,
-            flags: open_flags(&o),
+            flags: open_flags(&o, self.serves_locks()),
         };
         Ok((self.entry(&a), open))
     }
@@ -420,14 +463,107 @@ impl Requests {
             .map_err(|e| err("lseek", &e))
     }
 
-    pub fn flush(&self, fh: u64, lock_owner: u64, pid: u32) -> Answer<()> {
+    /// A close: also releases the closing process's `fcntl` locks on the
+    /// file, as POSIX says (the kernel leaves that to the flush when the
+    /// daemon keeps the locks).
+    pub fn flush(&self, ino: u64, fh: u64, lock_owner: u64, pid: u32) -> Answer<()> {
         self.count(Req::Flush);
+        self.release_locks(ino, lock_owner);
         done("flush", self.fs.flush(fh, lock_owner, pid))
     }
 
-    pub fn release(&self, fh: u64) -> Answer<()> {
+    /// The last close of an open file: `flock_owner` is the owner of the
+    /// `flock` locks taken through it, which go now.
+    pub fn release(&self, ino: u64, fh: u64, flock_owner: Option<u64>) -> Answer<()> {
         self.count(Req::Release);
+        if let Some(owner) = flock_owner {
+            self.release_locks(ino, owner);
+        }
         done("release", self.fs.release(fh))
+    }
+
+    /// A close cannot fail for a lock: what could not be released is
+    /// logged, and goes with the daemon's lease at the latest.
+    fn release_locks(&self, ino: u64, owner: u64) {
+        if let Some(locks) = &self.locks
+            && let Err(e) = locks.release(ino, owner)
+        {
+            log::warn!("releasing the locks of owner {owner:x} on inode {ino}: {e}");
+        }
+    }
+
+    /// F_GETLK: the first lock of another owner in the way of `typ` over
+    /// `start..=end`.
+    pub fn getlk(&self, ino: u64, owner: u64, start: u64, end: u64, typ: i32) -> Answer<LockOut> {
+        let Some(locks) = &self.locks else {
+            return Err(self.refuse(Refused::Getlk));
+        };
+        self.count(Req::Getlk);
+        let none = LockOut {
+            start: 0,
+            end: 0,
+            typ: libc::F_UNLCK,
+            pid: 0,
+        };
+        let Some(kind) = lock_kind(typ)? else {
+            return Ok(none);
+        };
+        let found = locks
+            .conflicting(ino, owner, kind, start, end)
+            .map_err(|e| err("getlk", &e.into()))?;
+        Ok(found.map_or(none, |h| LockOut {
+            start: h.start,
+            end: h.end,
+            typ: match h.kind {
+                LockKind::Read => libc::F_RDLCK,
+                LockKind::Write => libc::F_WRLCK,
+            },
+            pid: h.pid,
+        }))
+    }
+
+    /// F_SETLK, F_SETLKW and flock: takes or releases `owner`'s lock over
+    /// `start..=end`. With `sleep` it waits for the locks in the way to
+    /// go, looking again with a backoff up to `LOCK_POLL_MAX`; the wait
+    /// holds this serving thread. fuser answers FUSE_INTERRUPT itself
+    /// (ENOSYS, after which the kernel sends none), and the kernel then
+    /// lets only a fatal signal end the caller's wait, which it cannot
+    /// finish before the reply: so the wait also ends (EINTR) when the
+    /// calling thread has a SIGKILL pending. Deadlocks are not detected.
+    #[allow(clippy::too_many_arguments)]
+    pub fn setlk(
+        &self,
+        ino: u64,
+        owner: u64,
+        start: u64,
+        end: u64,
+        typ: i32,
+        pid: u32,
+        sleep: bool,
+        caller: u32,
+    ) -> Answer<()> {
+        let Some(locks) = &self.locks else {
+            return Err(self.refuse(Refused::Setlk));
+        };
+        self.count(Req::Setlk);
+        let kind = lock_kind(typ)?;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            let taken = locks
+                .set(ino, owner, kind, start, end, pid)
+                .map_err(|e| err("setlk", &e.into()))?;
+            if taken {
+                return Ok(());
+            }
+            if !sleep {
+                return Err(libc::EAGAIN);
+            }
+            if killed::fatal_signal_pending(caller) {
+                return Err(libc::EINTR);
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(LOCK_POLL_MAX);
+        }
     }
 
     pub fn fsync(&self, fh: u64) -> Answer<()> {
@@ -502,8 +638,9 @@ impl Requests {
 
     /// The errno of a request caskfs does not serve, and why each:
     /// - readdirplus: never sent (not asked for at INIT);
-    /// - POSIX locks: not asked for at INIT, so the kernel keeps them
-    ///   itself (they work between processes of this machine);
+    /// - POSIX locks: not asked for at INIT unless the backend is shared,
+    ///   so the kernel keeps them itself (they work between processes of
+    ///   this machine);
     /// - bmap: for block-device filesystems only;
     /// - ioctl: ENOTTY, as for a file that has none;
     /// - poll: ENOSYS makes the kernel treat files as always ready, as

@@ -21,8 +21,8 @@
 mod auth;
 mod client;
 mod http;
-pub mod legacy;
 mod lease;
+pub mod legacy;
 mod locks;
 pub mod status;
 mod tls;

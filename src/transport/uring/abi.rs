@@ -297,6 +297,38 @@ pub struct IoIn {
     pub padding: u32,
 }
 
+/// `FUSE_RELEASE_FLOCK_UNLOCK`: the release's `lock_owner` had flock
+/// locks on the file, which go with it.
+pub const RELEASE_FLOCK_UNLOCK: u32 = 1 << 1;
+
+/// `struct fuse_file_lock`: an inclusive byte range, `F_*LCK`, the pid.
+#[repr(C)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct FileLock {
+    pub start: u64,
+    pub end: u64,
+    pub typ: u32,
+    pub pid: u32,
+}
+
+/// `fuse_lk_in`, of GETLK, SETLK and SETLKW.
+#[repr(C)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct LkIn {
+    pub fh: u64,
+    pub owner: u64,
+    pub lk: FileLock,
+    pub lk_flags: u32,
+    pub padding: u32,
+}
+
+/// `fuse_lk_out`.
+#[repr(C)]
+#[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
+pub struct LkOut {
+    pub lk: FileLock,
+}
+
 #[repr(C)]
 #[derive(Clone, Copy, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 pub struct ReleaseIn {
@@ -433,6 +465,8 @@ mod tests {
         assert_eq!(size_of::<CmdReq>(), 24);
         assert_eq!(size_of::<InHeader>(), 40);
         assert_eq!(size_of::<OutHeader>(), 16);
+        assert_eq!(size_of::<LkIn>(), 48);
+        assert_eq!(size_of::<LkOut>(), 24);
         assert_eq!(size_of::<GetattrIn>(), 16);
         assert_eq!(size_of::<SetattrIn>(), 88);
         assert_eq!(size_of::<MknodIn>(), 16);

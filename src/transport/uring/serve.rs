@@ -116,7 +116,9 @@ pub fn serve(r: &Requests, req: &Request, buf: &mut [u8]) -> Answer<usize> {
         }
         op::RELEASE => {
             let a: abi::ReleaseIn = arg(req.op_in)?;
-            r.release(a.fh).map(|()| 0)
+            let flock_owner =
+                (a.release_flags & abi::RELEASE_FLOCK_UNLOCK != 0).then_some(a.lock_owner);
+            r.release(ino, a.fh, flock_owner).map(|()| 0)
         }
         op::FSYNC => {
             let a: abi::FsyncIn = arg(req.op_in)?;
@@ -124,7 +126,7 @@ pub fn serve(r: &Requests, req: &Request, buf: &mut [u8]) -> Answer<usize> {
         }
         op::FLUSH => {
             let a: abi::FlushIn = arg(req.op_in)?;
-            r.flush(a.fh, a.lock_owner, h.pid).map(|()| 0)
+            r.flush(ino, a.fh, a.lock_owner, h.pid).map(|()| 0)
         }
         op::OPENDIR => put(buf, &opened(&r.opendir(ino)?)),
         op::READDIR => {
@@ -189,8 +191,33 @@ pub fn serve(r: &Requests, req: &Request, buf: &mut [u8]) -> Answer<usize> {
             r.fallocate(a.fh, a.offset, a.length, a.mode as i32, h.pid)
                 .map(|()| 0)
         }
-        op::GETLK => Err(r.refuse(Refused::Getlk)),
-        op::SETLK | op::SETLKW => Err(r.refuse(Refused::Setlk)),
+        op::GETLK => {
+            let a: abi::LkIn = arg(req.op_in)?;
+            let l = r.getlk(ino, a.owner, a.lk.start, a.lk.end, a.lk.typ as i32)?;
+            let lk = abi::FileLock {
+                start: l.start,
+                end: l.end,
+                typ: l.typ as u32,
+                pid: l.pid,
+            };
+            put(buf, &abi::LkOut { lk })
+        }
+        op::SETLK | op::SETLKW => {
+            let a: abi::LkIn = arg(req.op_in)?;
+            let sleep = h.opcode == op::SETLKW;
+            let (lk, owner) = (a.lk, a.owner);
+            r.setlk(
+                ino,
+                owner,
+                lk.start,
+                lk.end,
+                lk.typ as i32,
+                lk.pid,
+                sleep,
+                h.pid,
+            )
+            .map(|()| 0)
+        }
         op::BMAP => Err(r.refuse(Refused::Bmap)),
         op::POLL => Err(r.refuse(Refused::Poll)),
         op::READDIRPLUS => Err(r.refuse(Refused::Readdirplus)),
