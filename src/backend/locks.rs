@@ -9,7 +9,7 @@
 //! range in two), when two locks conflict, and how an owner's locks are
 //! written down as a value.
 
-use super::{Error, Result};
+use super::{Error, Result, Revision};
 
 /// A shared (read) or exclusive (write) lock.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -59,8 +59,10 @@ pub trait Locks: Send + Sync {
     ) -> Result<Option<Held>>;
 
     /// Sets what `owner` holds over `start..=end` of `ino` to `kind`, or
-    /// releases it (`None`). Without waiting: `false`, and nothing
-    /// changed, if another owner's lock conflicts.
+    /// releases it (`None`). Without waiting: `None`, and nothing
+    /// changed, if another owner's lock conflicts; else the revision the
+    /// change was made at (0 if nothing needed changing), which follows
+    /// every change the previous holder made before it unlocked.
     fn set(
         &self,
         ino: u64,
@@ -69,7 +71,7 @@ pub trait Locks: Send + Sync {
         start: u64,
         end: u64,
         pid: u32,
-    ) -> Result<bool>;
+    ) -> Result<Option<Revision>>;
 
     /// Releases every lock `owner` holds on `ino` (a close).
     fn release(&self, ino: u64, owner: u64) -> Result<()>;

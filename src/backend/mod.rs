@@ -245,6 +245,12 @@ pub trait Kv: Send + Sync {
     /// Has `tell` called with every change from now on, its own included
     /// (a shared backend; the others never call it).
     fn watch(&self, _tell: Changed) {}
+    /// Waits up to `within` until `watch` has told every change up to
+    /// `revision`; whether it has. A backend without others' changes has
+    /// nothing to wait for.
+    fn wait_seen(&self, _revision: Revision, _within: std::time::Duration) -> bool {
+        true
+    }
     /// How many times the backend has compacted what it holds: the
     /// filesystem rewrites fragmented files after each (0 for a backend
     /// that does so out of sight).

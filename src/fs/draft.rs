@@ -458,6 +458,18 @@ impl Draft {
         }
     }
 
+    /// Lets a writer's draft without changes read the committed version
+    /// again, loaded at its next use: another host may have committed
+    /// since it was loaded (a lock was just granted, and guards what the
+    /// last holder wrote).
+    pub fn reload_if_unchanged(&self) {
+        let _commit = self.commit.lock();
+        let mut st = self.state.lock();
+        if !st.dirty && matches!(st.body, Body::Committed(Some(_))) {
+            st.body = Body::Committed(None);
+        }
+    }
+
     /// Moves a reader's pin on to `newer` (the file grew from it).
     pub fn follow(&self, newer: Pin) {
         if let Body::Committed(pin) = &mut self.state.lock().body {

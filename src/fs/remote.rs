@@ -35,6 +35,25 @@ impl CaskFs {
         }));
     }
 
+    /// Waits up to `within` until this host has taken in every other
+    /// host's change up to `revision` (a lock granted at it guards what
+    /// they wrote before); whether it has.
+    pub fn catch_up(&self, revision: Revision, within: Duration) -> bool {
+        !self.opts.shared || self.store.kv.wait_seen(revision, within)
+    }
+
+    /// A lock on `ino` was granted: this host's writers that have not
+    /// changed the file read it anew, so that they see what another
+    /// host's holder committed before it unlocked, as NFS revalidates at
+    /// a lock. Readers keep the version they opened.
+    pub fn lock_granted(&self, ino: u64) {
+        if self.opts.shared {
+            for d in self.handles.drafts_of(ino) {
+                d.reload_if_unchanged();
+            }
+        }
+    }
+
     /// On a shared backend, collects garbage now and then in the background
     /// (`collect_garbage`), for as long as the filesystem lives.
     pub fn collect_garbage_in_background(self: &Arc<Self>) {

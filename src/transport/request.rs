@@ -24,6 +24,10 @@ pub type Answer<T> = Result<T, Errno>;
 /// the locks in its way.
 const LOCK_POLL_MAX: Duration = Duration::from_millis(100);
 
+/// How long a lock granted waits for this host to have taken in every
+/// change made before it (the watch's lag).
+const LOCK_CATCH_UP: Duration = Duration::from_secs(5);
+
 /// `FOPEN_*` flags of an open's reply, as the kernel defines them.
 pub const FOPEN_DIRECT_IO: u32 = 1 << 0;
 pub const FOPEN_KEEP_CACHE: u32 = 1 << 1;
@@ -552,7 +556,19 @@ impl Requests {
             let taken = locks
                 .set(ino, owner, kind, start, end, pid)
                 .map_err(|e| err("setlk", &e.into()))?;
-            if taken {
+            if let Some(revision) = taken {
+                // What the previous holder wrote before it unlocked is what
+                // the lock guards: the caller must read it, not this host's
+                // older copy.
+                if kind.is_some() && !self.fs.catch_up(revision, LOCK_CATCH_UP) {
+                    log::warn!(
+                        "setlk: changes up to revision {revision} not seen after \
+                         {LOCK_CATCH_UP:?}; granting the lock anyway"
+                    );
+                }
+                if kind.is_some() {
+                    self.fs.lock_granted(ino);
+                }
                 return Ok(());
             }
             if !sleep {

@@ -20,7 +20,7 @@ use super::client::{self, Client, prefix_end};
 use super::fail;
 use super::lease::Lease;
 use crate::backend::locks::{self, Held, LockKind, Locks};
-use crate::backend::{Error, Result};
+use crate::backend::{Error, Result, Revision};
 use crate::schema::keys;
 
 /// Records of one inode read in one request.
@@ -99,14 +99,15 @@ impl EtcdLocks {
     }
 
     /// Writes `held` as `key`'s record (deleting it when empty) if no
-    /// record of `ino` changed after `revision`; whether it was written.
+    /// record of `ino` changed after `revision`; the revision it was
+    /// written at, if it was.
     fn write_if_unchanged(
         &self,
         ino: u64,
         key: &[u8],
         held: &[Held],
         revision: i64,
-    ) -> Result<bool> {
+    ) -> Result<Option<Revision>> {
         let range = self.inode_prefix(ino);
         let op = match held.is_empty() {
             true => json!({ "request_delete_range": { "key": client::enc(key) } }),
@@ -127,7 +128,10 @@ impl EtcdLocks {
             "success": [op],
         });
         let reply: Json = self.client.call("/v3/kv/txn", &req).map_err(fail)?;
-        Ok(reply["succeeded"].as_bool().unwrap_or(false))
+        match reply["succeeded"].as_bool().unwrap_or(false) {
+            true => Ok(Some(client::revision(&reply).map_err(fail)? as Revision)),
+            false => Ok(None),
+        }
     }
 }
 
@@ -158,10 +162,10 @@ impl Locks for EtcdLocks {
         start: u64,
         end: u64,
         pid: u32,
-    ) -> Result<bool> {
+    ) -> Result<Option<Revision>> {
         self.forget_if_lost();
         if kind.is_none() && !self.held.lock().contains(&(ino, owner)) {
-            return Ok(true);
+            return Ok(Some(0));
         }
         let key = self.key(ino, owner);
         for _ in 0..RACES {
@@ -173,18 +177,21 @@ impl Locks for EtcdLocks {
                 } else if let Some(kind) = kind
                     && r.held.iter().any(|h| h.conflicts(kind, start, end))
                 {
-                    return Ok(false);
+                    return Ok(None);
                 }
             }
             let new = locks::apply(mine, kind, start, end, pid);
-            let written = new == mine || self.write_if_unchanged(ino, &key, &new, revision)?;
-            if written {
+            let written = match new == mine {
+                true => Some(0),
+                false => self.write_if_unchanged(ino, &key, &new, revision)?,
+            };
+            if let Some(at) = written {
                 let mut held = self.held.lock();
                 match new.is_empty() {
                     true => held.remove(&(ino, owner)),
                     false => held.insert((ino, owner)),
                 };
-                return Ok(true);
+                return Ok(Some(at));
             }
         }
         Err(Error::TimedOut(format!(

@@ -299,6 +299,18 @@ impl Kv for Etcd {
         true
     }
 
+    /// The watch sets `seen` after it has told a response's changes.
+    fn wait_seen(&self, revision: Revision, within: Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        while (self.seen.load(Ordering::Acquire) as Revision) < revision {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        true
+    }
+
     /// Follows every change under the prefix from the last scan on, and
     /// watches again (from where it left off) whenever the stream ends.
     fn watch(&self, tell: Changed) {
