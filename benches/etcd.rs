@@ -12,7 +12,12 @@
 //! 4. ways 1 and 2 again on a second cluster that serves its clients over
 //!    TLS and wants a client certificate (made with `openssl`; skipped,
 //!    saying so, without it), each rate as a ratio to the same way over
-//!    plain HTTP: what TLS costs per operation.
+//!    plain HTTP: what TLS costs per operation;
+//! 5. file locks across two etcd mounts of one prefix (as two hosts would
+//!    mount it): `flock` taken and released alternately through each
+//!    mount, and an `fcntl` byte-range lock taken and released through one
+//!    while the other is mounted, beside `flock` on a local mount (whose
+//!    locks the kernel keeps) and on a plain directory, on the same disk.
 //!
 //!     cargo bench --bench etcd -- [--keys N] [--runs R] [--members M] [--dir PATH]
 //!
@@ -135,6 +140,86 @@ fn timed(order: &[usize], mut op: impl FnMut(usize)) -> Figure {
         p50: at(0.50),
         p99: at(0.99),
     }
+}
+
+/// Lock and unlock pairs timed per way of the lock table.
+const LOCK_PAIRS: usize = 300;
+
+/// Takes and releases an exclusive `flock` on `f`.
+fn flock_pair(f: &File) {
+    use std::os::fd::AsRawFd;
+    for op in [libc::LOCK_EX, libc::LOCK_UN] {
+        // SAFETY: flock(2) on a descriptor `f` keeps open.
+        let rc = unsafe { libc::flock(f.as_raw_fd(), op) };
+        assert_eq!(rc, 0, "flock: {}", std::io::Error::last_os_error());
+    }
+}
+
+/// Takes and releases a write lock on byte `at` of `f` (F_SETLK).
+fn fcntl_pair(f: &File, at: i64) {
+    use std::os::fd::AsRawFd;
+    for typ in [libc::F_WRLCK, libc::F_UNLCK] {
+        // SAFETY: a zeroed `struct flock` is valid; the fields that matter
+        // are set below.
+        let mut l: libc::flock = unsafe { std::mem::zeroed() };
+        l.l_type = typ as i16;
+        l.l_whence = libc::SEEK_SET as i16;
+        l.l_start = at;
+        l.l_len = 1;
+        // SAFETY: fcntl(2) F_SETLK with a valid `struct flock` on an open
+        // descriptor.
+        let rc = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_SETLK, &l) };
+        assert_eq!(rc, 0, "fcntl: {}", std::io::Error::last_os_error());
+    }
+}
+
+fn open_rw(path: &Path) -> File {
+    File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .expect("lock file")
+}
+
+/// The lock table's rows: the way, and its figure of lock+unlock pairs.
+fn lock_rows(cluster: &etcd::Cluster, base: &Path) -> Vec<(&'static str, Figure)> {
+    let dir = base.join("locks");
+    let order: Vec<usize> = (0..LOCK_PAIRS).collect();
+    let mut rows = Vec::new();
+    {
+        let url = cluster.url("locks");
+        let source = ["--backend".as_ref(), url.as_ref()];
+        let m1 = Mounted::start(&source, &dir.join("mnt1"), &dir.join("mount1.log"));
+        let m2 = Mounted::start(&source, &dir.join("mnt2"), &dir.join("mount2.log"));
+        let f1 = open_rw(&m1.mnt.join("f"));
+        let f2 = open_rw(&m2.mnt.join("f"));
+        let both = [&f1, &f2];
+        rows.push((
+            "flock, alternating mounts",
+            timed(&order, |i| flock_pair(both[i % 2])),
+        ));
+        rows.push(("flock, one mount", timed(&order, |_| flock_pair(&f1))));
+        rows.push((
+            "fcntl byte, one mount",
+            timed(&order, |i| fcntl_pair(&f1, i as i64)),
+        ));
+    }
+    {
+        let data = dir.join("data");
+        let m = Mounted::start(
+            &[data.as_os_str()],
+            &dir.join("local-mnt"),
+            &dir.join("local.log"),
+        );
+        let f = open_rw(&m.mnt.join("f"));
+        rows.push(("flock, local mount", timed(&order, |_| flock_pair(&f))));
+    }
+    fs::create_dir_all(dir.join("plain")).expect("plain directory");
+    let f = open_rw(&dir.join("plain/f"));
+    rows.push(("flock, plain dir", timed(&order, |_| flock_pair(&f))));
+    rows
 }
 
 /// The overwrite order: N random keys (some twice, some not at all).
@@ -411,6 +496,10 @@ fn main() {
         let _ = fs::remove_dir_all(&dir);
     }
 
+    let t = Instant::now();
+    let locks = lock_rows(&cluster, &base);
+    eprintln!("locks: {:.1}s", t.elapsed().as_secs_f64());
+
     // Medians over the runs, per way and operation.
     let med = |way: usize, op: usize| -> Option<Figure> {
         let figs: Vec<Figure> = runs[way].iter().filter_map(|r| r[op]).collect();
@@ -450,6 +539,32 @@ fn main() {
         "(p50/p99: latency of one operation in µs; ratios of ops/s. client: create and \
          overwrite = put, read = get, delete = DeleteRange on the gateway; etcd has no stat. \
          The local mount runs with its default --sync none; etcd syncs its log at every commit.)"
+    );
+    println!(
+        "\nfile locks, {LOCK_PAIRS} lock+unlock pairs (two etcd mounts of one prefix, one \
+         daemon each, as two hosts):"
+    );
+    println!(
+        "{:<28} {:>9} {:>7} {:>7} {:>13}",
+        "way", "pairs/s", "p50", "p99", "÷ local flock"
+    );
+    let local = locks
+        .iter()
+        .find(|(w, _)| *w == "flock, local mount")
+        .map_or(f64::NAN, |(_, f)| f.rate);
+    for (way, f) in &locks {
+        println!(
+            "{way:<28} {:>9.0} {:>7.0} {:>7.0} {:>13.4}",
+            f.rate,
+            f.p50,
+            f.p99,
+            f.rate / local
+        );
+    }
+    println!(
+        "(a pair: LOCK_EX then LOCK_UN, or F_SETLK F_WRLCK then F_UNLCK on one byte; p50/p99 \
+         in µs. On etcd a lock is a range read and a transaction, an unlock a delete; the \
+         local mount's and the plain directory's locks are the kernel's.)"
     );
     if tls.is_none() {
         println!("\nno TLS rows: openssl is not installed");
