@@ -125,6 +125,19 @@ fn flock_on_one_mount_holds_off_the_other_until_released() {
         None,
         "did not wait"
     );
+    // The wait holds one of the daemon's threads, not the mount.
+    assert_eq!(m2.ok("cat mnt/f"), "x\n");
+    // A waiter killed with -9 ends (the daemon sees its SIGKILL), though
+    // the kernel cannot interrupt the request itself.
+    let mut killed = Background::start(&format!("exec flock {f2} -c true"));
+    thread::sleep(Duration::from_millis(300));
+    // SAFETY: kill(2) of our own child.
+    unsafe { libc::kill(killed.0.id() as i32, libc::SIGKILL) };
+    assert_eq!(
+        killed.wait(Duration::from_secs(3)),
+        Some(false),
+        "a killed waiter hung"
+    );
     drop(holder);
     let took = waiter.wait(Duration::from_secs(10));
     assert_eq!(took, Some(true), "the waiter never got the lock");
