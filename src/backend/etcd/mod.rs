@@ -31,7 +31,7 @@ pub mod watch_state;
 
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::thread;
 use std::time::Duration;
 
@@ -82,6 +82,9 @@ pub struct Etcd {
     watch: Arc<WatchState>,
     /// The cluster's status for `df` and `caskfs stats`.
     observer: Arc<Observer>,
+    /// The revision up to which the watch has told every change (a scan
+    /// moves `seen` on without telling).
+    told: Arc<AtomicI64>,
 }
 
 fn fail(e: ClientError) -> Error {
@@ -146,6 +149,7 @@ impl Etcd {
             prefix,
             watch,
             observer,
+            told: Arc::new(AtomicI64::new(revision)),
         })
     }
 
@@ -299,10 +303,10 @@ impl Kv for Etcd {
         true
     }
 
-    /// The watch sets `seen` after it has told a response's changes.
+    /// The watch moves `told` on after it has told a response's changes.
     fn wait_seen(&self, revision: Revision, within: Duration) -> bool {
         let deadline = std::time::Instant::now() + within;
-        while (self.seen.load(Ordering::Acquire) as Revision) < revision {
+        while (self.told.load(Ordering::Acquire) as Revision) < revision {
             if std::time::Instant::now() >= deadline {
                 return false;
             }
@@ -316,6 +320,7 @@ impl Kv for Etcd {
     fn watch(&self, tell: Changed) {
         let (client, prefix, state) =
             (self.client.clone(), self.prefix.clone(), self.watch.clone());
+        let told = self.told.clone();
         state.started();
         let spawned = thread::Builder::new()
             .name("etcd-watch".into())
@@ -323,7 +328,7 @@ impl Kv for Etcd {
                 let mut pause = Duration::from_millis(50);
                 loop {
                     let from = state.seen.load(Ordering::Relaxed) + 1;
-                    let followed = follow(&client, &prefix, &state, &tell, from);
+                    let followed = follow(&client, &prefix, (&state, &told), &tell, from);
                     state.closed(followed.as_ref().err().map(ToString::to_string));
                     match followed {
                         Ok(()) => pause = Duration::from_millis(50),
@@ -344,7 +349,7 @@ impl Kv for Etcd {
 fn follow(
     client: &Client,
     prefix: &[u8],
-    state: &WatchState,
+    (state, told): (&WatchState, &AtomicI64),
     tell: &Changed,
     from: i64,
 ) -> client::Result<()> {
@@ -365,6 +370,7 @@ fn follow(
             }
         }
         state.message(rev, events.len());
+        told.fetch_max(rev, Ordering::Release);
     }
     Ok(())
 }
