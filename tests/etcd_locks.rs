@@ -169,6 +169,9 @@ fn a_killed_daemon_loses_its_locks_when_its_lease_lapses() {
     let f2 = f2.to_str().unwrap();
     let _holder = hold(&m1, &m1.path("f"));
     assert!(!flock_free(&m2, f2));
+    // Kept alive past its TTL while the daemon lives.
+    thread::sleep(Duration::from_secs(5));
+    assert!(!flock_free(&m2, f2), "the lock went while its daemon lived");
 
     m1.signal(libc::SIGKILL);
     let _ = m1.wait_exit(Duration::from_secs(30));
