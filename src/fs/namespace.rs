@@ -205,11 +205,22 @@ impl CaskFs {
         if name.len() > crate::vocab::MAX_NAME_LEN {
             return Err(Error::NameTooLong);
         }
-        let dirs = self.dirs.read();
         let parent = self.nodeids.ino_of(parent);
-        let e = dirs.get(parent, name).ok_or(Error::NotFound)?;
-        drop(dirs);
-        self.attr(e.ino, tid, None)
+        let found = |dirs: &DirMap| dirs.get(parent, name).map(|e| e.ino);
+        let ino = found(&self.dirs.read());
+        match ino.map(|ino| self.attr(ino, tid, None)) {
+            // On a shared backend, another host may have moved the name on
+            // to another inode and removed this one before the watch tells
+            // this mount: the backend's entry decides (the kernel looks up
+            // again after an open found its inode gone).
+            Some(Err(Error::NotFound)) if self.opts.shared => {
+                self.refresh_entry(parent, name)?;
+                let ino = found(&self.dirs.read()).ok_or(Error::NotFound)?;
+                self.attr(ino, tid, None)
+            }
+            Some(r) => r,
+            None => Err(Error::NotFound),
+        }
     }
 
     /// Creates `name` and opens it. The file exists from now on (lookups

@@ -99,6 +99,24 @@ impl CaskFs {
         }
     }
 
+    /// The entry `name` of folder `parent` as the shared backend has it
+    /// now, taken into the directory map ahead of the watch, which then
+    /// does not undo it with an older change of the key.
+    pub(super) fn refresh_entry(&self, parent: u64, name: &[u8]) -> Result<()> {
+        let key = keys::entry(parent, name);
+        let value = self.store.kv.get(&key)?;
+        let record = match &value {
+            Some(v) => Some(v.bytes(0, v.len() as usize)?.to_vec()),
+            None => None,
+        };
+        let mut dirs = self.dirs.write();
+        if let Some(v) = &value {
+            self.own.lock().insert(key, v.revision());
+        }
+        dirs.apply(parent, name, record.as_deref())?;
+        Ok(())
+    }
+
     fn changed_elsewhere(&self, c: Change) {
         let kernel = self.kernel.get();
         if let Some((parent, name)) = keys::entry_of(c.key) {

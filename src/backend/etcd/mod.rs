@@ -355,7 +355,12 @@ fn follow(
 ) -> client::Result<()> {
     let mut w = client.watch(prefix, from)?;
     state.opened();
-    while let Some((events, rev)) = w.next()? {
+    while let Some((events, _)) = w.next()? {
+        // Seen is the last event's revision, not the message's: the first
+        // message of a watch carries the cluster's revision before the
+        // events that catch up, and a stream cut off then would be opened
+        // again past events it never brought.
+        let mut last = None;
         for e in &events {
             let (key, value, revision) = match e {
                 client::Event::Put(kv) => (&kv.key, Some(kv.value.as_slice()), kv.mod_rev),
@@ -368,9 +373,12 @@ fn follow(
                     revision: revision as Revision,
                 });
             }
+            last = last.max(Some(revision));
         }
-        state.message(rev, events.len());
-        told.fetch_max(rev, Ordering::Release);
+        state.message(last, events.len());
+        if let Some(last) = last {
+            told.fetch_max(last, Ordering::Release);
+        }
     }
     Ok(())
 }

@@ -73,9 +73,11 @@ impl WatchState {
     }
 
     /// A message at revision `rev`, with `events` changes in it.
-    pub fn message(&self, rev: i64, events: usize) {
+    pub fn message(&self, rev: Option<i64>, events: usize) {
         let now = self.now_ms();
-        self.seen.fetch_max(rev, Ordering::Relaxed);
+        if let Some(rev) = rev {
+            self.seen.fetch_max(rev, Ordering::Relaxed);
+        }
         self.last_progress_ms.store(now, Ordering::Relaxed);
         if events > 0 {
             self.last_event_ms.store(now, Ordering::Relaxed);
