@@ -138,12 +138,12 @@ fn tls_with_client_certificates_serves_tools_and_loses_no_write_with_its_leader(
     assert_eq!(m.ok("cat mnt/k mnt/d/copy"), "hello\nmore\nhello\nmore\n");
     m.ok("mv mnt/d/copy mnt/moved && rm mnt/k");
     assert_eq!(m.ok("ls mnt"), "d\nmoved\n");
-    // The source of the mount is the URL, files made absolute, and
-    // `caskfs stats MOUNTPOINT` reaches the cluster through it.
+    // The source of the mount is the URL, files made absolute, and the
+    // daemon's `caskfs stats MOUNTPOINT` reaches the cluster through it.
     let stats = ok(&["stats", m.mnt.to_str().unwrap()], None);
     assert!(
         stats.contains(&format!("?cacert={}", c.ca().display()))
-            && stats.contains("keys 1, folders 1"),
+            && stats.contains("cluster: 3 members, leader"),
         "{stats}"
     );
 
