@@ -83,4 +83,9 @@ if command -v etcd >/dev/null 2>&1; then
     CASKFS_TEST_BACKEND=etcd cargo test --release --test mount_files --test mount_posix \
         --test mount_tree --test mount_errors --test mount_concurrency --test mount_links \
         --test mount_xattrs --test mount_sparse "$@"
+    # The mount contract once more on a cluster that serves TLS only, asks
+    # for a client certificate, and has a user and password.
+    if command -v openssl >/dev/null 2>&1; then
+        CASKFS_TEST_BACKEND=etcd-secure cargo test --release --test mount_files "$@"
+    fi
 fi

@@ -57,6 +57,12 @@ impl Certs {
             "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n",
         );
         c.signed("ca", "client", "extendedKeyUsage=clientAuth\n");
+        c.signed_as(
+            "ca",
+            "client-no-cn",
+            "/O=caskfs test client",
+            "extendedKeyUsage=clientAuth\n",
+        );
         c.signed("other-ca", "other-client", "extendedKeyUsage=clientAuth\n");
         c
     }
@@ -81,6 +87,12 @@ impl Certs {
 
     pub fn client(&self) -> Pair {
         self.pair("client")
+    }
+
+    /// A client certificate with no CommonName: what etcd's JSON gateway
+    /// takes from a client while auth is on.
+    pub fn client_without_cn(&self) -> Pair {
+        self.pair("client-no-cn")
     }
 
     /// A client certificate the other CA signed.
@@ -118,6 +130,11 @@ impl Certs {
     /// A certificate `name` for `CN=name`, signed by CA `ca`, with the
     /// extensions `ext`.
     fn signed(&self, ca: &str, name: &str, ext: &str) {
+        self.signed_as(ca, name, &format!("/CN={name}"), ext);
+    }
+
+    /// The same for subject `subject`.
+    fn signed_as(&self, ca: &str, name: &str, subject: &str, ext: &str) {
         let ext_file = format!("{name}.ext");
         std::fs::write(self.path(&ext_file), ext).expect("extensions file");
         self.openssl(&[
@@ -128,7 +145,7 @@ impl Certs {
             "ec_paramgen_curve:prime256v1",
             "-nodes",
             "-subj",
-            &format!("/CN={name}"),
+            subject,
             "-keyout",
             &format!("{name}.key"),
             "-out",

@@ -101,6 +101,8 @@ pub struct Mount {
     pub backend: Option<String>,
     /// The cluster `CASKFS_TEST_BACKEND=etcd` started for this mount.
     cluster: Option<etcd::Cluster>,
+    /// The certificates of `CASKFS_TEST_BACKEND=etcd-secure`'s cluster.
+    _certs: Option<certs::Certs>,
     /// Environment variables the daemon gets besides the test's.
     env: Vec<(String, String)>,
     child: Option<Child>,
@@ -128,17 +130,50 @@ impl Mount {
         fs::create_dir_all(&mnt).expect("mountpoint");
         // CASKFS_TEST_BACKEND=etcd runs a test on a one-member etcd
         // cluster of its own instead of `data` (tests that look into the
-        // data directory then fail: they are about the local log).
-        let cluster = (std::env::var("CASKFS_TEST_BACKEND").as_deref() == Ok("etcd"))
-            .then(|| etcd::Cluster::start(1, &[]));
+        // data directory then fail: they are about the local log);
+        // `etcd-secure`, on one that serves TLS only, asks for a client
+        // certificate and has a user and password.
+        let (mut cluster, mut certs, mut backend, mut env) = (None, None, None, Vec::new());
+        match std::env::var("CASKFS_TEST_BACKEND").as_deref() {
+            Ok("etcd") => {
+                let c = etcd::Cluster::start(1, &[]);
+                backend = Some(c.url("test"));
+                cluster = Some(c);
+            }
+            Ok("etcd-secure") => {
+                let made = certs::Certs::make();
+                let server = made.server();
+                let tls = etcd::ServerTls {
+                    ca: made.ca(),
+                    cert: server.cert,
+                    key: server.key,
+                };
+                let c = etcd::Cluster::start_tls(1, &tls, &[]);
+                c.enable_auth("cask", "secret", "test");
+                // With auth on, etcd's JSON gateway refuses a client
+                // certificate that has a CommonName.
+                let client = made.client_without_cn();
+                let url = c.url("test").replacen("etcd://", "etcd://cask@", 1);
+                backend = Some(format!(
+                    "{url}?cacert={}&cert={}&key={}",
+                    made.ca().display(),
+                    client.cert.display(),
+                    client.key.display()
+                ));
+                env.push(("CASKFS_ETCD_PASSWORD".to_string(), "secret".to_string()));
+                (cluster, certs) = (Some(c), Some(made));
+            }
+            _ => {}
+        }
         let mut m = Mount {
             root,
             data,
             mnt,
             args: args.iter().map(|s| s.to_string()).collect(),
-            backend: cluster.as_ref().map(|c| c.url("test")),
+            backend,
             cluster,
-            env: Vec::new(),
+            _certs: certs,
+            env,
             child: None,
         };
         m.mount();
@@ -166,6 +201,7 @@ impl Mount {
             args: args.iter().map(|s| s.to_string()).collect(),
             backend: Some(url.to_string()),
             cluster: None,
+            _certs: None,
             env: env
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))

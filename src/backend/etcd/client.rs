@@ -419,7 +419,20 @@ impl Client {
                     "the member speaks TLS on this port: give cacert= in the URL".into(),
                 );
             }
-            Fault::Down(format!("HTTP {status}, reply is not JSON: {e}"))
+            let text = String::from_utf8_lossy(&reply[..reply.len().min(200)]).into_owned();
+            // etcd's JSON gateway cannot pass a certificate's CommonName
+            // on as the user, so with auth on it refuses one that has it.
+            if text.contains("CommonName of client") {
+                return Fault::Refused(
+                    "with auth on, etcd's JSON gateway refuses a client certificate that has \
+                     a CommonName: give cert= one without a CN (its SANs are enough)"
+                        .into(),
+                );
+            }
+            Fault::Down(format!(
+                "HTTP {status}, reply is not JSON ({e}): {:?}",
+                text.trim()
+            ))
         })
     }
 
