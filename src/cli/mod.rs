@@ -36,6 +36,10 @@ pub struct Cli {
 }
 
 #[derive(Subcommand)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "parsed once per process; boxing buys nothing"
+)]
 pub enum Command {
     /// Mount DATA_DIR (or, with --backend, a prefix of an etcd cluster) on
     /// MOUNTPOINT and serve it until unmounted.
