@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use ureq::config::Config;
 use ureq::http::Uri;
+use ureq::typestate::WithBody;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{DefaultConnector, NextTimeout};
-use ureq::{Agent, BodyReader};
+use ureq::{Agent, BodyReader, RequestBuilder};
 
 /// Replies larger than this are refused: etcd's own limit on a request is
 /// 1.5 MiB by default, and a range reply of many keys stays far below.
@@ -107,14 +108,10 @@ impl Member {
         body: &[u8],
         token: Option<&str>,
     ) -> Result<(u16, Vec<u8>), Fault> {
-        let mut req = self
-            .agent
-            .post(format!("{}{path}", self.base))
-            .header("Content-Type", "application/json");
-        if let Some(t) = token {
-            req = req.header("Authorization", t);
-        }
-        let mut reply = req.send(body).map_err(|e| self.fault(e))?;
+        let mut reply = self
+            .request(path, token)
+            .send(body)
+            .map_err(|e| self.fault(e))?;
         let status = reply.status().as_u16();
         let bytes = reply
             .body_mut()
@@ -123,6 +120,18 @@ impl Member {
             .read_to_vec()
             .map_err(|e| self.fault(e))?;
         Ok((status, bytes))
+    }
+
+    /// A JSON POST to `path`, with etcd's auth `token` if there is one.
+    fn request(&self, path: &str, token: Option<&str>) -> RequestBuilder<WithBody> {
+        let req = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Content-Type", "application/json");
+        match token {
+            Some(t) => req.header("Authorization", t),
+            None => req,
+        }
     }
 
     /// POSTs `body` to `path` and returns the status and the reply as it
@@ -137,14 +146,8 @@ impl Member {
         timeout: Duration,
         quiet: Duration,
     ) -> Result<(u16, Lines), Fault> {
-        let mut req = self
-            .agent
-            .post(format!("{}{path}", self.base))
-            .header("Content-Type", "application/json");
-        if let Some(t) = token {
-            req = req.header("Authorization", t);
-        }
-        let reply = req
+        let reply = self
+            .request(path, token)
             .config()
             // The stream lasts as long as the watch: its head comes at
             // once, then each read waits until the stream is quiet.
