@@ -13,20 +13,6 @@ use std::time::{Duration, Instant};
 use common::Mount;
 use common::etcd::Cluster;
 
-/// Polls `check` until it holds or `within` passes; how long it took.
-fn within(within: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    loop {
-        if check() {
-            return Some(start.elapsed());
-        }
-        if start.elapsed() > within {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// A background `sh -c script`, killed (with its group) on drop.
 struct Background(Child);
 
@@ -90,7 +76,7 @@ fn hold(m: &Mount, path: &std::path::Path) -> Background {
         ready.display()
     ));
     assert!(
-        within(Duration::from_secs(10), || ready.exists()).is_some(),
+        common::within(Duration::from_secs(10), || ready.exists()).is_some(),
         "the holder never got the lock\n{}",
         common::tail(&m.log(), 3000)
     );
@@ -175,7 +161,7 @@ fn a_killed_daemon_loses_its_locks_when_its_lease_lapses() {
 
     m1.signal(libc::SIGKILL);
     let _ = m1.wait_exit(Duration::from_secs(30));
-    let freed = within(Duration::from_secs(10), || flock_free(&m2, f2));
+    let freed = common::within(Duration::from_secs(10), || flock_free(&m2, f2));
     common::detach(&m1.mnt);
     let freed = freed.expect("the dead daemon's lock was never released");
     assert!(freed < Duration::from_secs(6), "released after {freed:?}");
@@ -247,8 +233,8 @@ fn fcntl_byte_ranges_conflict_only_where_they_overlap() {
         ready2.display()
     ));
     let said = |p: &std::path::Path| std::fs::read_to_string(p).unwrap_or_default();
-    assert!(within(Duration::from_secs(10), || said(&ready) == "ok\n").is_some());
-    assert!(within(Duration::from_secs(10), || said(&ready2) == "ok\n").is_some());
+    assert!(common::within(Duration::from_secs(10), || said(&ready) == "ok\n").is_some());
+    assert!(common::within(Duration::from_secs(10), || said(&ready2) == "ok\n").is_some());
 
     let try2 = |kind: &str, start: u64, len: u64| m2.ok(&lockf(&p2, kind, start, len, false));
     assert_eq!(
@@ -287,7 +273,7 @@ print(t == fcntl.F_WRLCK, s, n)
     // exited is gone.
     drop(_w);
     assert!(
-        within(Duration::from_secs(5), || try2("LOCK_EX", 0, 100) == "ok\n").is_some(),
+        common::within(Duration::from_secs(5), || try2("LOCK_EX", 0, 100) == "ok\n").is_some(),
         "the write lock outlived its process"
     );
 }

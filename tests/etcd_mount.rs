@@ -14,20 +14,6 @@ use std::time::{Duration, Instant};
 use common::Mount;
 use common::etcd::Cluster;
 
-/// Polls `check` until it holds or `within` passes; how long it took.
-fn within(within: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
-    let start = Instant::now();
-    loop {
-        if check() {
-            return Some(start.elapsed());
-        }
-        if start.elapsed() > within {
-            return None;
-        }
-        thread::sleep(Duration::from_millis(10));
-    }
-}
-
 #[test]
 fn files_folders_and_tools_work_as_on_a_local_store() {
     require_etcd!();
@@ -109,7 +95,7 @@ fn two_mounts_see_each_others_changes_within_a_second() {
     let b = Mount::start_backend(&url, &[]);
     let second = Duration::from_secs(1);
     a.ok("mkdir mnt/d && echo one > mnt/d/k");
-    let seen = within(second, || {
+    let seen = common::within(second, || {
         fs::read_to_string(b.path("d/k")).is_ok_and(|v| v == "one\n")
     });
     assert!(seen.is_some(), "b did not see a's new key within 1 s");
@@ -117,19 +103,19 @@ fn two_mounts_see_each_others_changes_within_a_second() {
     // b has the name and attributes cached now; a changes the value.
     assert_eq!(b.ok("stat -c %s mnt/d/k"), "4\n");
     a.ok("echo longer > mnt/d/k");
-    let seen = within(second, || {
+    let seen = common::within(second, || {
         b.ok("stat -c %s mnt/d/k") == "7\n"
             && fs::read_to_string(b.path("d/k")).unwrap() == "longer\n"
     });
     assert!(seen.is_some(), "b did not see a's new value within 1 s");
     eprintln!("b saw a's new value (its stat cached before) after {seen:?}");
     b.ok("mv mnt/d/k mnt/d/moved");
-    let seen = within(second, || {
+    let seen = common::within(second, || {
         !a.path("d/k").exists() && a.ok("ls mnt/d") == "moved\n"
     });
     assert!(seen.is_some(), "a did not see b's rename within 1 s");
     b.ok("rm mnt/d/moved");
-    let seen = within(second, || a.ok("ls mnt/d").is_empty());
+    let seen = common::within(second, || a.ok("ls mnt/d").is_empty());
     assert!(seen.is_some(), "a did not see b's rm within 1 s");
 }
 
@@ -180,7 +166,7 @@ fn conflicting_writers_on_two_mounts_never_mix_values() {
         assert!(reads > 10);
     });
     let last = fs::read(a.path("k")).unwrap();
-    let seen = within(Duration::from_secs(1), || {
+    let seen = common::within(Duration::from_secs(1), || {
         fs::read(b.path("k")).unwrap() == last
     });
     assert!(seen.is_some(), "the two mounts disagree on the last commit");

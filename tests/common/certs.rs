@@ -5,29 +5,13 @@
 //! certificate of its own, which the first CA's members must refuse.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use tempfile::TempDir;
 
-/// Whether the `openssl` command is there. Without it the test is
-/// skipped with a note, except under `CI=true`, where that is a failure:
-/// `scripts/test.sh` installs it.
+/// Whether the `openssl` command is there (see `etcd::tool_available`).
 pub fn openssl_available() -> bool {
-    let found = Command::new("openssl")
-        .arg("version")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    if found {
-        return true;
-    }
-    let missing = "openssl is not installed (Debian's openssl; scripts/test.sh installs it)";
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{missing}, and CI=true: the etcd TLS tests must run in CI");
-    }
-    eprintln!("skipping etcd TLS test: {missing}");
-    false
+    super::etcd::tool_available("openssl", "version", "openssl", "etcd TLS")
 }
 
 pub struct Certs {

@@ -14,12 +14,17 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-/// Whether etcd is installed (Debian's etcd-server). Without it the test
-/// is skipped with a note, except under `CI=true`, where that is a
-/// failure: `scripts/test.sh` installs it.
+/// Whether etcd is installed (Debian's etcd-server).
 pub fn etcd_available() -> bool {
-    let found = Command::new("etcd")
-        .arg("--version")
+    tool_available("etcd", "--version", "etcd-server", "etcd")
+}
+
+/// Whether `cmd ARG` runs (a tool some tests need). Without it the test
+/// is skipped with a note naming Debian's `package`, except under
+/// `CI=true`, where that is a failure: `scripts/test.sh` installs it.
+pub fn tool_available(cmd: &str, arg: &str, package: &str, tests: &str) -> bool {
+    let found = Command::new(cmd)
+        .arg(arg)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
@@ -27,11 +32,12 @@ pub fn etcd_available() -> bool {
     if found {
         return true;
     }
-    let missing = "etcd is not installed (Debian's etcd-server; scripts/test.sh installs it)";
+    let missing =
+        format!("{cmd} is not installed (Debian's {package}; scripts/test.sh installs it)");
     if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{missing}, and CI=true: the etcd tests must run in CI");
+        panic!("{missing}, and CI=true: the {tests} tests must run in CI");
     }
-    eprintln!("skipping etcd test: {missing}");
+    eprintln!("skipping {tests} test: {missing}");
     false
 }
 

@@ -568,3 +568,17 @@ pub fn mmap_read(f: &fs::File, len: usize) -> std::io::Result<Vec<u8>> {
         Ok(out)
     }
 }
+
+/// Polls `check` until it holds or `within` passes; how long it took.
+pub fn within(within: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
+    let start = Instant::now();
+    loop {
+        if check() {
+            return Some(start.elapsed());
+        }
+        if start.elapsed() > within {
+            return None;
+        }
+        sleep(Duration::from_millis(10));
+    }
+}
